@@ -1,0 +1,54 @@
+"""The audit trail: who changed what, with before/after snapshots, for every write."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from decimal import Decimal
+
+from sqlmodel import Field, Session, SQLModel
+
+from models.base import json_column, utc_column, utcnow
+
+
+class AuditLog(SQLModel, table=True):
+    """One write: the actor (`admin`, `payee:<id>`, `worker`), the action and the entity's states."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor: str = Field(max_length=64, index=True)
+    action: str = Field(max_length=64, index=True)
+    entity: str = Field(max_length=40)
+    entity_id: str | None = Field(default=None, max_length=64)
+    before: dict | None = Field(default=None, sa_column=json_column())
+    after: dict | None = Field(default=None, sa_column=json_column())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False, index=True))
+
+
+def _plain(value):
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def snapshot(obj: SQLModel) -> dict:
+    """A JSON-safe dict of a row's columns (for audit before/after)."""
+    return {column.name: _plain(getattr(obj, column.name)) for column in obj.__table__.columns}
+
+
+def record_audit(
+    session: Session, *, actor: str, action: str, entity: SQLModel | str, entity_id=None,
+    before: dict | None = None, after: dict | None = None,
+) -> AuditLog:
+    """Add an audit row in the caller's transaction."""
+    if isinstance(entity, SQLModel):
+        entity_id = entity_id if entity_id is not None else getattr(entity, "id", None)
+        entity = entity.__tablename__
+    row = AuditLog(
+        actor=actor, action=action, entity=str(entity),
+        entity_id=None if entity_id is None else str(entity_id), before=before, after=after,
+    )
+    session.add(row)
+    return row

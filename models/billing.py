@@ -1,0 +1,138 @@
+"""Billing records: plans (mirrored as Stripe Products/Prices) and received Stripe events.
+
+Stripe is the source of truth for money; these rows are our local memory of it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+import sqlalchemy as sa
+from sqlmodel import Field, Session, SQLModel, select
+
+from models.audit import record_audit, snapshot
+from models.base import enum_check, json_column, utc_column, utcnow
+from models.errors import Conflict, Invalid, NotFound
+
+FREQUENCIES = ("weekly", "monthly", "semester")
+EVENT_STATUSES = ("received", "processed", "failed", "ignored")
+
+
+class Plan(SQLModel, table=True):
+    """A price list entry. weekly/monthly: a recurring Stripe price per period; semester: a price
+    per lesson, charged once for the semester's remaining billable lessons."""
+
+    __table_args__ = (
+        enum_check("frequency", FREQUENCIES, "frequency_known"),
+        sa.CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
+        sa.CheckConstraint("length(currency) = 3", name="currency_code"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=80)
+    frequency: str = Field(max_length=16)
+    amount_cents: int
+    currency: str = Field(default="usd", max_length=3)
+    stripe_product_id: str | None = Field(default=None, max_length=64)
+    stripe_price_id: str | None = Field(default=None, max_length=64)
+    active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+
+    @property
+    def amount(self) -> Decimal:
+        """The amount in currency units."""
+        return Decimal(self.amount_cents) / 100
+
+
+class StripeEvent(SQLModel, table=True):
+    """A webhook event, stored once by its Stripe id (replays are recognised and ignored)."""
+
+    __tablename__ = "stripe_event"
+    __table_args__ = (enum_check("status", EVENT_STATUSES, "status_known"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    stripe_event_id: str = Field(max_length=255, sa_column_kwargs={"unique": True})
+    type: str = Field(max_length=80, index=True)
+    payload: dict = Field(sa_column=json_column(nullable=False))
+    status: str = Field(default="received", max_length=16)
+    error: str | None = None
+    attempts: int = Field(default=0)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False, index=True))
+    processed_at: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+def parse_amount(text: str | float | Decimal) -> int:
+    """`30.00` → 3000 cents; Invalid when negative, malformed or finer than a cent."""
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise Invalid(f"{text!r} is not an amount", field="amount") from None
+    if not value.is_finite() or value < 0:
+        raise Invalid(f"{text!r} is not a non-negative amount", field="amount")
+    cents = value * 100
+    if cents != cents.to_integral_value():
+        raise Invalid(f"{text!r} has more than two decimals", field="amount")
+    return int(cents)
+
+
+def add_plan(session: Session, *, name: str, frequency: str, amount_cents: int, currency: str, actor: str) -> Plan:
+    """Add a plan (Stripe ids are filled in by the workers' gateway)."""
+    if frequency not in FREQUENCIES:
+        raise Invalid(f"frequency must be one of {', '.join(FREQUENCIES)}", field="frequency")
+    if amount_cents < 0:
+        raise Invalid("amount must not be negative", field="amount")
+    plan = Plan(name=name.strip() or frequency, frequency=frequency, amount_cents=amount_cents, currency=currency)
+    session.add(plan)
+    session.flush()
+    record_audit(session, actor=actor, action="plan.add", entity=plan, after=snapshot(plan))
+    return plan
+
+
+def get_plan(session: Session, ref: str | int) -> Plan:
+    """A plan by id, or the newest active plan of a frequency name."""
+    text = str(ref).strip().lower()
+    if text.isdigit():
+        plan = session.get(Plan, int(text))
+    else:
+        if text not in FREQUENCIES:
+            raise Invalid(f"plan must be an id or one of {', '.join(FREQUENCIES)}", field="plan")
+        plan = session.exec(
+            select(Plan).where(Plan.frequency == text, Plan.active.is_(True)).order_by(Plan.id.desc())
+        ).first()
+    if plan is None:
+        raise NotFound(f"no plan {ref!r}", field="plan")
+    return plan
+
+
+def record_stripe_event(session: Session, *, event_id: str, type: str, payload: dict) -> StripeEvent | None:
+    """Store a webhook event once; None when this id was seen before (a replay)."""
+    if session.exec(select(StripeEvent.id).where(StripeEvent.stripe_event_id == event_id)).first() is not None:
+        return None
+    event = StripeEvent(stripe_event_id=event_id, type=type, payload=payload)
+    try:
+        with session.begin_nested():
+            session.add(event)
+            session.flush()
+    except sa.exc.IntegrityError:  # a concurrent delivery of the same event won the race
+        return None
+    return event
+
+
+def get_stripe_event(session: Session, ref: str | int) -> StripeEvent:
+    """An event by local id or Stripe event id."""
+    text = str(ref).strip()
+    event = session.get(StripeEvent, int(text)) if text.isdigit() else session.exec(
+        select(StripeEvent).where(StripeEvent.stripe_event_id == text)
+    ).first()
+    if event is None:
+        raise NotFound(f"no Stripe event {ref!r}", field="event")
+    return event
+
+
+def ensure_plan_free_of(session: Session, plan: Plan) -> None:
+    """Conflict if a plan may not be changed because live enrollments use it."""
+    from models.enrollment import LIVE_STATUSES, Enrollment
+
+    if session.exec(select(Enrollment.id).where(Enrollment.plan_id == plan.id, Enrollment.status.in_(LIVE_STATUSES))).first():
+        raise Conflict(f"plan {plan.id} is used by live enrollments")

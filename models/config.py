@@ -1,0 +1,214 @@
+"""Settings: one typed object read from the environment (and `.env`), validated once.
+
+Every variable of the spec's Configuration section lives here. A missing or malformed
+value raises `ConfigError` whose message is one line naming the variable; the CLI and
+the API print that line and exit 1 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; `str(error)` is one line naming the variable."""
+
+
+def _split_csv(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+class Settings(BaseSettings):
+    """The studio's configuration; field names are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    DATABASE_URL: str = "sqlite:///studio.db"
+    REDIS_URL: str | None = None
+
+    STRIPE_SECRET_KEY: str | None = None
+    STRIPE_WEBHOOK_SECRET: str | None = None
+    STRIPE_API_BASE: str | None = None
+
+    MAILJET_API_KEY: str | None = None
+    MAILJET_API_SECRET: str | None = None
+    MAILJET_SENDER_EMAIL: str = "studio@example.com"
+    MAILJET_API_URL: str | None = None
+    EMAIL_BACKEND: str | None = None
+    OUTBOX_DIR: str = "outbox"
+
+    JWT_SECRET: str | None = None
+    JWT_TTL_SECONDS: int = Field(default=7200, ge=60, le=7 * 24 * 3600)
+    SUPABASE_JWT_SECRET: str | None = None
+    SUPABASE_JWKS_URL: str | None = None
+    SUPABASE_JWT_AUDIENCE: str = "authenticated"
+    SUPABASE_JWT_ISSUER: str | None = None
+
+    ADMIN_EMAIL_ALLOWLIST: str = ""
+    CORS_ORIGINS: str = ""
+    STUDIO_NAME: str = "Music Studio"
+    STUDIO_TIMEZONE: str = "America/New_York"
+    PROVISIONAL_HOLD_MINUTES: int = Field(default=30, ge=1, le=24 * 60)
+    MAX_HOLDS_PER_PAYEE: int = Field(default=3, ge=1, le=100)
+    DUNNING_GRACE_DAYS: int = Field(default=7, ge=0, le=90)
+    CURRENCY: str = "usd"
+
+    @field_validator(
+        "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE",
+        "MAILJET_API_KEY", "MAILJET_API_SECRET", "MAILJET_API_URL", "EMAIL_BACKEND",
+        "JWT_SECRET", "SUPABASE_JWT_SECRET", "SUPABASE_JWKS_URL", "SUPABASE_JWT_ISSUER",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        if not (value.startswith("sqlite:///") or value.startswith("postgresql+psycopg://")):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        return value
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("STRIPE_API_BASE", "MAILJET_API_URL", "SUPABASE_JWKS_URL")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("EMAIL_BACKEND")
+    @classmethod
+    def _email_backend(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("mailjet", "file"):
+            raise ValueError("must be 'mailjet' or 'file'")
+        return value
+
+    @field_validator("JWT_SECRET")
+    @classmethod
+    def _jwt_secret(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("STUDIO_TIMEZONE")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @field_validator("CURRENCY")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        value = value.strip().lower()
+        if len(value) != 3 or not value.isalpha():
+            raise ValueError("must be a three-letter ISO currency code")
+        return value
+
+    @field_validator("ADMIN_EMAIL_ALLOWLIST")
+    @classmethod
+    def _emails(cls, value: str) -> str:
+        for email in _split_csv(value):
+            if "@" not in email:
+                raise ValueError(f"{email!r} is not an email address")
+        return value
+
+    @field_validator("CORS_ORIGINS")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in _split_csv(value):
+            if not origin.startswith(("http://", "https://")):
+                raise ValueError(f"{origin!r} is not an http(s) origin")
+        return value
+
+    @model_validator(mode="after")
+    def _mailjet_needs_keys(self) -> "Settings":
+        if self.EMAIL_BACKEND == "mailjet" and not (self.MAILJET_API_KEY and self.MAILJET_API_SECRET):
+            raise ValueError("EMAIL_BACKEND=mailjet needs MAILJET_API_KEY and MAILJET_API_SECRET")
+        return self
+
+    # Derived values ---------------------------------------------------------------
+
+    @property
+    def email_backend(self) -> str:
+        """The backend in use: explicit `EMAIL_BACKEND`, else mailjet only when keyed."""
+        if self.EMAIL_BACKEND:
+            return self.EMAIL_BACKEND
+        return "mailjet" if self.MAILJET_API_KEY and self.MAILJET_API_SECRET else "file"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The studio's time zone."""
+        return ZoneInfo(self.STUDIO_TIMEZONE)
+
+    @property
+    def admin_emails(self) -> list[str]:
+        """Lower-cased admin addresses (they receive alerts and get the admin role)."""
+        return [email.lower() for email in _split_csv(self.ADMIN_EMAIL_ALLOWLIST)]
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """Origins allowed by CORS; nothing else is."""
+        return _split_csv(self.CORS_ORIGINS)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True on the embedded default database."""
+        return self.DATABASE_URL.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file, or None on PostgreSQL / in-memory."""
+        if not self.is_sqlite:
+            return None
+        path = self.DATABASE_URL.removeprefix("sqlite:///")
+        return None if path in ("", ":memory:") else Path(path)
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    name = ".".join(str(part) for part in first.get("loc", ())) or "settings"
+    message = first.get("msg", "invalid").removeprefix("Value error, ")
+    value = first.get("input")
+    if first.get("loc") and isinstance(value, (str, int)) and "SECRET" not in name and "KEY" not in name:
+        return f"configuration error: {name}={value!r}: {message}"
+    return f"configuration error: {name}: {message}"
+
+
+def load_settings(**overrides) -> Settings:
+    """Read and validate the settings; raise `ConfigError` with one line on failure."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, validated on first use."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests change the environment between cases)."""
+    get_settings.cache_clear()

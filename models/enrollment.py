@@ -1,0 +1,448 @@
+"""Enrollments: a student holding a weekly slot, and the life of that hold.
+
+    provisional ──> active ──> cancelled
+         │            │  ^
+         │            v  │ (paid in time)
+         │         past_due ──> cancelled (grace over)
+         ├──> failed   (card declined, terminal Stripe error)
+         ├──> expired  (hold ran out before billing was set up)
+         └──> cancelled (admin)
+
+At most one *live* (provisional, active, past_due) enrollment per timeslot: the booking
+locks the slot row and checks, and a partial unique index in the database is the last
+line of defence.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlmodel import Field, Session, SQLModel, func, select
+
+from models.audit import record_audit, snapshot
+from models.base import enum_check, utc_column, utcnow
+from models.billing import Plan, get_plan
+from models.config import get_settings
+from models.db import is_postgres
+from models.errors import Conflict, Invalid, NotFound, SlotTaken, TooManyHolds
+from models.outbox import queue_admin_alert, queue_email
+from models.people import Instrument, Payee, Student, Teacher, get_instrument, get_student, teaches
+from models.scheduling import (
+    Semester, Timeslot, all_closures, closures_of, format_minute, semester_on, slot_dates, WEEKDAYS,
+)
+
+PROVISIONAL, ACTIVE, PAST_DUE = "provisional", "active", "past_due"
+FAILED, EXPIRED, CANCELLED = "failed", "expired", "cancelled"
+STATUSES = (PROVISIONAL, ACTIVE, PAST_DUE, FAILED, EXPIRED, CANCELLED)
+LIVE_STATUSES = (PROVISIONAL, ACTIVE, PAST_DUE)
+_LIVE_SQL = "status IN ('provisional', 'active', 'past_due')"
+
+
+class Enrollment(SQLModel, table=True):
+    """A student's weekly lesson in a timeslot, billed by a plan."""
+
+    __table_args__ = (
+        enum_check("status", STATUSES, "status_known"),
+        sa.CheckConstraint("end_date IS NULL OR end_date >= start_date", name="dates_ordered"),
+        sa.CheckConstraint("status <> 'provisional' OR provisional_expires_at IS NOT NULL", name="hold_expires"),
+        # One live enrollment per slot, enforced by the database itself on both engines.
+        sa.Index(
+            "uq_enrollment_live_timeslot", "timeslot_id", unique=True,
+            postgresql_where=sa.text(_LIVE_SQL), sqlite_where=sa.text(_LIVE_SQL),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    student_id: int = Field(foreign_key="student.id", index=True, ondelete="RESTRICT")
+    timeslot_id: int = Field(foreign_key="timeslot.id", index=True, ondelete="RESTRICT")
+    instrument_id: int = Field(foreign_key="instrument.id", ondelete="RESTRICT")
+    plan_id: int | None = Field(default=None, foreign_key="plan.id", ondelete="RESTRICT")
+    semester_id: int | None = Field(default=None, foreign_key="semester.id", ondelete="SET NULL")
+    status: str = Field(default=PROVISIONAL, max_length=16, index=True)
+    offline: bool = Field(default=False)
+    provisional_expires_at: datetime | None = Field(default=None, sa_column=utc_column(index=True))
+    start_date: date
+    end_date: date | None = None
+    stripe_subscription_id: str | None = Field(default=None, max_length=64, index=True)
+    stripe_invoice_id: str | None = Field(default=None, max_length=64)
+    stripe_payment_intent_id: str | None = Field(default=None, max_length=64)
+    pipeline_state: str | None = Field(default=None, max_length=32)
+    failure_reason: str | None = Field(default=None, max_length=500)
+    cancel_reason: str | None = Field(default=None, max_length=500)
+    past_due_since: datetime | None = Field(default=None, sa_column=utc_column())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+
+
+# Reading -------------------------------------------------------------------------------
+
+
+def get_enrollment(session: Session, enrollment_id: int, *, payee_id: int | None = None) -> Enrollment:
+    """An enrollment by id; with `payee_id`, only that family's (others are NotFound)."""
+    enrollment = session.get(Enrollment, enrollment_id)
+    if enrollment is None:
+        raise NotFound(f"no enrollment {enrollment_id}", field="enrollment_id")
+    if payee_id is not None:
+        student = session.get(Student, enrollment.student_id)
+        if student is None or student.payee_id != payee_id:
+            raise NotFound(f"no enrollment {enrollment_id}", field="enrollment_id")
+    return enrollment
+
+
+def lock_enrollment(session: Session, enrollment_id: int) -> Enrollment | None:
+    """Load an enrollment for update (row lock on PostgreSQL), or None."""
+    statement = select(Enrollment).where(Enrollment.id == enrollment_id)
+    if is_postgres(session):
+        statement = statement.with_for_update()
+    return session.exec(statement.execution_options(populate_existing=True)).first()
+
+
+def live_enrollment_for_slot(session: Session, timeslot_id: int) -> Enrollment | None:
+    """The live enrollment holding a slot, if any."""
+    return session.exec(
+        select(Enrollment).where(Enrollment.timeslot_id == timeslot_id, Enrollment.status.in_(LIVE_STATUSES))
+    ).first()
+
+
+def lesson_end(session: Session, enrollment: Enrollment) -> date | None:
+    """The last possible lesson date: the enrollment's end, else its semester's end."""
+    if enrollment.end_date:
+        return enrollment.end_date
+    if enrollment.semester_id:
+        semester = session.get(Semester, enrollment.semester_id)
+        return semester.ends_on if semester else None
+    return None
+
+
+def lesson_dates(
+    session: Session, enrollment: Enrollment, *, first: date | None = None, last: date | None = None,
+    closures: set[date] | None = None,
+) -> list[date]:
+    """The enrollment's lesson dates (closures removed) within [first, last]."""
+    slot = session.get(Timeslot, enrollment.timeslot_id)
+    start = max(enrollment.start_date, first) if first else enrollment.start_date
+    end = lesson_end(session, enrollment)
+    end = min(end, last) if (end and last) else (end or last)
+    if end is None:
+        raise Invalid(f"enrollment {enrollment.id} has no end date; give a range")
+    if closures is None:
+        closures = closures_of(session, enrollment.semester_id) if enrollment.semester_id else all_closures(session)
+    return slot_dates(slot.weekday, start, end, closures)
+
+
+def is_occurrence(session: Session, enrollment: Enrollment, lesson_date: date) -> bool:
+    """True when `lesson_date` is a real lesson of the enrollment (weekday, range, no closure)."""
+    slot = session.get(Timeslot, enrollment.timeslot_id)
+    if lesson_date.weekday() != slot.weekday or lesson_date < enrollment.start_date:
+        return False
+    end = lesson_end(session, enrollment)
+    if end is not None and lesson_date > end:
+        return False
+    if enrollment.status in (CANCELLED,) and lesson_date > enrollment.updated_at.date():
+        return False
+    closures = closures_of(session, enrollment.semester_id) if enrollment.semester_id else all_closures(session)
+    return lesson_date not in closures
+
+
+def email_context(session: Session, enrollment: Enrollment) -> dict:
+    """The facts every enrollment email shows (JSON-safe, stored with the EmailLog row)."""
+    settings = get_settings()
+    student = session.get(Student, enrollment.student_id)
+    payee = session.get(Payee, student.payee_id)
+    slot = session.get(Timeslot, enrollment.timeslot_id)
+    teacher = session.get(Teacher, slot.teacher_id)
+    instrument = session.get(Instrument, enrollment.instrument_id)
+    plan = session.get(Plan, enrollment.plan_id) if enrollment.plan_id else None
+    return {
+        "studio_name": settings.STUDIO_NAME,
+        "timezone": settings.STUDIO_TIMEZONE,
+        "enrollment_id": enrollment.id,
+        "payee_name": payee.name,
+        "student_name": student.name,
+        "teacher_name": teacher.name,
+        "instrument": instrument.name,
+        "weekday": WEEKDAYS[slot.weekday].title(),
+        "time": format_minute(slot.start_minute),
+        "start_date": enrollment.start_date.isoformat(),
+        "status": enrollment.status,
+        "plan": plan.frequency if plan else "offline",
+        "amount": f"{plan.amount:.2f} {plan.currency.upper()}" if plan else None,
+        "expires_at": enrollment.provisional_expires_at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M %Z")
+        if enrollment.provisional_expires_at else None,
+        "failure_reason": enrollment.failure_reason,
+    }
+
+
+def payee_of(session: Session, enrollment: Enrollment) -> Payee:
+    """The family paying for an enrollment."""
+    student = session.get(Student, enrollment.student_id)
+    return session.get(Payee, student.payee_id)
+
+
+# Booking -------------------------------------------------------------------------------
+
+
+def _first_lesson_on_or_after(slot: Timeslot, day: date, closures: set[date], semester: Semester | None) -> date:
+    last = semester.ends_on if semester else day + timedelta(days=7 * 60)
+    dates = slot_dates(slot.weekday, day, last, closures)
+    if not dates:
+        raise Invalid("no lesson date left for this slot in the semester", field="start_date")
+    return dates[0]
+
+
+def _lock_row(session: Session, model, row_id: int):
+    statement = select(model).where(model.id == row_id)
+    if is_postgres(session):
+        statement = statement.with_for_update()
+    return session.exec(statement.execution_options(populate_existing=True)).first()
+
+
+def _new_enrollment(
+    session: Session, *, student: Student, timeslot_id: int, instrument: str, plan: str | int | None,
+    start_date: date | None, status: str, offline: bool, now: datetime, actor: str,
+) -> Enrollment:
+    settings = get_settings()
+    instrument_row = get_instrument(session, instrument)
+    plan_row = get_plan(session, plan) if plan is not None else None
+    if plan_row is not None and not plan_row.active:
+        raise Invalid(f"plan {plan_row.id} is no longer offered", field="plan")
+    # The slot row lock serialises bookings of one slot (SQLite: the unit of work began IMMEDIATE).
+    slot = _lock_row(session, Timeslot, timeslot_id)
+    if slot is None:
+        raise NotFound(f"no timeslot {timeslot_id}", field="timeslot_id")
+    teacher = session.get(Teacher, slot.teacher_id)
+    if not slot.active or not teacher.active:
+        raise Invalid(f"timeslot {slot.id} is not open for booking", field="timeslot_id")
+    if not teaches(session, teacher.id, instrument_row.id):
+        raise Invalid(f"{teacher.name} does not teach {instrument_row.name}", field="instrument")
+    today = now.astimezone(settings.tz).date()
+    if start_date is not None:
+        if start_date < today:
+            raise Invalid(f"start date {start_date} is in the past", field="start_date")
+        if start_date.weekday() != slot.weekday:
+            raise Invalid(f"{start_date} is not a {WEEKDAYS[slot.weekday].title()}", field="start_date")
+    semester = semester_on(session, start_date or today) or session.exec(
+        select(Semester).where(Semester.starts_on > (start_date or today)).order_by(Semester.starts_on)
+    ).first()
+    closures = closures_of(session, semester.id) if semester else all_closures(session)
+    if semester and start_date and start_date > semester.ends_on:
+        raise Invalid(f"{start_date} is after the semester ends", field="start_date")
+    first_day = max(start_date or today, semester.starts_on if semester else today)
+    first_lesson = _first_lesson_on_or_after(slot, first_day, closures, semester)
+    if plan_row is not None and plan_row.frequency == "semester" and semester is None:
+        raise Invalid("a semester plan needs a semester", field="plan")
+    taken = live_enrollment_for_slot(session, slot.id)
+    if taken is not None:
+        raise SlotTaken(f"timeslot {slot.id} ({slot.label}) is taken")
+    enrollment = Enrollment(
+        student_id=student.id, timeslot_id=slot.id, instrument_id=instrument_row.id,
+        plan_id=plan_row.id if plan_row else None, semester_id=semester.id if semester else None,
+        status=status, offline=offline, start_date=first_lesson,
+        provisional_expires_at=now + timedelta(minutes=settings.PROVISIONAL_HOLD_MINUTES) if status == PROVISIONAL else None,
+        created_at=now, updated_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(enrollment)
+            session.flush()
+    except sa.exc.IntegrityError:
+        raise SlotTaken(f"timeslot {slot.id} ({slot.label}) is taken") from None
+    record_audit(session, actor=actor, action=f"enrollment.{'assign' if offline else 'hold'}", entity=enrollment, after=snapshot(enrollment))
+    return enrollment
+
+
+def hold_slot(
+    session: Session, *, payee: Payee, student_id: int, timeslot_id: int, instrument: str,
+    plan: str | int, start_date: date | None = None, actor: str, now: datetime | None = None,
+) -> Enrollment:
+    """Put a provisional hold on a slot for one of `payee`'s students.
+
+    Checks ownership (another family's student is NotFound), the slot (active, teacher
+    teaches the instrument), the hold cap, then inserts the provisional enrollment under
+    the slot's row lock. A taken slot raises SlotTaken. The caller enqueues the booking
+    task after commit.
+    """
+    now = now or utcnow()
+    settings = get_settings()
+    locked_payee = _lock_row(session, Payee, payee.id)  # serialises one family's holds (the cap)
+    student = get_student(session, student_id, payee_id=locked_payee.id)
+    holds = session.exec(
+        select(func.count(Enrollment.id))
+        .join(Student, Student.id == Enrollment.student_id)
+        .where(Student.payee_id == payee.id, Enrollment.status == PROVISIONAL)
+    ).one()
+    if holds >= settings.MAX_HOLDS_PER_PAYEE:
+        raise TooManyHolds(f"you already hold {holds} provisional bookings (the limit is {settings.MAX_HOLDS_PER_PAYEE})")
+    return _new_enrollment(
+        session, student=student, timeslot_id=timeslot_id, instrument=instrument, plan=plan,
+        start_date=start_date, status=PROVISIONAL, offline=False, now=now, actor=actor,
+    )
+
+
+def assign_enrollment(
+    session: Session, *, student_id: int, timeslot_id: int, instrument: str, plan: str | int | None,
+    start_date: date | None = None, offline: bool = False, actor: str, now: datetime | None = None,
+) -> Enrollment:
+    """The admin's door: `offline` (paid outside Stripe) is active at once, else a provisional hold."""
+    now = now or utcnow()
+    student = get_student(session, student_id)
+    if not offline and plan is None:
+        raise Invalid("a plan is needed unless the enrollment is --offline", field="plan")
+    return _new_enrollment(
+        session, student=student, timeslot_id=timeslot_id, instrument=instrument, plan=plan,
+        start_date=start_date, status=ACTIVE if offline else PROVISIONAL, offline=offline, now=now, actor=actor,
+    )
+
+
+def _transition(session: Session, enrollment: Enrollment, status: str, *, actor: str, action: str, **changes) -> Enrollment:
+    before = snapshot(enrollment)
+    enrollment.status = status
+    for name, value in changes.items():
+        setattr(enrollment, name, value)
+    enrollment.updated_at = utcnow()
+    session.add(enrollment)
+    session.flush()
+    record_audit(session, actor=actor, action=action, entity=enrollment, before=before, after=snapshot(enrollment))
+    return enrollment
+
+
+def touch_pipeline(session: Session, enrollment: Enrollment, state: str) -> None:
+    """Record the booking pipeline's progress (the reconciliation job reads it)."""
+    enrollment.pipeline_state = state
+    enrollment.updated_at = utcnow()
+    session.add(enrollment)
+    session.flush()
+
+
+def activate_enrollment(
+    session: Session, enrollment: Enrollment, *, actor: str, subscription_id: str | None = None,
+    payment_intent_id: str | None = None, invoice_id: str | None = None,
+) -> bool:
+    """provisional → active once billing is set up; queues `booking_confirmation`. False if not provisional."""
+    if enrollment.status != PROVISIONAL:
+        return False
+    _transition(
+        session, enrollment, ACTIVE, actor=actor, action="enrollment.activate",
+        stripe_subscription_id=subscription_id or enrollment.stripe_subscription_id,
+        stripe_payment_intent_id=payment_intent_id or enrollment.stripe_payment_intent_id,
+        stripe_invoice_id=invoice_id or enrollment.stripe_invoice_id,
+        provisional_expires_at=None, pipeline_state="done",
+    )
+    payee = payee_of(session, enrollment)
+    queue_email(
+        session, template="booking_confirmation", recipient=payee.email,
+        context=email_context(session, enrollment), dedupe_key=f"booking_confirmation:{enrollment.id}",
+    )
+    return True
+
+
+def fail_enrollment(session: Session, enrollment: Enrollment, *, reason: str, actor: str) -> bool:
+    """provisional → failed with a reason the parent can read; alerts the admin. False if not provisional."""
+    if enrollment.status != PROVISIONAL:
+        return False
+    _transition(
+        session, enrollment, FAILED, actor=actor, action="enrollment.fail",
+        failure_reason=reason[:500], provisional_expires_at=None, pipeline_state="failed",
+    )
+    queue_admin_alert(
+        session, subject=f"Booking {enrollment.id} failed", message=reason,
+        dedupe_key=f"booking_failed:{enrollment.id}", admins=get_settings().admin_emails,
+    )
+    return True
+
+
+def expire_provisional_holds(session: Session, *, now: datetime | None = None, actor: str = "worker") -> list[Enrollment]:
+    """Every provisional hold past its expiry becomes `expired` (slot free again); the parent
+    gets `hold_expired`, the admin an alert. Safe to run twice: it selects by state."""
+    now = now or utcnow()
+    statement = select(Enrollment).where(Enrollment.status == PROVISIONAL, Enrollment.provisional_expires_at <= now)
+    if is_postgres(session):
+        statement = statement.with_for_update(skip_locked=True)
+    expired = []
+    for enrollment in session.exec(statement).all():
+        context = email_context(session, enrollment)
+        _transition(session, enrollment, EXPIRED, actor=actor, action="enrollment.expire", pipeline_state="expired")
+        payee = payee_of(session, enrollment)
+        queue_email(session, template="hold_expired", recipient=payee.email, context=context,
+                    dedupe_key=f"hold_expired:{enrollment.id}")
+        queue_admin_alert(
+            session, subject=f"Hold {enrollment.id} expired",
+            message=f"{context['student_name']}'s hold on {context['weekday']} {context['time']} with {context['teacher_name']} expired.",
+            dedupe_key=f"hold_expired:{enrollment.id}", admins=get_settings().admin_emails,
+        )
+        expired.append(enrollment)
+    return expired
+
+
+def cancel_enrollment(session: Session, enrollment: Enrollment, *, reason: str | None, actor: str) -> Enrollment:
+    """Cancel a live enrollment (slot freed). The caller cancels the Stripe subscription after commit."""
+    if enrollment.status not in LIVE_STATUSES:
+        raise Conflict(f"enrollment {enrollment.id} is {enrollment.status}, not live")
+    return _transition(
+        session, enrollment, CANCELLED, actor=actor, action="enrollment.cancel",
+        cancel_reason=reason, provisional_expires_at=None,
+        end_date=max(enrollment.start_date, utcnow().astimezone(get_settings().tz).date()),
+    )
+
+
+def mark_past_due(session: Session, enrollment: Enrollment, *, actor: str, now: datetime | None = None) -> bool:
+    """active → past_due on a failed payment; queues `payment_failed` and an admin alert."""
+    if enrollment.status != ACTIVE:
+        return False
+    now = now or utcnow()
+    _transition(session, enrollment, PAST_DUE, actor=actor, action="enrollment.past_due", past_due_since=now)
+    payee = payee_of(session, enrollment)
+    context = email_context(session, enrollment)
+    context["grace_days"] = get_settings().DUNNING_GRACE_DAYS
+    stamp = now.strftime("%Y%m%d")
+    queue_email(session, template="payment_failed", recipient=payee.email, context=context,
+                dedupe_key=f"payment_failed:{enrollment.id}:{stamp}")
+    queue_admin_alert(
+        session, subject=f"Payment failed for enrollment {enrollment.id}",
+        message=f"{payee.name} ({payee.email}): payment for {context['student_name']} failed; slot held {context['grace_days']} days.",
+        dedupe_key=f"payment_failed:{enrollment.id}:{stamp}", admins=get_settings().admin_emails,
+    )
+    return True
+
+
+def mark_paid(session: Session, enrollment: Enrollment, *, actor: str) -> bool:
+    """past_due → active when the invoice got paid within the grace period."""
+    if enrollment.status != PAST_DUE:
+        return False
+    _transition(session, enrollment, ACTIVE, actor=actor, action="enrollment.paid", past_due_since=None)
+    return True
+
+
+def dunning_overdue(session: Session, *, now: datetime | None = None) -> list[Enrollment]:
+    """past_due enrollments whose grace period is over."""
+    now = now or utcnow()
+    limit = now - timedelta(days=get_settings().DUNNING_GRACE_DAYS)
+    return list(session.exec(
+        select(Enrollment).where(Enrollment.status == PAST_DUE, Enrollment.past_due_since <= limit)
+    ).all())
+
+
+def stale_provisionals(session: Session, *, older_than: timedelta, now: datetime | None = None) -> list[Enrollment]:
+    """Provisional enrollments with no pipeline progress for `older_than` (for reconciliation)."""
+    now = now or utcnow()
+    return list(session.exec(
+        select(Enrollment).where(
+            Enrollment.status == PROVISIONAL, Enrollment.updated_at <= now - older_than,
+            Enrollment.provisional_expires_at > now,
+        )
+    ).all())
+
+
+def enrollments_of_payee(session: Session, payee_id: int) -> list[Enrollment]:
+    """Every enrollment of a family, newest first."""
+    return list(session.exec(
+        select(Enrollment).join(Student, Student.id == Enrollment.student_id)
+        .where(Student.payee_id == payee_id).order_by(Enrollment.id.desc())
+    ).all())
+
+
+def tz() -> ZoneInfo:
+    """The studio's zone (shortcut)."""
+    return get_settings().tz

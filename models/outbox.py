@@ -1,0 +1,149 @@
+"""The outbox: emails to send, dead letters, and stored API responses for idempotency keys.
+
+Emails are written as `queued` EmailLog rows inside the caller's transaction, with a
+dedupe key that is unique in the database; after commit a dispatcher (the workers
+package registers one) enqueues the send task. A send that never happens (worker down,
+enqueue failed) stays `queued` and the periodic email retry job finds it. A retried job
+finds the row `sent` and sends nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, Session, SQLModel, select
+
+from models.base import enum_check, json_column, utc_column, utcnow
+from models.db import after_commit
+from models.errors import Conflict, NotFound
+
+EMAIL_STATUSES = ("queued", "sending", "sent", "failed")
+TEMPLATES = (
+    "booking_confirmation", "provisional_notice", "no_show_notice", "make_up_invite",
+    "make_up_confirmation", "admin_alert", "hold_expired", "payment_failed",
+)
+
+
+class EmailLog(SQLModel, table=True):
+    """One email: its template, context, and every attempt's outcome."""
+
+    __tablename__ = "email_log"
+    __table_args__ = (enum_check("status", EMAIL_STATUSES, "status_known"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    recipient: str = Field(max_length=254, index=True)
+    template: str = Field(max_length=40)
+    subject: str = Field(default="", max_length=255)
+    context: dict = Field(default_factory=dict, sa_column=json_column(nullable=False))
+    status: str = Field(default="queued", max_length=16, index=True)
+    attempts: int = Field(default=0)
+    provider_message_id: str | None = Field(default=None, max_length=128)
+    error: str | None = None
+    dedupe_key: str = Field(max_length=200, sa_column_kwargs={"unique": True})
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+    sent_at: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+class DeadLetter(SQLModel, table=True):
+    """A job that failed for good: what to replay, why it failed, whether the admin resolved it."""
+
+    __tablename__ = "dead_letter"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=60, index=True)
+    payload: dict = Field(default_factory=dict, sa_column=json_column(nullable=False))
+    error: str
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+    retried_at: datetime | None = Field(default=None, sa_column=utc_column())
+    resolved_at: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The first answer to a POST carrying an `Idempotency-Key`, replayed for retries."""
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (sa.UniqueConstraint("payee_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    payee_id: int = Field(foreign_key="payee.id", ondelete="CASCADE")
+    key: str = Field(max_length=200)
+    fingerprint: str = Field(max_length=64)
+    response_status: int
+    response_body: dict = Field(default_factory=dict, sa_column=json_column(nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+
+
+_email_dispatcher: Callable[[int], object] | None = None
+
+
+def set_email_dispatcher(dispatcher: Callable[[int], object] | None) -> None:
+    """Register what enqueues the send of EmailLog `id` after commit (the workers package does)."""
+    global _email_dispatcher
+    _email_dispatcher = dispatcher
+
+
+def queue_email(
+    session: Session, *, template: str, recipient: str, context: dict, dedupe_key: str
+) -> EmailLog | None:
+    """Queue an email in the caller's transaction; None when `dedupe_key` was queued before."""
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown email template {template!r}")
+    if session.exec(select(EmailLog.id).where(EmailLog.dedupe_key == dedupe_key)).first() is not None:
+        return None
+    email = EmailLog(recipient=recipient, template=template, context=context, dedupe_key=dedupe_key)
+    session.add(email)
+    session.flush()
+    if _email_dispatcher is not None:
+        dispatcher, email_id = _email_dispatcher, email.id
+        after_commit(session, lambda: dispatcher(email_id))
+    return email
+
+
+def queue_admin_alert(session: Session, *, subject: str, message: str, dedupe_key: str, admins: list[str]) -> list[EmailLog]:
+    """Queue an `admin_alert` to every admin address (none configured: nothing is queued)."""
+    queued = []
+    for admin in admins:
+        email = queue_email(
+            session, template="admin_alert", recipient=admin,
+            context={"alert_subject": subject, "message": message}, dedupe_key=f"{dedupe_key}:{admin}",
+        )
+        if email:
+            queued.append(email)
+    return queued
+
+
+def add_dead_letter(session: Session, *, kind: str, payload: dict, error: str) -> DeadLetter:
+    """Record a job that failed for good."""
+    letter = DeadLetter(kind=kind, payload=payload, error=error[:2000])
+    session.add(letter)
+    session.flush()
+    return letter
+
+
+def get_dead_letter(session: Session, letter_id: int) -> DeadLetter:
+    """A dead letter by id, or NotFound."""
+    letter = session.get(DeadLetter, letter_id)
+    if letter is None:
+        raise NotFound(f"no dead letter {letter_id}")
+    return letter
+
+
+def resolve_dead_letter(session: Session, letter: DeadLetter) -> DeadLetter:
+    """Mark a dead letter handled; Conflict when it already is."""
+    if letter.resolved_at is not None:
+        raise Conflict(f"dead letter {letter.id} was resolved at {letter.resolved_at:%Y-%m-%d %H:%M}")
+    letter.resolved_at = utcnow()
+    session.add(letter)
+    session.flush()
+    return letter
+
+
+def get_email(session: Session, email_id: int) -> EmailLog:
+    """An email log row by id, or NotFound."""
+    email = session.get(EmailLog, email_id)
+    if email is None:
+        raise NotFound(f"no email {email_id}")
+    return email

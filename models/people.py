@@ -1,0 +1,361 @@
+"""People and what they play: instruments, teachers, payees (parents) and students."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, Session, SQLModel, select
+
+from models.audit import record_audit, snapshot
+from models.base import utc_column, utcnow
+from models.errors import Conflict, Invalid, NotFound
+
+SEED_INSTRUMENTS = ("piano", "guitar", "drums", "bass")
+
+
+class Instrument(SQLModel, table=True):
+    """An instrument taught at the studio; the name is stored lower-case and unique."""
+
+    __table_args__ = (sa.CheckConstraint("name = lower(name) AND length(name) > 0", name="name_lower"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=60, sa_column_kwargs={"unique": True})
+
+
+class TeacherInstrument(SQLModel, table=True):
+    """Which teacher teaches which instrument."""
+
+    __tablename__ = "teacher_instrument"
+
+    teacher_id: int = Field(foreign_key="teacher.id", primary_key=True, ondelete="CASCADE")
+    instrument_id: int = Field(foreign_key="instrument.id", primary_key=True, ondelete="RESTRICT")
+
+
+class Teacher(SQLModel, table=True):
+    """A teacher; deactivated teachers keep their history but take no new bookings."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=120)
+    email: str = Field(max_length=254, sa_column_kwargs={"unique": True})
+    active: bool = Field(default=True)
+    bio: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+
+
+class Payee(SQLModel, table=True):
+    """The paying parent. `supabase_user_id` links the parent's sign-in; admins may add payees without one."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    supabase_user_id: str | None = Field(default=None, max_length=64, sa_column_kwargs={"unique": True})
+    email: str = Field(max_length=254, sa_column_kwargs={"unique": True})
+    name: str = Field(max_length=120)
+    phone: str | None = Field(default=None, max_length=40)
+    stripe_customer_id: str | None = Field(default=None, max_length=64, sa_column_kwargs={"unique": True})
+    calendar_token: str = Field(
+        default_factory=lambda: secrets.token_urlsafe(24), max_length=64, sa_column_kwargs={"unique": True}
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+
+
+class Student(SQLModel, table=True):
+    """A child who takes lessons; archived students keep their history."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    payee_id: int = Field(foreign_key="payee.id", index=True, ondelete="RESTRICT")
+    name: str = Field(max_length=120)
+    birth_date: date | None = None
+    notes: str | None = Field(default=None, max_length=2000)
+    archived_at: datetime | None = Field(default=None, sa_column=utc_column())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+
+
+# Operations ----------------------------------------------------------------------------
+
+
+def normalise_email(email: str) -> str:
+    """Trim and lower-case an email address; refuse what clearly is not one."""
+    email = email.strip().lower()
+    local, _, domain = email.partition("@")
+    if not local or "." not in domain or " " in email:
+        raise Invalid(f"{email!r} is not an email address", field="email")
+    return email
+
+
+def get_instrument(session: Session, name: str) -> Instrument:
+    """The instrument called `name` (case-insensitive), or NotFound."""
+    instrument = session.exec(select(Instrument).where(Instrument.name == name.strip().lower())).first()
+    if instrument is None:
+        raise NotFound(f"no instrument named {name!r}", field="instrument")
+    return instrument
+
+
+def add_instrument(session: Session, *, name: str, actor: str) -> Instrument:
+    """Add an instrument; Conflict when it exists already."""
+    name = name.strip().lower()
+    if not name:
+        raise Invalid("instrument name is empty", field="name")
+    if session.exec(select(Instrument).where(Instrument.name == name)).first():
+        raise Conflict(f"instrument {name!r} exists already")
+    instrument = Instrument(name=name)
+    session.add(instrument)
+    session.flush()
+    record_audit(session, actor=actor, action="instrument.add", entity=instrument, after=snapshot(instrument))
+    return instrument
+
+
+def seed_instruments(session: Session, *, actor: str) -> list[Instrument]:
+    """Make sure the standard instruments exist (idempotent); return the ones created."""
+    existing = set(session.exec(select(Instrument.name)).all())
+    created = []
+    for name in SEED_INSTRUMENTS:
+        if name not in existing:
+            created.append(add_instrument(session, name=name, actor=actor))
+    return created
+
+
+def get_teacher(session: Session, ref: str | int) -> Teacher:
+    """A teacher by id or email, or NotFound."""
+    teacher = _by_id_or_email(session, Teacher, ref)
+    if teacher is None:
+        raise NotFound(f"no teacher {ref!r}", field="teacher")
+    return teacher
+
+
+def get_payee(session: Session, ref: str | int) -> Payee:
+    """A payee by id or email, or NotFound."""
+    payee = _by_id_or_email(session, Payee, ref)
+    if payee is None:
+        raise NotFound(f"no payee {ref!r}", field="payee")
+    return payee
+
+
+def get_student(session: Session, student_id: int, *, payee_id: int | None = None) -> Student:
+    """A student by id, optionally only among `payee_id`'s (others are NotFound, never Forbidden)."""
+    student = session.get(Student, student_id)
+    if student is None or student.archived_at is not None or (payee_id is not None and student.payee_id != payee_id):
+        raise NotFound(f"no student {student_id}", field="student_id")
+    return student
+
+
+def _by_id_or_email(session: Session, model, ref: str | int):
+    text = str(ref).strip()
+    if text.isdigit():
+        return session.get(model, int(text))
+    return session.exec(select(model).where(model.email == text.lower())).first()
+
+
+def teacher_instruments(session: Session, teacher_id: int) -> list[str]:
+    """Names of the instruments `teacher_id` teaches, sorted."""
+    rows = session.exec(
+        select(Instrument.name)
+        .join(TeacherInstrument, TeacherInstrument.instrument_id == Instrument.id)
+        .where(TeacherInstrument.teacher_id == teacher_id)
+        .order_by(Instrument.name)
+    ).all()
+    return list(rows)
+
+
+def teaches(session: Session, teacher_id: int, instrument_id: int) -> bool:
+    """True when the teacher teaches the instrument."""
+    return session.get(TeacherInstrument, (teacher_id, instrument_id)) is not None
+
+
+def add_teacher(
+    session: Session, *, name: str, email: str, instruments: list[str] = (), bio: str | None = None, actor: str
+) -> Teacher:
+    """Add a teacher teaching `instruments`; Conflict on a duplicate email."""
+    email = normalise_email(email)
+    if not name.strip():
+        raise Invalid("teacher name is empty", field="name")
+    if session.exec(select(Teacher).where(Teacher.email == email)).first():
+        raise Conflict(f"a teacher with email {email} exists already")
+    resolved = [get_instrument(session, item) for item in instruments]
+    teacher = Teacher(name=name.strip(), email=email, bio=bio)
+    session.add(teacher)
+    session.flush()
+    for instrument in resolved:
+        session.add(TeacherInstrument(teacher_id=teacher.id, instrument_id=instrument.id))
+    session.flush()
+    record_audit(
+        session, actor=actor, action="teacher.add", entity=teacher,
+        after={**snapshot(teacher), "instruments": [i.name for i in resolved]},
+    )
+    return teacher
+
+
+def update_teacher(
+    session: Session, teacher: Teacher, *, name: str | None = None, email: str | None = None,
+    bio: str | None = None, active: bool | None = None, instruments: list[str] | None = None, actor: str,
+) -> Teacher:
+    """Change a teacher's fields; `instruments`, when given, replaces the list."""
+    before = {**snapshot(teacher), "instruments": teacher_instruments(session, teacher.id)}
+    if email is not None:
+        email = normalise_email(email)
+        clash = session.exec(select(Teacher).where(Teacher.email == email, Teacher.id != teacher.id)).first()
+        if clash:
+            raise Conflict(f"a teacher with email {email} exists already")
+        teacher.email = email
+    if name is not None:
+        if not name.strip():
+            raise Invalid("teacher name is empty", field="name")
+        teacher.name = name.strip()
+    if bio is not None:
+        teacher.bio = bio
+    if active is not None:
+        teacher.active = active
+    if instruments is not None:
+        resolved = [get_instrument(session, item) for item in instruments]
+        for link in session.exec(select(TeacherInstrument).where(TeacherInstrument.teacher_id == teacher.id)).all():
+            session.delete(link)
+        session.flush()
+        for instrument in resolved:
+            session.add(TeacherInstrument(teacher_id=teacher.id, instrument_id=instrument.id))
+    session.add(teacher)
+    session.flush()
+    after = {**snapshot(teacher), "instruments": teacher_instruments(session, teacher.id)}
+    record_audit(session, actor=actor, action="teacher.update", entity=teacher, before=before, after=after)
+    return teacher
+
+
+def add_payee(
+    session: Session, *, name: str, email: str, phone: str | None = None,
+    supabase_user_id: str | None = None, actor: str,
+) -> Payee:
+    """Add a payee; Conflict on a duplicate email or Supabase user."""
+    email = normalise_email(email)
+    if not name.strip():
+        raise Invalid("payee name is empty", field="name")
+    if session.exec(select(Payee).where(Payee.email == email)).first():
+        raise Conflict(f"a payee with email {email} exists already")
+    if supabase_user_id and session.exec(select(Payee).where(Payee.supabase_user_id == supabase_user_id)).first():
+        raise Conflict("that sign-in is linked to another payee already")
+    payee = Payee(name=name.strip(), email=email, phone=phone, supabase_user_id=supabase_user_id)
+    session.add(payee)
+    session.flush()
+    record_audit(session, actor=actor, action="payee.add", entity=payee, after=snapshot(payee))
+    return payee
+
+
+def update_payee(
+    session: Session, payee: Payee, *, name: str | None = None, email: str | None = None,
+    phone: str | None = None, actor: str,
+) -> Payee:
+    """Change a payee's contact fields."""
+    before = snapshot(payee)
+    if email is not None:
+        email = normalise_email(email)
+        if session.exec(select(Payee).where(Payee.email == email, Payee.id != payee.id)).first():
+            raise Conflict(f"a payee with email {email} exists already")
+        payee.email = email
+    if name is not None:
+        if not name.strip():
+            raise Invalid("payee name is empty", field="name")
+        payee.name = name.strip()
+    if phone is not None:
+        payee.phone = phone or None
+    payee.updated_at = utcnow()
+    session.add(payee)
+    session.flush()
+    record_audit(session, actor=actor, action="payee.update", entity=payee, before=before, after=snapshot(payee))
+    return payee
+
+
+def upsert_payee_for_user(
+    session: Session, *, supabase_user_id: str, email: str, name: str | None = None,
+    phone: str | None = None, actor: str | None = None,
+) -> Payee:
+    """The payee signed in as `supabase_user_id`, created or updated (idempotent).
+
+    A payee the admin created with the same email is linked to the sign-in rather than
+    duplicated, so a family the studio already knows keeps its students.
+    """
+    email = normalise_email(email)
+    payee = session.exec(select(Payee).where(Payee.supabase_user_id == supabase_user_id)).first()
+    if payee is None:
+        payee = session.exec(select(Payee).where(Payee.email == email, Payee.supabase_user_id.is_(None))).first()
+    if payee is None:
+        if session.exec(select(Payee).where(Payee.email == email)).first():
+            raise Conflict(f"{email} belongs to another sign-in")
+        payee = Payee(supabase_user_id=supabase_user_id, email=email, name=(name or email.split("@")[0]).strip())
+        payee.phone = phone
+        session.add(payee)
+        session.flush()
+        record_audit(session, actor=actor or f"payee:{payee.id}", action="payee.signup", entity=payee, after=snapshot(payee))
+        return payee
+    before = snapshot(payee)
+    payee.supabase_user_id = supabase_user_id
+    if payee.email != email:
+        if session.exec(select(Payee).where(Payee.email == email, Payee.id != payee.id)).first():
+            raise Conflict(f"{email} belongs to another payee")
+        payee.email = email
+    if name is not None and name.strip():
+        payee.name = name.strip()
+    if phone is not None:
+        payee.phone = phone or None
+    after = snapshot(payee)
+    if after != before:
+        payee.updated_at = utcnow()
+        session.add(payee)
+        session.flush()
+        record_audit(session, actor=actor or f"payee:{payee.id}", action="payee.update", entity=payee, before=before, after=snapshot(payee))
+    return payee
+
+
+def add_student(
+    session: Session, *, payee: Payee, name: str, birth_date: date | None = None,
+    notes: str | None = None, actor: str,
+) -> Student:
+    """Add a student to a payee's family."""
+    if not name.strip():
+        raise Invalid("student name is empty", field="name")
+    if birth_date is not None and birth_date > date.today():
+        raise Invalid("birth date is in the future", field="birth_date")
+    student = Student(payee_id=payee.id, name=name.strip(), birth_date=birth_date, notes=notes)
+    session.add(student)
+    session.flush()
+    record_audit(session, actor=actor, action="student.add", entity=student, after=snapshot(student))
+    return student
+
+
+_UNSET = object()
+
+
+def update_student(
+    session: Session, student: Student, *, name: str | None = None, birth_date=_UNSET, notes=_UNSET, actor: str
+) -> Student:
+    """Change a student's name, birth date or notes (None clears the optional ones)."""
+    before = snapshot(student)
+    if name is not None:
+        if not name.strip():
+            raise Invalid("student name is empty", field="name")
+        student.name = name.strip()
+    if birth_date is not _UNSET:
+        if birth_date is not None and birth_date > date.today():
+            raise Invalid("birth date is in the future", field="birth_date")
+        student.birth_date = birth_date
+    if notes is not _UNSET:
+        student.notes = notes
+    session.add(student)
+    session.flush()
+    record_audit(session, actor=actor, action="student.update", entity=student, before=before, after=snapshot(student))
+    return student
+
+
+def archive_student(session: Session, student: Student, *, actor: str) -> Student:
+    """Remove a student from the family list; refused while they hold a live enrollment."""
+    from models.enrollment import LIVE_STATUSES, Enrollment
+
+    live = session.exec(
+        select(Enrollment.id).where(Enrollment.student_id == student.id, Enrollment.status.in_(LIVE_STATUSES))
+    ).first()
+    if live is not None:
+        raise Conflict(f"student {student.id} has a live enrollment ({live}); cancel it first")
+    before = snapshot(student)
+    student.archived_at = utcnow()
+    session.add(student)
+    session.flush()
+    record_audit(session, actor=actor, action="student.remove", entity=student, before=before, after=snapshot(student))
+    return student

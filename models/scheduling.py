@@ -1,0 +1,322 @@
+"""Weekly timeslots, semesters with closures, and the lesson occurrences derived from them.
+
+A timeslot is 30 minutes on a teacher's weekly grid, stored as minutes after midnight
+(studio-local wall clock). Because every slot is 30 minutes long and starts on the half
+hour, the unique key (teacher, weekday, start) alone guarantees no two slots of a teacher
+overlap. Occurrences are never stored: they are the slot's weekday dates in a range,
+minus closures, each placed in STUDIO_TIMEZONE so a 16:00 lesson stays at 16:00 across DST.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlmodel import Field, Session, SQLModel, select
+
+from models.audit import record_audit, snapshot
+from models.base import utc_column, utcnow
+from models.errors import Conflict, Invalid, NotFound
+from models.people import Teacher, get_teacher
+
+SLOT_MINUTES = 30
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Timeslot(SQLModel, table=True):
+    """A teacher's weekly 30-minute slot (weekday 0 = Monday)."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("teacher_id", "weekday", "start_minute"),
+        sa.CheckConstraint("weekday BETWEEN 0 AND 6", name="weekday_range"),
+        sa.CheckConstraint("start_minute BETWEEN 0 AND 1410 AND start_minute % 30 = 0", name="start_half_hour"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    teacher_id: int = Field(foreign_key="teacher.id", index=True, ondelete="RESTRICT")
+    weekday: int
+    start_minute: int
+    active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+
+    @property
+    def start_time(self) -> time:
+        """Wall-clock start in the studio's zone."""
+        return time(self.start_minute // 60, self.start_minute % 60)
+
+    @property
+    def end_time(self) -> time:
+        """Wall-clock end (start + 30 minutes)."""
+        end = self.start_minute + SLOT_MINUTES
+        return time(end // 60 % 24, end % 60)
+
+    @property
+    def label(self) -> str:
+        """`Mon 15:30`."""
+        return f"{WEEKDAYS[self.weekday].title()} {self.start_time:%H:%M}"
+
+
+class Semester(SQLModel, table=True):
+    """A term: lessons run from `starts_on` to `ends_on`; make-ups inside the make-up window."""
+
+    __table_args__ = (
+        sa.CheckConstraint("ends_on >= starts_on", name="dates_ordered"),
+        sa.CheckConstraint("makeup_ends_on >= makeup_starts_on", name="makeup_dates_ordered"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=80, sa_column_kwargs={"unique": True})
+    starts_on: date
+    ends_on: date
+    makeup_starts_on: date
+    makeup_ends_on: date
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+
+
+class SemesterClosure(SQLModel, table=True):
+    """A date without lessons (holiday); not billed, not an occurrence."""
+
+    __tablename__ = "semester_closure"
+    __table_args__ = (sa.UniqueConstraint("semester_id", "closed_on"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    semester_id: int = Field(foreign_key="semester.id", index=True, ondelete="CASCADE")
+    closed_on: date
+    reason: str | None = Field(default=None, max_length=120)
+
+
+# Parsing -------------------------------------------------------------------------------
+
+
+def parse_weekday(value: str | int) -> int:
+    """`mon`…`sun`, `monday`, or 0–6 → 0–6; Invalid otherwise."""
+    text = str(value).strip().lower()
+    if text.isdigit() and 0 <= int(text) <= 6:
+        return int(text)
+    if text in WEEKDAYS or text in _FULL_DAYS:
+        return WEEKDAYS.index(text[:3])
+    raise Invalid(f"{value!r} is not a weekday (mon…sun or 0–6)", field="weekday")
+
+
+_FULL_DAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+
+
+def parse_hhmm(value: str) -> int:
+    """`HH:MM` → minutes after midnight; Invalid when malformed or not on the half hour."""
+    try:
+        parsed = datetime.strptime(value.strip(), "%H:%M")
+    except ValueError:
+        raise Invalid(f"{value!r} is not a time (HH:MM)", field="time") from None
+    minute = parsed.hour * 60 + parsed.minute
+    if minute % SLOT_MINUTES:
+        raise Invalid(f"{value} is not on the half hour (slots start at :00 or :30)", field="time")
+    return minute
+
+
+def format_minute(minute: int) -> str:
+    """Minutes after midnight → `HH:MM`."""
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+# Occurrences ---------------------------------------------------------------------------
+
+
+def slot_dates(weekday: int, first: date, last: date, closures: set[date] | frozenset = frozenset()) -> list[date]:
+    """Every date on `weekday` from `first` to `last` inclusive, minus `closures`."""
+    if last < first:
+        return []
+    current = first + timedelta(days=(weekday - first.weekday()) % 7)
+    dates = []
+    while current <= last:
+        if current not in closures:
+            dates.append(current)
+        current += timedelta(days=7)
+    return dates
+
+
+def occurrence_start(lesson_date: date, start_minute: int, tz: ZoneInfo) -> datetime:
+    """The aware start of a lesson on `lesson_date` at the studio's wall-clock time."""
+    return datetime.combine(lesson_date, time(start_minute // 60, start_minute % 60), tzinfo=tz)
+
+
+def is_dst_change_week(lesson_date: date, start_minute: int, tz: ZoneInfo) -> bool:
+    """True when this lesson's UTC offset differs from the same lesson a week earlier."""
+    this = occurrence_start(lesson_date, start_minute, tz).utcoffset()
+    previous = occurrence_start(lesson_date - timedelta(days=7), start_minute, tz).utcoffset()
+    return this != previous
+
+
+def closures_of(session: Session, semester_id: int) -> set[date]:
+    """The closure dates of a semester."""
+    return set(session.exec(select(SemesterClosure.closed_on).where(SemesterClosure.semester_id == semester_id)).all())
+
+
+def all_closures(session: Session) -> set[date]:
+    """Every closure date of every semester."""
+    return set(session.exec(select(SemesterClosure.closed_on)).all())
+
+
+def semester_on(session: Session, day: date) -> Semester | None:
+    """The semester whose lesson dates include `day`, if any."""
+    return session.exec(
+        select(Semester).where(Semester.starts_on <= day, Semester.ends_on >= day).order_by(Semester.starts_on)
+    ).first()
+
+
+def current_or_next_semester(session: Session, day: date) -> Semester | None:
+    """The semester running on `day`, else the next one to start."""
+    return semester_on(session, day) or session.exec(
+        select(Semester).where(Semester.starts_on > day).order_by(Semester.starts_on)
+    ).first()
+
+
+def next_occurrence(
+    session: Session, slot: Timeslot, *, after: datetime, tz: ZoneInfo, closures: set[date] | None = None
+) -> datetime | None:
+    """The slot's next lesson start after `after` (closures skipped), inside a semester when
+    semesters exist; None when no semester lies ahead."""
+    closures = all_closures(session) if closures is None else closures
+    local_day = after.astimezone(tz).date()
+    for offset in range(0, 7 * 60):
+        day = local_day + timedelta(days=offset)
+        if day.weekday() != slot.weekday or day in closures:
+            continue
+        start = occurrence_start(day, slot.start_minute, tz)
+        if start > after:
+            return start
+    return None
+
+
+# Operations ----------------------------------------------------------------------------
+
+
+def get_timeslot(session: Session, timeslot_id: int) -> Timeslot:
+    """A timeslot by id, or NotFound."""
+    slot = session.get(Timeslot, timeslot_id)
+    if slot is None:
+        raise NotFound(f"no timeslot {timeslot_id}", field="timeslot_id")
+    return slot
+
+
+def add_timeslot(session: Session, *, teacher: Teacher, weekday: int, start_minute: int, actor: str) -> Timeslot:
+    """Add one 30-minute slot; Conflict when the teacher has it already (which is also any overlap)."""
+    if not 0 <= weekday <= 6:
+        raise Invalid("weekday must be 0–6", field="weekday")
+    if start_minute % SLOT_MINUTES or not 0 <= start_minute <= 24 * 60 - SLOT_MINUTES:
+        raise Invalid("slots start on the half hour", field="time")
+    clash = session.exec(
+        select(Timeslot).where(
+            Timeslot.teacher_id == teacher.id, Timeslot.weekday == weekday, Timeslot.start_minute == start_minute
+        )
+    ).first()
+    if clash:
+        raise Conflict(f"{teacher.name} already has a slot {clash.label} (id {clash.id})")
+    slot = Timeslot(teacher_id=teacher.id, weekday=weekday, start_minute=start_minute)
+    session.add(slot)
+    session.flush()
+    record_audit(session, actor=actor, action="timeslot.add", entity=slot, after=snapshot(slot))
+    return slot
+
+
+def publish_timeslots(
+    session: Session, *, teacher: Teacher, weekday: int, from_minute: int, to_minute: int, actor: str,
+    progress=None,
+) -> tuple[list[Timeslot], list[Timeslot]]:
+    """Make the 30-minute slots of [from, to) on a weekday; return (created, skipped-existing).
+
+    `progress(step)` is called once per slot considered (the CLI's progress bar).
+    """
+    if to_minute <= from_minute:
+        raise Invalid(f"the range {format_minute(from_minute)}–{format_minute(to_minute)} is empty or reversed", field="to")
+    existing = {
+        slot.start_minute: slot
+        for slot in session.exec(select(Timeslot).where(Timeslot.teacher_id == teacher.id, Timeslot.weekday == weekday)).all()
+    }
+    created, skipped = [], []
+    for minute in range(from_minute, to_minute, SLOT_MINUTES):
+        if minute in existing:
+            skipped.append(existing[minute])
+        else:
+            created.append(add_timeslot(session, teacher=teacher, weekday=weekday, start_minute=minute, actor=actor))
+        if progress:
+            progress(1)
+    return created, skipped
+
+
+def set_timeslot_active(session: Session, slot: Timeslot, *, active: bool, actor: str) -> Timeslot:
+    """Activate or deactivate a slot (inactive slots take no new bookings; live ones keep running)."""
+    before = snapshot(slot)
+    slot.active = active
+    session.add(slot)
+    session.flush()
+    record_audit(
+        session, actor=actor, action="timeslot.activate" if active else "timeslot.deactivate",
+        entity=slot, before=before, after=snapshot(slot),
+    )
+    return slot
+
+
+def get_semester(session: Session, semester_id: int) -> Semester:
+    """A semester by id, or NotFound."""
+    semester = session.get(Semester, semester_id)
+    if semester is None:
+        raise NotFound(f"no semester {semester_id}", field="semester")
+    return semester
+
+
+def add_semester(
+    session: Session, *, name: str, starts_on: date, ends_on: date, makeup_starts_on: date | None = None,
+    makeup_ends_on: date | None = None, closures: list[date] = (), actor: str,
+) -> Semester:
+    """Add a semester; the make-up window defaults to the semester itself."""
+    if ends_on < starts_on:
+        raise Invalid("the semester ends before it starts", field="ends")
+    makeup_starts_on = makeup_starts_on or starts_on
+    makeup_ends_on = makeup_ends_on or ends_on
+    if makeup_ends_on < makeup_starts_on:
+        raise Invalid("the make-up window ends before it starts", field="makeup_ends")
+    if session.exec(select(Semester).where(Semester.name == name.strip())).first():
+        raise Conflict(f"a semester named {name!r} exists already")
+    overlap = session.exec(
+        select(Semester).where(Semester.starts_on <= ends_on, Semester.ends_on >= starts_on)
+    ).first()
+    if overlap:
+        raise Conflict(f"dates overlap semester {overlap.name!r} ({overlap.starts_on}–{overlap.ends_on})")
+    semester = Semester(
+        name=name.strip(), starts_on=starts_on, ends_on=ends_on,
+        makeup_starts_on=makeup_starts_on, makeup_ends_on=makeup_ends_on,
+    )
+    session.add(semester)
+    session.flush()
+    record_audit(session, actor=actor, action="semester.add", entity=semester, after=snapshot(semester))
+    for day in sorted(set(closures)):
+        add_closure(session, semester=semester, closed_on=day, actor=actor)
+    return semester
+
+
+def add_closure(session: Session, *, semester: Semester, closed_on: date, reason: str | None = None, actor: str) -> SemesterClosure:
+    """Close the studio on a date of the semester."""
+    if not semester.starts_on <= closed_on <= semester.ends_on:
+        raise Invalid(f"{closed_on} is outside {semester.name} ({semester.starts_on}–{semester.ends_on})", field="date")
+    if session.exec(
+        select(SemesterClosure).where(SemesterClosure.semester_id == semester.id, SemesterClosure.closed_on == closed_on)
+    ).first():
+        raise Conflict(f"{closed_on} is already a closure of {semester.name}")
+    closure = SemesterClosure(semester_id=semester.id, closed_on=closed_on, reason=reason)
+    session.add(closure)
+    session.flush()
+    record_audit(session, actor=actor, action="semester.closure.add", entity=closure, after=snapshot(closure))
+    return closure
+
+
+def remove_closure(session: Session, *, semester: Semester, closed_on: date, actor: str) -> None:
+    """Reopen a closed date."""
+    closure = session.exec(
+        select(SemesterClosure).where(SemesterClosure.semester_id == semester.id, SemesterClosure.closed_on == closed_on)
+    ).first()
+    if closure is None:
+        raise NotFound(f"{closed_on} is not a closure of {semester.name}", field="date")
+    record_audit(session, actor=actor, action="semester.closure.remove", entity=closure, before=snapshot(closure))
+    session.delete(closure)
+    session.flush()
