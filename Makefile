@@ -1,0 +1,46 @@
+# Everything runs from .venv at the repository root.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test install install-dev bench serve worker clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(STAMP)
+
+install: $(STAMP)
+install-dev: $(DEV_STAMP)
+
+## The embedded-default demo: SQLite studio.db, migrated, seeded, one booking walked through, dashboard.
+demo: $(DEV_STAMP)
+	$(BIN)/studioctl db upgrade
+	$(BIN)/studioctl seed demo || true
+	$(BIN)/python -m bench.demo_walkthrough
+	$(BIN)/studioctl dashboard today
+
+## The whole test suite: SQLite always, PostgreSQL and Redis when reachable (required under CI=true).
+test: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(DEV_STAMP)
+	$(BIN)/python -m bench.run_all
+
+serve: $(STAMP)
+	$(BIN)/studioctl serve
+
+worker: $(STAMP)
+	$(BIN)/studioctl worker
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis outbox studio.db studio-huey.db

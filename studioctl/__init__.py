@@ -1,0 +1,1 @@
+"""`studioctl`: the admin's terminal for the studio (Typer + Rich)."""

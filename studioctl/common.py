@@ -1,0 +1,124 @@
+"""What every command group shares: consoles, the error edge, parsing, tables and JSON output.
+
+Heavy modules (SQLModel, Stripe, Huey) are imported inside commands, never here, so
+`studioctl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+console = Console()
+err_console = Console(stderr=True)
+
+STATUS_STYLES = {
+    "active": "green", "present": "green", "sent": "green", "processed": "green", "available": "green",
+    "provisional": "yellow", "queued": "yellow", "booked": "cyan", "received": "yellow", "sending": "yellow",
+    "past_due": "red", "failed": "red", "no_show": "red", "expired": "dim", "cancelled": "dim", "used": "dim",
+    "excused": "magenta", "teacher_cancelled": "magenta", "ignored": "dim",
+}
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one red line on stderr and return the Exit(1) to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _domain_error(error: BaseException) -> str | None:
+    from models.errors import DomainError
+
+    if isinstance(error, DomainError):
+        return error.detail
+    config = sys.modules.get("models.config")
+    if config is not None and isinstance(error, config.ConfigError):
+        return str(error)
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_exc is not None:
+        if isinstance(error, sqlalchemy_exc.OperationalError):
+            return f"database unavailable: {str(error.orig).splitlines()[0] if error.orig else error}"
+        if isinstance(error, sqlalchemy_exc.IntegrityError):
+            return "refused by the database (a uniqueness or reference rule); nothing was changed"
+    return None
+
+
+class StudioGroup(TyperGroup):
+    """The root group: domain errors become one red line and exit 1, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            import click
+
+            if isinstance(error, click.exceptions.ClickException):
+                raise
+            message = _domain_error(error)
+            if message is None:
+                if os.environ.get("STUDIOCTL_DEBUG"):
+                    raise
+                message = f"unexpected {type(error).__name__}: {error} (set STUDIOCTL_DEBUG=1 for the traceback)"
+            raise fail(message) from None
+
+
+def parse_date(value: str, *, field: str = "date") -> date:
+    """`YYYY-MM-DD` → date; a domain Invalid otherwise."""
+    from models.errors import Invalid
+
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise Invalid(f"{value!r} is not a date (YYYY-MM-DD)", field=field) from None
+
+
+def plain(value: Any) -> Any:
+    """JSON-safe version of a value (dates ISO, decimals as strings)."""
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+def emit_json(data: Any) -> None:
+    """Print `data` as JSON on stdout (no colours, no wrapping)."""
+    sys.stdout.write(json.dumps(plain(data), indent=2, ensure_ascii=False) + "\n")
+
+
+def styled(value: Any) -> str:
+    """A cell, coloured when it is a known status."""
+    text = "" if value is None else str(plain(value))
+    style = STATUS_STYLES.get(text)
+    return f"[{style}]{text}[/]" if style else text
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]], *, empty: str = "nothing to show") -> None:
+    """A Rich table; a dim line instead when there are no rows."""
+    if not rows:
+        console.print(f"[dim]{empty}[/]")
+        return
+    table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False, expand=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(styled(cell) for cell in row))
+    console.print(table)
+
+
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")

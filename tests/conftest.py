@@ -1,0 +1,232 @@
+"""Test fixtures: real databases built by `alembic upgrade head`, one rolled-back transaction per test.
+
+Engines: `--engines sqlite,postgres` or `STUDIO_TEST_ENGINES` (default: both when PostgreSQL
+answers, else SQLite only). Under `CI=true` PostgreSQL and Redis must answer: their tests
+fail instead of skipping.
+
+Fixtures
+- `db_url`: the migrated database of the current engine (parametrised: every test that
+  uses `db` runs on each engine).
+- `db`: binds every `session_scope()` to one outer transaction rolled back after the test.
+- `session`: a session inside that transaction, for arranging data and asserting.
+- `committed_db`: for tests whose work must really commit (threads, HTTP servers,
+  consumers): no outer transaction; all tables are emptied before and after.
+- `redis_url`: the real Redis (a private key prefix per run).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = os.environ.get("STUDIO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_TEST_URL = os.environ.get("STUDIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
+SUPABASE_SECRET = "test-supabase-secret-0123456789abcdef01234"
+
+BASE_ENV = {
+    "STUDIO_TIMEZONE": "America/New_York",
+    "STUDIO_NAME": "Test Studio",
+    "JWT_SECRET": JWT_SECRET,
+    "SUPABASE_JWT_SECRET": SUPABASE_SECRET,
+    "ADMIN_EMAIL_ALLOWLIST": "admin@studio.test",
+    "CORS_ORIGINS": "https://app.studio.test",
+    "EMAIL_BACKEND": "file",
+    "PROVISIONAL_HOLD_MINUTES": "30",
+    "MAX_HOLDS_PER_PAYEE": "3",
+    "DUNNING_GRACE_DAYS": "7",
+    "CURRENCY": "usd",
+}
+CLEARED_ENV = (
+    "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "MAILJET_API_KEY",
+    "MAILJET_API_SECRET", "MAILJET_API_URL", "SUPABASE_JWKS_URL", "SUPABASE_JWT_ISSUER", "JWT_TTL_SECONDS",
+)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--engines", default=os.environ.get("STUDIO_TEST_ENGINES"),
+                     help="comma list of sqlite,postgres (default: both when PostgreSQL answers)")
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def postgres_available() -> bool:
+    """True when the test PostgreSQL answers on 127.0.0.1:5432."""
+    return _port_open("127.0.0.1", 5432)
+
+
+def redis_available() -> bool:
+    """True when the test Redis answers on 127.0.0.1:6379."""
+    return _port_open("127.0.0.1", 6379)
+
+
+def _engines(config) -> list[str]:
+    chosen = config.getoption("--engines")
+    if chosen:
+        return [name.strip() for name in chosen.split(",") if name.strip()]
+    return ["sqlite", "postgres"] if (IN_CI or postgres_available()) else ["sqlite"]
+
+
+def pytest_generate_tests(metafunc):
+    if "engine_name" in metafunc.fixturenames:
+        engines = _engines(metafunc.config)
+        only = metafunc.definition.get_closest_marker("postgres")
+        if only:
+            engines = ["postgres"] if "postgres" in engines or IN_CI else []
+            if not engines:
+                metafunc.parametrize("engine_name", [pytest.param("postgres", marks=pytest.mark.skip(reason="PostgreSQL not reachable"))], scope="session")
+                return
+        metafunc.parametrize("engine_name", engines, scope="session")
+
+
+@pytest.fixture(autouse=True)
+def _environment(monkeypatch, tmp_path):
+    """A known configuration for every test; settings re-read per test."""
+    from models.config import reset_settings
+
+    for name in CLEARED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in BASE_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OUTBOX_DIR", str(tmp_path / "outbox"))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'unused.db'}")
+    monkeypatch.chdir(tmp_path)  # keep `.env` files and studio.db of the checkout out of tests
+    reset_settings()
+    yield
+    reset_settings()
+
+
+def migrate(url: str) -> None:
+    """Build the schema exactly as production does: `alembic upgrade head`."""
+    from alembic import command
+
+    from migrations import alembic_config
+
+    command.upgrade(alembic_config(url), "head")
+
+
+def create_pg_database(prefix: str = "studio_test") -> str:
+    """Create a fresh PostgreSQL database and return its URL."""
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    """Drop a database made by `create_pg_database` (terminating stray connections)."""
+    import sqlalchemy as sa
+
+    name = url.rsplit("/", 1)[1]
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def db_url(engine_name, tmp_path_factory):
+    """A migrated database for the engine under test, for the whole session."""
+    if engine_name == "postgres":
+        if not postgres_available():
+            if IN_CI:
+                pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (CI requires it)")
+            pytest.skip("PostgreSQL not reachable")
+        url = create_pg_database()
+        migrate(url)
+        yield url
+        from models.db import dispose_engines
+
+        dispose_engines()
+        drop_pg_database(url)
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'studio.db'}"
+        migrate(url)
+        yield url
+
+
+@pytest.fixture
+def db(db_url, monkeypatch):
+    """Every unit of work of the test runs inside one outer transaction, rolled back afterwards."""
+    from models import db as dbmod
+    from models.config import reset_settings
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    reset_settings()
+    engine = dbmod.get_engine(db_url)
+    connection = engine.connect()
+    transaction = connection.begin()
+    dbmod.set_bind_override(connection)
+    try:
+        yield connection
+    finally:
+        dbmod.set_bind_override(None)
+        if transaction.is_active:
+            transaction.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def session(db):
+    """A session inside the test's transaction (savepoints for its commits)."""
+    from sqlmodel import Session
+
+    with Session(bind=db, join_transaction_mode="create_savepoint", expire_on_commit=False) as session:
+        yield session
+
+
+def truncate_all(url: str) -> None:
+    """Empty every table of ours (committed tests clean up before and after themselves)."""
+    import sqlalchemy as sa
+
+    from models.tables import metadata
+
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
+            connection.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        else:
+            for table in reversed(metadata.sorted_tables):
+                connection.execute(table.delete())
+    engine.dispose()
+
+
+@pytest.fixture
+def committed_db(db_url, monkeypatch):
+    """The engine's database with real commits (threads, servers, consumers see each other's work)."""
+    from models import db as dbmod
+    from models.config import reset_settings
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    reset_settings()
+    truncate_all(db_url)
+    yield db_url
+    dbmod.dispose_engines()
+    truncate_all(db_url)
+
+
+@pytest.fixture
+def redis_url():
+    """The real Redis; fails under CI when it is not reachable."""
+    if not redis_available():
+        if IN_CI:
+            pytest.fail("Redis is not reachable on 127.0.0.1:6379 (CI requires it)")
+        pytest.skip("Redis not reachable")
+    return REDIS_TEST_URL
