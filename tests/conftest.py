@@ -230,3 +230,47 @@ def redis_url():
             pytest.fail("Redis is not reachable on 127.0.0.1:6379 (CI requires it)")
         pytest.skip("Redis not reachable")
     return REDIS_TEST_URL
+
+
+class TaskQueue:
+    """The Huey queue of the test process, on memory storage: tasks are recorded, not run."""
+
+    def __init__(self, huey):
+        self.huey = huey
+
+    def pending(self) -> list[tuple[str, tuple]]:
+        """(task name, args) of every enqueued task, oldest first."""
+        return [(task.name, tuple(task.args)) for task in self.huey.pending()]
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.pending()]
+
+    def run_all(self) -> int:
+        """Run every pending task once in this process (tests of the pipeline use a real consumer)."""
+        count = 0
+        while True:
+            task = self.huey.dequeue()
+            if task is None:
+                return count
+            self.huey.execute(task)
+            count += 1
+
+    def clear(self) -> None:
+        self.huey.flush()
+
+
+@pytest.fixture(autouse=True)
+def task_queue():
+    """Every test gets an empty in-memory Huey queue; enqueued tasks wait there."""
+    from huey.storage import MemoryStorage
+
+    from workers import tasks  # noqa: F401  (registers the email dispatcher)
+    from workers.app import huey
+
+    original_storage, original_immediate = huey.storage, huey.immediate
+    huey.immediate = False
+    huey.storage = MemoryStorage(huey.name)
+    try:
+        yield TaskQueue(huey)
+    finally:
+        huey.storage, huey.immediate = original_storage, original_immediate
