@@ -1,0 +1,200 @@
+"""Enrollment rules in the shared layer: holds, the hold cap, expiry, activation, cancellation."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+import time_machine
+from sqlmodel import Session, select
+
+from models.audit import AuditLog
+from models.db import session_scope
+from models.enrollment import (
+    Enrollment, activate_enrollment, assign_enrollment, cancel_enrollment, expire_provisional_holds, hold_slot,
+    lesson_dates, mark_past_due,
+)
+from models.errors import Invalid, NotFound, SlotTaken, TooManyHolds
+from models.outbox import EmailLog
+from tests import factories
+
+NOW = datetime(2026, 11, 24, 15, 0, tzinfo=timezone.utc)  # a Tuesday, 10:00 in New York
+
+
+@pytest.fixture
+def studio(session):
+    teacher = factories.teacher(session, instruments=("piano", "guitar"))
+    factories.instrument(session, "drums")
+    slots = [factories.timeslot(session, teacher_row=teacher, weekday=0, start=f"{h}:00") for h in (15, 16, 17, 18)]
+    payee = factories.payee(session)
+    kids = [factories.student(session, payee_row=payee) for _ in range(2)]
+    plan = factories.plan(session, frequency="monthly")
+    semester = factories.semester(session, starts=date(2026, 9, 7), ends=date(2026, 12, 19), closures=[date(2026, 11, 30)])
+    session.commit()
+    return {"teacher": teacher, "slots": slots, "payee": payee, "kids": kids, "plan": plan, "semester": semester}
+
+
+def _hold(studio, slot_index=0, kid=0, **extra):
+    with session_scope() as session:
+        enrollment = hold_slot(
+            session, payee=studio["payee"], student_id=studio["kids"][kid].id,
+            timeslot_id=studio["slots"][slot_index].id, instrument="piano", plan=studio["plan"].id,
+            actor=f"payee:{studio['payee'].id}", now=NOW, **extra,
+        )
+        return enrollment.id
+
+
+def test_hold_creates_provisional_with_expiry_and_first_lesson(studio, session):
+    enrollment = session.get(Enrollment, _hold(studio))
+    assert enrollment.status == "provisional"
+    assert enrollment.provisional_expires_at == NOW + timedelta(minutes=30)
+    # Next Monday after 2026-11-24 is 2026-11-30, a closure: the first lesson is 2026-12-07.
+    assert enrollment.start_date == date(2026, 12, 7)
+    assert enrollment.semester_id == studio["semester"].id
+    assert session.exec(select(AuditLog).where(AuditLog.action == "enrollment.hold", AuditLog.entity_id == str(enrollment.id))).one().actor.startswith("payee:")
+
+
+def test_taken_slot_is_refused_and_nothing_added(studio, session):
+    _hold(studio)
+    with pytest.raises(SlotTaken):
+        _hold(studio, kid=1)
+    assert len(session.exec(select(Enrollment)).all()) == 1
+
+
+def test_another_familys_student_is_not_found(studio, session):
+    stranger = factories.student(session)
+    session.commit()
+    with pytest.raises(NotFound):
+        with session_scope() as unit:
+            hold_slot(unit, payee=studio["payee"], student_id=stranger.id, timeslot_id=studio["slots"][0].id,
+                      instrument="piano", plan=studio["plan"].id, actor="payee", now=NOW)
+
+
+def test_instrument_must_be_taught_and_slot_open(studio, session):
+    with pytest.raises(Invalid, match="does not teach"):
+        with session_scope() as unit:
+            hold_slot(unit, payee=studio["payee"], student_id=studio["kids"][0].id, timeslot_id=studio["slots"][0].id,
+                      instrument="drums", plan=studio["plan"].id, actor="payee", now=NOW)
+    closed = factories.timeslot(session, teacher_row=studio["teacher"], weekday=1, active=False)
+    session.commit()
+    with pytest.raises(Invalid, match="not open"):
+        with session_scope() as unit:
+            hold_slot(unit, payee=studio["payee"], student_id=studio["kids"][0].id, timeslot_id=closed.id,
+                      instrument="piano", plan=studio["plan"].id, actor="payee", now=NOW)
+
+
+def test_start_date_must_be_the_slots_weekday(studio):
+    with pytest.raises(Invalid, match="not a Mon"):
+        _hold(studio, start_date=date(2026, 12, 8))
+
+
+def test_hold_cap_per_family(studio, monkeypatch):
+    from models.config import reset_settings
+
+    monkeypatch.setenv("MAX_HOLDS_PER_PAYEE", "2")
+    reset_settings()
+    _hold(studio, 0)
+    _hold(studio, 1)
+    with pytest.raises(TooManyHolds):
+        _hold(studio, 2)
+
+
+def test_expiry_frees_the_slot_and_tells_parent_and_admin(studio, session):
+    enrollment_id = _hold(studio)
+    with session_scope() as unit:
+        assert expire_provisional_holds(unit, now=NOW + timedelta(minutes=29)) == []
+    with session_scope() as unit:
+        assert [e.id for e in expire_provisional_holds(unit, now=NOW + timedelta(minutes=31))] == [enrollment_id]
+    with session_scope() as unit:  # running twice changes nothing more
+        assert expire_provisional_holds(unit, now=NOW + timedelta(minutes=40)) == []
+    session.expire_all()
+    assert session.get(Enrollment, enrollment_id).status == "expired"
+    emails = session.exec(select(EmailLog).order_by(EmailLog.id)).all()
+    assert sorted((e.template, e.recipient) for e in emails) == [
+        ("admin_alert", "admin@studio.test"), ("hold_expired", studio["payee"].email),
+    ]
+    _hold(studio, kid=1)  # the slot is free again
+
+
+def test_activation_is_once_and_queues_one_confirmation(studio, session, task_queue):
+    enrollment_id = _hold(studio)
+    for _ in range(2):
+        with session_scope() as unit:
+            activate_enrollment(unit, unit.get(Enrollment, enrollment_id), actor="worker", subscription_id="sub_1")
+    session.expire_all()
+    assert session.get(Enrollment, enrollment_id).status == "active"
+    confirmations = session.exec(select(EmailLog).where(EmailLog.template == "booking_confirmation")).all()
+    assert len(confirmations) == 1
+    assert task_queue.names().count("send_email") == 1
+
+
+def test_cancel_frees_the_slot_and_refuses_twice(studio, session):
+    enrollment_id = _hold(studio)
+    with session_scope() as unit:
+        cancel_enrollment(unit, unit.get(Enrollment, enrollment_id), reason="moved away", actor="admin")
+    from models.errors import Conflict
+
+    with pytest.raises(Conflict):
+        with session_scope() as unit:
+            cancel_enrollment(unit, unit.get(Enrollment, enrollment_id), reason=None, actor="admin")
+    _hold(studio, kid=1)
+
+
+def test_past_due_only_from_active(studio, session):
+    enrollment_id = _hold(studio)
+    with session_scope() as unit:
+        assert not mark_past_due(unit, unit.get(Enrollment, enrollment_id), actor="worker")
+        activate_enrollment(unit, unit.get(Enrollment, enrollment_id), actor="worker")
+        assert mark_past_due(unit, unit.get(Enrollment, enrollment_id), actor="worker", now=NOW)
+    session.expire_all()
+    assert session.get(Enrollment, enrollment_id).status == "past_due"
+
+
+def test_offline_assignment_is_active_and_lessons_skip_closures(studio, session):
+    with session_scope() as unit:
+        enrollment = assign_enrollment(unit, student_id=studio["kids"][0].id, timeslot_id=studio["slots"][3].id,
+                                       instrument="guitar", plan=None, offline=True, actor="admin", now=NOW)
+        dates = lesson_dates(unit, enrollment)
+    assert enrollment.status == "active"
+    assert dates == [date(2026, 12, 7), date(2026, 12, 14)]
+
+
+@pytest.mark.postgres
+def test_concurrent_holds_on_one_slot_admit_exactly_one(committed_db, engine_name):
+    """20 threads, each its own family and connection, race for one slot on PostgreSQL."""
+    from models.db import get_engine
+
+    with Session(get_engine()) as session:
+        slot = factories.timeslot(session)
+        plan = factories.plan(session)
+        factories.semester(session, starts=date(2026, 9, 7), ends=date(2026, 12, 19))
+        families = [factories.payee(session) for _ in range(20)]
+        kids = [factories.student(session, payee_row=family) for family in families]
+        session.commit()
+        slot_id, plan_id = slot.id, plan.id
+        pairs = [(family.id, kid.id) for family, kid in zip(families, kids)]
+    barrier = threading.Barrier(len(pairs))
+    outcomes = []
+
+    def book(payee_id, student_id):
+        barrier.wait()
+        try:
+            with session_scope() as unit:
+                from models.people import Payee
+
+                hold_slot(unit, payee=unit.get(Payee, payee_id), student_id=student_id, timeslot_id=slot_id,
+                          instrument="piano", plan=plan_id, actor="test", now=NOW)
+            outcomes.append("held")
+        except SlotTaken:
+            outcomes.append("taken")
+
+    threads = [threading.Thread(target=book, args=pair) for pair in pairs]
+    with time_machine.travel(NOW, tick=True):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(outcomes) == ["held"] + ["taken"] * 19
+    with Session(get_engine()) as session:
+        assert len(session.exec(select(Enrollment).where(Enrollment.timeslot_id == slot_id)).all()) == 1
