@@ -140,8 +140,6 @@ def is_occurrence(session: Session, enrollment: Enrollment, lesson_date: date) -
     end = lesson_end(session, enrollment)
     if end is not None and lesson_date > end:
         return False
-    if enrollment.status in (CANCELLED,) and lesson_date > enrollment.updated_at.date():
-        return False
     closures = closures_of(session, enrollment.semester_id) if enrollment.semester_id else all_closures(session)
     return lesson_date not in closures
 

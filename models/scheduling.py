@@ -174,8 +174,7 @@ def current_or_next_semester(session: Session, day: date) -> Semester | None:
 def next_occurrence(
     session: Session, slot: Timeslot, *, after: datetime, tz: ZoneInfo, closures: set[date] | None = None
 ) -> datetime | None:
-    """The slot's next lesson start after `after` (closures skipped), inside a semester when
-    semesters exist; None when no semester lies ahead."""
+    """The slot's next lesson start after `after`, closures skipped, looking up to 60 weeks ahead."""
     closures = all_closures(session) if closures is None else closures
     local_day = after.astimezone(tz).date()
     for offset in range(0, 7 * 60):
