@@ -359,3 +359,20 @@ def archive_student(session: Session, student: Student, *, actor: str) -> Studen
     session.flush()
     record_audit(session, actor=actor, action="student.remove", entity=student, before=before, after=snapshot(student))
     return student
+
+
+def remove_instrument(session: Session, *, name: str, actor: str) -> None:
+    """Remove an instrument nobody teaches and no enrollment or make-up uses; Conflict otherwise."""
+    from models.attendance import MakeUp
+    from models.enrollment import Enrollment
+
+    instrument = get_instrument(session, name)
+    teachers = session.exec(select(TeacherInstrument).where(TeacherInstrument.instrument_id == instrument.id)).all()
+    if teachers:
+        raise Conflict(f"{len(teachers)} teacher(s) teach {instrument.name}; update them first")
+    if session.exec(select(Enrollment.id).where(Enrollment.instrument_id == instrument.id)).first() is not None or \
+            session.exec(select(MakeUp.id).where(MakeUp.instrument_id == instrument.id)).first() is not None:
+        raise Conflict(f"{instrument.name} has enrollment or make-up history and cannot be removed")
+    record_audit(session, actor=actor, action="instrument.remove", entity=instrument, before=snapshot(instrument))
+    session.delete(instrument)
+    session.flush()

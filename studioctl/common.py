@@ -63,7 +63,9 @@ class StudioGroup(TyperGroup):
         except Exception as error:
             import click
 
-            if isinstance(error, click.exceptions.ClickException):
+            # Typer 0.29 vendors its own click: its usage errors are not click's classes.
+            usage_errors = (click.exceptions.ClickException, *(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException"))
+            if isinstance(error, usage_errors):
                 raise
             message = _domain_error(error)
             if message is None:
@@ -122,3 +124,17 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]], *, empty:
 
 
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def print_record(title: str, record: dict[str, Any], *, skip: tuple[str, ...] = ()) -> None:
+    """One object as a two-column Rich table (field, value); lists are joined by commas."""
+    table = Table(title=title, title_justify="left", show_header=False, pad_edge=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in record.items():
+        if key in skip:
+            continue
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(str(plain(item)) for item in value) or "-"
+        table.add_row(key.replace("_", " "), styled("-" if value is None else value))
+    console.print(table)

@@ -1,0 +1,103 @@
+"""`studioctl payees`: the paying parents (referred to by id or email)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from studioctl.common import JsonOption, console, emit_json, print_record, print_table
+
+app = typer.Typer(help="Payees: the paying parents.\n\nExample: studioctl payees show parent@family.example", no_args_is_help=True)
+
+PayeeRef = Annotated[str, typer.Argument(help="Payee id or email.")]
+
+
+def _show(view: dict, json_output: bool, verb: str = "") -> None:
+    if json_output:
+        return emit_json(view)
+    if verb:
+        console.print(f"[green]{verb}[/]")
+    print_record(f"Payee {view['id']}", view, skip=("students",))
+    if view.get("students"):
+        print_table("Students", ["id", "name", "birth date", "notes"],
+                    [[s["id"], s["name"], s["birth_date"], s["notes"]] for s in view["students"]])
+
+
+@app.command("list")
+def list_(json_output: bool = JsonOption) -> None:
+    """List payees with their number of students.
+
+    Example: studioctl payees list --json
+    """
+    from models.db import session_scope
+    from models.reports import list_payees
+
+    with session_scope(write=False) as session:
+        rows = list_payees(session)
+    if json_output:
+        return emit_json(rows)
+    print_table(
+        "Payees", ["id", "name", "email", "phone", "students", "signed up"],
+        [[r["id"], r["name"], r["email"], r["phone"], r["student_count"], "yes" if r["signed_up"] else "no"] for r in rows],
+        empty="no payees yet: studioctl payees add --name ... --email ...",
+    )
+
+
+@app.command()
+def add(
+    name: Annotated[str, typer.Option(help="Full name.")],
+    email: Annotated[str, typer.Option(help="Email (unique).")],
+    phone: Annotated[Optional[str], typer.Option(help="Phone number.")] = None,
+    json_output: bool = JsonOption,
+) -> None:
+    """Add a payee (the parent can later sign in with the same email and is linked).
+
+    Example: studioctl payees add --name "Sam Garcia" --email sam@family.example --phone "+1 555 0100"
+    """
+    from models.db import session_scope
+    from models.people import add_payee
+    from models.reports import payee_view
+
+    with session_scope() as session:
+        view = payee_view(session, add_payee(session, name=name, email=email, phone=phone, actor="admin"))
+    _show(view, json_output, "added payee")
+
+
+@app.command()
+def show(payee: PayeeRef, json_output: bool = JsonOption) -> None:
+    """Show a payee and their students.
+
+    Example: studioctl payees show sam@family.example
+    """
+    from models.db import session_scope
+    from models.people import get_payee
+    from models.reports import payee_view
+
+    with session_scope(write=False) as session:
+        view = payee_view(session, get_payee(session, payee), with_students=True)
+    _show(view, json_output)
+
+
+@app.command()
+def update(
+    payee: PayeeRef,
+    name: Annotated[Optional[str], typer.Option(help="New name.")] = None,
+    email: Annotated[Optional[str], typer.Option(help="New email.")] = None,
+    phone: Annotated[Optional[str], typer.Option(help="New phone (empty string clears it).")] = None,
+    json_output: bool = JsonOption,
+) -> None:
+    """Change a payee's name, email or phone.
+
+    Example: studioctl payees update 4 --phone "+1 555 0199"
+    """
+    from models.db import session_scope
+    from models.people import get_payee, update_payee
+    from models.reports import payee_view
+
+    if name is None and email is None and phone is None:
+        raise typer.BadParameter("give at least one of --name, --email, --phone")
+    with session_scope() as session:
+        row = update_payee(session, get_payee(session, payee), name=name, email=email, phone=phone, actor="admin")
+        view = payee_view(session, row, with_students=True)
+    _show(view, json_output, "updated payee")

@@ -1,0 +1,129 @@
+"""`studioctl teachers`: who teaches, what, and whether they take new bookings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from studioctl.common import JsonOption, console, emit_json, print_record, print_table
+
+app = typer.Typer(help="Teachers (referred to by id or email).\n\nExample: studioctl teachers list --all", no_args_is_help=True)
+
+TeacherRef = Annotated[str, typer.Argument(help="Teacher id or email.")]
+
+
+def _show(view: dict, json_output: bool, verb: str) -> None:
+    if json_output:
+        return emit_json(view)
+    if verb:
+        console.print(f"[green]{verb}[/]")
+    print_record(f"Teacher {view['id']}", view)
+
+
+@app.command("list")
+def list_(
+    all_: Annotated[bool, typer.Option("--all", help="Include deactivated teachers.")] = False,
+    json_output: bool = JsonOption,
+) -> None:
+    """List teachers with their instruments and number of active slots.
+
+    Example: studioctl teachers list --all
+    """
+    from models.db import session_scope
+    from models.reports import list_teachers
+
+    with session_scope(write=False) as session:
+        rows = list_teachers(session, include_inactive=all_)
+    if json_output:
+        return emit_json(rows)
+    print_table(
+        "Teachers", ["id", "name", "email", "instruments", "slots", "status"],
+        [[r["id"], r["name"], r["email"], ", ".join(r["instruments"]), r["slots"], "active" if r["active"] else "inactive"]
+         for r in rows],
+        empty="no teachers yet: studioctl teachers add --name ... --email ...",
+    )
+
+
+@app.command()
+def add(
+    name: Annotated[str, typer.Option(help="Full name.")],
+    email: Annotated[str, typer.Option(help="Email (unique).")],
+    instrument: Annotated[Optional[list[str]], typer.Option(help="An instrument taught (repeat the option).")] = None,
+    bio: Annotated[Optional[str], typer.Option(help="Short biography shown to parents.")] = None,
+    json_output: bool = JsonOption,
+) -> None:
+    """Add a teacher.
+
+    Example: studioctl teachers add --name "Ada Lovelace" --email ada@studio.example --instrument piano
+    """
+    from models.db import session_scope
+    from models.people import add_teacher
+    from models.reports import teacher_view
+
+    with session_scope() as session:
+        teacher = add_teacher(session, name=name, email=email, instruments=instrument or [], bio=bio, actor="admin")
+        view = teacher_view(session, teacher)
+    _show(view, json_output, "added teacher")
+
+
+@app.command()
+def show(teacher: TeacherRef, json_output: bool = JsonOption) -> None:
+    """Show one teacher.
+
+    Example: studioctl teachers show ada@studio.example
+    """
+    from models.db import session_scope
+    from models.people import get_teacher
+    from models.reports import teacher_view
+
+    with session_scope(write=False) as session:
+        view = teacher_view(session, get_teacher(session, teacher))
+    _show(view, json_output, "")
+
+
+@app.command()
+def update(
+    teacher: TeacherRef,
+    name: Annotated[Optional[str], typer.Option(help="New name.")] = None,
+    email: Annotated[Optional[str], typer.Option(help="New email.")] = None,
+    bio: Annotated[Optional[str], typer.Option(help="New biography.")] = None,
+    instrument: Annotated[Optional[list[str]], typer.Option(help="Replaces the instruments taught (repeat).")] = None,
+    json_output: bool = JsonOption,
+) -> None:
+    """Change a teacher's name, email, bio or instruments (given instruments replace the list).
+
+    Example: studioctl teachers update 3 --instrument piano --instrument guitar
+    """
+    if name is None and email is None and bio is None and instrument is None:
+        raise typer.BadParameter("give at least one of --name, --email, --bio, --instrument")
+    _change(teacher, json_output, "updated teacher", name=name, email=email, bio=bio, instruments=instrument)
+
+
+@app.command()
+def deactivate(teacher: TeacherRef, json_output: bool = JsonOption) -> None:
+    """Stop new bookings with a teacher (running enrollments and history stay).
+
+    Example: studioctl teachers deactivate ada@studio.example
+    """
+    _change(teacher, json_output, "deactivated teacher", active=False)
+
+
+@app.command()
+def activate(teacher: TeacherRef, json_output: bool = JsonOption) -> None:
+    """Let a deactivated teacher take bookings again.
+
+    Example: studioctl teachers activate ada@studio.example
+    """
+    _change(teacher, json_output, "activated teacher", active=True)
+
+
+def _change(ref: str, json_output: bool, verb: str, **changes) -> None:
+    from models.db import session_scope
+    from models.people import get_teacher, update_teacher
+    from models.reports import teacher_view
+
+    with session_scope() as session:
+        row = update_teacher(session, get_teacher(session, ref), actor="admin", **changes)
+        view = teacher_view(session, row)
+    _show(view, json_output, verb)
