@@ -244,3 +244,46 @@ def check_attendance_status(status: str) -> str:
     if status not in ATTENDANCE_STATUSES:
         raise Invalid(f"status must be one of {', '.join(ATTENDANCE_STATUSES)}", field="status")
     return status
+
+
+# Export -------------------------------------------------------------------------------------
+
+
+def table_names() -> list[str]:
+    """Every table that can be exported, sorted."""
+    from models.tables import TABLES
+
+    return sorted(TABLES)
+
+
+def export_rows(session: Session, table: str, path, *, progress=None, advance=None) -> int:
+    """Write every row of `table` to the CSV file `path` (ordered by primary key); return the
+    count. `progress(total)` returns a handle that `advance(handle)` moves once per row."""
+    import csv
+    import json
+
+    from models.tables import TABLES
+
+    model = TABLES[table]
+    columns = [column.name for column in model.__table__.columns]
+    total = session.exec(select(func.count()).select_from(model)).one()
+    handle = progress(total) if progress else None
+    written = 0
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(columns)
+        statement = select(model).order_by(*model.__table__.primary_key.columns)
+        for row in session.exec(statement.execution_options(yield_per=500)):
+            values = []
+            for name in columns:
+                value = getattr(row, name)
+                if isinstance(value, (dict, list)):
+                    value = json.dumps(value, sort_keys=True)
+                elif hasattr(value, "isoformat"):
+                    value = value.isoformat()
+                values.append("" if value is None else value)
+            writer.writerow(values)
+            written += 1
+            if advance and handle is not None:
+                advance(handle)
+    return written

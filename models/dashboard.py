@@ -1,0 +1,182 @@
+"""What the admin looks at: the day's lessons, provisional holds, recent payments, and the
+term preview (every lesson date and what it costs). Plain dicts, nothing is changed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+
+from sqlmodel import Session, select
+
+from models.attendance import Attendance, MakeUp
+from models.base import utcnow
+from models.billing import Plan, StripeEvent
+from models.config import get_settings
+from models.enrollment import ACTIVE, CANCELLED, FAILED, PAST_DUE, PROVISIONAL, Enrollment, is_occurrence, lesson_dates
+from models.people import Instrument, Payee, Student, Teacher
+from models.scheduling import (
+    WEEKDAYS, Semester, SemesterClosure, Timeslot, closures_of, format_minute, is_dst_change_week, occurrence_start,
+)
+
+# Enrollments whose lessons take place: a provisional hold is not a lesson yet.
+_TAUGHT = (ACTIVE, PAST_DUE, CANCELLED)
+
+
+def _names(session: Session, slot: Timeslot, student_id: int, instrument_id: int | None) -> dict:
+    student = session.get(Student, student_id)
+    instrument = session.get(Instrument, instrument_id) if instrument_id else None
+    return {"teacher": session.get(Teacher, slot.teacher_id).name, "student": student.name,
+            "instrument": instrument.name if instrument else None}
+
+
+def day_schedule(session: Session, day: date) -> dict:
+    """Every lesson and booked make-up on `day`, sorted by start time then teacher.
+
+    A lesson is a real occurrence of an active, past-due or (not yet ended) cancelled
+    enrollment: the slot's weekday, inside its dates, not a closure. Each entry carries the
+    wall-clock start, the aware start in the studio's zone, and whether the week changed
+    its UTC offset (DST), so the admin sees why a lesson "moved" for people abroad.
+    """
+    tz = get_settings().tz
+    lessons = []
+    slots = session.exec(select(Timeslot).where(Timeslot.weekday == day.weekday())).all()
+    by_slot = {slot.id: slot for slot in slots}
+    if by_slot:
+        enrollments = session.exec(
+            select(Enrollment).where(Enrollment.timeslot_id.in_(list(by_slot)), Enrollment.status.in_(_TAUGHT))
+        ).all()
+        for enrollment in enrollments:
+            if not is_occurrence(session, enrollment, day):
+                continue
+            slot = by_slot[enrollment.timeslot_id]
+            mark = session.exec(
+                select(Attendance).where(Attendance.enrollment_id == enrollment.id, Attendance.lesson_date == day)
+            ).first()
+            lessons.append(_entry(session, slot, day, tz, kind="lesson", student_id=enrollment.student_id,
+                                  instrument_id=enrollment.instrument_id, enrollment_id=enrollment.id,
+                                  attendance=mark.status if mark else None, makeup_id=None))
+    for credit in session.exec(
+        select(MakeUp).where(MakeUp.lesson_date == day, MakeUp.status.in_(("booked", "used")))
+    ).all():
+        slot = session.get(Timeslot, credit.timeslot_id)
+        lessons.append(_entry(session, slot, day, tz, kind="make_up", student_id=credit.student_id,
+                              instrument_id=credit.instrument_id, enrollment_id=None, attendance=None,
+                              makeup_id=credit.id))
+    lessons.sort(key=lambda entry: (entry["start"], entry["teacher"], entry["student"]))
+    return {"date": day.isoformat(), "closed": _is_closure(session, day), "lessons": lessons}
+
+
+def _is_closure(session: Session, day: date) -> bool:
+    return session.exec(select(SemesterClosure.id).where(SemesterClosure.closed_on == day)).first() is not None
+
+
+def _entry(session, slot, day, tz, *, kind, student_id, instrument_id, enrollment_id, attendance, makeup_id) -> dict:
+    return {
+        "start": format_minute(slot.start_minute), "end": format_minute(slot.start_minute + 30),
+        "starts_at": occurrence_start(day, slot.start_minute, tz).isoformat(),
+        "dst_change": is_dst_change_week(day, slot.start_minute, tz),
+        **_names(session, slot, student_id, instrument_id),
+        "kind": kind, "enrollment_id": enrollment_id, "makeup_id": makeup_id, "timeslot_id": slot.id,
+        "attendance": attendance,
+    }
+
+
+def provisional_holds(session: Session, *, now: datetime | None = None) -> list[dict]:
+    """Provisional enrollments, soonest expiry first, with the seconds left on each hold."""
+    now = now or utcnow()
+    rows = []
+    for enrollment in session.exec(
+        select(Enrollment).where(Enrollment.status == PROVISIONAL).order_by(Enrollment.provisional_expires_at)
+    ).all():
+        slot = session.get(Timeslot, enrollment.timeslot_id)
+        student = session.get(Student, enrollment.student_id)
+        left = int((enrollment.provisional_expires_at - now).total_seconds())
+        rows.append({
+            "id": enrollment.id, **_names(session, slot, enrollment.student_id, enrollment.instrument_id),
+            "payee": session.get(Payee, student.payee_id).email, "slot": f"{_day(slot)} {format_minute(slot.start_minute)}",
+            "expires_at": enrollment.provisional_expires_at.isoformat(), "seconds_left": max(left, 0),
+            "overdue": left < 0, "pipeline_state": enrollment.pipeline_state,
+        })
+    return rows
+
+
+def _day(slot: Timeslot) -> str:
+    return WEEKDAYS[slot.weekday].title()
+
+
+def payment_activity(session: Session, *, days: int = 7, now: datetime | None = None) -> dict:
+    """Stripe events received in the last `days` days (newest first) and the failures to act on:
+    events that failed processing, and enrollments now failed or past due."""
+    now = now or utcnow()
+    since = now - timedelta(days=days)
+    events = [
+        {"id": event.id, "stripe_event_id": event.stripe_event_id, "type": event.type, "status": event.status,
+         "received_at": event.received_at.isoformat(), "error": event.error}
+        for event in session.exec(
+            select(StripeEvent).where(StripeEvent.received_at >= since).order_by(StripeEvent.received_at.desc())
+        ).all()
+    ]
+    failures = [
+        {"kind": "stripe_event", "id": event["id"], "what": event["type"], "error": event["error"]}
+        for event in events if event["status"] == "failed"
+    ]
+    for enrollment in session.exec(
+        select(Enrollment).where(Enrollment.status.in_((FAILED, PAST_DUE)), Enrollment.updated_at >= since)
+        .order_by(Enrollment.updated_at.desc())
+    ).all():
+        student = session.get(Student, enrollment.student_id)
+        failures.append({
+            "kind": f"enrollment_{enrollment.status}", "id": enrollment.id, "what": student.name,
+            "error": enrollment.failure_reason or ("payment failed" if enrollment.status == PAST_DUE else None),
+        })
+    return {"days": days, "events": events, "failures": failures}
+
+
+def _amount_cents(plan: Plan | None, dates: list[date]) -> int:
+    """What a term of `dates` costs on `plan`: weekly and semester plans per lesson, monthly
+    per calendar month that has a lesson; offline enrollments (no plan) cost nothing here."""
+    if plan is None or not dates:
+        return 0
+    if plan.frequency == "monthly":
+        return plan.amount_cents * len({(day.year, day.month) for day in dates})
+    return plan.amount_cents * len(dates)
+
+
+def term_preview(session: Session, semester: Semester, *, payee_id: int | None = None) -> dict:
+    """Every lesson date of each live enrollment in `semester` (closures removed, DST-change
+    weeks flagged), with lesson counts and amounts per enrollment and per family."""
+    tz = get_settings().tz
+    closures = closures_of(session, semester.id)
+    statement = select(Enrollment).where(
+        Enrollment.semester_id == semester.id, Enrollment.status.in_((PROVISIONAL, ACTIVE, PAST_DUE))
+    ).order_by(Enrollment.id)
+    if payee_id is not None:
+        statement = statement.join(Student, Student.id == Enrollment.student_id).where(Student.payee_id == payee_id)
+    enrollments, families = [], defaultdict(lambda: {"lessons": 0, "amount_cents": 0, "enrollment_ids": []})
+    for enrollment in session.exec(statement).all():
+        slot = session.get(Timeslot, enrollment.timeslot_id)
+        student = session.get(Student, enrollment.student_id)
+        payee = session.get(Payee, student.payee_id)
+        plan = session.get(Plan, enrollment.plan_id) if enrollment.plan_id else None
+        dates = lesson_dates(session, enrollment, first=semester.starts_on, last=semester.ends_on, closures=closures)
+        amount = _amount_cents(plan, dates)
+        enrollments.append({
+            "id": enrollment.id, "status": enrollment.status, "payee_id": payee.id, "payee": payee.name,
+            **_names(session, slot, student.id, enrollment.instrument_id),
+            "slot": f"{_day(slot)} {format_minute(slot.start_minute)}", "plan": plan.frequency if plan else "offline",
+            "lessons": [{"date": day.isoformat(), "dst_change": is_dst_change_week(day, slot.start_minute, tz)} for day in dates],
+            "lesson_count": len(dates), "amount_cents": amount, "currency": plan.currency if plan else get_settings().CURRENCY,
+        })
+        family = families[payee.id]
+        family.update(payee_id=payee.id, payee=payee.name, email=payee.email)
+        family["lessons"] += len(dates)
+        family["amount_cents"] += amount
+        family["enrollment_ids"].append(enrollment.id)
+    return {
+        "semester": {"id": semester.id, "name": semester.name, "starts_on": semester.starts_on.isoformat(),
+                     "ends_on": semester.ends_on.isoformat(), "closures": sorted(day.isoformat() for day in closures)},
+        "enrollments": enrollments,
+        "families": sorted(families.values(), key=lambda family: family["payee"]),
+        "total_cents": sum(family["amount_cents"] for family in families.values()),
+    }

@@ -1,0 +1,67 @@
+"""`studioctl attendance`: mark what happened at a lesson (and the make-up it earns)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from studioctl.common import JsonOption, console, emit_json, parse_date, print_table
+
+app = typer.Typer(help="Lesson attendance.\n\nExample: studioctl attendance mark --enrollment 7 --date 2026-11-02 --status present",
+                  no_args_is_help=True)
+
+
+@app.command()
+def mark(
+    enrollment: Annotated[int, typer.Option(help="Enrollment id.")],
+    date: Annotated[str, typer.Option("--date", help="Lesson date YYYY-MM-DD (a real occurrence).")],
+    status: Annotated[str, typer.Option(help="present, excused, no_show or teacher_cancelled.")],
+    note: Annotated[Optional[str], typer.Option(help="A note for the record.")] = None,
+    json_output: bool = JsonOption,
+) -> None:
+    """Mark (or re-mark) one lesson. excused / teacher_cancelled earn one make-up credit and
+    email an invite; no_show emails a notice; re-marking to present or no_show withdraws an
+    unbooked credit.
+
+    Example: studioctl attendance mark --enrollment 7 --date 2026-11-02 --status excused --note "flu"
+    """
+    import workers.tasks  # noqa: F401  (registers the email dispatcher: emails go out after commit)
+    from models.attendance import mark_attendance
+    from models.db import session_scope
+    from models.reports import attendance_view, check_attendance_status
+
+    lesson_date = parse_date(date)
+    check_attendance_status(status)
+    with session_scope() as session:
+        row, credit = mark_attendance(session, enrollment_id=enrollment, lesson_date=lesson_date, status=status,
+                                      note=note, actor="admin")
+        view = attendance_view(session, row, makeup=credit)
+    if json_output:
+        return emit_json(view)
+    extra = f"; make-up credit {view['makeup_id']}" if view["makeup_id"] else ""
+    console.print(f"marked enrollment {enrollment} on {view['lesson_date']} ({view['student']}): "
+                  f"[bold]{view['status']}[/]{extra}")
+
+
+@app.command("list")
+def list_(
+    date: Annotated[Optional[str], typer.Option("--date", help="Only this lesson date YYYY-MM-DD.")] = None,
+    enrollment: Annotated[Optional[int], typer.Option(help="Only this enrollment.")] = None,
+    json_output: bool = JsonOption,
+) -> None:
+    """List attendance marks, newest lesson first.
+
+    Example: studioctl attendance list --enrollment 7
+    """
+    from models.db import session_scope
+    from models.reports import list_attendance
+
+    day = parse_date(date) if date else None
+    with session_scope(write=False) as session:
+        rows = list_attendance(session, day=day, enrollment_id=enrollment)
+    if json_output:
+        return emit_json(rows)
+    print_table("Attendance", ["id", "date", "enrollment", "student", "status", "make-up", "note"],
+                [[r["id"], r["lesson_date"], r["enrollment_id"], r["student"], r["status"], r["makeup_id"], r["note"]]
+                 for r in rows], empty="no attendance marked")

@@ -1,0 +1,90 @@
+"""`studioctl dashboard`: today's lessons, provisional holds, and recent payments."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from studioctl.common import JsonOption, console, emit_json, parse_date, print_table
+
+app = typer.Typer(help="What needs the admin's eye.\n\nExample: studioctl dashboard today", no_args_is_help=True)
+
+
+@app.command()
+def today(
+    date: Annotated[Optional[str], typer.Option("--date", help="Another day YYYY-MM-DD (default: today, studio time).")] = None,
+    json_output: bool = JsonOption,
+) -> None:
+    """Every lesson and make-up of the day by start time, with teacher, student, instrument and
+    attendance. Closures show no lessons; weeks where DST changed are flagged.
+
+    Example: studioctl dashboard today --date 2026-11-02 --json
+    """
+    from models.base import utcnow
+    from models.config import get_settings
+    from models.dashboard import day_schedule
+    from models.db import session_scope
+
+    day = parse_date(date) if date else utcnow().astimezone(get_settings().tz).date()
+    with session_scope(write=False) as session:
+        schedule = day_schedule(session, day)
+    if json_output:
+        return emit_json(schedule)
+    title = f"{day:%A %Y-%m-%d}" + (" — studio closed" if schedule["closed"] else "")
+    print_table(
+        title, ["start", "teacher", "student", "instrument", "kind", "attendance"],
+        [[entry["start"] + (" [yellow]DST[/]" if entry["dst_change"] else ""), entry["teacher"], entry["student"],
+          entry["instrument"], "make-up" if entry["kind"] == "make_up" else "lesson",
+          entry["attendance"] or ("-" if entry["kind"] == "make_up" else "unmarked")]
+         for entry in schedule["lessons"]],
+        empty=f"{title}: no lessons",
+    )
+    if any(entry["dst_change"] for entry in schedule["lessons"]):
+        console.print("[yellow]DST[/]: the clock changed since last week; lessons keep their wall-clock time.")
+
+
+@app.command()
+def provisionals(json_output: bool = JsonOption) -> None:
+    """Provisional holds waiting for payment setup, with the time left on each.
+
+    Example: studioctl dashboard provisionals
+    """
+    from models.dashboard import provisional_holds
+    from models.db import session_scope
+
+    with session_scope(write=False) as session:
+        rows = provisional_holds(session)
+    if json_output:
+        return emit_json(rows)
+    print_table(
+        "Provisional holds", ["id", "student", "teacher", "slot", "payee", "time left", "pipeline"],
+        [[r["id"], r["student"], r["teacher"], r["slot"], r["payee"],
+          "[red]overdue[/]" if r["overdue"] else f"{r['seconds_left'] // 60}m {r['seconds_left'] % 60:02d}s",
+          r["pipeline_state"] or "-"] for r in rows],
+        empty="no provisional holds",
+    )
+
+
+@app.command()
+def payments(
+    days: Annotated[int, typer.Option(min=1, help="How many days back.")] = 7,
+    json_output: bool = JsonOption,
+) -> None:
+    """Recent Stripe events (as recorded locally) and the failures to act on.
+
+    Example: studioctl dashboard payments --days 30
+    """
+    from models.dashboard import payment_activity
+    from models.db import session_scope
+
+    with session_scope(write=False) as session:
+        activity = payment_activity(session, days=days)
+    if json_output:
+        return emit_json(activity)
+    print_table(f"Stripe events, last {days} days", ["id", "received", "type", "status", "error"],
+                [[e["id"], e["received_at"][:16].replace("T", " "), e["type"], e["status"], e["error"]]
+                 for e in activity["events"]], empty=f"no Stripe events in the last {days} days")
+    print_table("Failures", ["kind", "id", "what", "error"],
+                [[f["kind"], f["id"], f["what"], f["error"]] for f in activity["failures"]],
+                empty="no failures")
