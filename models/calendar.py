@@ -1,0 +1,83 @@
+"""A family's calendar: every lesson of its live enrollments and every booked make-up.
+
+Occurrences are derived (never stored): the slot's weekday dates within the enrollment's
+range, minus closures, placed at the slot's wall-clock time in the studio's zone. The
+transport (webapi) renders the entries as iCalendar; this module knows no format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session, select
+
+from models.attendance import MakeUp
+from models.enrollment import LIVE_STATUSES, PROVISIONAL, Enrollment, lesson_dates
+from models.people import Instrument, Student, Teacher
+from models.scheduling import SLOT_MINUTES, SemesterClosure, Timeslot, occurrence_start
+
+# How far a subscribed calendar looks back and ahead (open-ended enrollments stop here).
+PAST_DAYS = 28
+FUTURE_DAYS = 182
+
+
+@dataclass
+class CalendarEntry:
+    """One lesson or make-up on the family's calendar."""
+
+    uid: str
+    start: datetime
+    end: datetime
+    summary: str
+    description: str
+    tentative: bool = False
+
+
+def family_calendar(session: Session, payee_id: int, *, tz: ZoneInfo, today: date) -> list[CalendarEntry]:
+    """Lessons (live enrollments; provisional ones tentative) and booked/used make-ups of the
+    family from `today - PAST_DAYS` to `today + FUTURE_DAYS`, closures excluded, sorted by start."""
+    first, last = today - timedelta(days=PAST_DAYS), today + timedelta(days=FUTURE_DAYS)
+    closures = set(session.exec(select(SemesterClosure.closed_on)).all())
+    entries: list[CalendarEntry] = []
+    enrollments = session.exec(
+        select(Enrollment, Student, Timeslot, Teacher, Instrument)
+        .join(Student, Student.id == Enrollment.student_id)
+        .join(Timeslot, Timeslot.id == Enrollment.timeslot_id)
+        .join(Teacher, Teacher.id == Timeslot.teacher_id)
+        .join(Instrument, Instrument.id == Enrollment.instrument_id)
+        .where(Student.payee_id == payee_id, Enrollment.status.in_(LIVE_STATUSES))
+    ).all()
+    for enrollment, student, slot, teacher, instrument in enrollments:
+        for day in lesson_dates(session, enrollment, first=first, last=last, closures=closures):
+            start = occurrence_start(day, slot.start_minute, tz)
+            entries.append(CalendarEntry(
+                uid=f"enrollment-{enrollment.id}-{day.isoformat()}",
+                start=start, end=start + timedelta(minutes=SLOT_MINUTES),
+                summary=f"{student.name}: {instrument.name} with {teacher.name}",
+                description=f"Weekly lesson (booking {enrollment.id}, {enrollment.status}).",
+                tentative=enrollment.status == PROVISIONAL,
+            ))
+    makeups = session.exec(
+        select(MakeUp, Student, Timeslot, Teacher)
+        .join(Student, Student.id == MakeUp.student_id)
+        .join(Timeslot, Timeslot.id == MakeUp.timeslot_id)
+        .join(Teacher, Teacher.id == Timeslot.teacher_id)
+        .where(
+            Student.payee_id == payee_id, MakeUp.status.in_(("booked", "used")),
+            MakeUp.lesson_date >= first, MakeUp.lesson_date <= last,
+        )
+    ).all()
+    for credit, student, slot, teacher in makeups:
+        if credit.lesson_date in closures:
+            continue
+        start = occurrence_start(credit.lesson_date, slot.start_minute, tz)
+        entries.append(CalendarEntry(
+            uid=f"makeup-{credit.id}-{credit.lesson_date.isoformat()}",
+            start=start, end=start + timedelta(minutes=SLOT_MINUTES),
+            summary=f"{student.name}: make-up lesson with {teacher.name}",
+            description=f"Make-up lesson (credit {credit.id}).",
+        ))
+    entries.sort(key=lambda entry: (entry.start, entry.uid))
+    return entries

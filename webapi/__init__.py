@@ -1,0 +1,124 @@
+"""The parent REST API: `create_app()` builds the Flask app (flask-openapi3, spec from code).
+
+Blueprints: `auth` (token exchange), `public` (discovery), `parent` (the family's own
+data; our bearer token), `health`, and Stripe's `webhooks` when the workers package
+provides it (no auth, no CORS, no rate limit there: Stripe signs its calls).
+
+Rate limits (flask-limiter; Redis storage when `REDIS_URL` is set, memory otherwise) cover
+`/auth/*` (per client address) and `POST /parent/bookings` (per signed-in user); the limit
+strings come from `RATELIMIT_AUTH` / `RATELIMIT_BOOKINGS` and can be overridden in
+`test_config`. CORS answers only the origins of `CORS_ORIGINS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from flask import g, request
+from flask_cors import CORS
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_openapi3 import Info, OpenAPI
+
+from models.config import ConfigError, Settings, get_settings
+from webapi import auth, parent, public
+from webapi.problems import flask_openapi3_validation_callback, register_error_handlers
+from webapi.security import SupabaseVerifier
+
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+               "description": "the API's own token from POST /auth/exchange"},
+    "supabase": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                 "description": "a Supabase access token (only for /auth/*)"},
+    "calendarToken": {"type": "apiKey", "in": "query", "name": "token",
+                      "description": "the family's calendar subscription token"},
+}
+API_PREFIXES = r"/(auth|public|parent|healthz)(/.*)?"
+
+
+def _check_settings(settings: Settings) -> None:
+    if not settings.JWT_SECRET:
+        raise ConfigError("configuration error: JWT_SECRET: required by the API (at least 32 characters)")
+    if not (settings.SUPABASE_JWT_SECRET or settings.SUPABASE_JWKS_URL):
+        raise ConfigError("configuration error: SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL: one is required by the API")
+
+
+def _user_or_address() -> str:
+    identity = getattr(g, "identity", None)
+    return f"user:{identity.sub}" if identity is not None else get_remote_address()
+
+
+def _install_rate_limits(app: OpenAPI, settings: Settings) -> Limiter:
+    limiter = Limiter(
+        key_func=get_remote_address, app=app, headers_enabled=True, default_limits=[],
+        storage_uri=app.config.get("RATELIMIT_STORAGE_URI") or settings.REDIS_URL or "memory://",
+        key_prefix="studio-api",
+    )
+    limiter.limit(lambda: app.config["RATELIMIT_AUTH"])(auth.bp)
+    endpoint = "parent.create_booking"
+    app.view_functions[endpoint] = limiter.limit(
+        lambda: app.config["RATELIMIT_BOOKINGS"], key_func=_user_or_address,
+    )(app.view_functions[endpoint])
+    return limiter
+
+
+def _register_webhooks(app: OpenAPI) -> object | None:
+    try:
+        webhooks = importlib.import_module("webapi.webhooks")
+    except ModuleNotFoundError as error:
+        if error.name != "webapi.webhooks":
+            raise
+        return None
+    app.register_blueprint(webhooks.bp)
+    return webhooks.bp
+
+
+def create_app(test_config: dict | None = None) -> OpenAPI:
+    """Build the API. Settings are validated here: a missing JWT_SECRET is a ConfigError."""
+    settings = get_settings()
+    _check_settings(settings)
+    app = OpenAPI(
+        __name__,
+        info=Info(title="Music studio parent API", version="1.0.0"),
+        security_schemes=SECURITY_SCHEMES,
+        validation_error_status=422,
+        validation_error_callback=flask_openapi3_validation_callback,
+    )
+    app.config.update(
+        STUDIO_SETTINGS=settings,
+        RATELIMIT_AUTH=settings.RATELIMIT_AUTH,
+        RATELIMIT_BOOKINGS=settings.RATELIMIT_BOOKINGS,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["studio_supabase"] = SupabaseVerifier(settings)
+
+    register_error_handlers(app)
+    app.register_api(auth.bp)
+    app.register_api(public.bp)
+    app.register_api(public.health_bp)
+    app.register_api(parent.bp)
+    webhooks_bp = _register_webhooks(app)
+
+    limiter = _install_rate_limits(app, settings)
+    if webhooks_bp is not None:
+        limiter.exempt(webhooks_bp)
+    if settings.cors_origins:
+        CORS(app, resources={API_PREFIXES: {"origins": settings.cors_origins}},
+             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+             expose_headers=["Location", "Retry-After", "Idempotent-Replayed"], max_age=600)
+
+    @app.get("/openapi.json", doc_ui=False)
+    def openapi_json():
+        """The OpenAPI document (alias of flask-openapi3's /openapi/openapi.json)."""
+        return app.api_doc
+
+    @app.after_request
+    def _no_store(response):
+        if request.path.startswith("/parent/") and "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return app

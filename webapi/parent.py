@@ -1,0 +1,328 @@
+"""`/parent/*`: a signed-in family's own data, bookings, make-ups and calendar.
+
+Every route needs our bearer token (401 otherwise); the calendar also accepts the
+family's secret `?token=` so calendar apps can subscribe. Each route opens one unit of
+work and calls one domain operation; ids from the client are always looked up within the
+caller's family, so another family's object is a 404 (never a 403 that would confirm it
+exists). Writes are audited as `payee:<id>` by the operations themselves.
+"""
+
+from __future__ import annotations
+
+from flask import Response, current_app, g, request, url_for
+from flask_openapi3 import APIBlueprint, Tag
+
+from models import family
+from models.attendance import book_makeup, eligible_makeup_slots, get_makeup
+from models.base import utcnow
+from models.calendar import family_calendar
+from models.db import after_commit, session_scope
+from models.enrollment import Enrollment, get_enrollment, hold_slot
+from models.errors import DomainError, Forbidden, Unauthorized
+from models.idempotency import IdempotencyRace, fingerprint, lock_payee, store_response, stored_response
+from models.people import Payee, Student, add_student, archive_student, get_student, update_student, upsert_payee_for_user
+from models.scheduling import occurrence_start
+from webapi.ics import render_calendar
+from webapi.schemas import (
+    BookingAccepted, BookingCreate, BookingHeaders, BookingOut, BookingPage, BookingPath, CalendarQuery,
+    MakeupBook, MakeupOut, MakeupPage, MakeupPath, MakeupSlotList, MakeupSlotOut, PageQuery, PayeeOut, PayeeUpdate,
+    PaymentSetupOut, Problem, StudentCreate, StudentOut, StudentPage, StudentPath, StudentUpdate, decode_cursor, page,
+)
+from webapi.security import require_identity
+
+tag = Tag(name="parent", description="The signed-in family (bearer token from /auth/exchange)")
+bp = APIBlueprint(
+    "parent", __name__, url_prefix="/parent", abp_tags=[tag], abp_security=[{"bearer": []}],
+    abp_responses={401: Problem, 403: Problem, 404: Problem, 422: Problem, 503: Problem},
+)
+
+
+class PaymentsUnavailable(DomainError):
+    """The payment gateway is not installed in this deployment."""
+
+    status = 503
+    type = "payments-unavailable"
+    title = "Payments unavailable"
+
+
+@bp.before_request
+def _authenticate():
+    if request.method == "OPTIONS":  # CORS preflight carries no credentials
+        return
+    if request.endpoint == "parent.calendar" and request.args.get("token"):
+        return  # the subscription token is checked by the view
+    require_identity()
+
+
+def _settings():
+    return current_app.config["STUDIO_SETTINGS"]
+
+
+def _payee(session) -> Payee:
+    payee = family.payee_for_user(session, g.identity.sub)
+    if payee is None:
+        raise Forbidden("register first with PUT /parent/payee", type="payee-required")
+    return payee
+
+
+def _actor(payee: Payee) -> str:
+    return f"payee:{payee.id}"
+
+
+# Payee -----------------------------------------------------------------------------------
+
+
+def _payee_out(payee: Payee) -> dict:
+    calendar_url = url_for("parent.calendar", token=payee.calendar_token, _external=True)
+    return PayeeOut(
+        id=payee.id, email=payee.email, name=payee.name, phone=payee.phone,
+        has_billing_customer=payee.stripe_customer_id is not None, calendar_url=calendar_url,
+    ).model_dump(mode="json")
+
+
+@bp.get("/payee", responses={200: PayeeOut})
+def get_payee():
+    """The caller's payee record (403 `payee-required` until `PUT /parent/payee`)."""
+    with session_scope(write=False) as session:
+        return _payee_out(_payee(session))
+
+
+@bp.put("/payee", responses={200: PayeeOut, 409: Problem})
+def put_payee(body: PayeeUpdate):
+    """Create or update the caller's payee (idempotent); the email always comes from the token."""
+    with session_scope() as session:
+        payee = upsert_payee_for_user(
+            session, supabase_user_id=g.identity.sub, email=g.identity.email, name=body.name, phone=body.phone,
+        )
+        return _payee_out(payee)
+
+
+# Students --------------------------------------------------------------------------------
+
+
+def _student_out(student: Student) -> dict:
+    return StudentOut(id=student.id, name=student.name, birth_date=student.birth_date,
+                      notes=student.notes).model_dump(mode="json")
+
+
+@bp.get("/students", responses={200: StudentPage})
+def list_students(query: PageQuery):
+    """The family's students."""
+    with session_scope(write=False) as session:
+        rows = family.students_page(session, _payee(session).id, after_id=decode_cursor(query.cursor),
+                                    limit=query.limit)
+    items, next_cursor = page(rows, query.limit)
+    return {"items": [_student_out(row) for row in items], "next_cursor": next_cursor}
+
+
+@bp.post("/students", responses={201: StudentOut})
+def create_student(body: StudentCreate):
+    """Add a child to the family."""
+    with session_scope() as session:
+        payee = _payee(session)
+        student = add_student(session, payee=payee, name=body.name, birth_date=body.birth_date, notes=body.notes,
+                              actor=_actor(payee))
+        out = _student_out(student)
+    return out, 201, {"Location": url_for("parent.get_student_route", student_id=out["id"])}
+
+
+@bp.get("/students/<int:student_id>", responses={200: StudentOut})
+def get_student_route(path: StudentPath):
+    """One of the family's students."""
+    with session_scope(write=False) as session:
+        return _student_out(get_student(session, path.student_id, payee_id=_payee(session).id))
+
+
+@bp.patch("/students/<int:student_id>", responses={200: StudentOut})
+def patch_student(path: StudentPath, body: StudentUpdate):
+    """Change a student's name, birth date or notes (`null` clears the optional ones)."""
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    with session_scope() as session:
+        payee = _payee(session)
+        student = get_student(session, path.student_id, payee_id=payee.id)
+        student = update_student(session, student, actor=_actor(payee), **changes)
+        return _student_out(student)
+
+
+@bp.delete("/students/<int:student_id>", responses={204: None, 409: Problem})
+def delete_student(path: StudentPath):
+    """Remove a student from the family list (409 while they hold a live booking)."""
+    with session_scope() as session:
+        payee = _payee(session)
+        archive_student(session, get_student(session, path.student_id, payee_id=payee.id), actor=_actor(payee))
+    return "", 204
+
+
+# Payment setup ---------------------------------------------------------------------------
+
+
+@bp.post("/payment-setup", responses={200: PaymentSetupOut, 502: Problem})
+def payment_setup():
+    """A Stripe SetupIntent client secret for the family's customer (card entry in the app)."""
+    try:
+        from workers.payments import create_payment_setup
+    except ModuleNotFoundError as error:
+        if error.name != "workers.payments":
+            raise
+        raise PaymentsUnavailable("payment setup is not available in this deployment") from None
+    with session_scope(write=False) as session:
+        payee_id = _payee(session).id
+    result = create_payment_setup(payee_id)
+    return PaymentSetupOut(client_secret=result["client_secret"]).model_dump()
+
+
+# Bookings --------------------------------------------------------------------------------
+
+
+def _status_url(enrollment_id: int) -> str:
+    return url_for("parent.get_booking", booking_id=enrollment_id)
+
+
+def _booking_out(enrollment: Enrollment, instrument: str) -> dict:
+    return BookingOut(
+        id=enrollment.id, status=enrollment.status, student_id=enrollment.student_id,
+        timeslot_id=enrollment.timeslot_id, instrument=instrument, plan_id=enrollment.plan_id,
+        start_date=enrollment.start_date, end_date=enrollment.end_date,
+        expires_at=enrollment.provisional_expires_at, failure_reason=enrollment.failure_reason,
+        status_url=_status_url(enrollment.id), created_at=enrollment.created_at,
+    ).model_dump(mode="json")
+
+
+def _replay(record) -> Response:
+    response = current_app.json.response(record.response_body)
+    response.status_code = record.response_status
+    response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = record.response_body.get("status_url", "")
+    return response
+
+
+@bp.post("/bookings", responses={202: BookingAccepted, 409: Problem, 429: Problem})
+def create_booking(body: BookingCreate, header: BookingHeaders):
+    """Hold a slot for one of the family's students: 202 with a provisional booking to poll.
+
+    One transaction checks ownership, the slot and the hold cap, locks the slot and inserts
+    the hold; a taken slot is 409 `slot-taken`, too many holds 409 `too-many-holds`. The
+    booking task is enqueued only after commit. With `Idempotency-Key`, a retry returns the
+    first answer and creates nothing; the same key with another body is 422.
+    """
+    from workers.tasks import book_enrollment
+
+    key = header.idempotency_key
+    request_fingerprint = fingerprint(body.model_dump(mode="json"))
+    try:
+        with session_scope() as session:
+            payee = _payee(session)
+            if key:
+                lock_payee(session, payee.id)
+                record = stored_response(session, payee_id=payee.id, key=key, request_fingerprint=request_fingerprint)
+                if record is not None:
+                    return _replay(record)
+            enrollment = hold_slot(
+                session, payee=payee, student_id=body.student_id, timeslot_id=body.timeslot_id,
+                instrument=body.instrument, plan=body.plan, start_date=body.start_date, actor=_actor(payee),
+            )
+            answer = BookingAccepted(
+                id=enrollment.id, status=enrollment.status, expires_at=enrollment.provisional_expires_at,
+                status_url=_status_url(enrollment.id),
+            ).model_dump(mode="json")
+            if key:
+                store_response(session, payee_id=payee.id, key=key, request_fingerprint=request_fingerprint,
+                               status=202, body=answer)
+            enrollment_id = enrollment.id
+            after_commit(session, lambda: book_enrollment(enrollment_id))
+    except IdempotencyRace:
+        with session_scope(write=False) as session:
+            record = stored_response(session, payee_id=_payee(session).id, key=key,
+                                     request_fingerprint=request_fingerprint)
+            return _replay(record)
+    return answer, 202, {"Location": answer["status_url"]}
+
+
+@bp.get("/bookings", responses={200: BookingPage})
+def list_bookings(query: PageQuery):
+    """The family's bookings, newest first."""
+    with session_scope(write=False) as session:
+        rows = family.bookings_page(session, _payee(session).id, before_id=decode_cursor(query.cursor),
+                                    limit=query.limit)
+    items, next_cursor = page(rows, query.limit, key=lambda row: row[0].id)
+    return {"items": [_booking_out(enrollment, name) for enrollment, name in items], "next_cursor": next_cursor}
+
+
+@bp.get("/bookings/<int:booking_id>", responses={200: BookingOut})
+def get_booking(path: BookingPath):
+    """One booking's status (`provisional`, `active`, `failed` with `failure_reason`...)."""
+    with session_scope(write=False) as session:
+        enrollment = get_enrollment(session, path.booking_id, payee_id=_payee(session).id)
+        return _booking_out(enrollment, family.instrument_name(session, enrollment.instrument_id))
+
+
+# Make-ups --------------------------------------------------------------------------------
+
+
+def _makeup_out(credit, instrument: str | None) -> dict:
+    return MakeupOut(
+        id=credit.id, student_id=credit.student_id, status=credit.status, instrument=instrument,
+        reason=credit.reason, expires_on=credit.expires_on, timeslot_id=credit.timeslot_id,
+        lesson_date=credit.lesson_date,
+    ).model_dump(mode="json")
+
+
+@bp.get("/makeups", responses={200: MakeupPage})
+def list_makeups(query: PageQuery):
+    """The family's make-up credits, newest first."""
+    with session_scope(write=False) as session:
+        rows = family.makeups_page(session, _payee(session).id, before_id=decode_cursor(query.cursor),
+                                   limit=query.limit)
+    items, next_cursor = page(rows, query.limit, key=lambda row: row[0].id)
+    return {"items": [_makeup_out(credit, name) for credit, name in items], "next_cursor": next_cursor}
+
+
+@bp.get("/makeups/<int:makeup_id>/slots", responses={200: MakeupSlotList})
+def makeup_slots(path: MakeupPath):
+    """Free slot-dates where this credit can be used (empty when it is not available)."""
+    tz = _settings().tz
+    with session_scope(write=False) as session:
+        credit = get_makeup(session, path.makeup_id, payee_id=_payee(session).id)
+        options = eligible_makeup_slots(session, credit)
+        names = family.teacher_names(session, {slot.teacher_id for slot, _ in options})
+    items = [
+        MakeupSlotOut(timeslot_id=slot.id, teacher_id=slot.teacher_id, teacher_name=names.get(slot.teacher_id, ""),
+                      date=day, start=occurrence_start(day, slot.start_minute, tz))
+        for slot, day in options
+    ]
+    return MakeupSlotList(items=items).model_dump(mode="json")
+
+
+@bp.post("/makeups/<int:makeup_id>/book", responses={200: MakeupOut, 409: Problem})
+def book_makeup_route(path: MakeupPath, body: MakeupBook):
+    """Book the credit onto a free slot-date (409 `slot-taken` when someone just took it)."""
+    with session_scope() as session:
+        payee = _payee(session)
+        credit = get_makeup(session, path.makeup_id, payee_id=payee.id)
+        credit = book_makeup(session, credit, timeslot_id=body.timeslot_id, lesson_date=body.date,
+                             actor=_actor(payee))
+        return _makeup_out(credit, family.instrument_name(session, credit.instrument_id))
+
+
+# Calendar --------------------------------------------------------------------------------
+
+
+@bp.get("/calendar.ics", responses={200: None},
+        security=[{"bearer": []}, {"calendarToken": []}])
+def calendar(query: CalendarQuery):
+    """The family's lessons and booked make-ups as iCalendar (closures left out).
+
+    Calendar apps subscribe with `?token=` (the `calendar_url` of `GET /parent/payee`).
+    """
+    settings = _settings()
+    today = utcnow().astimezone(settings.tz).date()
+    with session_scope(write=False) as session:
+        if query.token:
+            payee = family.payee_for_calendar_token(session, query.token)
+            if payee is None:
+                raise Unauthorized("unknown calendar token", type="invalid-token")
+        else:
+            payee = _payee(session)
+        entries = family_calendar(session, payee.id, tz=settings.tz, today=today)
+    body = render_calendar(entries, settings, today=today)
+    return Response(body, mimetype="text/calendar", headers={"Content-Disposition": 'inline; filename="lessons.ics"'})

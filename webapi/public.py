@@ -1,0 +1,75 @@
+"""`/public/*` and `/healthz`: what anyone may read before signing in."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_openapi3 import APIBlueprint, Tag
+
+from models.db import ping, session_scope
+from models.discovery import list_instruments, list_teachers, list_timeslots
+from models.scheduling import format_minute
+from webapi.schemas import (
+    HealthOut, InstrumentOut, InstrumentPage, PageQuery, Problem, TeacherOut, TeacherPage, TeacherQuery,
+    TimeslotOut, TimeslotPage, TimeslotQuery, decode_cursor, page,
+)
+
+tag = Tag(name="public", description="Discovery: instruments, teachers, open timeslots")
+bp = APIBlueprint("public", __name__, url_prefix="/public", abp_tags=[tag],
+                  abp_responses={422: Problem, 503: Problem})
+health_bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
+
+
+@bp.get("/instruments", responses={200: InstrumentPage})
+def instruments(query: PageQuery):
+    """Every instrument taught at the studio."""
+    with session_scope(write=False) as session:
+        rows = list_instruments(session, after_id=decode_cursor(query.cursor), limit=query.limit)
+    items, next_cursor = page(rows, query.limit)
+    return InstrumentPage(items=[InstrumentOut(id=row.id, name=row.name) for row in items],
+                          next_cursor=next_cursor).model_dump(mode="json")
+
+
+@bp.get("/teachers", responses={200: TeacherPage})
+def teachers(query: TeacherQuery):
+    """Active teachers with the instruments they teach (optionally one instrument's)."""
+    with session_scope(write=False) as session:
+        rows = list_teachers(session, instrument=query.instrument, after_id=decode_cursor(query.cursor),
+                             limit=query.limit)
+    items, next_cursor = page(rows, query.limit, key=lambda row: row.teacher.id)
+    return TeacherPage(
+        items=[TeacherOut(id=row.teacher.id, name=row.teacher.name, bio=row.teacher.bio, instruments=row.instruments)
+               for row in items],
+        next_cursor=next_cursor,
+    ).model_dump(mode="json")
+
+
+@bp.get("/timeslots", responses={200: TimeslotPage})
+def timeslots(query: TimeslotQuery):
+    """Weekly slots with their teacher, availability and next lesson start (studio offset, DST-right)."""
+    settings = current_app.config["STUDIO_SETTINGS"]
+    with session_scope(write=False) as session:
+        rows = list_timeslots(
+            session, tz=settings.tz, teacher_id=query.teacher_id, instrument=query.instrument,
+            weekday=query.weekday, available=query.available, after_id=decode_cursor(query.cursor),
+            limit=query.limit,
+        )
+    items, next_cursor = page(rows, query.limit, key=lambda row: row.slot.id)
+    return TimeslotPage(
+        items=[
+            TimeslotOut(
+                id=row.slot.id, teacher_id=row.teacher_id, teacher_name=row.teacher_name,
+                instruments=row.instruments, weekday=row.slot.weekday,
+                start=format_minute(row.slot.start_minute), end=f"{row.slot.end_time:%H:%M}",
+                available=row.available, next_occurrence=row.next_occurrence,
+            )
+            for row in items
+        ],
+        next_cursor=next_cursor,
+    ).model_dump(mode="json")
+
+
+@health_bp.get("/healthz", responses={200: HealthOut, 503: Problem})
+def healthz():
+    """200 when the database answers, 503 problem+json otherwise."""
+    ping()
+    return {"status": "ok"}

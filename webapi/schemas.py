@@ -1,0 +1,289 @@
+"""Request and response models of the parent API (pydantic v2; the OpenAPI spec comes from them).
+
+Inputs are separate `...Create` / `...Update` models with `extra="forbid"`: a field the
+client may not set (`payee_id`, `status`...) is a 422 naming it, never silently applied.
+Ids are bounded to PostgreSQL's integer range and text refuses NUL bytes, so no client
+input reaches the database in a shape it would reject with a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from models.errors import Invalid
+
+MAX_ID = 2**31 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=120, pattern=r"^[^\x00-\x1f]*$")]
+Text = Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")]
+Phone = Annotated[str, StringConstraints(max_length=40, pattern=r"^[0-9+()\-. ]*$")]
+InstrumentName = Annotated[str, StringConstraints(min_length=1, max_length=60, pattern=r"^[^\x00-\x1f]*$")]
+
+
+class Input(BaseModel):
+    """Base of request bodies: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# Problems and pages ------------------------------------------------------------------------
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+
+
+class PageQuery(BaseModel):
+    """`limit` (1–100) and the opaque `cursor` of the previous page's `next_cursor`."""
+
+    limit: int = Field(50, ge=1, le=100)
+    cursor: str | None = Field(None, max_length=40)
+
+
+def encode_cursor(row_id: int) -> str:
+    """An opaque cursor for keyset pagination."""
+    return base64.urlsafe_b64encode(f"id:{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """The id inside a cursor; Invalid (422, field `cursor`) when it is not one of ours."""
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = text.partition(":")
+        row_id = int(value)
+        if prefix != "id" or not 0 < row_id <= MAX_ID:
+            raise ValueError
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Invalid("cursor is not a cursor this API returned", field="cursor") from None
+    return row_id
+
+
+def page(rows: list, limit: int, key=lambda row: row.id) -> tuple[list, str | None]:
+    """Split the `limit + 1` rows a query read into (items, next_cursor)."""
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(key(rows[limit - 1]))
+    return rows, None
+
+
+# Auth ------------------------------------------------------------------------------------
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+
+
+# Public ----------------------------------------------------------------------------------
+
+
+class InstrumentOut(BaseModel):
+    id: int
+    name: str
+
+
+class InstrumentPage(BaseModel):
+    items: list[InstrumentOut]
+    next_cursor: str | None = None
+
+
+class TeacherQuery(PageQuery):
+    instrument: InstrumentName | None = None
+
+
+class TeacherOut(BaseModel):
+    id: int
+    name: str
+    bio: str | None = None
+    instruments: list[str]
+
+
+class TeacherPage(BaseModel):
+    items: list[TeacherOut]
+    next_cursor: str | None = None
+
+
+class TimeslotQuery(PageQuery):
+    teacher_id: Id | None = None
+    instrument: InstrumentName | None = None
+    weekday: int | None = Field(None, ge=0, le=6, description="0 = Monday")
+    available: bool | None = None
+
+
+class TimeslotOut(BaseModel):
+    id: int
+    teacher_id: int
+    teacher_name: str
+    instruments: list[str]
+    weekday: int = Field(description="0 = Monday")
+    start: str = Field(description="studio-local wall clock, HH:MM")
+    end: str
+    available: bool
+    next_occurrence: datetime | None = Field(description="ISO 8601 with the studio's UTC offset on that date")
+
+
+class TimeslotPage(BaseModel):
+    items: list[TimeslotOut]
+    next_cursor: str | None = None
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+# Payee and students ----------------------------------------------------------------------
+
+
+class PayeeUpdate(Input):
+    """What a parent may set on their own record (the email comes from the sign-in)."""
+
+    name: Name | None = None
+    phone: Phone | None = None
+
+
+class PayeeOut(BaseModel):
+    id: int
+    email: str
+    name: str
+    phone: str | None = None
+    has_billing_customer: bool
+    calendar_url: str = Field(description="subscribe URL of the family calendar (contains a secret token)")
+
+
+class StudentCreate(Input):
+    name: Name
+    birth_date: date | None = None
+    notes: Text | None = None
+
+
+class StudentUpdate(Input):
+    name: Name | None = None
+    birth_date: date | None = None
+    notes: Text | None = None
+
+
+class StudentOut(BaseModel):
+    id: int
+    name: str
+    birth_date: date | None = None
+    notes: str | None = None
+
+
+class StudentPage(BaseModel):
+    items: list[StudentOut]
+    next_cursor: str | None = None
+
+
+class StudentPath(BaseModel):
+    student_id: Id
+
+
+# Bookings --------------------------------------------------------------------------------
+
+
+class BookingCreate(Input):
+    student_id: Id
+    timeslot_id: Id
+    instrument: InstrumentName
+    plan: Id | Literal["weekly", "monthly", "semester"] = Field(description="a plan id or a frequency")
+    start_date: date | None = Field(None, description="first lesson on or after; default: the next one")
+
+
+class BookingHeaders(BaseModel):
+    idempotency_key: str | None = Field(
+        None, alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
+        description="retries with the same key and body return the first answer",
+    )
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class BookingAccepted(BaseModel):
+    id: int
+    status: str
+    expires_at: datetime | None
+    status_url: str
+
+
+class BookingOut(BaseModel):
+    id: int
+    status: str
+    student_id: int
+    timeslot_id: int
+    instrument: str
+    plan_id: int | None = None
+    start_date: date
+    end_date: date | None = None
+    expires_at: datetime | None = None
+    failure_reason: str | None = None
+    status_url: str
+    created_at: datetime
+
+
+class BookingPage(BaseModel):
+    items: list[BookingOut]
+    next_cursor: str | None = None
+
+
+class BookingPath(BaseModel):
+    booking_id: Id
+
+
+class PaymentSetupOut(BaseModel):
+    client_secret: str
+
+
+# Make-ups --------------------------------------------------------------------------------
+
+
+class MakeupOut(BaseModel):
+    id: int
+    student_id: int
+    status: str
+    instrument: str | None = None
+    reason: str | None = None
+    expires_on: date
+    timeslot_id: int | None = None
+    lesson_date: date | None = None
+
+
+class MakeupPage(BaseModel):
+    items: list[MakeupOut]
+    next_cursor: str | None = None
+
+
+class MakeupPath(BaseModel):
+    makeup_id: Id
+
+
+class MakeupSlotOut(BaseModel):
+    timeslot_id: int
+    teacher_id: int
+    teacher_name: str
+    date: date
+    start: datetime
+
+
+class MakeupSlotList(BaseModel):
+    items: list[MakeupSlotOut]
+
+
+class MakeupBook(Input):
+    timeslot_id: Id
+    date: date
+
+
+class CalendarQuery(BaseModel):
+    token: str | None = Field(None, min_length=1, max_length=64, description="the payee's calendar token")

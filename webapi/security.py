@@ -1,0 +1,145 @@
+"""Tokens: verifying the Supabase sign-in, minting and checking our own backend token.
+
+Supabase tokens are accepted only with an allow-listed algorithm whose key we hold:
+HS256 with `SUPABASE_JWT_SECRET`, RS256/ES256 with a key from `SUPABASE_JWKS_URL`
+(looked up by `kid`). The algorithm list passed to `jwt.decode` is exactly the one the
+key is for, so `none` and an HS256 token "signed" with a public key are refused
+(RFC 8725). `exp` and `sub` are required, `aud` must match, and `iss` too when configured.
+
+Our token is HS256 with `JWT_SECRET`, our own issuer and audience, `JWT_TTL_SECONDS` long.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jwt
+from flask import current_app, g, request
+
+from models.config import ConfigError, Settings
+from models.errors import DomainError, Unauthorized
+
+OUR_ISSUER = "studio-api"
+OUR_AUDIENCE = "studio-parent-api"
+OUR_ALGORITHM = "HS256"
+ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
+LEEWAY_SECONDS = 10
+
+
+class AuthUnavailable(DomainError):
+    """The identity provider's key set could not be fetched."""
+
+    status = 503
+    type = "auth-unavailable"
+    title = "Sign-in temporarily unavailable"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a verified token speaks for."""
+
+    sub: str
+    email: str
+    role: str
+
+
+def bearer_token() -> str:
+    """The token of `Authorization: Bearer <token>`, or Unauthorized."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("an Authorization: Bearer token is required", type="missing-token")
+    return token.strip()
+
+
+class SupabaseVerifier:
+    """Checks Supabase access tokens against the configured secret and/or JWKS."""
+
+    def __init__(self, settings: Settings):
+        self.secret = settings.SUPABASE_JWT_SECRET
+        self.audience = settings.SUPABASE_JWT_AUDIENCE
+        self.issuer = settings.SUPABASE_JWT_ISSUER
+        self.jwks = (
+            jwt.PyJWKClient(settings.SUPABASE_JWKS_URL, cache_keys=True, lifespan=600, timeout=5)
+            if settings.SUPABASE_JWKS_URL else None
+        )
+
+    def _key_for(self, token: str, algorithm: str | None):
+        if algorithm == "HS256" and self.secret:
+            return self.secret
+        if algorithm in ASYMMETRIC_ALGORITHMS and self.jwks is not None:
+            try:
+                return self.jwks.get_signing_key_from_jwt(token).key
+            except jwt.PyJWKClientConnectionError:
+                raise AuthUnavailable("the sign-in key set cannot be fetched; retry later") from None
+            except jwt.PyJWTError:
+                raise Unauthorized("the token's signing key is unknown", type="invalid-token") from None
+        raise Unauthorized(f"token algorithm {algorithm!r} is not accepted", type="invalid-token")
+
+    def verify(self, token: str) -> Identity:
+        """The identity of a valid Supabase token; Unauthorized for anything else."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthorized("the token is malformed", type="invalid-token") from None
+        algorithm = header.get("alg")
+        key = self._key_for(token, algorithm)
+        required = ["exp", "sub", "aud"] + (["iss"] if self.issuer else [])
+        claims = _decode(
+            token, key, algorithm=algorithm, audience=self.audience, issuer=self.issuer, required=required,
+        )
+        email = claims.get("email")
+        if not isinstance(email, str) or "@" not in email:
+            raise Unauthorized("the token carries no email address", type="invalid-token")
+        return Identity(sub=str(claims["sub"]), email=email.strip().lower(), role=_role_for(email))
+
+
+def _decode(token: str, key, *, algorithm: str, audience: str, issuer: str | None, required: list[str]) -> dict:
+    try:
+        claims = jwt.decode(
+            token, key, algorithms=[algorithm], audience=audience, issuer=issuer,
+            options={"require": required, "verify_iat": True}, leeway=LEEWAY_SECONDS,
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("the token has expired", type="token-expired") from None
+    except jwt.PyJWTError as error:
+        raise Unauthorized(f"the token is not valid: {error}", type="invalid-token") from None
+    except (ValueError, TypeError):  # a key object that does not fit the algorithm
+        raise Unauthorized("the token is not valid", type="invalid-token") from None
+    if not isinstance(claims.get("sub"), str) or not claims["sub"].strip():
+        raise Unauthorized("the token has no subject", type="invalid-token")
+    return claims
+
+
+def _role_for(email: str) -> str:
+    return "admin" if email.strip().lower() in current_app.config["STUDIO_SETTINGS"].admin_emails else "parent"
+
+
+def mint_access_token(identity: Identity, settings: Settings, *, now: int | None = None) -> tuple[str, int]:
+    """Our backend token for `identity` and its lifetime in seconds."""
+    if not settings.JWT_SECRET:
+        raise ConfigError("configuration error: JWT_SECRET: required by the API")
+    issued = int(now if now is not None else time.time())
+    ttl = settings.JWT_TTL_SECONDS
+    claims = {
+        "sub": identity.sub, "email": identity.email, "role": identity.role,
+        "iat": issued, "exp": issued + ttl, "iss": OUR_ISSUER, "aud": OUR_AUDIENCE,
+    }
+    return jwt.encode(claims, settings.JWT_SECRET, algorithm=OUR_ALGORITHM), ttl
+
+
+def verify_access_token(token: str, settings: Settings) -> Identity:
+    """The identity of one of our own valid tokens; Unauthorized otherwise."""
+    claims = _decode(
+        token, settings.JWT_SECRET, algorithm=OUR_ALGORITHM, audience=OUR_AUDIENCE, issuer=OUR_ISSUER,
+        required=["exp", "iat", "sub", "iss", "aud", "email", "role"],
+    )
+    return Identity(sub=claims["sub"], email=str(claims["email"]), role=str(claims["role"]))
+
+
+def require_identity() -> Identity:
+    """Verify the request's bearer token (ours) and remember the identity in `g`."""
+    identity = verify_access_token(bearer_token(), current_app.config["STUDIO_SETTINGS"])
+    g.identity = identity
+    return identity
