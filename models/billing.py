@@ -136,3 +136,43 @@ def ensure_plan_free_of(session: Session, plan: Plan) -> None:
 
     if session.exec(select(Enrollment.id).where(Enrollment.plan_id == plan.id, Enrollment.status.in_(LIVE_STATUSES))).first():
         raise Conflict(f"plan {plan.id} is used by live enrollments")
+
+
+def set_plan_stripe_ids(session: Session, plan: Plan, *, product_id: str, price_id: str, actor: str) -> Plan:
+    """Store the Stripe Product/Price mirroring a plan (first writer wins; the ids never change)."""
+    if plan.stripe_price_id:
+        return plan
+    before = snapshot(plan)
+    plan.stripe_product_id, plan.stripe_price_id = product_id, price_id
+    session.add(plan)
+    session.flush()
+    record_audit(session, actor=actor, action="plan.stripe", entity=plan, before=before, after=snapshot(plan))
+    return plan
+
+
+def link_stripe_customer(session: Session, payee_id: int, customer_id: str, *, actor: str) -> str:
+    """Remember a payee's Stripe customer; returns the id in force (an earlier link wins)."""
+    from models.people import Payee
+
+    payee = session.get(Payee, payee_id)
+    if payee is None:
+        raise NotFound(f"no payee {payee_id}")
+    if payee.stripe_customer_id:
+        return payee.stripe_customer_id
+    payee.stripe_customer_id = customer_id
+    session.add(payee)
+    session.flush()
+    record_audit(session, actor=actor, action="payee.stripe_customer", entity=payee, after={"stripe_customer_id": customer_id})
+    return customer_id
+
+
+def finish_stripe_event(session: Session, event: StripeEvent, *, status: str, error: str | None = None) -> StripeEvent:
+    """Record how processing an event ended: processed, ignored (nothing to do) or failed."""
+    if status not in EVENT_STATUSES:
+        raise Invalid(f"unknown event status {status!r}")
+    event.status, event.error = status, (error or None) and error[:2000]
+    event.attempts += 1
+    event.processed_at = utcnow()
+    session.add(event)
+    session.flush()
+    return event

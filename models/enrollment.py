@@ -444,3 +444,44 @@ def enrollments_of_payee(session: Session, payee_id: int) -> list[Enrollment]:
 def tz() -> ZoneInfo:
     """The studio's zone (shortcut)."""
     return get_settings().tz
+
+
+def cancel_for_nonpayment(session: Session, enrollment: Enrollment, *, actor: str, now: datetime | None = None) -> bool:
+    """past_due past its grace → cancelled, slot free; the parent (`payment_failed`, final) and
+    the admin are told. False if the enrollment is no longer past_due (paid meanwhile)."""
+    if enrollment.status != PAST_DUE:
+        return False
+    context = email_context(session, enrollment)
+    cancel_enrollment(session, enrollment, reason="not paid within the grace period", actor=actor)
+    context |= {"grace_days": get_settings().DUNNING_GRACE_DAYS, "final_notice": True, "status": CANCELLED}
+    payee = payee_of(session, enrollment)
+    queue_email(session, template="payment_failed", recipient=payee.email, context=context,
+                dedupe_key=f"dunning_cancelled:{enrollment.id}")
+    queue_admin_alert(
+        session, subject=f"Enrollment {enrollment.id} cancelled for non-payment",
+        message=f"{payee.name} ({payee.email}) did not pay for {context['student_name']} within {context['grace_days']} days; "
+                f"{context['weekday']} {context['time']} with {context['teacher_name']} is free again.",
+        dedupe_key=f"dunning_cancelled:{enrollment.id}", admins=get_settings().admin_emails,
+    )
+    return True
+
+
+def enrollments_by_subscription(session: Session, subscription_id: str) -> list[Enrollment]:
+    """Enrollments billed by a Stripe subscription (normally one)."""
+    return list(session.exec(select(Enrollment).where(Enrollment.stripe_subscription_id == subscription_id)).all())
+
+
+def awaiting_payment_method(session: Session, payee_id: int) -> list[Enrollment]:
+    """A family's provisional enrollments whose pipeline waits for a card."""
+    return list(session.exec(
+        select(Enrollment).join(Student, Student.id == Enrollment.student_id)
+        .where(Student.payee_id == payee_id, Enrollment.status == PROVISIONAL)
+    ).all())
+
+
+def billed_enrollments(session: Session) -> list[Enrollment]:
+    """Active and past-due enrollments billed through Stripe (for reconciliation)."""
+    return list(session.exec(
+        select(Enrollment).where(Enrollment.status.in_((ACTIVE, PAST_DUE)), Enrollment.offline.is_(False),
+                                 Enrollment.stripe_subscription_id.is_not(None)).order_by(Enrollment.id)
+    ).all())

@@ -147,3 +147,71 @@ def get_email(session: Session, email_id: int) -> EmailLog:
     if email is None:
         raise NotFound(f"no email {email_id}")
     return email
+
+
+# Sending: the worker's side of an EmailLog row ------------------------------------------
+
+
+def claim_email(session: Session, email_id: int, *, stale_before: datetime | None = None) -> EmailLog | None:
+    """Lock a row for sending: `queued` → `sending`, attempts + 1. A `sending` row is taken over
+    only when it was left before `stale_before` (its worker died). None when there is nothing
+    to send (sent, failed for good, being sent right now, unknown)."""
+    statement = select(EmailLog).where(EmailLog.id == email_id)
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update()
+    email = session.exec(statement.execution_options(populate_existing=True)).first()
+    if email is None or email.status not in ("queued", "sending"):
+        return None
+    if email.status == "sending" and (stale_before is None or email.updated_at > stale_before):
+        return None
+    email.status, email.attempts, email.updated_at = "sending", email.attempts + 1, utcnow()
+    session.add(email)
+    session.flush()
+    return email
+
+
+def mark_email_sent(session: Session, email: EmailLog, *, subject: str, provider_message_id: str | None) -> EmailLog:
+    """The provider accepted the message."""
+    email.status, email.subject, email.provider_message_id = "sent", subject[:255], provider_message_id
+    email.error, email.sent_at = None, utcnow()
+    email.updated_at = email.sent_at
+    session.add(email)
+    session.flush()
+    return email
+
+
+def mark_email_failed(session: Session, email: EmailLog, *, error: str, final: bool) -> EmailLog:
+    """An attempt failed: back to `queued` for a retry, or `failed` for good."""
+    email.status, email.error, email.updated_at = ("failed" if final else "queued"), error[:2000], utcnow()
+    session.add(email)
+    session.flush()
+    return email
+
+
+def requeue_email(session: Session, email: EmailLog) -> EmailLog:
+    """An admin retries a failed email: `queued` again (the dispatcher sends it after commit)."""
+    if email.status == "sent":
+        raise Conflict(f"email {email.id} was sent at {email.sent_at:%Y-%m-%d %H:%M}")
+    email.status, email.error, email.updated_at = "queued", None, utcnow()
+    session.add(email)
+    session.flush()
+    if _email_dispatcher is not None:
+        dispatcher, email_id = _email_dispatcher, email.id
+        after_commit(session, lambda: dispatcher(email_id))
+    return email
+
+
+def stuck_emails(session: Session, *, older_than: datetime) -> list[EmailLog]:
+    """Emails never sent: `queued` (dispatch lost) or `sending` (worker died) since before `older_than`."""
+    return list(session.exec(
+        select(EmailLog).where(EmailLog.status.in_(("queued", "sending")), EmailLog.updated_at <= older_than)
+        .order_by(EmailLog.id)
+    ).all())
+
+
+def mark_dead_letter_retried(session: Session, letter: DeadLetter) -> DeadLetter:
+    """Note that an admin replayed a dead letter (it stays open until resolved)."""
+    letter.retried_at = utcnow()
+    session.add(letter)
+    session.flush()
+    return letter

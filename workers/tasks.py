@@ -5,40 +5,133 @@ The public entry points other layers enqueue (keep these names and signatures):
 - `cancel_subscription(enrollment_id)`  cancel the Stripe side of a cancelled enrollment
 - `send_email(email_id)`                send one EmailLog row (dispatched automatically after commit)
 - `process_stripe_event(event_id)`      act on a stored StripeEvent row (local id)
+
+Transient errors (Stripe or Mailjet unreachable, 5xx, rate limits) are raised so Huey
+retries with backoff; when the last retry fails, the SIGNAL_ERROR handler below (the
+attempt with `task.retries == 0`) records the failure for good: DeadLetter, admin alert,
+and the row's final state. Terminal errors are handled inside the task, without retries.
 """
 
 from __future__ import annotations
 
 import logging
 
+from huey.signals import SIGNAL_ERROR
+
 from models import outbox
-from workers.app import huey
+from workers.app import TASK_RETRIES, TASK_RETRY_BACKOFF, TASK_RETRY_DELAY, huey
 
 log = logging.getLogger(__name__)
 
-
-@huey.task()
-def book_enrollment(enrollment_id: int) -> None:
-    """Run the booking pipeline for one enrollment (filled in by the workers issue)."""
-    raise NotImplementedError("booking pipeline not built yet")
+RETRYING = {"retries": TASK_RETRIES, "retry_delay": TASK_RETRY_DELAY, "retry_backoff": TASK_RETRY_BACKOFF}
 
 
-@huey.task()
-def cancel_subscription(enrollment_id: int) -> None:
-    """Cancel the Stripe subscription of a cancelled enrollment (filled in by the workers issue)."""
-    raise NotImplementedError("subscription cancellation not built yet")
+@huey.task(**RETRYING)
+def book_enrollment(enrollment_id: int) -> str:
+    """Run the booking pipeline for one enrollment; returns where it stopped."""
+    from workers import pipeline
+    from workers.stripe_gateway import TerminalStripeError
+
+    try:
+        return pipeline.run_booking(enrollment_id)
+    except TerminalStripeError as error:
+        pipeline.fail_booking(enrollment_id, str(error))
+        return "failed"
 
 
-@huey.task()
-def send_email(email_id: int) -> None:
-    """Send one queued email (filled in by the workers issue)."""
-    raise NotImplementedError("email sending not built yet")
+@huey.task(**RETRYING)
+def cancel_subscription(enrollment_id: int) -> str:
+    """Cancel the Stripe subscription of an enrollment that is no longer live."""
+    from models.db import session_scope
+    from models.enrollment import LIVE_STATUSES, Enrollment
+    from workers.stripe_gateway import StripeGateway, TerminalStripeError, is_not_found
+
+    with session_scope(write=False) as session:
+        enrollment = session.get(Enrollment, enrollment_id)
+        if enrollment is None or enrollment.status in LIVE_STATUSES or not enrollment.stripe_subscription_id:
+            return "skipped"
+        subscription_id = enrollment.stripe_subscription_id
+    try:
+        StripeGateway().cancel_subscription(subscription_id)
+    except TerminalStripeError as error:
+        if is_not_found(error):
+            return "skipped"
+        _cancel_failed(enrollment_id, str(error))
+        return "failed"
+    return "cancelled"
 
 
-@huey.task()
-def process_stripe_event(event_id: int) -> None:
-    """Process one stored Stripe event (filled in by the workers issue)."""
-    raise NotImplementedError("webhook processing not built yet")
+@huey.task(**RETRYING)
+def send_email(email_id: int) -> str:
+    """Send one queued email (sent once, whatever the retries)."""
+    from workers.mailer import deliver
+
+    return deliver(email_id)
+
+
+@huey.task(**RETRYING)
+def process_stripe_event(event_id: int) -> str:
+    """Process one stored Stripe event; returns its final status."""
+    from workers.webhook_events import process_event
+
+    return process_event(event_id)
+
+
+def _cancel_failed(enrollment_id: int, error: str) -> None:
+    from models.config import get_settings
+    from models.db import session_scope
+
+    with session_scope() as session:
+        outbox.add_dead_letter(session, kind="cancel_subscription", payload={"enrollment_id": enrollment_id}, error=error)
+        outbox.queue_admin_alert(
+            session, subject=f"Cancelling the subscription of enrollment {enrollment_id} failed",
+            message=f"{error}. Cancel it in the Stripe dashboard, then resolve the dead letter.",
+            dedupe_key=f"cancel_failed:{enrollment_id}", admins=get_settings().admin_emails,
+        )
+
+
+def _booking_failed(enrollment_id: int, error: str) -> None:
+    from workers.pipeline import fail_booking
+
+    fail_booking(enrollment_id, f"Stripe could not be reached, gave up after retries ({error})")
+
+
+def _email_failed(email_id: int, error: str) -> None:
+    from workers.mailer import give_up_after_retries
+
+    give_up_after_retries(email_id, error)
+
+
+def _event_failed(event_id: int, error: str) -> None:
+    from workers.webhook_events import give_up_event
+
+    give_up_event(event_id, error)
+
+
+FINAL_FAILURE = {
+    "book_enrollment": _booking_failed,
+    "cancel_subscription": _cancel_failed,
+    "send_email": _email_failed,
+    "process_stripe_event": _event_failed,
+}
+
+
+@huey.signal(SIGNAL_ERROR)
+def record_final_failure(signal, task, exc=None) -> None:
+    """SIGNAL_ERROR fires on every failed attempt; only the last one (`retries == 0`) is final."""
+    if task.retries:
+        log.warning("%s%s failed, %s retries left: %s", task.name, tuple(task.args), task.retries, exc)
+        return
+    handler = FINAL_FAILURE.get(task.name)
+    if handler is None or not task.args:
+        return
+    try:
+        handler(task.args[0], f"{type(exc).__name__}: {exc}"[:1000])
+    except Exception:  # the reconciliation jobs will find the row again
+        log.exception("recording the final failure of %s%s failed", task.name, tuple(task.args))
 
 
 outbox.set_email_dispatcher(lambda email_id: send_email(email_id))
+
+# Periodic jobs register themselves with the same Huey instance (the consumer imports this module).
+from workers import periodic  # noqa: E402,F401

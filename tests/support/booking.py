@@ -1,0 +1,46 @@
+"""Arranging bookings for the workers' tests: a provisional enrollment, a card in localstripe."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from models import enrollment as enrollment_ops
+from models.base import utcnow
+from models.config import get_settings
+from tests import factories
+
+
+def local_today() -> date:
+    return utcnow().astimezone(get_settings().tz).date()
+
+
+def provisional_booking(session, *, frequency: str = "monthly", amount_cents: int = 12000, with_semester: bool = False,
+                        closures: int = 0, payee=None):
+    """A provisional enrollment on a fresh slot; returns (enrollment, payee, plan)."""
+    today = local_today()
+    semester = None
+    if with_semester or frequency == "semester":
+        first_closure = today + timedelta(days=15)  # on the slot's weekday (today + 1)
+        semester = factories.semester(
+            session, starts=today, ends=today + timedelta(days=69),
+            closures=[first_closure + timedelta(days=7 * k) for k in range(closures)],
+        )
+    payee = payee or factories.payee(session)
+    student = factories.student(session, payee_row=payee)
+    slot = factories.timeslot(session, weekday=(today.weekday() + 1) % 7)
+    plan = factories.plan(session, frequency=frequency, amount_cents=amount_cents)
+    enrollment = enrollment_ops.hold_slot(
+        session, payee=payee, student_id=student.id, timeslot_id=slot.id, instrument="piano",
+        plan=plan.id, actor=f"payee:{payee.id}",
+    )
+    session.commit()
+    return enrollment, payee, plan, semester
+
+
+def add_card(stripe_client, payee_id: int, payment_method: str = "pm_card_visa") -> str:
+    """What the parent's browser does: payment setup, then Stripe.js confirms the SetupIntent."""
+    from workers.payments import create_payment_setup
+
+    setup = create_payment_setup(payee_id)
+    stripe_client.v1.setup_intents.confirm(setup["setup_intent_id"], {"payment_method": payment_method})
+    return setup["customer_id"]

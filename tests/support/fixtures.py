@@ -1,0 +1,73 @@
+"""Fixtures for the workers' tests: a local Stripe, a local Mailjet, settings pointing at them."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+
+from tests.support import stripe_server as stripe_launcher
+
+WEBHOOK_SECRET = "whsec_test_secret_0123456789"
+STRIPE_KEY = "sk_test_studio"
+
+
+class LocalStripe:
+    """A running localstripe (+ compat layer) and helpers to look inside it."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+
+    def _request(self, method: str, path: str, data: dict | None = None):
+        body = json.dumps(data).encode() if data is not None else None
+        request = urllib.request.Request(
+            self.base_url + path, data=body, method=method,
+            headers={"Authorization": f"Bearer {STRIPE_KEY}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+
+    def client(self):
+        import stripe
+
+        return stripe.StripeClient(STRIPE_KEY, base_addresses={"api": self.base_url}, max_network_retries=0)
+
+    def subscriptions(self, customer: str) -> list[dict]:
+        return self._request("GET", f"/v1/subscriptions?customer={customer}&status=all")["data"]
+
+    def fault(self, path_prefix: str, *, method: str = "POST", fail_times: int = 0, delay_after: float = 0, status: int = 500):
+        self._request("POST", "/_config/compat/faults", {"path_prefix": path_prefix, "method": method,
+                                                          "fail_times": fail_times, "delay_after": delay_after, "status": status})
+
+    def clear_faults(self):
+        self._request("DELETE", "/_config/compat/faults")
+
+    def post_counts(self) -> dict:
+        return self._request("GET", "/_config/compat/requests")
+
+
+@pytest.fixture(scope="session")
+def stripe_server(tmp_path_factory):
+    """localstripe with our compat layer on a free loopback port (one per test session)."""
+    log = tmp_path_factory.mktemp("stripe") / "localstripe.log"
+    process, base_url = stripe_launcher.start_subprocess(log_path=str(log))
+    try:
+        yield LocalStripe(base_url)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def stripe_env(stripe_server, monkeypatch):
+    """Settings pointing the Stripe gateway at the local server."""
+    from models.config import reset_settings
+
+    monkeypatch.setenv("STRIPE_SECRET_KEY", STRIPE_KEY)
+    monkeypatch.setenv("STRIPE_API_BASE", stripe_server.base_url)
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    reset_settings()
+    yield stripe_server
+    stripe_server.clear_faults()
+    reset_settings()

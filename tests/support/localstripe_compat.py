@@ -1,0 +1,226 @@
+"""A small compatibility layer on localstripe's aiohttp app: what our code needs and it lacks.
+
+Gaps bridged (each measured against localstripe 1.15.10 with stripe-python 16):
+1. No Prices: `/v1/prices` create/retrieve/list. A recurring price is also stored as a
+   localstripe Plan with the same id, so subscriptions can use it.
+2. `items[].price` on `POST /v1/subscriptions` is refused: rewritten to `items[].plan`.
+3. Idempotency keys are ignored: the first answer to an `Idempotency-Key` is replayed.
+4. Confirming a SetupIntent does not attach its card to the customer and emits no
+   `setup_intent.succeeded`: both are done after a successful confirm.
+5. `invoice.paid` is never emitted: it follows every `invoice.payment_succeeded`.
+6. Its store pickles itself to /tmp/localstripe.pickle on every write: our own path, or none.
+Test helpers (not Stripe): `POST /_config/compat/faults` (make a path fail N times or answer late),
+`DELETE /_config/compat/faults`, `GET /_config/compat/requests` (counts of POSTs by path).
+Not bridged (our code copes): `customer.subscription.updated` is never emitted (the
+nightly reconciliation reads subscriptions), events carry the 2017 shapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+import re
+from collections import Counter
+
+from aiohttp import web
+from localstripe import resources, server
+from localstripe.errors import UserError
+from localstripe.resources import Event, Invoice, PaymentMethod, Plan, SetupIntent, StripeObject, Subscription, store
+
+
+class Price(StripeObject):
+    """A Stripe Price (localstripe only knows Plans)."""
+
+    object = "price"
+    _id_prefix = "price_"
+
+    def __init__(self, product=None, unit_amount=None, currency=None, recurring=None, metadata=None,
+                 nickname=None, active=True, **kwargs):
+        if kwargs:
+            raise UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
+        unit_amount = resources.try_convert_to_int(unit_amount)
+        if not isinstance(product, str) or not isinstance(unit_amount, int) or unit_amount < 0 or not currency:
+            raise UserError(400, "Bad request")
+        resources.Product._api_retrieve(product)
+        if recurring is not None and (not isinstance(recurring, dict) or recurring.get("interval") not in ("day", "week", "month", "year")):
+            raise UserError(400, "Bad request")
+        super().__init__()
+        self.product = product
+        self.unit_amount = unit_amount
+        self.currency = currency
+        self.recurring = recurring
+        self.type = "recurring" if recurring else "one_time"
+        self.metadata = metadata or {}
+        self.nickname = nickname
+        self.active = True
+        if recurring:
+            Plan(id=self.id, product=product, amount=unit_amount, currency=currency,
+                 interval=recurring["interval"], interval_count=int(recurring.get("interval_count", 1)),
+                 metadata=self.metadata)
+
+
+# 2. items[].price → items[].plan
+_original_subscription_create = Subscription._api_create.__func__
+
+
+def _subscription_create(cls, **data):
+    for item in data.get("items") or []:
+        if isinstance(item, dict) and "price" in item:
+            item["plan"] = item.pop("price")
+    return _original_subscription_create(cls, **data)
+
+
+Subscription._api_create = classmethod(_subscription_create)
+
+# 5. invoice.paid after invoice.payment_succeeded
+_original_schedule = resources.schedule_webhook
+
+
+def _schedule_webhook(event):
+    _original_schedule(event)
+    if event.type == "invoice.payment_succeeded":
+        _original_schedule(Event("invoice.paid", Invoice._api_retrieve(event.data["object"]["id"])))
+
+
+resources.schedule_webhook = _schedule_webhook
+
+
+# 6. persistence
+def use_pickle_path(path: str | None) -> None:
+    """Persist the store at `path` (None: keep everything in memory)."""
+    def dump(self):
+        if path:
+            with open(path, "wb") as handle:
+                pickle.dump(dict(self), handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def load(self):
+        if not path:
+            return
+        try:
+            with open(path, "rb") as handle:
+                old = pickle.load(handle)
+        except FileNotFoundError:
+            return
+        dict.clear(self)
+        dict.update(self, old)
+
+    resources.Store.dump_to_disk = dump
+    resources.Store.try_load_from_disk = load
+
+
+# Middlewares: faults, idempotency, SetupIntent confirm --------------------------------
+
+_faults: list[dict] = []
+_idempotent: dict[tuple, tuple[int, bytes, str]] = {}
+_posts: Counter = Counter()
+_CONFIRM_SETUP = re.compile(r"^/v1/setup_intents/(seti_\w+)/confirm$")
+
+
+@web.middleware
+async def fault_middleware(request, handler):
+    for fault in _faults:
+        if request.path.startswith(fault["path_prefix"]) and request.method == fault.get("method", request.method):
+            if fault.get("fail_times", 0) > 0:
+                fault["fail_times"] -= 1
+                return web.json_response({"error": {"type": "api_error", "message": "injected failure"}},
+                                         status=fault.get("status", 500))
+            response = await handler(request)
+            if fault.get("delay_after"):
+                await asyncio.sleep(float(fault["delay_after"]))
+            return response
+    return await handler(request)
+
+
+@web.middleware
+async def idempotency_middleware(request, handler):
+    key = request.headers.get("Idempotency-Key")
+    if request.method == "POST" and request.path.startswith("/v1/"):
+        _posts[request.path] += 1
+    if request.method != "POST" or not key or not request.path.startswith("/v1/"):
+        return await handler(request)
+    cache_key = (request.headers.get("Authorization", ""), key)
+    if cache_key in _idempotent:
+        status, body, content_type = _idempotent[cache_key]
+        response = web.Response(status=status, body=body, content_type=content_type)
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+    response = await handler(request)
+    if response.status < 500 and isinstance(response, web.Response) and response.body is not None:
+        _idempotent[cache_key] = (response.status, bytes(response.body), response.content_type)
+    return response
+
+
+@web.middleware
+async def setup_intent_middleware(request, handler):
+    response = await handler(request)
+    match = _CONFIRM_SETUP.match(request.path)
+    if request.method == "POST" and match and response.status == 200:
+        intent = SetupIntent._api_retrieve(match.group(1))
+        if intent.status == "succeeded" and intent.customer and intent.payment_method:
+            method = PaymentMethod._api_retrieve(intent.payment_method)
+            if method.customer is None:
+                method.customer = intent.customer
+            resources.schedule_webhook(Event("setup_intent.succeeded", intent))
+            store.dump_to_disk()
+    return response
+
+
+# Routes ----------------------------------------------------------------------------
+
+
+async def _create_price(request):
+    data = await server.get_post_data(request) or {}
+    data.pop("expand", None)
+    return server.json_response(Price(**data)._export())
+
+
+def _retrieve_price(request):
+    return server.json_response(Price._api_retrieve(request.match_info["id"])._export())
+
+
+def _list_prices(request):
+    data = server.unflatten_data(request.query)
+    data.pop("expand", None)
+    limit = data.pop("limit", None)
+    starting_after = data.pop("starting_after", None)
+    return server.json_response(Price._api_list_all("/v1/prices", limit=limit, starting_after=starting_after)._export())
+
+
+async def _set_faults(request):
+    body = await request.json()
+    _faults.append(body)
+    return web.json_response({"faults": _faults})
+
+
+async def _clear_faults(request):
+    _faults.clear()
+    return web.json_response({"faults": []})
+
+
+async def _requests(request):
+    return web.json_response(dict(_posts))
+
+
+def build_app(*, pickle_path: str | None = None) -> web.Application:
+    """localstripe's app with the compatibility layer installed."""
+    use_pickle_path(pickle_path)
+    store.try_load_from_disk()
+    app = server.app
+    if getattr(app, "_studio_compat", False):
+        return app
+    app.middlewares.insert(0, fault_middleware)
+    app.middlewares.insert(1, idempotency_middleware)
+    app.middlewares.append(setup_intent_middleware)
+    app.router.add_post("/v1/prices", _create_price)
+    app.router.add_get("/v1/prices/{id}", _retrieve_price)
+    app.router.add_get("/v1/prices", _list_prices)
+    app.router.add_post("/_config/compat/faults", _set_faults)
+    app.router.add_delete("/_config/compat/faults", _clear_faults)
+    app.router.add_get("/_config/compat/requests", _requests)
+    app._studio_compat = True
+    return app
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)

@@ -1,0 +1,124 @@
+"""The booking pipeline in-process against localstripe (+ compat layer), on both engines."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import select
+
+from models.billing import Plan
+from models.enrollment import Enrollment, lesson_dates
+from models.outbox import DeadLetter, EmailLog
+from models.people import Payee
+from tests.support.booking import add_card, local_today, provisional_booking
+from tests.support.fixtures import stripe_env, stripe_server  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+def _reload(session, model, row_id):
+    session.expire_all()
+    return session.get(model, row_id)
+
+
+def _emails(session, template=None):
+    statement = select(EmailLog)
+    if template:
+        statement = statement.where(EmailLog.template == template)
+    return list(session.exec(statement).all())
+
+
+def test_monthly_booking_with_a_card_becomes_active_with_one_subscription(session, stripe_env, task_queue):
+    from workers.tasks import book_enrollment
+
+    enrollment, payee, plan, _ = provisional_booking(session, frequency="monthly")
+    customer_id = add_card(stripe_env.client(), payee.id)
+    book_enrollment(enrollment.id)
+    task_queue.run_all()
+    book_enrollment(enrollment.id)  # a duplicate delivery of the task changes nothing
+    task_queue.run_all()
+
+    enrollment = _reload(session, Enrollment, enrollment.id)
+    assert enrollment.status == "active" and enrollment.pipeline_state == "done"
+    subscriptions = stripe_env.subscriptions(customer_id)
+    assert [sub["id"] for sub in subscriptions] == [enrollment.stripe_subscription_id]
+    assert subscriptions[0]["status"] == "active"
+    assert subscriptions[0]["metadata"] == {"enrollment_id": str(enrollment.id)}
+    assert enrollment.stripe_invoice_id
+    plan = _reload(session, Plan, plan.id)
+    assert plan.stripe_price_id.startswith("price_") and plan.stripe_product_id.startswith("prod_")
+    assert _reload(session, Payee, payee.id).stripe_customer_id == customer_id
+    [confirmation] = _emails(session, "booking_confirmation")
+    assert confirmation.status == "sent" and confirmation.recipient == payee.email and confirmation.attempts == 1
+
+
+def test_without_a_card_the_parent_is_told_once_and_the_card_resumes_the_booking(session, stripe_env, task_queue):
+    from workers.tasks import book_enrollment
+    from workers.webhook_events import on_setup_intent_succeeded
+    from workers.stripe_gateway import StripeGateway
+
+    enrollment, payee, _, _ = provisional_booking(session, frequency="weekly", amount_cents=3500)
+    for _ in range(2):
+        book_enrollment(enrollment.id)
+        task_queue.run_all()
+    enrollment = _reload(session, Enrollment, enrollment.id)
+    assert enrollment.status == "provisional" and enrollment.pipeline_state == "awaiting_payment_method"
+    [notice] = _emails(session, "provisional_notice")
+    assert notice.status == "sent"
+
+    client = stripe_env.client()
+    from workers.payments import create_payment_setup
+
+    setup = create_payment_setup(payee.id)
+    intent = client.v1.setup_intents.confirm(setup["setup_intent_id"], {"payment_method": "pm_card_visa"})
+    assert on_setup_intent_succeeded(StripeGateway(), {"id": intent.id}) == "processed"
+    assert task_queue.names() == ["book_enrollment"]
+    task_queue.run_all()
+    enrollment = _reload(session, Enrollment, enrollment.id)
+    assert enrollment.status == "active"
+    assert len(stripe_env.subscriptions(setup["customer_id"])) == 1
+
+
+def test_semester_plan_charges_the_remaining_billable_lessons_once(session, stripe_env, task_queue):
+    from workers.tasks import book_enrollment
+
+    enrollment, payee, plan, _ = provisional_booking(session, frequency="semester", amount_cents=3200, closures=2)
+    expected_lessons = len(lesson_dates(session, enrollment, first=local_today()))
+    assert expected_lessons == 8  # ten weeks minus two closures
+    add_card(stripe_env.client(), payee.id)
+    book_enrollment(enrollment.id)
+    book_enrollment(enrollment.id)
+    task_queue.run_all()
+    enrollment = _reload(session, Enrollment, enrollment.id)
+    assert enrollment.status == "active" and enrollment.stripe_subscription_id is None
+    intent = stripe_env.client().v1.payment_intents.retrieve(enrollment.stripe_payment_intent_id)
+    assert intent.amount == 3200 * expected_lessons and intent.status == "succeeded"
+    assert stripe_env.post_counts().get("/v1/payment_intents", 0) >= 1
+
+
+def test_a_declined_card_fails_the_booking_with_a_dead_letter_and_an_admin_alert(session, stripe_env, task_queue):
+    from workers.tasks import book_enrollment
+
+    enrollment, payee, _, _ = provisional_booking(session, frequency="monthly")
+    customer_id = add_card(stripe_env.client(), payee.id, "pm_card_chargeCustomerFail")
+    book_enrollment(enrollment.id)
+    task_queue.run_all()
+    enrollment = _reload(session, Enrollment, enrollment.id)
+    assert enrollment.status == "failed"
+    assert "declined" in enrollment.failure_reason.lower()
+    assert [sub["status"] for sub in stripe_env.subscriptions(customer_id) if sub["status"] != "canceled"] == []
+    [letter] = session.exec(select(DeadLetter)).all()
+    assert letter.kind == "book_enrollment" and letter.payload == {"enrollment_id": enrollment.id}
+    [alert] = _emails(session, "admin_alert")
+    assert alert.recipient == "admin@studio.test" and alert.status == "sent"
+    assert _emails(session, "booking_confirmation") == []
+
+
+def test_an_enrollment_no_longer_provisional_is_left_alone(session, stripe_env, task_queue):
+    from models.enrollment import cancel_enrollment
+    from workers.pipeline import run_booking
+
+    enrollment, payee, _, _ = provisional_booking(session)
+    cancel_enrollment(session, enrollment, reason="changed mind", actor="admin")
+    session.commit()
+    assert run_booking(enrollment.id) == "skipped"
+    assert _reload(session, Payee, payee.id).stripe_customer_id is None

@@ -1,0 +1,42 @@
+"""Payment-method setup for the parent app: `POST /parent/payment-setup` calls this.
+
+The parent's browser confirms the SetupIntent with Stripe.js; Stripe then sends
+`setup_intent.succeeded`, which makes the card the customer's default and resumes any
+booking waiting for it (the reconciliation job does the same if the event is lost).
+"""
+
+from __future__ import annotations
+
+from models.db import session_scope
+from models.errors import DomainError, NotFound
+from models.people import Payee
+from workers.pipeline import ensure_customer, stable_key
+from workers.stripe_gateway import StripeGateway, StripeGatewayError, StripeNotConfigured
+
+
+class PaymentProviderError(DomainError):
+    """Stripe could not be reached or refused the request (the API answers 502)."""
+
+    status = 502
+    type = "payment-provider-error"
+    title = "Payment provider error"
+
+
+def create_payment_setup(payee_id: int) -> dict:
+    """A SetupIntent for the payee's Stripe customer (created once, idempotently):
+    `{"client_secret", "customer_id", "setup_intent_id"}`."""
+    with session_scope(write=False) as session:
+        payee = session.get(Payee, payee_id)
+        if payee is None:
+            raise NotFound(f"no payee {payee_id}")
+        email, name, customer_id = payee.email, payee.name, payee.stripe_customer_id
+        key = stable_key("payee", payee.id, payee.created_at)
+    try:
+        gateway = StripeGateway()
+        customer_id = ensure_customer(gateway, payee_id=payee_id, email=email, name=name, customer_id=customer_id, key=key)
+        intent = gateway.create_setup_intent(customer_id=customer_id, payee_id=payee_id)
+    except StripeNotConfigured as error:
+        raise PaymentProviderError(str(error), type="payments-unavailable") from None
+    except StripeGatewayError as error:
+        raise PaymentProviderError(f"Stripe: {error}") from None
+    return {"client_secret": intent["client_secret"], "customer_id": customer_id, "setup_intent_id": intent["id"]}

@@ -1,0 +1,211 @@
+"""Periodic jobs: each selects by state and reuses the domain operations, so running one
+twice (or from the CLI while the consumer runs it too) changes nothing more.
+
+Each job is a plain function returning a JSON-safe summary, registered in `JOBS` (what
+`studioctl jobs list | run NAME` shows and runs) and wrapped as a Huey periodic task under
+`lock_task` (locks have no TTL: the consumer starts with --flush-locks).
+
+Huey is at-most-once: a task popped by a consumer that dies is gone. `reconcile_bookings`
+and `retry_stuck_emails` are what make the system lose nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from huey import crontab
+
+from models import attendance
+from models import enrollment as enrollment_ops
+from models.base import utcnow
+from models.config import get_settings
+from models.db import after_commit, session_scope
+from models.outbox import queue_admin_alert, stuck_emails
+from workers.app import huey
+
+log = logging.getLogger(__name__)
+ACTOR = "worker"
+
+
+def _seconds(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def expire_provisional_holds() -> dict:
+    """Provisional holds past their expiry → expired, slot free, parent and admin told."""
+    with session_scope() as session:
+        expired = enrollment_ops.expire_provisional_holds(session, actor=ACTOR)
+        return {"expired": [enrollment.id for enrollment in expired]}
+
+
+def reconcile_bookings(stale_after: timedelta | None = None) -> dict:
+    """Provisional enrollments with no pipeline progress for a while get their booking task again
+    (a worker killed mid-pipeline, an enqueue lost after commit, a webhook that never came)."""
+    from workers.tasks import book_enrollment
+
+    stale_after = stale_after if stale_after is not None else timedelta(seconds=_seconds("RECONCILE_STALE_SECONDS", 600))
+    with session_scope() as session:
+        stale = enrollment_ops.stale_provisionals(session, older_than=stale_after)
+        ids = []
+        for row in stale:
+            enrollment = enrollment_ops.lock_enrollment(session, row.id)
+            if enrollment.status != enrollment_ops.PROVISIONAL:
+                continue
+            # Touching the row keeps the next run from piling up duplicates of this task.
+            enrollment_ops.touch_pipeline(session, enrollment, "requeued")
+            ids.append(enrollment.id)
+            after_commit(session, lambda enrollment_id=enrollment.id: book_enrollment(enrollment_id))
+    return {"requeued": ids}
+
+
+def reconcile_stripe() -> dict:
+    """Compare active/past_due enrollments with their Stripe subscriptions; fix drift, report it."""
+    from workers.stripe_gateway import StripeGateway, TerminalStripeError, is_not_found
+    from workers.webhook_events import sync_subscription_state
+
+    with session_scope(write=False) as session:
+        billed = [(row.id, row.stripe_subscription_id) for row in enrollment_ops.billed_enrollments(session)]
+    if not billed:
+        return {"checked": 0, "drift": []}
+    gateway = StripeGateway()
+    drift: list[str] = []
+    for enrollment_id, subscription_id in billed:
+        try:
+            subscription = gateway.retrieve_subscription(subscription_id)
+        except TerminalStripeError as error:
+            if not is_not_found(error):
+                raise
+            drift.append(f"enrollment {enrollment_id}: subscription {subscription_id} does not exist in Stripe")
+            continue
+        drift += sync_subscription_state(subscription, source="nightly reconciliation")
+    if drift:
+        with session_scope() as session:
+            queue_admin_alert(
+                session, subject=f"Stripe reconciliation: {len(drift)} difference(s)", message="\n".join(drift),
+                dedupe_key=f"reconcile_stripe:{utcnow():%Y%m%d%H%M}", admins=get_settings().admin_emails,
+            )
+    return {"checked": len(billed), "drift": drift}
+
+
+def enforce_dunning() -> dict:
+    """past_due enrollments whose grace is over: paid meanwhile → active; else the subscription is
+    cancelled in Stripe and locally, the slot freed, parent and admin told."""
+    from workers.stripe_gateway import StripeGateway, TerminalStripeError, is_not_found
+
+    with session_scope(write=False) as session:
+        overdue = [(row.id, row.stripe_subscription_id) for row in enrollment_ops.dunning_overdue(session)]
+    cancelled, recovered = [], []
+    gateway = StripeGateway() if any(subscription for _, subscription in overdue) else None
+    for enrollment_id, subscription_id in overdue:
+        if subscription_id:
+            try:
+                subscription = gateway.retrieve_subscription(subscription_id)
+            except TerminalStripeError as error:
+                if not is_not_found(error):
+                    raise
+                subscription = {"status": "canceled"}
+            if subscription.get("status") in ("active", "trialing"):
+                with session_scope() as session:
+                    enrollment = enrollment_ops.lock_enrollment(session, enrollment_id)
+                    if enrollment_ops.mark_paid(session, enrollment, actor=ACTOR):
+                        recovered.append(enrollment_id)
+                continue
+            if subscription.get("status") != "canceled":
+                gateway.cancel_subscription(subscription_id)
+        with session_scope() as session:
+            enrollment = enrollment_ops.lock_enrollment(session, enrollment_id)
+            if enrollment_ops.cancel_for_nonpayment(session, enrollment, actor=ACTOR):
+                cancelled.append(enrollment_id)
+    return {"cancelled": cancelled, "paid_in_time": recovered}
+
+
+def expire_makeup_credits() -> dict:
+    """Make-up credits past their window → expired; booked ones whose date passed → used."""
+    with session_scope() as session:
+        expired, used = attendance.expire_makeup_credits(session, actor=ACTOR)
+    return {"expired": expired, "used": used}
+
+
+def retry_stuck_emails() -> dict:
+    """Emails still `queued` (dispatch lost) or `sending` (worker died) after a while: send again.
+    The send task claims the row, so an email already on its way is not sent twice."""
+    from workers.mailer import STALE_SENDING
+    from workers.tasks import send_email
+
+    now = utcnow()
+    with session_scope(write=False) as session:
+        ids = [email.id for email in stuck_emails(session, older_than=now - timedelta(seconds=_seconds("EMAIL_STUCK_SECONDS", 120)))
+               if email.status == "queued" or email.updated_at <= now - STALE_SENDING]
+    for email_id in ids:
+        send_email(email_id)
+    return {"requeued": ids}
+
+
+@dataclass(frozen=True)
+class Job:
+    """A periodic job: what it does, when the consumer runs it, and the function."""
+
+    name: str
+    schedule: str
+    run: Callable[[], dict]
+
+    @property
+    def help(self) -> str:
+        return (self.run.__doc__ or "").strip().splitlines()[0]
+
+
+JOBS: dict[str, Job] = {job.name: job for job in (
+    Job("expire_provisional_holds", "every minute", expire_provisional_holds),
+    Job("reconcile_bookings", "every 5 minutes", reconcile_bookings),
+    Job("retry_stuck_emails", "every 5 minutes", retry_stuck_emails),
+    Job("enforce_dunning", "hourly", enforce_dunning),
+    Job("reconcile_stripe", "nightly at 03:15 UTC", reconcile_stripe),
+    Job("expire_makeup_credits", "daily at 04:30 UTC", expire_makeup_credits),
+)}
+
+
+def run_job(name: str) -> dict:
+    """Run a periodic job now, under the same lock the consumer uses (TaskLockedException if busy)."""
+    job = JOBS[name]
+    with huey.lock_task(name):
+        return job.run()
+
+
+# The consumer's schedule (Huey checks it every 60 s; `utc=True` so crontabs are UTC).
+
+
+@huey.periodic_task(crontab(minute="*"), name="periodic_expire_provisional_holds")
+def periodic_expire_provisional_holds():
+    return run_job("expire_provisional_holds")
+
+
+@huey.periodic_task(crontab(minute="*/5"), name="periodic_reconcile_bookings")
+def periodic_reconcile_bookings():
+    return run_job("reconcile_bookings")
+
+
+@huey.periodic_task(crontab(minute="2-59/5"), name="periodic_retry_stuck_emails")
+def periodic_retry_stuck_emails():
+    return run_job("retry_stuck_emails")
+
+
+@huey.periodic_task(crontab(minute="7"), name="periodic_enforce_dunning")
+def periodic_enforce_dunning():
+    return run_job("enforce_dunning")
+
+
+@huey.periodic_task(crontab(minute="15", hour="3"), name="periodic_reconcile_stripe")
+def periodic_reconcile_stripe():
+    return run_job("reconcile_stripe")
+
+
+@huey.periodic_task(crontab(minute="30", hour="4"), name="periodic_expire_makeup_credits")
+def periodic_expire_makeup_credits():
+    return run_job("expire_makeup_credits")

@@ -1,0 +1,268 @@
+"""The Stripe gateway: the one place that talks to Stripe (with `workers/payments.py` through it).
+
+Every write carries a stable idempotency key of its step (`booking-<id>-<created>-subscription`;
+the row's creation second keeps keys unique when a database is rebuilt against the same
+Stripe account):
+the SDK's own random key would change when Huey retries the task, so a retry after a
+timeout could charge twice. The SDK's network retries are off: Huey owns retrying.
+
+Errors are sorted once here: `TransientStripeError` (network, 5xx, rate limit — retry
+later) or `TerminalStripeError` (card declined, invalid request — give up, tell people).
+
+Objects come back from Stripe 16 as `StripeObject`s; we hand plain dicts to callers. Two
+API shapes are read by the helpers at the bottom: the one localstripe speaks (2017) and
+the current one (2025-03-31.basil and later) where periods live on subscription items and
+an invoice's subscription sits under `parent.subscription_details`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import stripe
+
+from models.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# Stripe's intervals for our plan frequencies (semester plans are charged once, no interval).
+INTERVALS = {"weekly": "week", "monthly": "month"}
+
+
+class StripeGatewayError(Exception):
+    """A Stripe call failed; `str()` is one line for logs, emails and dead letters."""
+
+    def __init__(self, message: str, *, code: str | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+class TransientStripeError(StripeGatewayError):
+    """Worth retrying: Stripe unreachable, 5xx, rate limited, idempotent request in flight."""
+
+
+class TerminalStripeError(StripeGatewayError):
+    """Retrying will not help: card declined, authentication required, invalid request."""
+
+
+class StripeNotConfigured(TerminalStripeError):
+    """No `STRIPE_SECRET_KEY`: the booking pipeline cannot run."""
+
+
+def _describe(error: stripe.StripeError) -> str:
+    message = getattr(error, "user_message", None) or str(error) or type(error).__name__
+    status = getattr(error, "http_status", None)
+    return f"{type(error).__name__}{f' ({status})' if status else ''}: {message}".splitlines()[0][:480]
+
+
+def classify(error: stripe.StripeError) -> StripeGatewayError:
+    """Map an SDK error to transient (retry) or terminal (give up)."""
+    code = getattr(error, "code", None)
+    transient = (stripe.APIConnectionError, stripe.RateLimitError, stripe.IdempotencyError)
+    if isinstance(error, transient):
+        return TransientStripeError(_describe(error), code=code)
+    status = getattr(error, "http_status", None) or 0
+    if isinstance(error, stripe.APIError) or status >= 500 or status in (409, 429):
+        return TransientStripeError(_describe(error), code=code)
+    return TerminalStripeError(_describe(error), code=code)
+
+
+def plain(obj: Any) -> Any:
+    """A Stripe object (or anything) as plain dicts and lists."""
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    return obj
+
+
+class StripeGateway:
+    """Small, typed verbs over Stripe for the booking pipeline, webhooks and reconciliation."""
+
+    def __init__(self, settings: Settings | None = None):
+        settings = settings or get_settings()
+        if not settings.STRIPE_SECRET_KEY:
+            raise StripeNotConfigured("STRIPE_SECRET_KEY is not set: Stripe billing is not configured")
+        options: dict[str, Any] = {"max_network_retries": 0}
+        if settings.STRIPE_API_BASE:
+            options["base_addresses"] = {"api": settings.STRIPE_API_BASE.rstrip("/")}
+        self.client = stripe.StripeClient(settings.STRIPE_SECRET_KEY, **options)
+        self.v1 = self.client.v1
+
+    def _call(self, fn, *args, **kwargs) -> dict:
+        try:
+            return plain(fn(*args, **kwargs))
+        except stripe.StripeError as error:
+            raise classify(error) from error
+
+    @staticmethod
+    def _key(key: str | None) -> dict | None:
+        return {"idempotency_key": key} if key else None
+
+    # Customers and payment methods --------------------------------------------------
+
+    def create_customer(self, *, email: str, name: str, payee_id: int, key: str) -> dict:
+        """A customer for a payee; the key makes a retried creation return the same one."""
+        return self._call(
+            self.v1.customers.create,
+            {"email": email, "name": name, "metadata": {"payee_id": str(payee_id)}},
+            self._key(f"{key}-customer"),
+        )
+
+    def retrieve_customer(self, customer_id: str) -> dict:
+        return self._call(self.v1.customers.retrieve, customer_id)
+
+    def default_payment_method(self, customer_id: str) -> str | None:
+        """The customer's default payment method for invoices; else the newest attached card
+        (made the default on the way), else None."""
+        customer = self.retrieve_customer(customer_id)
+        current = (customer.get("invoice_settings") or {}).get("default_payment_method")
+        if current:
+            return current if isinstance(current, str) else current.get("id")
+        cards = self._call(self.v1.payment_methods.list, {"customer": customer_id, "type": "card"})
+        data = sorted(cards.get("data") or [], key=lambda pm: pm.get("created") or 0)
+        if not data:
+            return None
+        return self.set_default_payment_method(customer_id, data[-1]["id"])
+
+    def set_default_payment_method(self, customer_id: str, payment_method_id: str) -> str:
+        """Make a card the customer's default for invoices and off-session charges."""
+        self._call(
+            self.v1.customers.update, customer_id,
+            {"invoice_settings": {"default_payment_method": payment_method_id}},
+            self._key(f"customer-{customer_id}-default-{payment_method_id}"),
+        )
+        return payment_method_id
+
+    def attach_payment_method(self, payment_method_id: str, customer_id: str) -> dict:
+        return self._call(self.v1.payment_methods.attach, payment_method_id, {"customer": customer_id})
+
+    def create_setup_intent(self, *, customer_id: str, payee_id: int) -> dict:
+        """A SetupIntent the parent's browser confirms with Stripe.js (a fresh one per request)."""
+        return self._call(
+            self.v1.setup_intents.create,
+            {"customer": customer_id, "usage": "off_session", "payment_method_types": ["card"],
+             "metadata": {"payee_id": str(payee_id)}},
+        )
+
+    def retrieve_setup_intent(self, setup_intent_id: str) -> dict:
+        return self._call(self.v1.setup_intents.retrieve, setup_intent_id)
+
+    # Catalogue ------------------------------------------------------------------------
+
+    def create_product(self, *, plan_id: int, name: str, key: str) -> dict:
+        return self._call(
+            self.v1.products.create, {"name": name, "metadata": {"plan_id": str(plan_id)}},
+            self._key(f"{key}-product"),
+        )
+
+    def create_price(self, *, plan_id: int, product_id: str, amount_cents: int, currency: str, frequency: str,
+                     key: str) -> dict:
+        """Recurring for weekly/monthly plans; a one-time per-lesson price for semester plans."""
+        params: dict[str, Any] = {
+            "product": product_id, "unit_amount": amount_cents, "currency": currency,
+            "metadata": {"plan_id": str(plan_id), "frequency": frequency},
+        }
+        if frequency in INTERVALS:
+            params["recurring"] = {"interval": INTERVALS[frequency]}
+        return self._call(self.v1.prices.create, params, self._key(f"{key}-price-{amount_cents}-{currency}"))
+
+    # Billing ----------------------------------------------------------------------------
+
+    def find_subscription(self, customer_id: str, enrollment_id: int) -> dict | None:
+        """A live subscription already made for this enrollment (belt and braces to the key)."""
+        listing = self._call(self.v1.subscriptions.list, {"customer": customer_id, "status": "all", "limit": 100})
+        for subscription in listing.get("data") or []:
+            if (subscription.get("metadata") or {}).get("enrollment_id") == str(enrollment_id) and \
+                    subscription.get("status") not in ("canceled", "incomplete_expired"):
+                return subscription
+        return None
+
+    def create_subscription(self, *, enrollment_id: int, customer_id: str, price_id: str, key: str) -> dict:
+        """Subscribe; a declined first payment raises (error_if_incomplete) instead of leaving
+        an incomplete subscription behind."""
+        return self._call(
+            self.v1.subscriptions.create,
+            {"customer": customer_id, "items": [{"price": price_id}], "payment_behavior": "error_if_incomplete",
+             "metadata": {"enrollment_id": str(enrollment_id)}},
+            self._key(f"{key}-subscription"),
+        )
+
+    def charge_off_session(self, *, enrollment_id: int, customer_id: str, payment_method_id: str,
+                           amount_cents: int, currency: str, key: str) -> dict:
+        """One off-session PaymentIntent (the semester plan); a decline raises a terminal error."""
+        return self._call(
+            self.v1.payment_intents.create,
+            {"amount": amount_cents, "currency": currency, "customer": customer_id,
+             "payment_method": payment_method_id, "confirm": True, "off_session": True,
+             "metadata": {"enrollment_id": str(enrollment_id)}},
+            self._key(f"{key}-payment-{amount_cents}"),
+        )
+
+    def retrieve_subscription(self, subscription_id: str) -> dict:
+        return self._call(self.v1.subscriptions.retrieve, subscription_id)
+
+    def cancel_subscription(self, subscription_id: str) -> dict:
+        """Cancel now; an already cancelled subscription is fine."""
+        current = self.retrieve_subscription(subscription_id)
+        if current.get("status") == "canceled":
+            return current
+        return self._call(self.v1.subscriptions.cancel, subscription_id, None,
+                          self._key(f"subscription-{subscription_id}-cancel"))
+
+    def retrieve_invoice(self, invoice_id: str) -> dict:
+        return self._call(self.v1.invoices.retrieve, invoice_id)
+
+    def retrieve_payment_intent(self, payment_intent_id: str) -> dict:
+        return self._call(self.v1.payment_intents.retrieve, payment_intent_id)
+
+    def refund_payment_intent(self, payment_intent_id: str, *, key: str) -> dict:
+        """Give a payment back in full."""
+        return self._call(self.v1.refunds.create, {"payment_intent": payment_intent_id}, self._key(key))
+
+
+def is_not_found(error: StripeGatewayError) -> bool:
+    """True when Stripe said the object does not exist."""
+    cause = error.__cause__
+    return isinstance(cause, stripe.InvalidRequestError) and getattr(cause, "http_status", None) == 404
+
+
+# Shapes: old (localstripe, API 2017) and new (2025-03-31.basil and later) -------------
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return value.get("id")
+    return value or None
+
+
+def invoice_subscription_id(invoice: dict) -> str | None:
+    """An invoice's subscription id: `parent.subscription_details.subscription` (new) or `subscription` (old)."""
+    parent = invoice.get("parent") or {}
+    details = parent.get("subscription_details") or {}
+    return _id(details.get("subscription")) or _id(invoice.get("subscription"))
+
+
+def invoice_payment_intent_id(invoice: dict) -> str | None:
+    """An invoice's PaymentIntent (old shape `payment_intent`; new `payments.data[].payment`)."""
+    if invoice.get("payment_intent"):
+        return _id(invoice["payment_intent"])
+    for payment in ((invoice.get("payments") or {}).get("data") or []):
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        if intent:
+            return _id(intent)
+    return None
+
+
+def subscription_period_end(subscription: dict) -> int | None:
+    """When the current period ends: on the items (new) or the subscription (old)."""
+    items = (subscription.get("items") or {}).get("data") or []
+    ends = [item.get("current_period_end") for item in items if item.get("current_period_end")]
+    if ends:
+        return min(ends)
+    return subscription.get("current_period_end")
+
+
+def enrollment_id_of(obj: dict) -> int | None:
+    """Our enrollment id from an object's metadata, if we put it there."""
+    value = (obj.get("metadata") or {}).get("enrollment_id")
+    return int(value) if value and str(value).isdigit() else None

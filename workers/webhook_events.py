@@ -1,0 +1,181 @@
+"""Acting on stored Stripe events.
+
+Events arrive duplicated and in any order, and their payload is a snapshot of the past:
+every handler re-reads the object from Stripe and acts on its *current* state, through the
+same domain operations the rest of the system uses (each guarded by the enrollment's
+status). So any order of deliveries ends in the same state, and a replay changes nothing.
+The booking itself is only ever decided by the booking pipeline: events about it just
+re-run the pipeline (idempotent: Stripe replays the first answer to its keys).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from models import billing
+from models import enrollment as enrollment_ops
+from models.billing import StripeEvent
+from models.config import get_settings
+from models.db import session_scope
+from models.enrollment import ACTIVE, LIVE_STATUSES, PAST_DUE, PROVISIONAL, Enrollment
+from models.outbox import add_dead_letter, queue_admin_alert
+from workers.stripe_gateway import StripeGateway, enrollment_id_of, invoice_subscription_id
+
+log = logging.getLogger(__name__)
+ACTOR = "worker"
+
+
+def sync_subscription_state(subscription: dict, *, source: str) -> list[str]:
+    """Bring the enrollments billed by `subscription` in line with its current Stripe status.
+    Returns what changed (for logs and the reconciliation report)."""
+    changes = []
+    status = subscription.get("status")
+    with session_scope() as session:
+        for row in enrollment_ops.enrollments_by_subscription(session, subscription["id"]):
+            enrollment = enrollment_ops.lock_enrollment(session, row.id)
+            if status in ("canceled", "incomplete_expired") and enrollment.status in (ACTIVE, PAST_DUE):
+                enrollment_ops.cancel_enrollment(session, enrollment, reason=f"subscription {status} in Stripe", actor=ACTOR)
+                queue_admin_alert(
+                    session, subject=f"Enrollment {enrollment.id} cancelled: Stripe subscription {status}",
+                    message=f"Subscription {subscription['id']} is {status} in Stripe ({source}); the slot is free again.",
+                    dedupe_key=f"subscription_ended:{enrollment.id}", admins=get_settings().admin_emails,
+                )
+                changes.append(f"enrollment {enrollment.id}: cancelled (subscription {status})")
+            elif status in ("past_due", "unpaid") and enrollment.status == ACTIVE:
+                enrollment_ops.mark_past_due(session, enrollment, actor=ACTOR)
+                changes.append(f"enrollment {enrollment.id}: past_due (subscription {status})")
+            elif status in ("active", "trialing") and enrollment.status == PAST_DUE:
+                enrollment_ops.mark_paid(session, enrollment, actor=ACTOR)
+                changes.append(f"enrollment {enrollment.id}: active again (subscription {status})")
+    return changes
+
+
+def _enqueue_booking(enrollment_id: int) -> None:
+    from workers.tasks import book_enrollment
+
+    book_enrollment(enrollment_id)
+
+
+def on_invoice_paid(gateway: StripeGateway, obj: dict) -> str:
+    invoice = gateway.retrieve_invoice(obj["id"])
+    subscription_id = invoice_subscription_id(invoice)
+    if invoice.get("status") != "paid" or not subscription_id:
+        return "ignored"
+    # The invoice is paid, but only the subscription says whether the account is in good standing.
+    sync_subscription_state(gateway.retrieve_subscription(subscription_id), source="invoice paid")
+    with session_scope() as session:
+        for row in enrollment_ops.enrollments_by_subscription(session, subscription_id):
+            enrollment = enrollment_ops.lock_enrollment(session, row.id)
+            if enrollment.status == PAST_DUE:
+                enrollment_ops.mark_paid(session, enrollment, actor=ACTOR)
+    return "processed"
+
+
+def on_invoice_payment_failed(gateway: StripeGateway, obj: dict) -> str:
+    invoice = gateway.retrieve_invoice(obj["id"])
+    subscription_id = invoice_subscription_id(invoice)
+    if not subscription_id or invoice.get("status") in ("paid", "void", "draft"):
+        return "ignored"  # paid since (a later retry worked) or nothing to chase
+    subscription = gateway.retrieve_subscription(subscription_id)
+    if subscription.get("status") in ("canceled", "incomplete_expired"):
+        sync_subscription_state(subscription, source="invoice payment failed")
+        return "processed"
+    with session_scope() as session:
+        for row in enrollment_ops.enrollments_by_subscription(session, subscription_id):
+            enrollment = enrollment_ops.lock_enrollment(session, row.id)
+            if enrollment.status == ACTIVE:
+                enrollment_ops.mark_past_due(session, enrollment, actor=ACTOR)
+    return "processed"
+
+
+def on_subscription_changed(gateway: StripeGateway, obj: dict) -> str:
+    sync_subscription_state(gateway.retrieve_subscription(obj["id"]), source="subscription event")
+    return "processed"
+
+
+def on_setup_intent_succeeded(gateway: StripeGateway, obj: dict) -> str:
+    intent = gateway.retrieve_setup_intent(obj["id"])
+    customer, method = intent.get("customer"), intent.get("payment_method")
+    customer = customer.get("id") if isinstance(customer, dict) else customer
+    method = method.get("id") if isinstance(method, dict) else method
+    if intent.get("status") != "succeeded" or not customer or not method:
+        return "ignored"
+    gateway.set_default_payment_method(customer, method)
+    from workers.pipeline import resume_bookings_of_customer
+
+    for enrollment_id in resume_bookings_of_customer(customer):
+        _enqueue_booking(enrollment_id)
+    return "processed"
+
+
+def on_payment_intent(gateway: StripeGateway, obj: dict) -> str:
+    intent = gateway.retrieve_payment_intent(obj["id"])
+    enrollment_id = enrollment_id_of(intent)
+    if enrollment_id is None:
+        return "ignored"
+    with session_scope(write=False) as session:
+        enrollment = session.get(Enrollment, enrollment_id)
+        waiting = enrollment is not None and enrollment.status == PROVISIONAL
+    if waiting:
+        _enqueue_booking(enrollment_id)  # the pipeline replays its payment step and decides
+        return "processed"
+    return "ignored"
+
+
+HANDLERS: dict[str, Callable[[StripeGateway, dict], str]] = {
+    "invoice.paid": on_invoice_paid,
+    "invoice.payment_succeeded": on_invoice_paid,
+    "invoice.payment_failed": on_invoice_payment_failed,
+    "customer.subscription.created": on_subscription_changed,
+    "customer.subscription.updated": on_subscription_changed,
+    "customer.subscription.deleted": on_subscription_changed,
+    "setup_intent.succeeded": on_setup_intent_succeeded,
+    "payment_intent.succeeded": on_payment_intent,
+    "payment_intent.payment_failed": on_payment_intent,
+}
+
+
+def process_event(event_id: int) -> str:
+    """Process stored event `event_id` once; returns its final status.
+
+    Raises TransientStripeError to be retried; a terminal error marks the event `failed`
+    with a dead letter."""
+    from workers.stripe_gateway import TerminalStripeError
+
+    with session_scope(write=False) as session:
+        event = session.get(StripeEvent, event_id)
+        if event is None:
+            return "missing"
+        if event.status in ("processed", "ignored"):
+            return event.status
+        event_type, payload = event.type, event.payload
+    handler = HANDLERS.get(event_type)
+    obj = (payload.get("data") or {}).get("object") or {}
+    error = None
+    if handler is None or not obj.get("id"):
+        status = "ignored"
+    else:
+        try:
+            status = handler(StripeGateway(), obj)
+        except TerminalStripeError as failure:
+            status, error = "failed", str(failure)
+    with session_scope() as session:
+        event = session.get(StripeEvent, event_id)
+        billing.finish_stripe_event(session, event, status=status, error=error)
+        if status == "failed":
+            add_dead_letter(session, kind="process_stripe_event", payload={"event_id": event_id}, error=error)
+    return status
+
+
+def give_up_event(event_id: int, error: str) -> None:
+    """The event task ran out of retries (called from the final SIGNAL_ERROR)."""
+    with session_scope() as session:
+        event = session.get(StripeEvent, event_id)
+        if event is None or event.status in ("processed", "ignored"):
+            return
+        billing.finish_stripe_event(session, event, status="failed", error=f"gave up after retries: {error}")
+        add_dead_letter(session, kind="process_stripe_event", payload={"event_id": event_id}, error=error)
+
+
+__all__ = ["HANDLERS", "LIVE_STATUSES", "process_event", "give_up_event", "sync_subscription_state"]
