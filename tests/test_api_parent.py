@@ -17,6 +17,7 @@ from models.enrollment import ACTIVE, Enrollment
 from models.outbox import IdempotencyRecord
 from models.people import Student
 from tests import factories
+from tests.support.fixtures import stripe_env, stripe_server  # noqa: F401  (fixtures)
 from tests.support.api import (  # noqa: F401  (fixtures)
     Studio, app, assert_problem, bearer, booking_body, client, family_a, family_b, make_app, register, studio,
 )
@@ -216,6 +217,15 @@ def test_bookings_are_rate_limited_per_user(db, studio: Studio):
 def test_payment_setup_needs_a_registered_payee(client):
     assert_problem(client.post("/parent/payment-setup"), 401)
     assert_problem(client.post("/parent/payment-setup", headers=bearer("nobody", "n@x.test")), 403, "payee-required")
+
+
+def test_payment_setup_returns_a_setup_intent_secret(client, session, family_a, stripe_env):
+    first = client.post("/parent/payment-setup", headers=family_a.headers)
+    assert first.status_code == 200, first.get_json()
+    assert set(first.get_json()) == {"client_secret"} and first.get_json()["client_secret"]
+    second = client.post("/parent/payment-setup", headers=family_a.headers)
+    assert second.status_code == 200
+    assert client.get("/parent/payee", headers=family_a.headers).get_json()["has_billing_customer"] is True
 
 
 @pytest.mark.skipif(importlib.util.find_spec("workers.payments") is not None, reason="the gateway is installed")
