@@ -14,12 +14,29 @@ from decimal import Decimal
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from typer.core import TyperGroup
 
-console = Console()
-err_console = Console(stderr=True)
+
+_consoles: dict[bool, object] = {}
+
+
+def get_console(*, stderr: bool = False):
+    """The Rich console for stdout (or stderr), made on first use: importing Rich costs
+    `studioctl --help` ~40 ms, so nothing here imports it at module level."""
+    if stderr not in _consoles:
+        from rich.console import Console
+
+        _consoles[stderr] = Console(stderr=stderr)
+    return _consoles[stderr]
+
+
+def __getattr__(name: str):
+    # `from studioctl.common import console, err_console` in command modules.
+    if name == "console":
+        return get_console()
+    if name == "err_console":
+        return get_console(stderr=True)
+    raise AttributeError(name)
 
 STATUS_STYLES = {
     "active": "green", "present": "green", "sent": "green", "processed": "green", "available": "green",
@@ -31,7 +48,7 @@ STATUS_STYLES = {
 
 def fail(message: str) -> typer.Exit:
     """Print one red line on stderr and return the Exit(1) to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    get_console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -113,14 +130,16 @@ def styled(value: Any) -> str:
 def print_table(title: str, columns: list[str], rows: list[list[Any]], *, empty: str = "nothing to show") -> None:
     """A Rich table; a dim line instead when there are no rows."""
     if not rows:
-        console.print(f"[dim]{empty}[/]")
+        get_console().print(f"[dim]{empty}[/]")
         return
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False, expand=False)
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*(styled(cell) for cell in row))
-    console.print(table)
+    get_console().print(table)
 
 
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -128,6 +147,8 @@ JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table."
 
 def print_record(title: str, record: dict[str, Any], *, skip: tuple[str, ...] = ()) -> None:
     """One object as a two-column Rich table (field, value); lists are joined by commas."""
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left", show_header=False, pad_edge=False, box=None)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -137,4 +158,4 @@ def print_record(title: str, record: dict[str, Any], *, skip: tuple[str, ...] = 
         if isinstance(value, (list, tuple)):
             value = ", ".join(str(plain(item)) for item in value) or "-"
         table.add_row(key.replace("_", " "), styled("-" if value is None else value))
-    console.print(table)
+    get_console().print(table)

@@ -1,53 +1,108 @@
-"""The `studioctl` entry point: one Typer app, one sub-app per command group."""
+"""The `studioctl` entry point: one Typer app, command groups loaded only when used.
+
+`studioctl --help` must stay fast, so the root lists its groups from the table below
+without importing them; a group's module (and whatever heavy library it needs) is imported
+only when that group is invoked. Help is plain text at the root for the same reason.
+"""
 
 from __future__ import annotations
 
-import typer
+import importlib
 
-from studioctl import db, seed
+import click
+import typer
+import typer.main
+
 from studioctl.common import StudioGroup
 
+# name on the command line: (module in studioctl/, one-line help shown by `studioctl --help`)
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "db": ("db", "Schema migrations (upgrade, downgrade, current)."),
+    "seed": ("seed", "Seed the instruments or a demo studio."),
+    "instruments": ("instruments", "Instruments taught at the studio."),
+    "teachers": ("teachers", "Teachers and what they teach."),
+    "payees": ("payees", "Paying parents (payees)."),
+    "students": ("students", "Students of each family."),
+    "timeslots": ("timeslots", "Weekly 30-minute slots: add, publish a range, (de)activate."),
+    "semesters": ("semesters", "Semesters, make-up windows and closures."),
+    "plans": ("plans", "Plans and prices (mirrored in Stripe)."),
+    "enrollments": ("enrollments", "Enrollments: assign, cancel, list, show."),
+    "attendance": ("attendance", "Mark and list attendance."),
+    "makeups": ("makeups", "Make-up credits: list, grant, book, cancel."),
+    "dashboard": ("dashboard", "Today's lessons, provisional holds, payments."),
+    "emails": ("emails", "Email log: list, retry."),
+    "deadletters": ("deadletters", "Jobs that failed for good: list, retry, resolve."),
+    "stripe": ("stripe_cmd", "Stripe events: list, replay, reconcile."),
+    "jobs": ("jobs", "Periodic jobs: list, run one now."),
+    "export": ("export", "Export a table to CSV."),
+    "term-preview": ("term_preview", "Lesson dates, counts and amounts of a semester per family."),
+    "serve": ("serve", "Run the parent API (gunicorn)."),
+    "worker": ("worker", "Run the Huey worker (consumer)."),
+}
+
+
+def _load(name: str) -> click.Command | None:
+    module_name, _ = LAZY_COMMANDS[name]
+    try:
+        module = importlib.import_module(f"studioctl.{module_name}")
+    except ModuleNotFoundError as error:
+        if error.name != f"studioctl.{module_name}":
+            raise
+        return None
+    if hasattr(module, "register"):  # a top-level command, not a group
+        holder = typer.Typer()
+        holder.callback()(lambda: None)
+        module.register(holder)
+        return typer.main.get_command(holder).commands.get(name)
+    command = typer.main.get_command(module.app)
+    command.name = name
+    return command
+
+
+def _available() -> list[str]:
+    """The lazy commands whose module is present (found without importing it)."""
+    import importlib.util
+
+    return [name for name, (module, _) in LAZY_COMMANDS.items() if importlib.util.find_spec(f"studioctl.{module}")]
+
+
+class LazyStudioGroup(StudioGroup):
+    """The root group: subcommands imported on first use; the error edge of StudioGroup."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(_available()))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None and name in LAZY_COMMANDS:
+            command = _load(name)
+            if command is not None:
+                self.add_command(command, name)
+        return command
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, LAZY_COMMANDS[name][1]) for name in sorted(_available())]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
 app = typer.Typer(
-    cls=StudioGroup,
+    cls=LazyStudioGroup,
     name="studioctl",
     help="Run the music studio: teachers, slots, enrollments, attendance, billing.\n\nExample: studioctl dashboard today",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(db.app, name="db")
-app.add_typer(seed.app, name="seed")
 
 
-def _register_optional_groups() -> None:
-    """Command groups built in their own modules; each registers under its name."""
-    import importlib
+@app.callback()
+def _root() -> None:
+    """Run the music studio: teachers, slots, enrollments, attendance, billing.
 
-    for module_name, group in (
-        ("instruments", "instruments"), ("teachers", "teachers"), ("payees", "payees"), ("students", "students"),
-        ("timeslots", "timeslots"), ("semesters", "semesters"), ("plans", "plans"), ("enrollments", "enrollments"),
-        ("attendance", "attendance"), ("makeups", "makeups"), ("dashboard", "dashboard"), ("emails", "emails"),
-        ("deadletters", "deadletters"), ("stripe_cmd", "stripe"), ("jobs", "jobs"),
-    ):
-        try:
-            module = importlib.import_module(f"studioctl.{module_name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"studioctl.{module_name}":
-                raise
-            continue
-        app.add_typer(module.app, name=group)
-    for module_name in ("export", "term_preview", "serve", "worker"):
-        try:
-            module = importlib.import_module(f"studioctl.{module_name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"studioctl.{module_name}":
-                raise
-            continue
-        module.register(app)
-
-
-_register_optional_groups()
+    Example: studioctl dashboard today
+    """
 
 
 def run() -> None:

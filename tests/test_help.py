@@ -17,9 +17,12 @@ runner = CliRunner()
 
 
 def _walk(command, path=()):
+    """Every command below `command`, loading lazily registered groups as the CLI would."""
     yield path, command
-    for name, child in sorted(getattr(command, "commands", {}).items()):
-        yield from _walk(child, (*path, name))
+    if hasattr(command, "list_commands"):  # a group (Typer ships its own click)
+        context = command.context_class(command, info_name=path[-1] if path else "studioctl")
+        for name in command.list_commands(context):
+            yield from _walk(command.get_command(context, name), (*path, name))
 
 
 COMMANDS = list(_walk(typer.main.get_command(app)))
