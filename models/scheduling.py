@@ -302,11 +302,27 @@ def add_closure(session: Session, *, semester: Semester, closed_on: date, reason
         select(SemesterClosure).where(SemesterClosure.semester_id == semester.id, SemesterClosure.closed_on == closed_on)
     ).first():
         raise Conflict(f"{closed_on} is already a closure of {semester.name}")
+    _refuse_closure_over_history(session, closed_on)
     closure = SemesterClosure(semester_id=semester.id, closed_on=closed_on, reason=reason)
     session.add(closure)
     session.flush()
     record_audit(session, actor=actor, action="semester.closure.add", entity=closure, after=snapshot(closure))
     return closure
+
+
+def _refuse_closure_over_history(session: Session, closed_on: date) -> None:
+    """A day with marked attendance or a booked make-up cannot become a closure silently:
+    the admin un-marks or cancels first, so credits and bills stay consistent."""
+    from models.attendance import Attendance, MakeUp
+
+    marked = session.exec(select(Attendance.id).where(Attendance.lesson_date == closed_on)).first()
+    if marked is not None:
+        raise Conflict(f"attendance is already marked on {closed_on}; closures are for days without lessons")
+    booked = session.exec(
+        select(MakeUp.id).where(MakeUp.lesson_date == closed_on, MakeUp.status.in_(("booked", "used")))
+    ).first()
+    if booked is not None:
+        raise Conflict(f"make-up {booked} is booked on {closed_on}; cancel it before closing the day")
 
 
 def remove_closure(session: Session, *, semester: Semester, closed_on: date, actor: str) -> None:

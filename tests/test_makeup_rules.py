@@ -145,3 +145,20 @@ def test_cancel_returns_the_credit_and_expiry_job(studio, session):
     session.expire_all()
     assert session.get(MakeUp, credit_id).status == "expired"
     assert session.get(MakeUp, granted.id).status == "used"
+
+
+def test_a_day_with_history_cannot_become_a_closure(studio, session):
+    from models.scheduling import Semester, add_closure
+
+    _, credit_id = _mark(studio, date(2026, 11, 16), "excused")
+    semester = session.get(Semester, studio["semester"].id)
+    with pytest.raises(Conflict, match="attendance is already marked"):
+        with session_scope() as unit:
+            add_closure(unit, semester=unit.get(Semester, semester.id), closed_on=date(2026, 11, 16), actor="admin")
+    with session_scope() as unit:
+        book_makeup(unit, unit.get(MakeUp, credit_id), timeslot_id=studio["wednesday"].id, lesson_date=date(2026, 11, 25), actor="admin")
+    with pytest.raises(Conflict, match="cancel it"):
+        with session_scope() as unit:
+            add_closure(unit, semester=unit.get(Semester, semester.id), closed_on=date(2026, 11, 25), actor="admin")
+    with session_scope() as unit:
+        add_closure(unit, semester=unit.get(Semester, semester.id), closed_on=date(2026, 11, 23), actor="admin")
