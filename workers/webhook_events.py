@@ -62,13 +62,10 @@ def on_invoice_paid(gateway: StripeGateway, obj: dict) -> str:
     subscription_id = invoice_subscription_id(invoice)
     if invoice.get("status") != "paid" or not subscription_id:
         return "ignored"
-    # The invoice is paid, but only the subscription says whether the account is in good standing.
+    # This invoice is paid, but an older or newer one may not be: only the subscription says
+    # whether the account is in good standing (a late `invoice.paid` of last month's invoice
+    # must not clear this month's failure).
     sync_subscription_state(gateway.retrieve_subscription(subscription_id), source="invoice paid")
-    with session_scope() as session:
-        for row in enrollment_ops.enrollments_by_subscription(session, subscription_id):
-            enrollment = enrollment_ops.lock_enrollment(session, row.id)
-            if enrollment.status == PAST_DUE:
-                enrollment_ops.mark_paid(session, enrollment, actor=ACTOR)
     return "processed"
 
 

@@ -71,3 +71,20 @@ def stripe_env(stripe_server, monkeypatch):
     yield stripe_server
     stripe_server.clear_faults()
     reset_settings()
+
+
+@pytest.fixture
+def mailjet(monkeypatch):
+    """A local Mailjet v3.1 server; the settings use the mailjet backend against it."""
+    from models.config import reset_settings
+    from tests.support.mailjet_server import MailjetStub
+
+    stub = MailjetStub().start()
+    monkeypatch.setenv("EMAIL_BACKEND", "mailjet")
+    monkeypatch.setenv("MAILJET_API_KEY", "mj-key")
+    monkeypatch.setenv("MAILJET_API_SECRET", "mj-secret")
+    monkeypatch.setenv("MAILJET_API_URL", stub.url)
+    reset_settings()
+    yield stub
+    stub.stop()
+    reset_settings()

@@ -9,6 +9,9 @@ Gaps bridged (each measured against localstripe 1.15.10 with stripe-python 16):
    `setup_intent.succeeded`: both are done after a successful confirm.
 5. `invoice.paid` is never emitted: it follows every `invoice.payment_succeeded`.
 6. Its store pickles itself to /tmp/localstripe.pickle on every write: our own path, or none.
+7. Paying a subscription's invoice that fails leaves the subscription `active` and emits
+   nothing: like Stripe, it becomes `past_due` with `invoice.payment_failed` and
+   `customer.subscription.updated`; a later successful payment emits the update too.
 Test helpers (not Stripe): `POST /_config/compat/faults` (make a path fail N times or answer late),
 `DELETE /_config/compat/faults`, `GET /_config/compat/requests` (counts of POSTs by path).
 Not bridged (our code copes): `customer.subscription.updated` is never emitted (the
@@ -115,6 +118,26 @@ _faults: list[dict] = []
 _idempotent: dict[tuple, tuple[int, bytes, str]] = {}
 _posts: Counter = Counter()
 _CONFIRM_SETUP = re.compile(r"^/v1/setup_intents/(seti_\w+)/confirm$")
+_PAY_INVOICE = re.compile(r"^/v1/invoices/(in_\w+)/pay$")
+
+
+@web.middleware
+async def invoice_pay_middleware(request, handler):
+    match = _PAY_INVOICE.match(request.path)
+    if request.method != "POST" or not match:
+        return await handler(request)
+    invoice = Invoice._api_retrieve(match.group(1))
+    subscription = Subscription._api_retrieve(invoice.subscription) if invoice.subscription else None
+    before = subscription.status if subscription else None
+    response = await handler(request)
+    if subscription is not None:
+        if invoice.status == "open" and subscription.status in ("active", "past_due"):
+            subscription.status = "past_due"
+            resources.schedule_webhook(Event("invoice.payment_failed", invoice))
+        if subscription.status != before:
+            resources.schedule_webhook(Event("customer.subscription.updated", subscription))
+        store.dump_to_disk()
+    return response
 
 
 @web.middleware
@@ -212,6 +235,7 @@ def build_app(*, pickle_path: str | None = None) -> web.Application:
     app.middlewares.insert(0, fault_middleware)
     app.middlewares.insert(1, idempotency_middleware)
     app.middlewares.append(setup_intent_middleware)
+    app.middlewares.append(invoice_pay_middleware)
     app.router.add_post("/v1/prices", _create_price)
     app.router.add_get("/v1/prices/{id}", _retrieve_price)
     app.router.add_get("/v1/prices", _list_prices)
