@@ -7,27 +7,22 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 
+from sqlalchemy import and_
 from sqlmodel import Session, select
 
 from models.attendance import Attendance, MakeUp
 from models.base import utcnow
 from models.billing import Plan, StripeEvent
 from models.config import get_settings
-from models.enrollment import ACTIVE, CANCELLED, FAILED, PAST_DUE, PROVISIONAL, Enrollment, is_occurrence, lesson_dates
+from models.enrollment import ACTIVE, CANCELLED, FAILED, PAST_DUE, PROVISIONAL, Enrollment
 from models.people import Instrument, Payee, Student, Teacher
 from models.scheduling import (
     WEEKDAYS, Semester, SemesterClosure, Timeslot, closures_of, format_minute, is_dst_change_week, occurrence_start,
+    slot_dates,
 )
 
 # Enrollments whose lessons take place: a provisional hold is not a lesson yet.
 _TAUGHT = (ACTIVE, PAST_DUE, CANCELLED)
-
-
-def _names(session: Session, slot: Timeslot, student_id: int, instrument_id: int | None) -> dict:
-    student = session.get(Student, student_id)
-    instrument = session.get(Instrument, instrument_id) if instrument_id else None
-    return {"teacher": session.get(Teacher, slot.teacher_id).name, "student": student.name,
-            "instrument": instrument.name if instrument else None}
 
 
 def day_schedule(session: Session, day: date) -> dict:
@@ -37,64 +32,72 @@ def day_schedule(session: Session, day: date) -> dict:
     enrollment: the slot's weekday, inside its dates, not a closure. Each entry carries the
     wall-clock start, the aware start in the studio's zone, and whether the week changed
     its UTC offset (DST), so the admin sees why a lesson "moved" for people abroad.
+    Three queries whatever the size of the studio: lessons, closures, make-ups.
     """
     tz = get_settings().tz
+    closed_semesters = set(session.exec(select(SemesterClosure.semester_id).where(SemesterClosure.closed_on == day)).all())
     lessons = []
-    slots = session.exec(select(Timeslot).where(Timeslot.weekday == day.weekday())).all()
-    by_slot = {slot.id: slot for slot in slots}
-    if by_slot:
-        enrollments = session.exec(
-            select(Enrollment).where(Enrollment.timeslot_id.in_(list(by_slot)), Enrollment.status.in_(_TAUGHT))
-        ).all()
-        for enrollment in enrollments:
-            if not is_occurrence(session, enrollment, day):
-                continue
-            slot = by_slot[enrollment.timeslot_id]
-            mark = session.exec(
-                select(Attendance).where(Attendance.enrollment_id == enrollment.id, Attendance.lesson_date == day)
-            ).first()
-            lessons.append(_entry(session, slot, day, tz, kind="lesson", student_id=enrollment.student_id,
-                                  instrument_id=enrollment.instrument_id, enrollment_id=enrollment.id,
-                                  attendance=mark.status if mark else None, makeup_id=None))
-    for credit in session.exec(
-        select(MakeUp).where(MakeUp.lesson_date == day, MakeUp.status.in_(("booked", "used")))
+    rows = session.exec(
+        select(Enrollment, Timeslot, Teacher.name, Student.name, Instrument.name, Semester.ends_on, Attendance.status)
+        .join(Timeslot, Timeslot.id == Enrollment.timeslot_id)
+        .join(Teacher, Teacher.id == Timeslot.teacher_id)
+        .join(Student, Student.id == Enrollment.student_id)
+        .join(Instrument, Instrument.id == Enrollment.instrument_id)
+        .outerjoin(Semester, Semester.id == Enrollment.semester_id)
+        .outerjoin(Attendance, and_(Attendance.enrollment_id == Enrollment.id, Attendance.lesson_date == day))
+        .where(Timeslot.weekday == day.weekday(), Enrollment.status.in_(_TAUGHT), Enrollment.start_date <= day)
+    ).all()
+    for enrollment, slot, teacher, student, instrument, semester_end, mark in rows:
+        end = enrollment.end_date or semester_end
+        if end is not None and day > end:
+            continue
+        closed = enrollment.semester_id in closed_semesters if enrollment.semester_id else bool(closed_semesters)
+        if closed:
+            continue
+        lessons.append(_entry(slot, day, tz, teacher=teacher, student=student, instrument=instrument, kind="lesson",
+                              enrollment_id=enrollment.id, attendance=mark, makeup_id=None))
+    for credit, slot, teacher, student, instrument in session.exec(
+        select(MakeUp, Timeslot, Teacher.name, Student.name, Instrument.name)
+        .join(Timeslot, Timeslot.id == MakeUp.timeslot_id)
+        .join(Teacher, Teacher.id == Timeslot.teacher_id)
+        .join(Student, Student.id == MakeUp.student_id)
+        .outerjoin(Instrument, Instrument.id == MakeUp.instrument_id)
+        .where(MakeUp.lesson_date == day, MakeUp.status.in_(("booked", "used")))
     ).all():
-        slot = session.get(Timeslot, credit.timeslot_id)
-        lessons.append(_entry(session, slot, day, tz, kind="make_up", student_id=credit.student_id,
-                              instrument_id=credit.instrument_id, enrollment_id=None, attendance=None,
-                              makeup_id=credit.id))
+        lessons.append(_entry(slot, day, tz, teacher=teacher, student=student, instrument=instrument, kind="make_up",
+                              enrollment_id=None, attendance=None, makeup_id=credit.id))
     lessons.sort(key=lambda entry: (entry["start"], entry["teacher"], entry["student"]))
-    return {"date": day.isoformat(), "closed": _is_closure(session, day), "lessons": lessons}
+    return {"date": day.isoformat(), "closed": bool(closed_semesters), "lessons": lessons}
 
 
-def _is_closure(session: Session, day: date) -> bool:
-    return session.exec(select(SemesterClosure.id).where(SemesterClosure.closed_on == day)).first() is not None
-
-
-def _entry(session, slot, day, tz, *, kind, student_id, instrument_id, enrollment_id, attendance, makeup_id) -> dict:
+def _entry(slot, day, tz, *, teacher, student, instrument, kind, enrollment_id, attendance, makeup_id) -> dict:
     return {
         "start": format_minute(slot.start_minute), "end": format_minute(slot.start_minute + 30),
         "starts_at": occurrence_start(day, slot.start_minute, tz).isoformat(),
         "dst_change": is_dst_change_week(day, slot.start_minute, tz),
-        **_names(session, slot, student_id, instrument_id),
+        "teacher": teacher, "student": student, "instrument": instrument,
         "kind": kind, "enrollment_id": enrollment_id, "makeup_id": makeup_id, "timeslot_id": slot.id,
         "attendance": attendance,
     }
 
 
 def provisional_holds(session: Session, *, now: datetime | None = None) -> list[dict]:
-    """Provisional enrollments, soonest expiry first, with the seconds left on each hold."""
+    """Provisional enrollments, soonest expiry first, with the seconds left on each hold (one query)."""
     now = now or utcnow()
     rows = []
-    for enrollment in session.exec(
-        select(Enrollment).where(Enrollment.status == PROVISIONAL).order_by(Enrollment.provisional_expires_at)
+    for enrollment, slot, teacher, student, instrument, payee_email in session.exec(
+        select(Enrollment, Timeslot, Teacher.name, Student.name, Instrument.name, Payee.email)
+        .join(Timeslot, Timeslot.id == Enrollment.timeslot_id)
+        .join(Teacher, Teacher.id == Timeslot.teacher_id)
+        .join(Student, Student.id == Enrollment.student_id)
+        .join(Payee, Payee.id == Student.payee_id)
+        .join(Instrument, Instrument.id == Enrollment.instrument_id)
+        .where(Enrollment.status == PROVISIONAL).order_by(Enrollment.provisional_expires_at)
     ).all():
-        slot = session.get(Timeslot, enrollment.timeslot_id)
-        student = session.get(Student, enrollment.student_id)
         left = int((enrollment.provisional_expires_at - now).total_seconds())
         rows.append({
-            "id": enrollment.id, **_names(session, slot, enrollment.student_id, enrollment.instrument_id),
-            "payee": session.get(Payee, student.payee_id).email, "slot": f"{_day(slot)} {format_minute(slot.start_minute)}",
+            "id": enrollment.id, "teacher": teacher, "student": student, "instrument": instrument,
+            "payee": payee_email, "slot": f"{_day(slot)} {format_minute(slot.start_minute)}",
             "expires_at": enrollment.provisional_expires_at.isoformat(), "seconds_left": max(left, 0),
             "overdue": left < 0, "pipeline_state": enrollment.pipeline_state,
         })
@@ -121,13 +124,13 @@ def payment_activity(session: Session, *, days: int = 7, now: datetime | None = 
         {"kind": "stripe_event", "id": event["id"], "what": event["type"], "error": event["error"]}
         for event in events if event["status"] == "failed"
     ]
-    for enrollment in session.exec(
-        select(Enrollment).where(Enrollment.status.in_((FAILED, PAST_DUE)), Enrollment.updated_at >= since)
+    for enrollment, student_name in session.exec(
+        select(Enrollment, Student.name).join(Student, Student.id == Enrollment.student_id)
+        .where(Enrollment.status.in_((FAILED, PAST_DUE)), Enrollment.updated_at >= since)
         .order_by(Enrollment.updated_at.desc())
     ).all():
-        student = session.get(Student, enrollment.student_id)
         failures.append({
-            "kind": f"enrollment_{enrollment.status}", "id": enrollment.id, "what": student.name,
+            "kind": f"enrollment_{enrollment.status}", "id": enrollment.id, "what": student_name,
             "error": enrollment.failure_reason or ("payment failed" if enrollment.status == PAST_DUE else None),
         })
     return {"days": days, "events": events, "failures": failures}
@@ -148,22 +151,27 @@ def term_preview(session: Session, semester: Semester, *, payee_id: int | None =
     weeks flagged), with lesson counts and amounts per enrollment and per family."""
     tz = get_settings().tz
     closures = closures_of(session, semester.id)
-    statement = select(Enrollment).where(
-        Enrollment.semester_id == semester.id, Enrollment.status.in_((PROVISIONAL, ACTIVE, PAST_DUE))
-    ).order_by(Enrollment.id)
+    statement = (
+        select(Enrollment, Timeslot, Student, Payee, Plan, Teacher.name, Instrument.name)
+        .join(Timeslot, Timeslot.id == Enrollment.timeslot_id)
+        .join(Teacher, Teacher.id == Timeslot.teacher_id)
+        .join(Student, Student.id == Enrollment.student_id)
+        .join(Payee, Payee.id == Student.payee_id)
+        .join(Instrument, Instrument.id == Enrollment.instrument_id)
+        .outerjoin(Plan, Plan.id == Enrollment.plan_id)
+        .where(Enrollment.semester_id == semester.id, Enrollment.status.in_((PROVISIONAL, ACTIVE, PAST_DUE)))
+        .order_by(Enrollment.id)
+    )
     if payee_id is not None:
-        statement = statement.join(Student, Student.id == Enrollment.student_id).where(Student.payee_id == payee_id)
+        statement = statement.where(Student.payee_id == payee_id)
     enrollments, families = [], defaultdict(lambda: {"lessons": 0, "amount_cents": 0, "enrollment_ids": []})
-    for enrollment in session.exec(statement).all():
-        slot = session.get(Timeslot, enrollment.timeslot_id)
-        student = session.get(Student, enrollment.student_id)
-        payee = session.get(Payee, student.payee_id)
-        plan = session.get(Plan, enrollment.plan_id) if enrollment.plan_id else None
-        dates = lesson_dates(session, enrollment, first=semester.starts_on, last=semester.ends_on, closures=closures)
+    for enrollment, slot, student, payee, plan, teacher, instrument in session.exec(statement).all():
+        last = min(semester.ends_on, enrollment.end_date) if enrollment.end_date else semester.ends_on
+        dates = slot_dates(slot.weekday, max(semester.starts_on, enrollment.start_date), last, closures)
         amount = _amount_cents(plan, dates)
         enrollments.append({
             "id": enrollment.id, "status": enrollment.status, "payee_id": payee.id, "payee": payee.name,
-            **_names(session, slot, student.id, enrollment.instrument_id),
+            "teacher": teacher, "student": student.name, "instrument": instrument,
             "slot": f"{_day(slot)} {format_minute(slot.start_minute)}", "plan": plan.frequency if plan else "offline",
             "lessons": [{"date": day.isoformat(), "dst_change": is_dst_change_week(day, slot.start_minute, tz)} for day in dates],
             "lesson_count": len(dates), "amount_cents": amount, "currency": plan.currency if plan else get_settings().CURRENCY,
