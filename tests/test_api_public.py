@@ -159,3 +159,9 @@ def test_openapi_document(client):
 def test_enrollment_rows_untouched_by_reads(client, session, studio: Studio):
     client.get("/public/timeslots")
     assert session.scalar(sa.select(sa.func.count()).select_from(Enrollment)) == 0
+
+
+def test_stripe_webhook_is_registered_outside_auth_cors_and_limits(client):
+    response = client.post("/webhooks/stripe", data=b"{}", headers={"Origin": "https://app.studio.test"})
+    assert response.status_code not in (401, 404, 405, 429)
+    assert "Access-Control-Allow-Origin" not in response.headers
