@@ -12,7 +12,6 @@ strings come from `RATELIMIT_AUTH` / `RATELIMIT_BOOKINGS` and can be overridden 
 
 from __future__ import annotations
 
-import importlib
 
 from flask import g, request
 from flask_cors import CORS
@@ -62,13 +61,9 @@ def _install_rate_limits(app: OpenAPI, settings: Settings) -> Limiter:
     return limiter
 
 
-def _register_webhooks(app: OpenAPI) -> object | None:
-    try:
-        webhooks = importlib.import_module("webapi.webhooks")
-    except ModuleNotFoundError as error:
-        if error.name != "webapi.webhooks":
-            raise
-        return None
+def _register_webhooks(app: OpenAPI) -> object:
+    from webapi import webhooks
+
     app.register_blueprint(webhooks.bp)
     return webhooks.bp
 

@@ -18,7 +18,7 @@ from models.base import utcnow
 from models.calendar import family_calendar
 from models.db import after_commit, session_scope
 from models.enrollment import Enrollment, get_enrollment, hold_slot
-from models.errors import DomainError, Forbidden, Unauthorized
+from models.errors import Forbidden, Unauthorized
 from models.idempotency import IdempotencyRace, fingerprint, lock_payee, store_response, stored_response
 from models.people import Payee, Student, add_student, archive_student, get_student, update_student, upsert_payee_for_user
 from models.scheduling import occurrence_start
@@ -35,14 +35,6 @@ bp = APIBlueprint(
     "parent", __name__, url_prefix="/parent", abp_tags=[tag], abp_security=[{"bearer": []}],
     abp_responses={401: Problem, 403: Problem, 404: Problem, 422: Problem, 503: Problem},
 )
-
-
-class PaymentsUnavailable(DomainError):
-    """The payment gateway is not installed in this deployment."""
-
-    status = 503
-    type = "payments-unavailable"
-    title = "Payments unavailable"
 
 
 @bp.before_request
@@ -159,12 +151,8 @@ def delete_student(path: StudentPath):
 @bp.post("/payment-setup", responses={200: PaymentSetupOut, 502: Problem})
 def payment_setup():
     """A Stripe SetupIntent client secret for the family's customer (card entry in the app)."""
-    try:
-        from workers.payments import create_payment_setup
-    except ModuleNotFoundError as error:
-        if error.name != "workers.payments":
-            raise
-        raise PaymentsUnavailable("payment setup is not available in this deployment") from None
+    from workers.payments import create_payment_setup  # imports stripe: only when a parent sets up a card
+
     with session_scope(write=False) as session:
         payee_id = _payee(session).id
     result = create_payment_setup(payee_id)
