@@ -661,3 +661,101 @@ def machine_facts() -> dict[str, str]:
     facts["pgbench"] = tool_version(["pgbench", "--version"])
     facts["wrk"] = tool_version(["wrk", "--version"]) if shutil.which("wrk") else "not installed"
     return facts
+
+
+# A Python load generator (exact request counts; wrk runs for a duration instead) ---------
+
+
+@dataclass
+class LoadResult:
+    """What `http_load` saw: answers by status, latencies (ms), errors, wall time."""
+
+    statuses: dict[int, int]
+    latencies_ms: list[float]
+    errors: int
+    seconds: float
+
+    @property
+    def rps(self) -> float:
+        """Requests per second over the whole run."""
+        return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
+
+
+def http_load(base_url: str, requests: Sequence[tuple[str, str, bytes | None, dict]], *, total: int,
+              concurrency: int = 4, timeout: float = 30.0) -> LoadResult:
+    """Send exactly `total` requests, cycling through `requests` (method, path, body, headers),
+    from `concurrency` threads, each on its own keep-alive `http.client` connection."""
+    import http.client
+    import threading
+    from urllib.parse import urlsplit
+
+    host, port = urlsplit(base_url).hostname, urlsplit(base_url).port
+    lock = threading.Lock()
+    counter = iter(range(total))
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+    errors = [0]
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        local_statuses: dict[int, int] = {}
+        local_latencies: list[float] = []
+        local_errors = 0
+        while True:
+            with lock:
+                index = next(counter, None)
+            if index is None:
+                break
+            method, path, body, headers = requests[index % len(requests)]
+            started = time.perf_counter()
+            try:
+                connection.request(method, path, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                local_statuses[response.status] = local_statuses.get(response.status, 0) + 1
+                if response.will_close:
+                    connection.close()
+            except (OSError, http.client.HTTPException):
+                local_errors += 1
+                connection.close()
+                connection = http.client.HTTPConnection(host, port, timeout=timeout)
+                continue
+            local_latencies.append((time.perf_counter() - started) * 1000)
+        connection.close()
+        with lock:
+            for status, count in local_statuses.items():
+                statuses[status] = statuses.get(status, 0) + count
+            latencies.extend(local_latencies)
+            errors[0] += local_errors
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return LoadResult(statuses, latencies, errors[0], time.perf_counter() - started)
+
+
+@contextmanager
+def in_process_app(env: dict[str, str]):
+    """`webapi.create_app()` in this process with `env` applied (for counting statements);
+    the environment and settings are restored on exit."""
+    from models.config import reset_settings
+    from models.db import dispose_engines
+
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    reset_settings()
+    try:
+        from webapi import create_app
+
+        yield create_app()
+    finally:
+        dispose_engines()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_settings()
