@@ -1,0 +1,59 @@
+"""`studioctl emails`: the outbox (every email, its attempts and outcome)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from studioctl.common import JsonOption, console, emit_json, print_table
+
+app = typer.Typer(help="Emails sent and to send.\n\nExample: studioctl emails list --status failed", no_args_is_help=True)
+
+
+def _view(row) -> dict:
+    return {"id": row.id, "template": row.template, "recipient": row.recipient, "status": row.status,
+            "attempts": row.attempts, "subject": row.subject, "provider_message_id": row.provider_message_id,
+            "error": row.error, "created_at": row.created_at, "sent_at": row.sent_at}
+
+
+@app.command("list")
+def list_(
+    status: Annotated[Optional[str], typer.Option(help="queued | sending | sent | failed")] = None,
+    limit: Annotated[int, typer.Option(help="Newest N.")] = 50,
+    json_output: bool = JsonOption,
+) -> None:
+    """List emails, newest first.
+
+    Example: studioctl emails list --status failed --json
+    """
+    from sqlmodel import select
+
+    from models.db import session_scope
+    from models.outbox import EmailLog
+
+    with session_scope(write=False) as session:
+        statement = select(EmailLog).order_by(EmailLog.id.desc()).limit(limit)
+        if status:
+            statement = statement.where(EmailLog.status == status)
+        rows = [_view(row) for row in session.exec(statement).all()]
+    if json_output:
+        return emit_json(rows)
+    print_table("Emails", ["id", "template", "recipient", "status", "attempts", "error"],
+                [[r["id"], r["template"], r["recipient"], r["status"], r["attempts"], (r["error"] or "")[:60]] for r in rows],
+                empty="no emails")
+
+
+@app.command()
+def retry(email_id: Annotated[int, typer.Argument(help="Email id.")]) -> None:
+    """Queue a failed (or stuck) email again; a sent email is refused.
+
+    Example: studioctl emails retry 42
+    """
+    import workers.tasks  # noqa: F401  (registers the dispatcher that enqueues the send)
+    from models.db import session_scope
+    from models.outbox import get_email, requeue_email
+
+    with session_scope() as session:
+        requeue_email(session, get_email(session, email_id))
+    console.print(f"[green]email {email_id} queued again[/]")

@@ -1,0 +1,75 @@
+"""`studioctl plans`: the price list, mirrored in Stripe as Products and Prices."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from studioctl.common import JsonOption, console, emit_json, print_table
+
+app = typer.Typer(help="Plans and their Stripe prices.\n\nExample: studioctl plans add --frequency monthly --amount 120.00", no_args_is_help=True)
+
+
+def _view(plan) -> dict:
+    return {"id": plan.id, "name": plan.name, "frequency": plan.frequency, "amount": f"{plan.amount:.2f}",
+            "currency": plan.currency, "active": plan.active, "stripe_product_id": plan.stripe_product_id,
+            "stripe_price_id": plan.stripe_price_id}
+
+
+@app.command()
+def add(
+    frequency: Annotated[str, typer.Option(help="weekly | monthly | semester (semester: the amount is per lesson).")],
+    amount: Annotated[str, typer.Option(help="Amount in currency units, e.g. 30.00.")],
+    name: Annotated[str, typer.Option(help="Display name (default: the frequency).")] = "",
+    currency: Annotated[str, typer.Option(help="ISO currency (default: CURRENCY).")] = "",
+    offline: Annotated[bool, typer.Option("--offline", help="Do not create the Stripe Product/Price now (the first booking does).")] = False,
+    json_output: bool = JsonOption,
+) -> None:
+    """Add a plan and create its Stripe Product and Price (recurring for weekly/monthly).
+
+    Example: studioctl plans add --frequency weekly --amount 30.00
+    """
+    from models.billing import Plan, add_plan, parse_amount
+    from models.config import get_settings
+    from models.db import session_scope
+
+    with session_scope() as session:
+        plan = add_plan(session, name=name or frequency.title(), frequency=frequency.strip().lower(),
+                        amount_cents=parse_amount(amount), currency=(currency or get_settings().CURRENCY).lower(), actor="admin")
+        plan_id = plan.id
+    if not offline:
+        from workers.pipeline import ensure_plan_price
+        from workers.stripe_gateway import StripeGateway, StripeGatewayError
+        from models.errors import DomainError
+
+        try:
+            ensure_plan_price(StripeGateway(), plan_id)
+        except StripeGatewayError as error:
+            raise DomainError(f"plan {plan_id} saved, but Stripe failed: {error} (the first booking will retry)") from None
+    with session_scope(write=False) as session:
+        view = _view(session.get(Plan, plan_id))
+    if json_output:
+        return emit_json(view)
+    console.print(f"[green]plan {view['id']} added[/]: {view['name']} {view['frequency']} {view['amount']} {view['currency']} "
+                  f"(Stripe price {view['stripe_price_id'] or 'not yet created'})")
+
+
+@app.command("list")
+def list_(json_output: bool = JsonOption) -> None:
+    """List plans with their Stripe ids.
+
+    Example: studioctl plans list --json
+    """
+    from sqlmodel import select
+
+    from models.billing import Plan
+    from models.db import session_scope
+
+    with session_scope(write=False) as session:
+        rows = [_view(plan) for plan in session.exec(select(Plan).order_by(Plan.id)).all()]
+    if json_output:
+        return emit_json(rows)
+    print_table("Plans", ["id", "name", "frequency", "amount", "currency", "active", "Stripe price"],
+                [[r["id"], r["name"], r["frequency"], r["amount"], r["currency"], r["active"], r["stripe_price_id"] or "-"] for r in rows],
+                empty="no plans yet: studioctl plans add --frequency monthly --amount 120.00")

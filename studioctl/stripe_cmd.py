@@ -1,0 +1,75 @@
+"""`studioctl stripe`: received webhook events, replays, reconciliation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from studioctl.common import JsonOption, console, emit_json, print_table
+
+app = typer.Typer(help="Stripe events and reconciliation.\n\nExample: studioctl stripe events --status failed", no_args_is_help=True)
+
+
+@app.command()
+def events(
+    status: Annotated[Optional[str], typer.Option(help="received | processed | ignored | failed")] = None,
+    limit: Annotated[int, typer.Option(help="Newest N.")] = 50,
+    json_output: bool = JsonOption,
+) -> None:
+    """List received Stripe events, newest first.
+
+    Example: studioctl stripe events --status failed
+    """
+    from sqlmodel import select
+
+    from models.billing import StripeEvent
+    from models.db import session_scope
+
+    with session_scope(write=False) as session:
+        statement = select(StripeEvent).order_by(StripeEvent.id.desc()).limit(limit)
+        if status:
+            statement = statement.where(StripeEvent.status == status)
+        rows = [{"id": e.id, "stripe_event_id": e.stripe_event_id, "type": e.type, "status": e.status,
+                 "attempts": e.attempts, "error": e.error, "received_at": e.received_at, "processed_at": e.processed_at}
+                for e in session.exec(statement).all()]
+    if json_output:
+        return emit_json(rows)
+    print_table("Stripe events", ["id", "event", "type", "status", "received", "error"],
+                [[r["id"], r["stripe_event_id"], r["type"], r["status"], r["received_at"], (r["error"] or "")[:50]] for r in rows],
+                empty="no Stripe events received")
+
+
+@app.command()
+def replay(event: Annotated[str, typer.Argument(help="Local id or Stripe event id (evt_...).")]) -> None:
+    """Process a stored event again now (handlers re-read Stripe, so this is always safe).
+
+    Example: studioctl stripe replay evt_1PqR...
+    """
+    from models.billing import get_stripe_event
+    from models.db import session_scope
+    from workers.webhook_events import process_event
+
+    with session_scope() as session:
+        row = get_stripe_event(session, event)
+        row.status = "received"
+        session.add(row)
+        event_id = row.id
+    status = process_event(event_id)
+    console.print(f"event {event}: [green]{status}[/]")
+
+
+@app.command()
+def reconcile(json_output: bool = JsonOption) -> None:
+    """Compare active/past_due enrollments with their Stripe subscriptions now; fix and report drift.
+
+    Example: studioctl stripe reconcile
+    """
+    from workers.periodic import run_job
+
+    report = run_job("reconcile_stripe")
+    if json_output:
+        return emit_json(report)
+    console.print(f"checked {report['checked']} subscription(s); {len(report['drift'])} difference(s)")
+    for line in report["drift"]:
+        console.print(f"  [yellow]{line}[/]")
