@@ -1,0 +1,104 @@
+"""Shared by the fault tests: a private Redis, a private localstripe, real consumers, and
+reading the committed database.
+
+Every server or process a fixture starts is stopped in its finally; all bind 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from tests.support.consumer import Consumer
+from tests.support.fixtures import STRIPE_KEY, WEBHOOK_SECRET, LocalStripe
+from tests.support.redis_server import PrivateRedis
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of this test alone (it may be restarted or stopped)."""
+    server = PrivateRedis(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_stripe(tmp_path, monkeypatch):
+    """A fresh localstripe (+ compat layer) for this test: every customer and subscription in it
+    is this test's, so they can be counted exactly. This process's settings point at it."""
+    from models.config import reset_settings
+    from tests.support import stripe_server as launcher
+
+    process, base_url = launcher.start_subprocess(log_path=str(tmp_path / "localstripe.log"))
+    try:
+        monkeypatch.setenv("STRIPE_SECRET_KEY", STRIPE_KEY)
+        monkeypatch.setenv("STRIPE_API_BASE", base_url)
+        monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        reset_settings()
+        yield LocalStripe(base_url)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def consumers(tmp_path):
+    """`consumers(env)` starts a real huey_consumer (log: tmp_path/consumer.log); all are stopped at the end."""
+    started: list[Consumer] = []
+
+    def start(env: dict) -> Consumer:
+        consumer = Consumer(env, tmp_path / "consumer.log")
+        started.append(consumer)
+        return consumer.start()
+
+    try:
+        yield start
+    finally:
+        for consumer in started:
+            consumer.stop()
+
+
+def read(fn):
+    """Run `fn(session)` on a fresh session of the committed database."""
+    from models.db import get_engine
+
+    with Session(get_engine(), expire_on_commit=False) as session:
+        return fn(session)
+
+
+def scalar(sql: str, **params):
+    """One value of a SQL query on the committed database."""
+    return read(lambda session: session.execute(sa.text(sql), params).scalar())
+
+
+def rows(sql: str, **params) -> list:
+    return read(lambda session: list(session.execute(sa.text(sql), params).all()))
+
+
+def stripe_list(stripe: LocalStripe, resource: str, **query) -> list[dict]:
+    """Every object of a list endpoint of the local Stripe (all pages)."""
+    from urllib.parse import urlencode
+
+    items, after = [], None
+    while True:
+        params = {"limit": 100, **query} | ({"starting_after": after} if after else {})
+        page = stripe._request("GET", f"/v1/{resource}?{urlencode(params)}")
+        items += page["data"]
+        if not page.get("has_more") or not page["data"]:
+            return items
+        after = page["data"][-1]["id"]
+
+
+def producer_retry_policy(monkeypatch, *, retries: int, delay: float, backoff: float = 1.0) -> None:
+    """Huey's retry policy travels with each message and is the producer's. This test process
+    imported workers.app with the default policy (5 retries, 30 s); give the tasks it enqueues
+    the short policy the consumer's WORKER_RETRY_* environment gives to the tasks it enqueues."""
+    from workers import tasks
+
+    for wrapper in (tasks.book_enrollment, tasks.send_email, tasks.process_stripe_event, tasks.cancel_subscription):
+        monkeypatch.setattr(wrapper.task_class, "default_retries", retries)
+        monkeypatch.setattr(wrapper.task_class, "default_retry_delay", delay)
+        monkeypatch.setattr(wrapper.task_class, "default_retry_backoff", backoff)
