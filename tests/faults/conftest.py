@@ -61,21 +61,21 @@ def consumers(tmp_path):
             consumer.stop()
 
 
-def read(fn):
-    """Run `fn(session)` on a fresh session of the committed database."""
+def read(fn, url: str | None = None):
+    """Run `fn(session)` on a fresh session of the committed database (or of `url`)."""
     from models.db import get_engine
 
-    with Session(get_engine(), expire_on_commit=False) as session:
+    with Session(get_engine(url), expire_on_commit=False) as session:
         return fn(session)
 
 
-def scalar(sql: str, **params):
+def scalar(sql: str, url: str | None = None, **params):
     """One value of a SQL query on the committed database."""
-    return read(lambda session: session.execute(sa.text(sql), params).scalar())
+    return read(lambda session: session.execute(sa.text(sql), params).scalar(), url)
 
 
-def rows(sql: str, **params) -> list:
-    return read(lambda session: list(session.execute(sa.text(sql), params).all()))
+def rows(sql: str, url: str | None = None, **params) -> list:
+    return read(lambda session: list(session.execute(sa.text(sql), params).all()), url)
 
 
 def stripe_list(stripe: LocalStripe, resource: str, **query) -> list[dict]:
