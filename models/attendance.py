@@ -18,7 +18,7 @@ from sqlmodel import Field, Session, SQLModel, select
 from models.audit import record_audit, snapshot
 from models.base import enum_check, utc_column, utcnow
 from models.config import get_settings
-from models.db import is_postgres
+from models.db import lock_row
 from models.enrollment import (
     ACTIVE, CANCELLED, LIVE_STATUSES, PAST_DUE, Enrollment, email_context, get_enrollment, is_occurrence,
     lesson_end, payee_of,
@@ -268,13 +268,16 @@ def eligible_makeup_slots(session: Session, credit: MakeUp, *, today: date | Non
 
 
 def book_makeup(session: Session, credit: MakeUp, *, timeslot_id: int, lesson_date: date, actor: str) -> MakeUp:
-    """Book a credit onto a slot-date; SlotTaken when someone just took it."""
+    """Book a credit onto a slot-date; SlotTaken when someone just took it.
+
+    The credit's row is re-read under its lock, so two requests booking one credit at once
+    book it once (the second sees it `booked`); the slot's row lock serialises this with
+    other make-ups and with enrollments on the slot.
+    """
+    credit = lock_row(session, MakeUp, credit.id)
     if credit.status != "available":
         raise Conflict(f"make-up {credit.id} is {credit.status}, not available")
-    statement = select(Timeslot).where(Timeslot.id == timeslot_id)
-    if is_postgres(session):
-        statement = statement.with_for_update()
-    slot = session.exec(statement).first()
+    slot = lock_row(session, Timeslot, timeslot_id)
     if slot is None:
         raise NotFound(f"no timeslot {timeslot_id}", field="timeslot_id")
     today = _local_today()
@@ -310,6 +313,7 @@ def book_makeup(session: Session, credit: MakeUp, *, timeslot_id: int, lesson_da
 
 def cancel_makeup(session: Session, credit: MakeUp, *, actor: str) -> MakeUp:
     """Un-book a booked make-up; the credit is available again (until it expires)."""
+    credit = lock_row(session, MakeUp, credit.id)
     if credit.status != "booked":
         raise Conflict(f"make-up {credit.id} is {credit.status}, not booked")
     before = snapshot(credit)

@@ -133,3 +133,16 @@ def ping() -> None:
 def is_postgres(session: Session) -> bool:
     """True when `session` talks to PostgreSQL."""
     return session.get_bind().dialect.name == "postgresql"
+
+
+def lock_row(session: Session, model, row_id: int):
+    """Row `row_id` of `model` read afresh and locked until the unit of work ends, or None.
+
+    PostgreSQL: `SELECT ... FOR UPDATE`. SQLite: a write unit of work began IMMEDIATE and
+    already holds the database's write lock. Either way a state check made on the row
+    returned is not overtaken by another transaction before this one commits.
+    """
+    statement = sa.select(model).where(model.id == row_id)
+    if is_postgres(session):
+        statement = statement.with_for_update()
+    return session.scalars(statement.execution_options(populate_existing=True)).first()

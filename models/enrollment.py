@@ -25,7 +25,7 @@ from models.audit import record_audit, snapshot
 from models.base import enum_check, utc_column, utcnow
 from models.billing import Plan, get_plan
 from models.config import get_settings
-from models.db import is_postgres
+from models.db import is_postgres, lock_row
 from models.errors import Conflict, Invalid, NotFound, SlotTaken, TooManyHolds
 from models.outbox import queue_admin_alert, queue_email
 from models.people import Instrument, Payee, Student, Teacher, get_instrument, get_student, teaches
@@ -38,6 +38,7 @@ FAILED, EXPIRED, CANCELLED = "failed", "expired", "cancelled"
 STATUSES = (PROVISIONAL, ACTIVE, PAST_DUE, FAILED, EXPIRED, CANCELLED)
 LIVE_STATUSES = (PROVISIONAL, ACTIVE, PAST_DUE)
 _LIVE_SQL = "status IN ('provisional', 'active', 'past_due')"
+BOOKING_HORIZON = timedelta(days=731)  # how far ahead an enrollment may start
 
 
 class Enrollment(SQLModel, table=True):
@@ -93,10 +94,7 @@ def get_enrollment(session: Session, enrollment_id: int, *, payee_id: int | None
 
 def lock_enrollment(session: Session, enrollment_id: int) -> Enrollment | None:
     """Load an enrollment for update (row lock on PostgreSQL), or None."""
-    statement = select(Enrollment).where(Enrollment.id == enrollment_id)
-    if is_postgres(session):
-        statement = statement.with_for_update()
-    return session.exec(statement.execution_options(populate_existing=True)).first()
+    return lock_row(session, Enrollment, enrollment_id)
 
 
 def live_enrollment_for_slot(session: Session, timeslot_id: int) -> Enrollment | None:
@@ -190,11 +188,25 @@ def _first_lesson_on_or_after(slot: Timeslot, day: date, closures: set[date], se
     return dates[0]
 
 
-def _lock_row(session: Session, model, row_id: int):
-    statement = select(model).where(model.id == row_id)
-    if is_postgres(session):
-        statement = statement.with_for_update()
-    return session.exec(statement.execution_options(populate_existing=True)).first()
+def _first_lesson_clear_of_makeups(
+    session: Session, slot: Timeslot, first_lesson: date, closures: set[date], semester: Semester | None,
+) -> date:
+    """The first lesson on or after `first_lesson` with no booked make-up on the slot from then on.
+
+    A booked make-up owns its slot-date, so a new weekly lesson may not land on it: the
+    enrollment starts after the last such make-up (the caller holds the slot's row lock,
+    which `book_makeup` takes too).
+    """
+    from models.attendance import MakeUp  # attendance imports this module
+
+    last_makeup = session.exec(
+        select(func.max(MakeUp.lesson_date)).where(
+            MakeUp.timeslot_id == slot.id, MakeUp.status.in_(("booked", "used")), MakeUp.lesson_date >= first_lesson,
+        )
+    ).one()
+    if last_makeup is None:
+        return first_lesson
+    return _first_lesson_on_or_after(slot, last_makeup + timedelta(days=1), closures, semester)
 
 
 def _new_enrollment(
@@ -207,7 +219,7 @@ def _new_enrollment(
     if plan_row is not None and not plan_row.active:
         raise Invalid(f"plan {plan_row.id} is no longer offered", field="plan")
     # The slot row lock serialises bookings of one slot (SQLite: the unit of work began IMMEDIATE).
-    slot = _lock_row(session, Timeslot, timeslot_id)
+    slot = lock_row(session, Timeslot, timeslot_id)
     if slot is None:
         raise NotFound(f"no timeslot {timeslot_id}", field="timeslot_id")
     teacher = session.get(Teacher, slot.teacher_id)
@@ -219,6 +231,8 @@ def _new_enrollment(
     if start_date is not None:
         if start_date < today:
             raise Invalid(f"start date {start_date} is in the past", field="start_date")
+        if start_date > today + BOOKING_HORIZON:
+            raise Invalid(f"start date {start_date} is more than {BOOKING_HORIZON.days} days ahead", field="start_date")
         if start_date.weekday() != slot.weekday:
             raise Invalid(f"{start_date} is not a {WEEKDAYS[slot.weekday].title()}", field="start_date")
     semester = semester_on(session, start_date or today) or session.exec(
@@ -229,6 +243,7 @@ def _new_enrollment(
         raise Invalid(f"{start_date} is after the semester ends", field="start_date")
     first_day = max(start_date or today, semester.starts_on if semester else today)
     first_lesson = _first_lesson_on_or_after(slot, first_day, closures, semester)
+    first_lesson = _first_lesson_clear_of_makeups(session, slot, first_lesson, closures, semester)
     if plan_row is not None and plan_row.frequency == "semester" and semester is None:
         raise Invalid("a semester plan needs a semester", field="plan")
     taken = live_enrollment_for_slot(session, slot.id)
@@ -264,7 +279,7 @@ def hold_slot(
     """
     now = now or utcnow()
     settings = get_settings()
-    locked_payee = _lock_row(session, Payee, payee.id)  # serialises one family's holds (the cap)
+    locked_payee = lock_row(session, Payee, payee.id)  # serialises one family's holds (the cap)
     student = get_student(session, student_id, payee_id=locked_payee.id)
     holds = session.exec(
         select(func.count(Enrollment.id))
@@ -375,7 +390,12 @@ def expire_provisional_holds(session: Session, *, now: datetime | None = None, a
 
 
 def cancel_enrollment(session: Session, enrollment: Enrollment, *, reason: str | None, actor: str) -> Enrollment:
-    """Cancel a live enrollment (slot freed). The caller cancels the Stripe subscription after commit."""
+    """Cancel a live enrollment (slot freed). The caller cancels the Stripe subscription after commit.
+
+    The row is re-read under its lock first: an expiry or activation that committed since
+    the caller loaded it is seen, so `expired` or `failed` never turns into `cancelled`.
+    """
+    enrollment = lock_row(session, Enrollment, enrollment.id)
     if enrollment.status not in LIVE_STATUSES:
         raise Conflict(f"enrollment {enrollment.id} is {enrollment.status}, not live")
     return _transition(

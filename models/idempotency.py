@@ -16,7 +16,7 @@ import json
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models.db import is_postgres
+from models.db import lock_row
 from models.errors import Invalid
 from models.outbox import IdempotencyRecord
 from models.people import Payee
@@ -34,10 +34,7 @@ def fingerprint(payload: dict) -> str:
 
 def lock_payee(session: Session, payee_id: int) -> None:
     """Serialise a family's idempotent requests (row lock on PostgreSQL)."""
-    statement = select(Payee.id).where(Payee.id == payee_id)
-    if is_postgres(session):
-        statement = statement.with_for_update()
-    session.exec(statement).first()
+    lock_row(session, Payee, payee_id)
 
 
 def stored_response(session: Session, *, payee_id: int, key: str, request_fingerprint: str) -> IdempotencyRecord | None:

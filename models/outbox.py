@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
 from models.base import enum_check, json_column, utc_column, utcnow
-from models.db import after_commit
+from models.db import after_commit, lock_row
 from models.errors import Conflict, NotFound
 
 EMAIL_STATUSES = ("queued", "sending", "sent", "failed")
@@ -156,10 +156,7 @@ def claim_email(session: Session, email_id: int, *, stale_before: datetime | Non
     """Lock a row for sending: `queued` → `sending`, attempts + 1. A `sending` row is taken over
     only when it was left before `stale_before` (its worker died). None when there is nothing
     to send (sent, failed for good, being sent right now, unknown)."""
-    statement = select(EmailLog).where(EmailLog.id == email_id)
-    if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update()
-    email = session.exec(statement.execution_options(populate_existing=True)).first()
+    email = lock_row(session, EmailLog, email_id)
     if email is None or email.status not in ("queued", "sending"):
         return None
     if email.status == "sending" and (stale_before is None or email.updated_at > stale_before):

@@ -158,6 +158,7 @@ def test_hold_cap_stops_slot_hoarding(client, studio: Studio, family_a):
     ({"timeslot_id": 999999}, 404, "not-found"),
     ({"plan": 999999}, 404, "not-found"),
     ({"start_date": "2020-01-06"}, 422, "invalid"),
+    ({"start_date": "9999-12-27"}, 422, "invalid"),  # years ahead: a 422, never a 500
     ({"status": "active"}, 422, "validation-error"),
     ({"student_id": "x"}, 422, "validation-error"),
 ])

@@ -6,6 +6,7 @@ import threading
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+import sqlalchemy as sa
 import time_machine
 from sqlmodel import Session, select
 
@@ -198,3 +199,25 @@ def test_concurrent_holds_on_one_slot_admit_exactly_one(committed_db, engine_nam
     assert sorted(outcomes) == ["held"] + ["taken"] * 19
     with Session(get_engine()) as session:
         assert len(session.exec(select(Enrollment).where(Enrollment.timeslot_id == slot_id)).all()) == 1
+
+
+def test_start_date_years_ahead_is_invalid_not_a_crash(studio):
+    for day in (date(9999, 12, 27), date(2030, 1, 7)):
+        with pytest.raises(Invalid, match="days ahead"):
+            _hold(studio, start_date=day)
+
+
+def test_cancel_sees_an_expiry_committed_after_the_enrollment_was_read(studio, session):
+    """cancel_enrollment re-reads the row under its lock: expired never becomes cancelled."""
+    from models.errors import Conflict
+
+    enrollment_id = _hold(studio)
+    with pytest.raises(Conflict, match="expired, not live"):
+        with session_scope() as unit:
+            stale = unit.get(Enrollment, enrollment_id)  # read while provisional...
+            # ...then the expiry job commits (raw SQL: the ORM copy stays stale).
+            unit.connection().execute(sa.text("UPDATE enrollment SET status = 'expired' WHERE id = :id"),
+                                      {"id": enrollment_id})
+            cancel_enrollment(unit, stale, reason=None, actor="admin")
+    session.expire_all()
+    assert session.get(Enrollment, enrollment_id).status == "provisional"  # the refused unit rolled back

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 import pytest
+import sqlalchemy as sa
 import time_machine
 from sqlmodel import select
 
@@ -162,3 +163,39 @@ def test_a_day_with_history_cannot_become_a_closure(studio, session):
             add_closure(unit, semester=unit.get(Semester, semester.id), closed_on=date(2026, 11, 25), actor="admin")
     with session_scope() as unit:
         add_closure(unit, semester=unit.get(Semester, semester.id), closed_on=date(2026, 11, 23), actor="admin")
+
+
+def test_a_new_enrollment_starts_after_a_booked_makeup_on_its_slot(studio, session):
+    """A booked make-up owns its slot-date: a weekly lesson booked later never lands on it."""
+    from models.enrollment import lesson_dates
+
+    _, credit_id = _mark(studio, date(2026, 11, 16), "excused")
+    with session_scope() as unit:
+        book_makeup(unit, unit.get(MakeUp, credit_id), timeslot_id=studio["wednesday"].id,
+                    lesson_date=date(2026, 11, 25), actor="admin")
+    # The blocker holds the Wednesday from 12-09; free it, then book the slot from today.
+    from models.enrollment import Enrollment, cancel_enrollment
+
+    with session_scope() as unit:
+        cancel_enrollment(unit, unit.get(Enrollment, studio["blocker"].id), reason=None, actor="admin")
+    with session_scope() as unit:
+        enrollment = assign_enrollment(unit, student_id=studio["other"].id, timeslot_id=studio["wednesday"].id,
+                                       instrument="piano", plan=None, offline=True, actor="admin")
+        dates = lesson_dates(unit, enrollment)
+    assert date(2026, 11, 25) not in dates
+    assert enrollment.start_date == date(2026, 12, 2)
+
+
+def test_one_credit_booked_twice_at_once_is_booked_once(studio, session):
+    """The second booking of a credit, holding a copy read before the first committed, is refused."""
+    _, credit_id = _mark(studio, date(2026, 11, 16), "excused")
+    with pytest.raises(Conflict, match="not available"):
+        with session_scope() as unit:
+            stale = unit.get(MakeUp, credit_id)  # read while still available...
+            # ...then another request books it and commits (raw SQL: the ORM copy stays stale).
+            unit.connection().execute(sa.text(
+                "UPDATE makeup SET status = 'booked', timeslot_id = :slot, lesson_date = :day WHERE id = :id"
+            ), {"slot": studio["monday"].id, "day": date(2026, 12, 21), "id": credit_id})
+            book_makeup(unit, stale, timeslot_id=studio["wednesday"].id, lesson_date=date(2026, 11, 25), actor="admin")
+    templates = [e.template for e in session.exec(select(EmailLog)).all()]
+    assert "make_up_confirmation" not in templates
