@@ -33,9 +33,18 @@ def _plain(value):
     return value
 
 
+# Columns that are credentials: the audit trail (and its CSV export) records that they
+# exist, never their value.
+SECRET_COLUMNS = frozenset({"calendar_token"})
+REDACTED = "[redacted]"
+
+
 def snapshot(obj: SQLModel) -> dict:
-    """A JSON-safe dict of a row's columns (for audit before/after)."""
-    return {column.name: _plain(getattr(obj, column.name)) for column in obj.__table__.columns}
+    """A JSON-safe dict of a row's columns (for audit before/after); secrets are redacted."""
+    return {
+        column.name: REDACTED if column.name in SECRET_COLUMNS else _plain(getattr(obj, column.name))
+        for column in obj.__table__.columns
+    }
 
 
 def record_audit(

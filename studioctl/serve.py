@@ -6,6 +6,10 @@ from typing import Annotated
 
 import typer
 
+# gunicorn's default access line logs the query string (`%(r)s`), and the calendar feed's
+# query string holds the family's secret token: log the path only.
+ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(D)sus "%(a)s"'
+
 
 def _serve(
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
@@ -22,7 +26,8 @@ def _serve(
 
     app = create_app()  # validates the settings once, here, with one clear line on failure
     if dev:
-        app.run(host=host, port=port, debug=True, use_reloader=False)
+        # No Werkzeug debugger: its /console runs code for whoever reaches the port.
+        app.run(host=host, port=port, debug=True, use_reloader=False, use_debugger=False)
         return
     from gunicorn.app.base import BaseApplication
 
@@ -33,6 +38,7 @@ def _serve(
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread" if threads > 1 else "sync")
             self.cfg.set("accesslog", "-")
+            self.cfg.set("access_log_format", ACCESS_LOG_FORMAT)
             self.cfg.set("post_fork", _post_fork)
 
         def load(self):

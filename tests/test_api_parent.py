@@ -50,6 +50,18 @@ def test_payee_is_self_upserted_from_the_token(client, session):
     assert _audits(session, f"payee:{body['id']}", "payee.signup") == 1
 
 
+def test_calendar_token_never_reaches_the_audit_trail(client, session):
+    headers = bearer("user-t", "t@family.test")
+    body = client.put("/parent/payee", json={"name": "Tom"}, headers=headers).get_json()
+    client.put("/parent/payee", json={"name": "Tom T."}, headers=headers)
+    token = body["calendar_url"].split("token=", 1)[1]
+    rows = session.scalars(sa.select(AuditLog).where(AuditLog.entity == "payee")).all()
+    assert [row.action for row in rows] == ["payee.signup", "payee.update"]
+    for row in rows:
+        assert token not in repr((row.before, row.after))
+        assert row.after["calendar_token"] == "[redacted]"
+
+
 def test_payee_mass_assignment_is_refused(client, family_a):
     body = assert_problem(client.put("/parent/payee", json={"name": "X", "email": "evil@x.test"},
                                      headers=family_a.headers), 422, "validation-error")
@@ -328,3 +340,19 @@ def test_another_familys_objects_are_404_everywhere(client, session, studio: Stu
     session.expire_all()
     assert session.get(Student, student).name == "Ada" and session.get(Student, student).archived_at is None
     assert _count(session, Enrollment) == 1
+
+
+def test_the_api_process_sends_queued_emails_after_commit():
+    """A fresh API process registers the email dispatcher itself (a make-up booked as the
+    worker's first request still gets its confirmation sent, not left for the retry job)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("from webapi import create_app; from models import outbox; create_app(); "
+            "print(outbox._email_dispatcher is not None)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), capture_output=True,
+                            text=True, timeout=60)
+    assert result.stdout.strip() == "True", result.stderr

@@ -1,8 +1,8 @@
 """The parent REST API: `create_app()` builds the Flask app (flask-openapi3, spec from code).
 
 Blueprints: `auth` (token exchange), `public` (discovery), `parent` (the family's own
-data; our bearer token), `health`, and Stripe's `webhooks` when the workers package
-provides it (no auth, no CORS, no rate limit there: Stripe signs its calls).
+data; our bearer token), `health`, and Stripe's `webhooks` (no auth, no CORS, no rate
+limit there: Stripe signs its calls).
 
 Rate limits (flask-limiter; Redis storage when `REDIS_URL` is set, memory otherwise) cover
 `/auth/*` (per client address) and `POST /parent/bookings` (per signed-in user); the limit
@@ -12,7 +12,6 @@ strings come from `RATELIMIT_AUTH` / `RATELIMIT_BOOKINGS` and can be overridden 
 
 from __future__ import annotations
 
-
 from flask import g, request
 from flask_cors import CORS
 from flask_limiter import Limiter
@@ -20,7 +19,7 @@ from flask_limiter.util import get_remote_address
 from flask_openapi3 import Info, OpenAPI
 
 from models.config import ConfigError, Settings, get_settings
-from webapi import auth, parent, public
+from webapi import auth, parent, public, webhooks
 from webapi.problems import flask_openapi3_validation_callback, register_error_handlers
 from webapi.security import SupabaseVerifier
 
@@ -61,17 +60,14 @@ def _install_rate_limits(app: OpenAPI, settings: Settings) -> Limiter:
     return limiter
 
 
-def _register_webhooks(app: OpenAPI) -> object:
-    from webapi import webhooks
-
-    app.register_blueprint(webhooks.bp)
-    return webhooks.bp
-
-
 def create_app(test_config: dict | None = None) -> OpenAPI:
     """Build the API. Settings are validated here: a missing JWT_SECRET is a ConfigError."""
     settings = get_settings()
     _check_settings(settings)
+    # Emails queued by a request (make-up confirmations...) are sent by a task enqueued
+    # after commit; importing the task module registers that dispatcher in this process.
+    import workers.tasks  # noqa: F401
+
     app = OpenAPI(
         __name__,
         info=Info(title="Music studio parent API", version="1.0.0"),
@@ -95,11 +91,10 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
     app.register_api(public.bp)
     app.register_api(public.health_bp)
     app.register_api(parent.bp)
-    webhooks_bp = _register_webhooks(app)
+    app.register_blueprint(webhooks.bp)
 
     limiter = _install_rate_limits(app, settings)
-    if webhooks_bp is not None:
-        limiter.exempt(webhooks_bp)
+    limiter.exempt(webhooks.bp)
     if settings.cors_origins:
         CORS(app, resources={API_PREFIXES: {"origins": settings.cors_origins}},
              allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],

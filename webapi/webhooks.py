@@ -9,24 +9,15 @@ commit, so Stripe gets its 2xx fast and a failure to process is retried by us, n
 from __future__ import annotations
 
 import json
-import logging
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, request
 
 from models.billing import record_stripe_event
 from models.config import get_settings
 from models.db import after_commit, session_scope
-
-log = logging.getLogger(__name__)
+from webapi.problems import problem
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
-
-PROBLEM_JSON = "application/problem+json"
-
-
-def _problem(status: int, type: str, title: str, detail: str) -> Response:
-    body = {"type": type, "title": title, "status": status, "detail": detail, "instance": request.path}
-    return Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
 
 
 @bp.post("/stripe")
@@ -36,7 +27,7 @@ def stripe_webhook():
 
     secret = get_settings().STRIPE_WEBHOOK_SECRET
     if not secret:
-        return _problem(503, "webhooks-unavailable", "Webhooks unavailable", "STRIPE_WEBHOOK_SECRET is not configured")
+        return problem(503, "webhooks-unavailable", "Webhooks unavailable", "STRIPE_WEBHOOK_SECRET is not configured")
     payload = request.get_data()  # the raw bytes: the signature covers exactly these
     signature = request.headers.get("Stripe-Signature", "")
     try:
@@ -46,9 +37,9 @@ def stripe_webhook():
         if not isinstance(event_id, str) or not isinstance(event_type, str):
             raise ValueError("id and type must be strings")
     except stripe.SignatureVerificationError:
-        return _problem(400, "bad-signature", "Bad signature", "the Stripe-Signature header does not verify")
+        return problem(400, "bad-signature", "Bad signature", "the Stripe-Signature header does not verify")
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        return _problem(400, "bad-payload", "Bad payload", "the body is not a Stripe event")
+        return problem(400, "bad-payload", "Bad payload", "the body is not a Stripe event")
 
     from workers.tasks import process_stripe_event
 
