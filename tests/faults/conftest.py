@@ -6,6 +6,8 @@ Every server or process a fixture starts is stopped in its finally; all bind 127
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -40,8 +42,12 @@ def private_stripe(tmp_path, monkeypatch):
         reset_settings()
         yield LocalStripe(base_url)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        process.terminate()  # aiohttp waits for held (delayed) answers on SIGTERM: not for long
+        try:
+            process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -102,3 +108,42 @@ def producer_retry_policy(monkeypatch, *, retries: int, delay: float, backoff: f
         monkeypatch.setattr(wrapper.task_class, "default_retries", retries)
         monkeypatch.setattr(wrapper.task_class, "default_retry_delay", delay)
         monkeypatch.setattr(wrapper.task_class, "default_retry_backoff", backoff)
+
+
+@pytest.fixture
+def mailjet_stub():
+    """A local Mailjet v3.1 server (answers scripted per request; every request recorded)."""
+    from tests.support.mailjet_server import MailjetStub
+
+    stub = MailjetStub().start()
+    try:
+        yield stub
+    finally:
+        stub.stop()
+
+
+def mailjet_env(stub) -> dict:
+    """Consumer settings that send through `stub`."""
+    return {"EMAIL_BACKEND": "mailjet", "MAILJET_API_KEY": "mj-key", "MAILJET_API_SECRET": "mj-secret",
+            "MAILJET_API_URL": stub.url}
+
+
+def storm(stub, answers: list) -> None:
+    """Script the next answers of `stub` (500, 429, 503...); later requests succeed."""
+    with stub.lock:
+        stub.script[:] = list(answers)
+
+
+def end_storm(stub) -> int:
+    """Stop failing now; returns how many requests were answered with a failure."""
+    with stub.lock:
+        assert stub.script, "the storm ran out before it was ended: count would be wrong"
+        stub.script.clear()
+        return len(stub.requests)
+
+
+def accepted_custom_ids(stub, failed: int) -> list[str]:
+    """CustomIDs of the messages the stub accepted (every request after the first `failed`)."""
+    with stub.lock:
+        requests = list(stub.requests[failed:])
+    return [message.get("CustomID") for request in requests for message in request["body"].get("Messages", [])]
