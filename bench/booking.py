@@ -12,7 +12,7 @@ insert a provisional one when the slot is free. Its rows are deleted before the 
 Figures: booking req/s ÷ pgbench TPS (target ≥ 0.25), p50/p99 latency, 409s, contested
 attempts (≥ 1,000) and double bookings (0), counted both from the answers and in the database.
 
-    python -m bench.booking [--clients 8] [--seconds 5]
+    python -m bench.booking [--clients 8] [--seconds 15] [--threads 4]
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def run_pgbench(url: str, *, clients: int, seconds: int, first_slot: int, nslots
             "latency_ms": float(latency.group(1)) if latency else None, "double_bookings": doubles}
 
 
-def run(*, clients: int = 8, seconds: int = 10, pgbench_seconds: int = 5, threads: int = 4) -> list[Figure]:
+def run(*, clients: int = 8, seconds: int = 15, pgbench_seconds: int = 5, threads: int = 4) -> list[Figure]:
     """Measure the booking endpoint and its SQL baseline; the figures of this benchmark.
 
     The API run is longer than pgbench's so that it sees well over 1,000 contested attempts.
@@ -185,7 +185,7 @@ def main() -> None:
     """Command line: run the benchmark and print its table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=int, default=10, help="length of the API run")
+    parser.add_argument("--seconds", type=int, default=15, help="length of the API run")
     parser.add_argument("--pgbench-seconds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (1: sync worker)")
     args = parser.parse_args()

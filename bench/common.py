@@ -152,25 +152,40 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[rank]
 
 
+_RSS_PROBE = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def peak_rss_mb(argv: Sequence[str], *, env: dict | None = None, cwd: Path | None = None) -> float:
+    """Peak RSS (MB) of one run of `argv`.
+
+    Measured from a small `python -S` parent: Linux keeps a process's RSS high-water mark
+    across exec, so a child forked straight from a big benchmark process would report the
+    benchmark's own size.
+    """
+    done = subprocess.run([sys.executable, "-S", "-c", _RSS_PROBE, *argv], env=env, cwd=cwd, check=True,
+                          capture_output=True, text=True, timeout=120)
+    return int(done.stdout.split()[-1]) / 1024
+
+
 def median_time(argv: Sequence[str], *, repeat: int = 7, env: dict | None = None, cwd: Path | None = None) -> tuple[float, float]:
-    """Median wall time (s) of running `argv` `repeat` times, and the peak RSS (MB) seen.
+    """Median wall time (s) of running `argv` `repeat` times, and its peak RSS (MB).
 
     The first run is a warm-up (page cache, .pyc) and is not counted.
     """
-    times, peak = [], 0.0
+    times = []
     for attempt in range(repeat + 1):
         started = time.perf_counter()
         process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
-        _, status, usage = os.wait4(process.pid, 0)
+        _, status, _usage = os.wait4(process.pid, 0)
         elapsed = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} exited {process.returncode}: {process.stderr.read().decode()[-800:]}")
         process.stderr.close()
-        peak = max(peak, usage.ru_maxrss / 1024)
         if attempt:
             times.append(elapsed)
-    return statistics.median(times), peak
+    return statistics.median(times), peak_rss_mb(argv, env=env, cwd=cwd)
 
 
 # Processes and ports ---------------------------------------------------------------------
