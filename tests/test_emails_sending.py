@@ -172,3 +172,49 @@ def test_the_last_failed_retry_gives_up_through_the_error_signal(session, mailje
     assert row.status == "failed" and row.attempts == 2
     [letter] = session.exec(select(DeadLetter)).all()
     assert letter.kind == "send_email" and "503" in letter.error
+
+
+def test_mailjet_429_is_retried_by_huey_and_the_email_goes_out_once(session, mailjet, task_queue):
+    """A rate limit is transient: the task is rescheduled with its CustomID, then sent exactly once."""
+    from workers.tasks import send_email
+
+    mailjet.script = [429]
+    email_id = _admin_alert(session)
+    task_queue.clear()  # run the send ourselves, attempt by attempt
+    task = send_email.s(email_id)
+    task.retries = 2
+    task_queue.huey.execute(task)
+    row = session.get(EmailLog, email_id)
+    session.refresh(row)
+    assert (row.status, row.attempts) == ("queued", 1) and "rate limit" in row.error
+    assert task.retries == 1 and task.eta is not None  # Huey will try again later
+    task.eta = None
+    task_queue.huey.execute(task)
+    task_queue.huey.execute(send_email.s(email_id))  # a duplicated task finds it sent
+    session.refresh(row)
+    assert (row.status, row.attempts, row.error) == ("sent", 2, None)
+    assert mailjet.sent_custom_ids() == [f"email-{email_id}"] * 2
+    assert session.exec(select(DeadLetter)).all() == []
+
+
+def test_mailjet_timeout_is_retried_and_the_email_is_sent_once(session, mailjet, monkeypatch):
+    """Mailjet got the first request but answered after our timeout: retried with the same
+    CustomID and Idempotency-Key (so Mailjet can drop the duplicate), then never again."""
+    from workers.mailer import TransientEmailError, deliver
+
+    monkeypatch.setenv("MAILJET_TIMEOUT_SECONDS", "0.3")
+    mailjet.script = ["delay:0.8"]
+    email_id = _admin_alert(session)
+    with pytest.raises(TransientEmailError, match="Mailjet unavailable"):
+        deliver(email_id)
+    row = session.get(EmailLog, email_id)
+    session.refresh(row)
+    assert (row.status, row.attempts, row.provider_message_id) == ("queued", 1, None)
+    assert deliver(email_id) == "sent"
+    assert deliver(email_id) == "skipped"
+    session.refresh(row)
+    assert (row.status, row.attempts) == ("sent", 2) and len(row.provider_message_id) == 36
+    assert len(mailjet.requests) == 2
+    assert mailjet.sent_custom_ids() == [f"email-{email_id}"] * 2
+    keys = {request["headers"].get("Idempotency-Key") for request in mailjet.requests}
+    assert len(keys) == 1 and None not in keys

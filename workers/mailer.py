@@ -12,6 +12,7 @@ ambiguous timeout can be traced) and `file` (an .eml per email in OUTBOX_DIR).
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
@@ -29,6 +30,15 @@ log = logging.getLogger(__name__)
 
 # A `sending` row older than this was left by a worker that died mid-send: take it over.
 STALE_SENDING = timedelta(minutes=10)
+
+
+def mailjet_timeout() -> float:
+    """Seconds to wait for Mailjet's answer (`MAILJET_TIMEOUT_SECONDS`, default 15); a timeout is
+    retried like a 5xx (ambiguous: the CustomID and the client's Idempotency-Key make it traceable)."""
+    try:
+        return max(0.1, float(os.environ.get("MAILJET_TIMEOUT_SECONDS", 15)))
+    except ValueError:
+        return 15.0
 
 
 class TransientEmailError(Exception):
@@ -79,7 +89,7 @@ class MailjetBackend:
         from mailjet_rest import Client
         from urllib3.util.retry import Retry
 
-        options = {"version": "v3.1", "timeout": 15}
+        options = {"version": "v3.1", "timeout": mailjet_timeout()}
         if settings.MAILJET_API_URL:
             options["api_url"] = settings.MAILJET_API_URL
         self.client = Client(auth=(settings.MAILJET_API_KEY, settings.MAILJET_API_SECRET), **options)

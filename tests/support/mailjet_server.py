@@ -3,7 +3,9 @@
     python -m tests.support.mailjet_server --port 8421
 
 Answers are scripted per request: `success` (default), `error` (200 with a per-message
-error), or an HTTP status such as 500, 429, 400, 403. Every request is recorded.
+error), an HTTP status such as 500, 429, 400, 403, or `delay:SECONDS` (accept the message,
+then answer `success` that late: a client with a shorter timeout sees an ambiguous timeout).
+Every request is recorded when it arrives.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,6 +38,9 @@ class MailjetStub:
                     answer = stub.script.pop(0) if stub.script else "success"
                 if self.path != "/v3.1/send":
                     return self._reply(404, {"ErrorMessage": "not found"})
+                if isinstance(answer, str) and answer.startswith("delay:"):
+                    time.sleep(float(answer.split(":", 1)[1]))
+                    answer = "success"
                 messages = body.get("Messages") or []
                 if answer == "success":
                     return self._reply(200, {"Messages": [{
@@ -55,7 +61,10 @@ class MailjetStub:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and left (a `delay:` answer)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
