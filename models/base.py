@@ -17,6 +17,10 @@ SQLModel.metadata.naming_convention = {
 }
 
 
+# Primary keys are PostgreSQL `integer`: a larger id names no row (and must not reach a query).
+MAX_ID = 2**31 - 1
+
+
 def utcnow() -> datetime:
     """The current instant, timezone-aware in UTC."""
     return datetime.now(timezone.utc)

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
 from models.audit import record_audit, snapshot
-from models.base import utc_column, utcnow
+from models.base import MAX_ID, utc_column, utcnow
 from models.errors import Conflict, Invalid, NotFound
 
 SEED_INSTRUMENTS = ("piano", "guitar", "drums", "bass")
@@ -142,8 +142,9 @@ def get_student(session: Session, student_id: int, *, payee_id: int | None = Non
 
 def _by_id_or_email(session: Session, model, ref: str | int):
     text = str(ref).strip()
-    if text.isdigit():
-        return session.get(model, int(text))
+    if text.isascii() and text.isdigit():  # "²".isdigit() is true too, but int() refuses it
+        row_id = int(text)
+        return session.get(model, row_id) if 0 < row_id <= MAX_ID else None
     return session.exec(select(model).where(model.email == text.lower())).first()
 
 

@@ -57,16 +57,27 @@ def _domain_error(error: BaseException) -> str | None:
 
     if isinstance(error, DomainError):
         return error.detail
+    if isinstance(error, OverflowError):  # an id or count past what the database (or a date) can hold
+        return f"a number is out of range ({_first_line(error)}); nothing was changed"
     config = sys.modules.get("models.config")
     if config is not None and isinstance(error, config.ConfigError):
         return str(error)
     sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
     if sqlalchemy_exc is not None:
         if isinstance(error, sqlalchemy_exc.OperationalError):
-            return f"database unavailable: {str(error.orig).splitlines()[0] if error.orig else error}"
+            return f"database unavailable: {_first_line(error.orig or error)}"
         if isinstance(error, sqlalchemy_exc.IntegrityError):
             return "refused by the database (a uniqueness or reference rule); nothing was changed"
+        if isinstance(error, sqlalchemy_exc.DataError):
+            # An id past the integer range, a value too long...: the statement and its
+            # parameters (which may hold secrets) stay out of the message.
+            return f"refused by the database: {_first_line(error.orig or error)}; nothing was changed"
     return None
+
+
+def _first_line(error: BaseException | str) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 class StudioGroup(TyperGroup):
@@ -88,7 +99,7 @@ class StudioGroup(TyperGroup):
             if message is None:
                 if os.environ.get("STUDIOCTL_DEBUG"):
                     raise
-                message = f"unexpected {type(error).__name__}: {error} (set STUDIOCTL_DEBUG=1 for the traceback)"
+                message = f"unexpected {type(error).__name__}: {_first_line(error)} (set STUDIOCTL_DEBUG=1 for the traceback)"
             raise fail(message) from None
 
 

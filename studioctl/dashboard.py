@@ -68,7 +68,7 @@ def provisionals(json_output: bool = JsonOption) -> None:
 
 @app.command()
 def payments(
-    days: Annotated[int, typer.Option(min=1, help="How many days back.")] = 7,
+    days: Annotated[int, typer.Option(min=1, max=3660, help="How many days back.")] = 7,
     json_output: bool = JsonOption,
 ) -> None:
     """Recent Stripe events (as recorded locally) and the failures to act on.

@@ -24,7 +24,7 @@ def _show(view: dict, json_output: bool, verb: str) -> None:
 def list_(
     student: Annotated[Optional[int], typer.Option(help="Only this student's (id).")] = None,
     status: Annotated[Optional[str], typer.Option(help="available, booked, used or expired.")] = None,
-    expiring_within: Annotated[Optional[int], typer.Option(help="Available credits expiring within DAYS.")] = None,
+    expiring_within: Annotated[Optional[int], typer.Option(min=0, max=3660, help="Available credits expiring within DAYS.")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """List make-up credits, soonest expiry first.

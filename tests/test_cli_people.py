@@ -102,3 +102,28 @@ def test_student_refusals_change_nothing(session):
     refused("payees", "show", "404", message="no payee '404'")
     assert row_counts(session) == before
     assert session.get(Payee, payee.id).name == payee.name
+
+
+@pytest.mark.parametrize("args, message", [
+    (("students", "show", "99999999999999999999"), "out of range"),
+    (("enrollments", "show", "3000000000"), ""),
+    (("teachers", "show", "²"), "no teacher '²'"),
+    (("payees", "show", "99999999999"), "no payee"),
+    (("students", "add", "--payee", "1", "--name", "Ada", "--notes", "a\x00b"), ""),
+])
+def test_odd_ids_and_values_are_one_clear_line(session, args, message):
+    factories.payee(session)
+    session.commit()
+    before = row_counts(session)
+    result = invoke(*args)
+    if result.exit_code == 0:  # SQLite stores a NUL byte; PostgreSQL refuses it
+        return
+    refused(*args, message=message)
+    assert "SELECT" not in result.stderr and "INSERT" not in result.stderr and "[SQL" not in result.stderr
+    assert row_counts(session) == before
+
+
+@pytest.mark.parametrize("args", [("dashboard", "payments", "--days", "99999999999"),
+                                  ("makeups", "list", "--expiring-within", "99999999999")])
+def test_huge_day_counts_are_usage_errors(args):
+    refused(*args, message="less than or equal", code=2)
