@@ -52,7 +52,11 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def make_engine(url: str, **kwargs) -> Engine:
-    """Create an engine for `url` with this project's settings for its dialect."""
+    """Create an engine for `url` with this project's settings for its dialect.
+
+    `hide_parameters`: error messages and logs never carry the bound values (emails, tokens).
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 15}, **kwargs)
         _configure_sqlite(engine)

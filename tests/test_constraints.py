@@ -104,3 +104,16 @@ def test_payee_with_students_cannot_be_deleted(session):
 
     payee = session.get(Payee, student.payee_id)
     _refused(session, lambda: (session.delete(payee), session.flush()))
+
+
+def test_database_errors_do_not_carry_the_values(session):
+    """Bound values (emails, tokens) never reach error messages or logs."""
+    from models.people import Payee
+
+    session.add(Payee(name="A", email="secret-person@family.test"))
+    session.flush()
+    with pytest.raises(sa.exc.IntegrityError) as caught:
+        with session.begin_nested():
+            session.add(Payee(name="B", email="secret-person@family.test"))
+            session.flush()
+    assert "secret-person" not in str(caught.value)
