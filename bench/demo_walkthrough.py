@@ -1,50 +1,98 @@
-"""One booking's whole life on the embedded default, printed step by step (`make demo`).
+"""One booking's whole life through the real system, printed step by step (`make demo`).
 
-    python -m bench.demo_walkthrough
+    python -m bench.demo_walkthrough                 # from the repository root (what `make demo` runs)
+    python /path/to/repo/bench/demo_walkthrough.py   # from any folder with a migrated, seeded studio.db
 
-Starts the local Stripe server (localstripe + our compat layer) on a free loopback port,
-keeping its state beside the database so a second run finds the customers of the first;
-then: payment setup → the parent's card (what Stripe.js does) → a provisional booking →
-the worker runs the queued tasks (Huey's SQLite queue) → `active` → the confirmation email
-in the outbox. Safe to run again: each run books another free slot.
+On the embedded default (SQLite `studio.db`, Huey's SQLite queue beside it, `.eml` files in
+the outbox) and with no outside service: the local Stripe server (localstripe + our compat
+layer) on a free loopback port, the parent API served in-process on another, secrets made up
+for this run. Then, as a parent's app would: a Supabase-like token → `POST /auth/exchange` →
+`PUT /parent/payee` → `POST /parent/students` → `GET /public/timeslots` → `POST
+/parent/payment-setup` and the card confirmed on the local Stripe server (what Stripe.js does)
+→ `POST /parent/bookings` (202) → the Huey consumer (`studioctl worker`) runs the booking
+pipeline → `GET /parent/bookings/<id>` polled until `active` → the confirmation in the outbox.
+
+Safe to run again in the same folder: each run signs up a new family and books another free
+slot; the local Stripe state is kept beside the database (`studio-stripe.pickle`).
+It needs no pytest (only the launcher in `tests/support/stripe_server.py`).
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
+import json
 import os
+import secrets
+import signal
+import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
+import uuid
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from another folder
+    sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+STRIPE_KEY = "sk_test_demo"
+TIMEOUT = 60.0
+
+
+class DemoError(Exception):
+    """A step did not do what it should; the message says which."""
 
 
 def step(number: int, text: str) -> None:
-    print(f"\n[{number}] {text}", flush=True)
+    console.print(f"\n[bold cyan]\\[{number}][/] [bold]{text}[/]")
 
 
-def _choose(session):
-    """A family (preferably one Stripe does not know yet), its student, a free slot, the monthly plan."""
-    from sqlmodel import select
+def detail(text: str) -> None:
+    console.print(f"    {text}")
 
-    from models.billing import get_plan
-    from models.enrollment import live_enrollment_for_slot
-    from models.people import Payee, Student, teacher_instruments
-    from models.scheduling import Timeslot
 
-    payees = list(session.exec(select(Payee).order_by(Payee.stripe_customer_id.is_not(None), Payee.id)).all())
-    student = next(
-        (student for payee in payees for student in session.exec(select(Student).where(Student.payee_id == payee.id)).all()), None
+# Setting up: database, secrets, local Stripe, the API ------------------------------------
+
+
+def configure() -> tuple[Path, Path]:
+    """Point every part at the same files, by absolute path (the worker runs in another process),
+    with made-up secrets for this run; returns (database, outbox)."""
+    from models.config import get_settings, reset_settings
+
+    settings = get_settings()
+    database = settings.sqlite_path
+    if database is None:
+        raise DemoError("the demo runs on the embedded default: DATABASE_URL must be a sqlite:/// file")
+    database = database.resolve()
+    if not database.exists():
+        raise DemoError(f"{database} does not exist: run `studioctl db upgrade` and `studioctl seed demo` first")
+    outbox = Path(settings.OUTBOX_DIR)
+    outbox = outbox if outbox.is_absolute() else database.parent / outbox
+    os.environ.update(
+        DATABASE_URL=f"sqlite:///{database}",
+        OUTBOX_DIR=str(outbox),
+        EMAIL_BACKEND="file",
+        JWT_SECRET=secrets.token_urlsafe(32),
+        SUPABASE_JWT_SECRET=secrets.token_urlsafe(32),
+        SUPABASE_JWKS_URL="",  # blank = unset, whatever a local .env says: the demo signs with the secret
+        SUPABASE_JWT_ISSUER="",
+        STRIPE_SECRET_KEY=STRIPE_KEY,
+        STRIPE_WEBHOOK_SECRET=os.environ.get("STRIPE_WEBHOOK_SECRET") or "whsec_demo",
+        RATELIMIT_AUTH="1000/minute",
+        RATELIMIT_BOOKINGS="1000/minute",
     )
-    if student is None:
-        raise SystemExit("no family in the database: run `studioctl seed demo` first")
-    for slot in session.exec(select(Timeslot).where(Timeslot.active.is_(True)).order_by(Timeslot.id)).all():
-        if live_enrollment_for_slot(session, slot.id) is None:
-            instruments = teacher_instruments(session, slot.teacher_id)
-            if instruments:
-                return session.get(Payee, student.payee_id), student, slot, instruments[0], get_plan(session, "monthly")
-    raise SystemExit("every slot is taken: nothing left to book")
+    reset_settings()
+    return database, outbox
 
 
-def _forget_stripe_ids() -> None:
+def forget_stripe_ids() -> None:
     """A fresh local Stripe knows none of the ids an earlier run stored: forget them (demo only)."""
     import sqlalchemy as sa
 
@@ -58,104 +106,250 @@ def _forget_stripe_ids() -> None:
         payees = session.execute(sa.update(Payee).where(Payee.stripe_customer_id.is_not(None))
                                  .values(stripe_customer_id=None)).rowcount
     if plans or payees:
-        print(f"(a fresh local Stripe: forgot the Stripe ids of {plans} plan(s) and {payees} family(ies) from an earlier run)")
+        detail(f"[dim](a fresh local Stripe: forgot the Stripe ids of {plans} plan(s) and {payees} family(ies) of an earlier run)[/]")
 
 
-def main() -> None:
-    from models.config import get_settings, reset_settings
-    from tests.support import stripe_server
+def start_api():
+    """The parent API (`webapi.create_app`) on a werkzeug server thread on a free loopback port."""
+    import logging
 
-    settings = get_settings()
-    database = (settings.sqlite_path or Path("studio.db")).resolve()
-    pickle_path = str(database.with_name(database.stem + "-stripe.pickle"))
-    if not Path(pickle_path).exists():
-        _forget_stripe_ids()
-    process, base_url = stripe_server.start_subprocess(pickle_path=pickle_path)
-    os.environ.update(STRIPE_SECRET_KEY="sk_test_demo", STRIPE_API_BASE=base_url,
-                      STRIPE_WEBHOOK_SECRET=os.environ.get("STRIPE_WEBHOOK_SECRET") or "whsec_demo")
-    reset_settings()
-    try:
-        walk(base_url)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    from werkzeug.serving import make_server
+
+    from webapi import create_app
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log between the steps
+
+    server = make_server("127.0.0.1", 0, create_app(), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True, name="demo-api").start()
+    return server, f"http://127.0.0.1:{server.server_port}"
 
 
-def walk(base_url: str) -> None:
+class Api:
+    """A tiny JSON client for the API (what the parent's app does)."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.token: str | None = None
+
+    def call(self, method: str, path: str, body: dict | None = None, *, token: str | None = None,
+             headers: dict | None = None, expect: int = 200) -> tuple[dict, dict]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        bearer = token or self.token
+        if bearer:
+            request.add_header("Authorization", f"Bearer {bearer}")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, payload, answer_headers = response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as error:
+            status, payload, answer_headers = error.code, error.read(), dict(error.headers)
+        if status != expect:
+            raise DemoError(f"{method} {path} answered {status}, expected {expect}: {payload.decode(errors='replace')[:300]}")
+        return (json.loads(payload) if payload else {}), answer_headers
+
+
+def supabase_token(sub: str, email_address: str) -> str:
+    """What Supabase Auth hands the parent's app after sign-in (HS256 with the project's JWT secret)."""
+    import jwt
+
+    now = int(time.time())
+    claims = {"sub": sub, "email": email_address, "aud": "authenticated", "role": "authenticated",
+              "iat": now, "exp": now + 3600}
+    return jwt.encode(claims, os.environ["SUPABASE_JWT_SECRET"], algorithm="HS256")
+
+
+# The walk -------------------------------------------------------------------------------
+
+
+def walk(api: Api, stripe_base: str, database: Path, outbox: Path) -> None:
     import stripe
+
+    run = uuid.uuid4().hex[:6]
+    sub, email_address = f"demo-parent-{run}", f"demo-{run}@example.com"
+
+    step(3, "sign-in: a Supabase-like access token → POST /auth/exchange")
+    exchanged, _ = api.call("POST", "/auth/exchange", token=supabase_token(sub, email_address))
+    api.token = exchanged["access_token"]
+    detail(f"Supabase user {sub} <{email_address}> → our API token ({exchanged['expires_in']} s)")
+
+    step(4, "the family: PUT /parent/payee, POST /parent/students")
+    payee, _ = api.call("PUT", "/parent/payee", {"name": f"Demo Parent {run}"})
+    student, _ = api.call("POST", "/parent/students", {"name": "Robin"}, expect=201)
+    detail(f"payee {payee['id']} {payee['name']} <{payee['email']}>, student {student['id']} {student['name']}")
+
+    step(5, "a free slot: GET /public/timeslots?available=true")
+    slots, _ = api.call("GET", "/public/timeslots?available=true&limit=50")
+    slot = next((item for item in slots["items"] if item["instruments"]), None)
+    if slot is None:
+        raise DemoError("every slot is taken: nothing left to book (re-seed with `studioctl seed demo`)")
+    weekdays = "Mon Tue Wed Thu Fri Sat Sun".split()
+    detail(f"slot {slot['id']}: {weekdays[slot['weekday']]} {slot['start']}–{slot['end']} with {slot['teacher_name']}, "
+           f"{slot['instruments'][0]}; next lesson {slot['next_occurrence']}")
+
+    step(6, "payment setup: POST /parent/payment-setup → a SetupIntent, confirmed with a test card")
+    setup, _ = api.call("POST", "/parent/payment-setup")
+    setup_intent_id = setup["client_secret"].split("_secret_")[0]
+    client = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": stripe_base}, max_network_retries=0)
+    intent = client.v1.setup_intents.confirm(setup_intent_id, {"payment_method": "pm_card_visa"})
+    detail(f"setup intent {setup_intent_id} for customer {intent.customer}")
+    detail(f"the parent's browser (Stripe.js) confirms it with a test Visa: {intent.status}, card {intent.payment_method}")
+
+    step(7, "booking: POST /parent/bookings → 202, a provisional hold, the booking task queued after commit")
+    booking, headers = api.call("POST", "/parent/bookings", {
+        "student_id": student["id"], "timeslot_id": slot["id"], "instrument": slot["instruments"][0], "plan": "monthly",
+    }, headers={"Idempotency-Key": f"demo-{run}"}, expect=202)
+    detail(f"booking {booking['id']}: {booking['status']}, held until {booking['expires_at']}, poll {headers.get('Location')}")
+
+    step(8, "the worker: `studioctl worker` (a Huey consumer on the SQLite queue beside the database)")
+    log_path = database.with_name(database.stem + "-demo-worker.log")
+    with open(log_path, "ab") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "studioctl.main", "worker", "--no-periodic", "--workers", "2"],
+            cwd=database.parent, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+        )
+    detail(f"consumer pid {worker.pid}, log {log_path}")
+    try:
+        status = poll_booking(api, booking["id"])
+        confirmation = wait_for_confirmation(booking["id"])
+    finally:
+        worker.send_signal(signal.SIGINT)  # lets a running task finish
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    if status["status"] != "active":
+        raise DemoError(f"booking {booking['id']} ended {status['status']}: {status.get('failure_reason')} (see {log_path})")
+
+    step(9, f"booking {booking['id']} is [green]ACTIVE[/]: what Stripe and the database hold")
+    show_stripe(client, booking["id"])
+    show_emails(booking["id"])
+
+    step(10, "the confirmation email in the outbox")
+    path = outbox / confirmation.provider_message_id.removeprefix("file:")
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    detail(f"[bold]{path}[/]")
+    detail(f"From: {message['From']}")
+    detail(f"To: {message['To']}")
+    detail(f"Subject: {message['Subject']}")
+    text = message.get_body(preferencelist=("plain",)).get_content().strip().splitlines()
+    for line in text[:8]:
+        detail(f"  [dim]│[/] {line}")
+
+
+def poll_booking(api: Api, booking_id: int) -> dict:
+    """GET /parent/bookings/<id> until it is no longer provisional."""
+    deadline, seen = time.monotonic() + TIMEOUT, None
+    while True:
+        current, _ = api.call("GET", f"/parent/bookings/{booking_id}")
+        if current["status"] != seen:
+            seen = current["status"]
+            detail(f"GET /parent/bookings/{booking_id} → {seen}")
+        if seen != "provisional":
+            return current
+        if time.monotonic() > deadline:
+            raise DemoError(f"booking {booking_id} still provisional after {TIMEOUT:.0f} s: is the worker running?")
+        time.sleep(0.2)
+
+
+def wait_for_confirmation(enrollment_id: int):
+    """The booking_confirmation EmailLog row, once the worker has sent it."""
     from sqlmodel import select
 
-    from models.db import after_commit, session_scope
-    from models.enrollment import Enrollment, hold_slot
+    from models.db import session_scope
     from models.outbox import EmailLog
-    from workers import tasks
-    from workers.app import huey
-    from workers.payments import create_payment_setup
 
-    settings_url = base_url
-    step(1, f"local Stripe server on {settings_url} (localstripe + compat layer, loopback only)")
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        with session_scope(write=False) as session:
+            row = session.exec(select(EmailLog).where(EmailLog.dedupe_key == f"booking_confirmation:{enrollment_id}")).first()
+            if row is not None and row.status in ("sent", "failed"):
+                if row.status == "failed":
+                    raise DemoError(f"the confirmation email failed: {row.error}")
+                session.expunge(row)
+                return row
+        time.sleep(0.2)
+    raise DemoError("the confirmation email was not sent in time")
 
-    with session_scope(write=False) as session:
-        payee, student, slot, instrument, plan = _choose(session)
-        payee_id, student_id, slot_id = payee.id, student.id, slot.id
-        print(f"    family: {payee.name} <{payee.email}>, student {student.name}")
-        print(f"    slot {slot.id}: {slot.label}, {instrument}; plan {plan.id} {plan.frequency} {plan.amount:.2f} {plan.currency}")
 
-    step(2, "payment setup (POST /parent/payment-setup → a SetupIntent client secret)")
-    setup = create_payment_setup(payee_id)
-    print(f"    customer {setup['customer_id']}, setup intent {setup['setup_intent_id']}")
-    client = stripe.StripeClient("sk_test_demo", base_addresses={"api": base_url}, max_network_retries=0)
-    intent = client.v1.setup_intents.confirm(setup["setup_intent_id"], {"payment_method": "pm_card_visa"})
-    print(f"    the parent's browser confirms it with a test Visa: {intent.status}, card {intent.payment_method}")
-
-    step(3, "booking (POST /parent/bookings → a provisional hold, the booking task queued after commit)")
-    with session_scope() as session:
-        enrollment = hold_slot(session, payee=session.get(type(payee), payee_id), student_id=student_id, timeslot_id=slot_id,
-                               instrument=instrument, plan=plan.id, actor=f"payee:{payee_id}")
-        enrollment_id = enrollment.id
-        after_commit(session, lambda: tasks.book_enrollment(enrollment_id))
-    with session_scope(write=False) as session:
-        enrollment = session.get(Enrollment, enrollment_id)
-        print(f"    enrollment {enrollment_id}: {enrollment.status}, hold until {enrollment.provisional_expires_at:%H:%M:%S} UTC")
-
-    step(4, f"worker: running the queued tasks ({huey.name} queue in {type(huey.storage).__name__})")
-    deadline = time.monotonic() + 60
-    done = False
-    while time.monotonic() < deadline and not done:
-        task = huey.dequeue()
-        if task is None:
-            with session_scope(write=False) as session:
-                status = session.get(Enrollment, enrollment_id).status
-                pending = session.exec(select(EmailLog).where(EmailLog.status.in_(("queued", "sending")),
-                                                              EmailLog.dedupe_key.like(f"%:{enrollment_id}"))).first()
-            done = status != "provisional" and pending is None
-            time.sleep(0.1)
-            continue
-        result = huey.execute(task)
-        print(f"    ran {task.name}{tuple(task.args)} → {result}")
+def show_stripe(client, enrollment_id: int) -> None:
+    from models.db import session_scope
+    from models.enrollment import Enrollment
 
     with session_scope(write=False) as session:
         enrollment = session.get(Enrollment, enrollment_id)
-        emails = list(session.exec(select(EmailLog).where(EmailLog.dedupe_key.like(f"%:{enrollment_id}"))).all())
-    step(5, f"enrollment {enrollment_id} is {enrollment.status.upper()} (pipeline {enrollment.pipeline_state})")
-    if enrollment.stripe_subscription_id:
-        subscription = client.v1.subscriptions.retrieve(enrollment.stripe_subscription_id)
-        invoice = client.v1.invoices.retrieve(enrollment.stripe_invoice_id) if enrollment.stripe_invoice_id else None
-        print(f"    Stripe: customer {subscription.customer}, subscription {subscription.id} ({subscription.status}), "
-              f"invoice {invoice.id if invoice else '-'} ({invoice.status if invoice else '-'}, {invoice.amount_paid if invoice else 0} cents)")
-    for email in emails:
-        print(f"    email {email.id}: {email.template} to {email.recipient}: {email.status} "
-              f"(attempts {email.attempts}, {email.provider_message_id})")
-    from models.config import get_settings
+        subscription_id, invoice_id, state = enrollment.stripe_subscription_id, enrollment.stripe_invoice_id, enrollment.pipeline_state
+    subscription = client.v1.subscriptions.retrieve(subscription_id)
+    invoice = client.v1.invoices.retrieve(invoice_id)
+    table = Table(title=f"enrollment {enrollment_id} (pipeline {state}) in the local Stripe server", title_justify="left")
+    for column in ("object", "id", "status", "detail"):
+        table.add_column(column)
+    plan = subscription["items"]["data"][0]["plan"]
+    table.add_row("customer", subscription.customer, "", "")
+    table.add_row("subscription", subscription.id, subscription.status,
+                  f"{plan['amount'] / 100:.2f} {plan['currency']} every {plan['interval']}, metadata {subscription.metadata.to_dict()}")
+    table.add_row("invoice", invoice.id, invoice.status, f"{invoice.amount_paid / 100:.2f} {invoice.currency} paid")
+    console.print(table)
 
-    outbox = Path(get_settings().OUTBOX_DIR)
-    files = sorted(outbox.glob("*booking_confirmation.eml"))
-    if files:
-        print(f"    the confirmation is in the outbox: {files[-1]}")
-    if enrollment.status != "active":
-        print(f"    the booking did not complete: {enrollment.failure_reason or enrollment.pipeline_state}", file=sys.stderr)
-        raise SystemExit(1)
+
+def show_emails(enrollment_id: int) -> None:
+    from sqlmodel import select
+
+    from models.db import session_scope
+    from models.outbox import EmailLog
+
+    with session_scope(write=False) as session:
+        rows = session.exec(select(EmailLog).where(EmailLog.dedupe_key.like(f"%:{enrollment_id}"))
+                            .order_by(EmailLog.id)).all()
+        table = Table(title="EmailLog rows of this booking", title_justify="left")
+        for column in ("id", "template", "recipient", "status", "attempts", "provider id"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(str(row.id), row.template, row.recipient, row.status, str(row.attempts), row.provider_message_id or "")
+    console.print(table)
+
+
+def main() -> int:
+    from tests.support import stripe_server
+
+    console.rule("[bold]One booking through the studio: API → worker → Stripe → email")
+    try:
+        database, outbox = configure()
+        step(1, "the local Stripe server (localstripe + our compat layer, loopback only)")
+        pickle_path = database.with_name(database.stem + "-stripe.pickle")
+        if not pickle_path.exists():
+            forget_stripe_ids()
+        process, stripe_base = stripe_server.start_subprocess(pickle_path=str(pickle_path))
+    except DemoError as error:
+        console.print(f"[red]demo failed: {error}[/]")
+        return 1
+    os.environ["STRIPE_API_BASE"] = stripe_base
+    from models.config import reset_settings
+
+    reset_settings()
+    server = None
+    try:
+        detail(f"{stripe_base}, state in {pickle_path.name}")
+        step(2, "the parent API in-process (webapi.create_app on a werkzeug server thread)")
+        server, api_base = start_api()
+        detail(f"{api_base}, database {database}, JWT secrets made up for this run")
+        walk(Api(api_base), stripe_base, database, outbox)
+    except DemoError as error:
+        console.print(f"\n[bold red]demo failed:[/] {error}")
+        return 1
+    finally:
+        if server is not None:
+            server.shutdown()
+        process.terminate()
+        process.wait(timeout=10)
+    console.rule("[bold green]done: one booking, provisional → active, billed in Stripe, confirmed by email")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
