@@ -25,7 +25,7 @@ install-dev: $(DEV_STAMP)
 ## The embedded-default demo: SQLite studio.db, migrated, seeded, one booking walked through, dashboard.
 demo: $(DEV_STAMP)
 	$(BIN)/studioctl db upgrade
-	$(BIN)/studioctl seed demo || true
+	$(BIN)/studioctl seed demo --skip-if-seeded
 	$(BIN)/python -m bench.demo_walkthrough
 	$(BIN)/studioctl dashboard today
 

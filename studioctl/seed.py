@@ -65,13 +65,16 @@ def _demo_semesters(today):
 @app.command()
 def demo(
     seed: int = typer.Option(42, help="Random seed (the same seed gives the same studio)."),
+    skip_if_seeded: bool = typer.Option(
+        False, "--skip-if-seeded", help="Exit 0 without changes when the studio already has teachers."
+    ),
 ) -> None:
     """Fill an empty database with a believable studio: 4 teachers, ~60 slots, 2 semesters
     with closures, 3 plans, 20 families, 30 students, enrollments and some attendance.
 
-    Refuses (exit 1) when the studio already has teachers.
+    Refuses (exit 1) when the studio already has teachers, unless --skip-if-seeded.
 
-    Example: studioctl seed demo
+    Example: studioctl seed demo --skip-if-seeded
     """
     import random
     from datetime import timedelta
@@ -92,6 +95,9 @@ def demo(
     today = utcnow().astimezone(settings.tz).date()
     with session_scope() as session:
         if session.exec(select(Teacher.id)).first() is not None:
+            if skip_if_seeded:
+                console.print("[dim]the studio already has teachers; demo seed skipped[/]")
+                return
             raise Conflict("the studio already has teachers; seed demo only fills an empty database")
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("seeding the demo studio", total=7)
