@@ -106,6 +106,14 @@ def test_student_input_is_validated_and_mass_assignment_refused(client, session,
     assert _count(session, Student, Student.payee_id == family_a.payee_id) == 0
 
 
+def test_patching_a_student_name_to_null_is_422_not_ignored(client, family_a):
+    student = family_a.add_student(client)
+    body = assert_problem(client.patch(f"/parent/students/{student}", json={"name": None}, headers=family_a.headers),
+                          422, "validation-error")
+    assert "name" in body["detail"]
+    assert client.get(f"/parent/students/{student}", headers=family_a.headers).get_json()["name"] == "Ada"
+
+
 def test_future_birth_date_is_a_domain_422(client, family_a):
     later = (date.today() + timedelta(days=30)).isoformat()
     body = assert_problem(client.post("/parent/students", json={"name": "X", "birth_date": later},

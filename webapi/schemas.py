@@ -13,7 +13,7 @@ import binascii
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from models.base import MAX_ID
 from models.errors import Invalid
@@ -170,9 +170,18 @@ class StudentCreate(Input):
 
 
 class StudentUpdate(Input):
+    """Only the fields sent change; `null` clears `birth_date` or `notes`, never `name`."""
+
     name: Name | None = None
     birth_date: date | None = None
     notes: Text | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_cannot_be_cleared(cls, name: str | None) -> str:
+        if name is None:
+            raise ValueError("a student's name cannot be cleared")
+        return name
 
 
 class StudentOut(BaseModel):
