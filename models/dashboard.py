@@ -6,23 +6,27 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import and_
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models.attendance import Attendance, MakeUp
+from models import light
 from models.base import utcnow
-from models.billing import Plan, StripeEvent
+from models.clock import WEEKDAYS, format_minute, is_dst_change_week, occurrence_start
 from models.config import get_settings
-from models.enrollment import ACTIVE, CANCELLED, FAILED, PAST_DUE, PROVISIONAL, Enrollment
-from models.people import Instrument, Payee, Student, Teacher
-from models.scheduling import (
-    WEEKDAYS, Semester, SemesterClosure, Timeslot, closures_of, format_minute, is_dst_change_week, occurrence_start,
-    slot_dates,
-)
 
-# Enrollments whose lessons take place: a provisional hold is not a lesson yet.
-_TAUGHT = (ACTIVE, PAST_DUE, CANCELLED)
+if TYPE_CHECKING:
+    from models.billing import Plan
+    from models.scheduling import Semester, Timeslot
+
+# `day_schedule` (the `studioctl dashboard today` path) selects columns through the light
+# Core handles of `models.light`: importing the SQLModel table classes would cost that
+# command ~150 ms of CPU. The other read models import the table classes when called.
+
+# Enrollments whose lessons take place: a provisional hold is not a lesson yet
+# (models.enrollment's ACTIVE, PAST_DUE, CANCELLED; checked in tests/test_dashboard_queries.py).
+_TAUGHT = ("active", "past_due", "cancelled")
 
 
 def day_schedule(session: Session, day: date) -> dict:
@@ -35,54 +39,77 @@ def day_schedule(session: Session, day: date) -> dict:
     Three queries whatever the size of the studio: lessons, closures, make-ups.
     """
     tz = get_settings().tz
-    closed_semesters = set(session.exec(select(SemesterClosure.semester_id).where(SemesterClosure.closed_on == day)).all())
-    lessons = []
-    rows = session.exec(
-        select(Enrollment, Timeslot, Teacher.name, Student.name, Instrument.name, Semester.ends_on, Attendance.status)
-        .join(Timeslot, Timeslot.id == Enrollment.timeslot_id)
-        .join(Teacher, Teacher.id == Timeslot.teacher_id)
-        .join(Student, Student.id == Enrollment.student_id)
-        .join(Instrument, Instrument.id == Enrollment.instrument_id)
-        .outerjoin(Semester, Semester.id == Enrollment.semester_id)
-        .outerjoin(Attendance, and_(Attendance.enrollment_id == Enrollment.id, Attendance.lesson_date == day))
-        .where(Timeslot.weekday == day.weekday(), Enrollment.status.in_(_TAUGHT), Enrollment.start_date <= day)
+    e, t, a = light.enrollment, light.timeslot, light.attendance
+    teacher, student, instrument, semester = light.teacher, light.student, light.instrument, light.semester
+    closed_semesters = set(session.execute(
+        sa.select(light.semester_closure.c.semester_id).where(light.semester_closure.c.closed_on == day)).scalars())
+    rows = session.execute(
+        sa.select(e.c.id, e.c.semester_id, e.c.end_date, semester.c.ends_on, t.c.id, t.c.start_minute,
+                  teacher.c.name, student.c.name, instrument.c.name, a.c.status)
+        .select_from(e)
+        .join(t, t.c.id == e.c.timeslot_id)
+        .join(teacher, teacher.c.id == t.c.teacher_id)
+        .join(student, student.c.id == e.c.student_id)
+        .join(instrument, instrument.c.id == e.c.instrument_id)
+        .outerjoin(semester, semester.c.id == e.c.semester_id)
+        .outerjoin(a, sa.and_(a.c.enrollment_id == e.c.id, a.c.lesson_date == day))
+        .where(t.c.weekday == day.weekday(), e.c.status.in_(_TAUGHT), e.c.start_date <= day)
     ).all()
-    for enrollment, slot, teacher, student, instrument, semester_end, mark in rows:
-        end = enrollment.end_date or semester_end
+    times: dict[int, tuple[str, str, str, bool]] = {}  # start minute → the entry's clock fields
+
+    def clock(minute: int) -> tuple[str, str, str, bool]:
+        found = times.get(minute)
+        if found is None:
+            found = times[minute] = (format_minute(minute), format_minute(minute + 30),
+                                     occurrence_start(day, minute, tz).isoformat(), is_dst_change_week(day, minute, tz))
+        return found
+
+    lessons = []
+    for enrollment_id, semester_id, end_date, semester_end, slot_id, minute, teacher_name, student_name, \
+            instrument_name, mark in rows:
+        end = end_date or semester_end
         if end is not None and day > end:
             continue
-        closed = enrollment.semester_id in closed_semesters if enrollment.semester_id else bool(closed_semesters)
+        closed = semester_id in closed_semesters if semester_id else bool(closed_semesters)
         if closed:
             continue
-        lessons.append(_entry(slot, day, tz, teacher=teacher, student=student, instrument=instrument, kind="lesson",
-                              enrollment_id=enrollment.id, attendance=mark, makeup_id=None))
-    for credit, slot, teacher, student, instrument in session.exec(
-        select(MakeUp, Timeslot, Teacher.name, Student.name, Instrument.name)
-        .join(Timeslot, Timeslot.id == MakeUp.timeslot_id)
-        .join(Teacher, Teacher.id == Timeslot.teacher_id)
-        .join(Student, Student.id == MakeUp.student_id)
-        .outerjoin(Instrument, Instrument.id == MakeUp.instrument_id)
-        .where(MakeUp.lesson_date == day, MakeUp.status.in_(("booked", "used")))
+        lessons.append(_entry(clock(minute), slot_id, teacher=teacher_name, student=student_name,
+                              instrument=instrument_name, kind="lesson", enrollment_id=enrollment_id, attendance=mark,
+                              makeup_id=None))
+    m = light.makeup
+    for makeup_id, slot_id, minute, teacher_name, student_name, instrument_name in session.execute(
+        sa.select(m.c.id, t.c.id, t.c.start_minute, teacher.c.name, student.c.name, instrument.c.name)
+        .select_from(m)
+        .join(t, t.c.id == m.c.timeslot_id)
+        .join(teacher, teacher.c.id == t.c.teacher_id)
+        .join(student, student.c.id == m.c.student_id)
+        .outerjoin(instrument, instrument.c.id == m.c.instrument_id)
+        .where(m.c.lesson_date == day, m.c.status.in_(("booked", "used")))
     ).all():
-        lessons.append(_entry(slot, day, tz, teacher=teacher, student=student, instrument=instrument, kind="make_up",
-                              enrollment_id=None, attendance=None, makeup_id=credit.id))
+        lessons.append(_entry(clock(minute), slot_id, teacher=teacher_name, student=student_name,
+                              instrument=instrument_name, kind="make_up", enrollment_id=None, attendance=None,
+                              makeup_id=makeup_id))
     lessons.sort(key=lambda entry: (entry["start"], entry["teacher"], entry["student"]))
     return {"date": day.isoformat(), "closed": bool(closed_semesters), "lessons": lessons}
 
 
-def _entry(slot, day, tz, *, teacher, student, instrument, kind, enrollment_id, attendance, makeup_id) -> dict:
+def _entry(clock: tuple[str, str, str, bool], slot_id: int, *, teacher, student, instrument, kind, enrollment_id,
+           attendance, makeup_id) -> dict:
+    start, end, starts_at, dst_change = clock
     return {
-        "start": format_minute(slot.start_minute), "end": format_minute(slot.start_minute + 30),
-        "starts_at": occurrence_start(day, slot.start_minute, tz).isoformat(),
-        "dst_change": is_dst_change_week(day, slot.start_minute, tz),
+        "start": start, "end": end, "starts_at": starts_at, "dst_change": dst_change,
         "teacher": teacher, "student": student, "instrument": instrument,
-        "kind": kind, "enrollment_id": enrollment_id, "makeup_id": makeup_id, "timeslot_id": slot.id,
+        "kind": kind, "enrollment_id": enrollment_id, "makeup_id": makeup_id, "timeslot_id": slot_id,
         "attendance": attendance,
     }
 
 
 def provisional_holds(session: Session, *, now: datetime | None = None) -> list[dict]:
     """Provisional enrollments, soonest expiry first, with the seconds left on each hold (one query)."""
+    from models.enrollment import PROVISIONAL, Enrollment
+    from models.people import Instrument, Payee, Student, Teacher
+    from models.scheduling import Timeslot
+
     now = now or utcnow()
     rows = []
     for enrollment, slot, teacher, student, instrument, payee_email in session.exec(
@@ -111,6 +138,10 @@ def _day(slot: Timeslot) -> str:
 def payment_activity(session: Session, *, days: int = 7, now: datetime | None = None) -> dict:
     """Stripe events received in the last `days` days (newest first) and the failures to act on:
     events that failed processing, and enrollments now failed or past due."""
+    from models.billing import StripeEvent
+    from models.enrollment import FAILED, PAST_DUE, Enrollment
+    from models.people import Student
+
     now = now or utcnow()
     since = now - timedelta(days=days)
     events = [
@@ -149,6 +180,11 @@ def _amount_cents(plan: Plan | None, dates: list[date]) -> int:
 def term_preview(session: Session, semester: Semester, *, payee_id: int | None = None) -> dict:
     """Every lesson date of each live enrollment in `semester` (closures removed, DST-change
     weeks flagged), with lesson counts and amounts per enrollment and per family."""
+    from models.billing import Plan
+    from models.enrollment import ACTIVE, PAST_DUE, PROVISIONAL, Enrollment
+    from models.people import Instrument, Payee, Student, Teacher
+    from models.scheduling import Timeslot, closures_of, slot_dates
+
     tz = get_settings().tz
     closures = closures_of(session, semester.id)
     statement = (

@@ -17,11 +17,11 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from models.audit import record_audit, snapshot
 from models.base import utc_column, utcnow
+from models.clock import WEEKDAYS, format_minute, is_dst_change_week, occurrence_start  # noqa: F401 (re-exported)
 from models.errors import Conflict, Invalid, NotFound
 from models.people import Teacher, get_teacher
 
 SLOT_MINUTES = 30
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class Timeslot(SQLModel, table=True):
@@ -114,11 +114,6 @@ def parse_hhmm(value: str) -> int:
     return minute
 
 
-def format_minute(minute: int) -> str:
-    """Minutes after midnight → `HH:MM`."""
-    return f"{minute // 60:02d}:{minute % 60:02d}"
-
-
 # Occurrences ---------------------------------------------------------------------------
 
 
@@ -133,18 +128,6 @@ def slot_dates(weekday: int, first: date, last: date, closures: set[date] | froz
             dates.append(current)
         current += timedelta(days=7)
     return dates
-
-
-def occurrence_start(lesson_date: date, start_minute: int, tz: ZoneInfo) -> datetime:
-    """The aware start of a lesson on `lesson_date` at the studio's wall-clock time."""
-    return datetime.combine(lesson_date, time(start_minute // 60, start_minute % 60), tzinfo=tz)
-
-
-def is_dst_change_week(lesson_date: date, start_minute: int, tz: ZoneInfo) -> bool:
-    """True when this lesson's UTC offset differs from the same lesson a week earlier."""
-    this = occurrence_start(lesson_date, start_minute, tz).utcoffset()
-    previous = occurrence_start(lesson_date - timedelta(days=7), start_minute, tz).utcoffset()
-    return this != previous
 
 
 def closures_of(session: Session, semester_id: int) -> set[date]:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from studioctl.common import JsonOption, console, emit_json, parse_date, print_table
+from studioctl.common import JsonOption, emit_json, get_console, parse_date, print_table
 
 app = typer.Typer(help="What needs the admin's eye.\n\nExample: studioctl dashboard today", no_args_is_help=True)
 
@@ -41,7 +41,7 @@ def today(
         empty=f"{title}: no lessons",
     )
     if any(entry["dst_change"] for entry in schedule["lessons"]):
-        console.print("[yellow]DST[/]: the clock changed since last week; lessons keep their wall-clock time.")
+        get_console().print("[yellow]DST[/]: the clock changed since last week; lessons keep their wall-clock time.")
 
 
 @app.command()

@@ -73,3 +73,31 @@ def test_day_schedule_and_term_preview_queries_do_not_grow_with_the_studio(db, s
              _queries(db, session, lambda: provisional_holds(session)))
     assert large == small
     assert max(large) <= 5
+
+
+def test_light_table_handles_match_the_schema():
+    """`models.light` names tables and columns by hand for the fast read paths: each one
+    must exist in the real schema with a compatible type, and the taught statuses must be
+    the enrollment module's."""
+    from models import dashboard, light
+    from models.enrollment import ACTIVE, CANCELLED, PAST_DUE
+    from models.tables import metadata
+
+    for handle in light.TABLES:
+        real = metadata.tables[handle.name]
+        for column in handle.c:
+            assert column.name in real.c, f"{handle.name}.{column.name} is not a column"
+            assert column.type._type_affinity is real.c[column.name].type._type_affinity, f"{handle.name}.{column.name}"
+    assert set(dashboard._TAUGHT) == {ACTIVE, PAST_DUE, CANCELLED}
+
+
+def test_dashboard_today_does_not_import_the_table_classes():
+    """`studioctl dashboard today` stays cheap to start: the day schedule needs no SQLModel table class."""
+    import subprocess
+    import sys
+
+    code = ("import sys, models.dashboard; "
+            "print(sorted(m for m in ('models.enrollment', 'models.attendance', 'models.people', 'models.scheduling') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
