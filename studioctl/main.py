@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 
-import click
 import typer
 import typer.main
 
@@ -41,14 +40,9 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _load(name: str) -> click.Command | None:
+def _load(name: str) -> typer.core.TyperCommand | typer.core.TyperGroup:
     module_name, _ = LAZY_COMMANDS[name]
-    try:
-        module = importlib.import_module(f"studioctl.{module_name}")
-    except ModuleNotFoundError as error:
-        if error.name != f"studioctl.{module_name}":
-            raise
-        return None
+    module = importlib.import_module(f"studioctl.{module_name}")
     if hasattr(module, "register"):  # a top-level command, not a group
         holder = typer.Typer()
         holder.callback()(lambda: None)
@@ -59,29 +53,21 @@ def _load(name: str) -> click.Command | None:
     return command
 
 
-def _available() -> list[str]:
-    """The lazy commands whose module is present (found without importing it)."""
-    import importlib.util
-
-    return [name for name, (module, _) in LAZY_COMMANDS.items() if importlib.util.find_spec(f"studioctl.{module}")]
-
-
 class LazyStudioGroup(StudioGroup):
     """The root group: subcommands imported on first use; the error edge of StudioGroup."""
 
     def list_commands(self, ctx):
-        return sorted(set(super().list_commands(ctx)) | set(_available()))
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
 
     def get_command(self, ctx, name):
         command = super().get_command(ctx, name)
         if command is None and name in LAZY_COMMANDS:
             command = _load(name)
-            if command is not None:
-                self.add_command(command, name)
+            self.add_command(command, name)
         return command
 
     def format_commands(self, ctx, formatter):
-        rows = [(name, LAZY_COMMANDS[name][1]) for name in sorted(_available())]
+        rows = [(name, LAZY_COMMANDS[name][1]) for name in sorted(LAZY_COMMANDS)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
