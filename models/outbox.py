@@ -15,6 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
+from models.audit import record_audit, snapshot
 from models.base import enum_check, json_column, utc_column, utcnow
 from models.db import after_commit, lock_row
 from models.errors import Conflict, NotFound
@@ -131,13 +132,15 @@ def get_dead_letter(session: Session, letter_id: int) -> DeadLetter:
     return letter
 
 
-def resolve_dead_letter(session: Session, letter: DeadLetter) -> DeadLetter:
+def resolve_dead_letter(session: Session, letter: DeadLetter, *, actor: str = "admin") -> DeadLetter:
     """Mark a dead letter handled; Conflict when it already is."""
     if letter.resolved_at is not None:
         raise Conflict(f"dead letter {letter.id} was resolved at {letter.resolved_at:%Y-%m-%d %H:%M}")
+    before = snapshot(letter)
     letter.resolved_at = utcnow()
     session.add(letter)
     session.flush()
+    record_audit(session, actor=actor, action="dead_letter.resolve", entity=letter, before=before, after=snapshot(letter))
     return letter
 
 
@@ -185,13 +188,16 @@ def mark_email_failed(session: Session, email: EmailLog, *, error: str, final: b
     return email
 
 
-def requeue_email(session: Session, email: EmailLog) -> EmailLog:
+def requeue_email(session: Session, email: EmailLog, *, actor: str = "admin") -> EmailLog:
     """An admin retries a failed email: `queued` again (the dispatcher sends it after commit)."""
     if email.status == "sent":
         raise Conflict(f"email {email.id} was sent at {email.sent_at:%Y-%m-%d %H:%M}")
+    before = {"status": email.status, "error": email.error, "attempts": email.attempts}
     email.status, email.error, email.updated_at = "queued", None, utcnow()
     session.add(email)
     session.flush()
+    record_audit(session, actor=actor, action="email.requeue", entity=email, before=before,
+                 after={"status": email.status, "error": None, "attempts": email.attempts})
     if _email_dispatcher is not None:
         dispatcher, email_id = _email_dispatcher, email.id
         after_commit(session, lambda: dispatcher(email_id))
@@ -206,9 +212,11 @@ def stuck_emails(session: Session, *, older_than: datetime) -> list[EmailLog]:
     ).all())
 
 
-def mark_dead_letter_retried(session: Session, letter: DeadLetter) -> DeadLetter:
+def mark_dead_letter_retried(session: Session, letter: DeadLetter, *, actor: str = "admin") -> DeadLetter:
     """Note that an admin replayed a dead letter (it stays open until resolved)."""
+    before = snapshot(letter)
     letter.retried_at = utcnow()
     session.add(letter)
     session.flush()
+    record_audit(session, actor=actor, action="dead_letter.retry", entity=letter, before=before, after=snapshot(letter))
     return letter
