@@ -165,3 +165,33 @@ def test_stripe_webhook_is_registered_outside_auth_cors_and_limits(client):
     response = client.post("/webhooks/stripe", data=b"{}", headers={"Origin": "https://app.studio.test"})
     assert response.status_code not in (401, 404, 405, 429)
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_timeslot_listing_matches_its_documented_schema(client, session, studio: Studio):
+    """The listing is built as plain dicts (no pydantic model per item): every answer must
+    still be exactly what `TimeslotPage` documents and would have serialised."""
+    from webapi.schemas import TimeslotPage
+
+    semester = factories.semester(session, starts=date(2026, 3, 2), ends=date(2026, 6, 27), closures=[date(2026, 3, 9)])
+    assert semester is not None
+    session.commit()
+    with time_machine.travel(datetime(2026, 3, 3, 12, tzinfo=NY), tick=False):
+        for path in ("/public/timeslots", "/public/timeslots?available=true", "/public/timeslots?limit=2"):
+            answer = client.get(path).get_json()
+            assert answer == TimeslotPage.model_validate(answer).model_dump(mode="json")
+            assert all(item["next_occurrence"] for item in answer["items"])
+
+
+def test_query_models_serve_a_cached_schema_equal_to_pydantic_s():
+    """flask-openapi3 asks for the query and header schemas on every request; the cached
+    copy must be pydantic's own, and changing a copy must not change the next one."""
+    from pydantic import BaseModel
+
+    from webapi.schemas import BookingHeaders, CalendarQuery, PageQuery, TeacherQuery, TimeslotQuery
+
+    for model in (PageQuery, TeacherQuery, TimeslotQuery, CalendarQuery, BookingHeaders):
+        for kwargs in ({}, {"by_alias": True}, {"mode": "serialization"}):
+            fresh = BaseModel.model_json_schema.__func__(model, **kwargs)
+            assert model.model_json_schema(**kwargs) == fresh
+            model.model_json_schema(**kwargs)["properties"].clear()
+            assert model.model_json_schema(**kwargs) == fresh

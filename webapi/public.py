@@ -10,7 +10,7 @@ from models.discovery import list_instruments, list_teachers, list_timeslots
 from models.scheduling import format_minute
 from webapi.schemas import (
     HealthOut, InstrumentOut, InstrumentPage, PageQuery, Problem, TeacherOut, TeacherPage, TeacherQuery,
-    TimeslotOut, TimeslotPage, TimeslotQuery, decode_cursor, page,
+    TimeslotPage, TimeslotQuery, decode_cursor, page,
 )
 
 tag = Tag(name="public", description="Discovery: instruments, teachers, open timeslots")
@@ -53,19 +53,23 @@ def timeslots(query: TimeslotQuery):
             weekday=query.weekday, available=query.available, after_id=decode_cursor(query.cursor),
             limit=query.limit,
         )
-    items, next_cursor = page(rows, query.limit, key=lambda row: row.slot.id)
-    return TimeslotPage(
-        items=[
-            TimeslotOut(
-                id=row.slot.id, teacher_id=row.teacher_id, teacher_name=row.teacher_name,
-                instruments=row.instruments, weekday=row.slot.weekday,
-                start=format_minute(row.slot.start_minute), end=f"{row.slot.end_time:%H:%M}",
-                available=row.available, next_occurrence=row.next_occurrence,
-            )
+    items, next_cursor = page(rows, query.limit)
+    # Built as plain JSON-ready dicts: the hot listing skips a pydantic model per item.
+    # The shape is TimeslotPage's (the documented response; tests/test_api_public.py
+    # validates answers against it).
+    return {
+        "items": [
+            {
+                "id": row.id, "teacher_id": row.teacher_id, "teacher_name": row.teacher_name,
+                "instruments": row.instruments, "weekday": row.weekday,
+                "start": format_minute(row.start_minute), "end": format_minute((row.start_minute + 30) % 1440),
+                "available": row.available,
+                "next_occurrence": row.next_occurrence.isoformat() if row.next_occurrence else None,
+            }
             for row in items
         ],
-        next_cursor=next_cursor,
-    ).model_dump(mode="json")
+        "next_cursor": next_cursor,
+    }
 
 
 @health_bp.get("/healthz", responses={200: HealthOut, 503: Problem})
