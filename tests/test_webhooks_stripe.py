@@ -15,7 +15,7 @@ from models.billing import StripeEvent
 from models.enrollment import Enrollment
 from models.outbox import EmailLog
 from tests.support import webhooks
-from tests.support.booking import add_card, provisional_booking
+from tests.support.booking import add_card, fail_renewal, provisional_booking
 from tests.support.fixtures import WEBHOOK_SECRET, stripe_env, stripe_server  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -79,19 +79,6 @@ def _active_booking(session, stripe_env, task_queue):
     return enrollment, customer_id
 
 
-def _fail_renewal(stripe_env, customer_id: str, subscription_id: str) -> str:
-    """A renewal invoice charged to a card that declines (Stripe then retries it for days)."""
-    client = stripe_env.client()
-    bad = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", {"customer": customer_id})
-    client.v1.customers.update(customer_id, {"invoice_settings": {"default_payment_method": bad.id}})
-    client.v1.invoice_items.create({"customer": customer_id, "amount": 12000, "currency": "usd"})
-    invoice = client.v1.invoices.create({"customer": customer_id, "subscription": subscription_id})
-    invoice = client.v1.invoices.pay(invoice.id)
-    assert invoice.status == "open"
-    assert client.v1.subscriptions.retrieve(subscription_id).status == "past_due"
-    return invoice.id
-
-
 def _pay_with_a_good_card(stripe_env, customer_id: str, invoice_id: str) -> None:
     client = stripe_env.client()
     good = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer_id})
@@ -130,7 +117,7 @@ def _deliver_shuffled(session, client, task_queue, enrollment_id, events, seed, 
 
 def test_events_in_any_order_end_in_the_state_stripe_is_in(session, stripe_env, client, task_queue):
     enrollment, customer_id = _active_booking(session, stripe_env, task_queue)
-    failed_invoice = _fail_renewal(stripe_env, customer_id, enrollment.stripe_subscription_id)
+    failed_invoice = fail_renewal(stripe_env, customer_id, enrollment.stripe_subscription_id)
     events = _snapshot_events(stripe_env, enrollment, failed_invoice)
     for seed in range(4):  # Stripe says: past due, whatever the order
         assert _deliver_shuffled(session, client, task_queue, enrollment.id, events, seed, start_status="active") == "past_due"
@@ -151,7 +138,7 @@ def test_new_shape_payloads_are_read_too(session, stripe_env, client, task_queue
     assert invoice_subscription_id(new_invoice) == "sub_new" and invoice_subscription_id(old_invoice) == "sub_old"
     assert subscription_period_end({"items": {"data": [{"current_period_end": 200}, {"current_period_end": 100}]}}) == 100
     assert subscription_period_end({"current_period_end": 300, "items": {"data": [{}]}}) == 300
-    failed_invoice = _fail_renewal(stripe_env, customer_id, enrollment.stripe_subscription_id)
+    failed_invoice = fail_renewal(stripe_env, customer_id, enrollment.stripe_subscription_id)
     # a new-shape snapshot: no top-level `subscription`
     payload = webhooks.event("invoice.payment_failed", {
         "id": failed_invoice, "object": "invoice",
@@ -165,7 +152,7 @@ def test_new_shape_payloads_are_read_too(session, stripe_env, client, task_queue
 
 def _past_due(session, stripe_env, client, task_queue):
     enrollment, customer_id = _active_booking(session, stripe_env, task_queue)
-    failed_invoice = _fail_renewal(stripe_env, customer_id, enrollment.stripe_subscription_id)
+    failed_invoice = fail_renewal(stripe_env, customer_id, enrollment.stripe_subscription_id)
     payload = webhooks.event("invoice.payment_failed", stripe_env.client().v1.invoices.retrieve(failed_invoice).to_dict())
     webhooks.post(client, payload, WEBHOOK_SECRET)
     task_queue.run_all()

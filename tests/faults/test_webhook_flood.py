@@ -27,11 +27,10 @@ from tests import factories
 from tests.faults.conftest import producer_retry_policy, rows, scalar
 from tests.support import webhooks
 from tests.support.api import make_app
-from tests.support.booking import add_card, provisional_booking
+from tests.support.booking import add_card, fail_renewal, provisional_booking
 from tests.support.consumer import consumer_env, redis_queue, wait_for
 from tests.support.fixtures import WEBHOOK_SECRET
 from tests.support.live import threaded_server
-from tests.test_webhooks_stripe import _fail_renewal
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -71,7 +70,7 @@ def _events(stripe, bookings) -> tuple[list[dict], dict[int, str]]:
             ("invoice.payment_succeeded", invoice), ("invoice.paid", invoice),
             ("customer.subscription.created", subscription), ("customer.subscription.updated", subscription))]
         if n % 3 == 0:
-            failed = client.v1.invoices.retrieve(_fail_renewal(stripe, booking["customer"], booking["subscription"])).to_dict()
+            failed = client.v1.invoices.retrieve(fail_renewal(stripe, booking["customer"], booking["subscription"])).to_dict()
             events += [webhooks.event("invoice.payment_failed", failed), webhooks.event("invoice.created", failed)]
             expected[booking["id"]] = "past_due"
         elif n % 3 == 1:

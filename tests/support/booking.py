@@ -44,3 +44,16 @@ def add_card(stripe_client, payee_id: int, payment_method: str = "pm_card_visa")
     setup = create_payment_setup(payee_id)
     stripe_client.v1.setup_intents.confirm(setup["setup_intent_id"], {"payment_method": payment_method})
     return setup["customer_id"]
+
+
+def fail_renewal(stripe_env, customer_id: str, subscription_id: str) -> str:
+    """A renewal invoice charged to a card that declines (Stripe then retries it for days)."""
+    client = stripe_env.client()
+    bad = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", {"customer": customer_id})
+    client.v1.customers.update(customer_id, {"invoice_settings": {"default_payment_method": bad.id}})
+    client.v1.invoice_items.create({"customer": customer_id, "amount": 12000, "currency": "usd"})
+    invoice = client.v1.invoices.create({"customer": customer_id, "subscription": subscription_id})
+    invoice = client.v1.invoices.pay(invoice.id)
+    assert invoice.status == "open"
+    assert client.v1.subscriptions.retrieve(subscription_id).status == "past_due"
+    return invoice.id
