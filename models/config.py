@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     DUNNING_GRACE_DAYS: int = Field(default=7, ge=0, le=90)
     CURRENCY: str = "usd"
     # flask-limiter strings for the parent API ("20/minute;200/hour"); raised by tests and benchmarks.
+    # Workers: queue name, retry policy (stored in each task when it is enqueued, so the API and
+    # the worker need the same values), and how long before the reconciliation jobs step in.
+    HUEY_NAME: str = Field(default="studio", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    WORKER_TASK_RETRIES: int = Field(default=5, ge=0, le=50)
+    WORKER_RETRY_DELAY: float = Field(default=30.0, ge=0, le=3600)
+    WORKER_RETRY_BACKOFF: float = Field(default=2.0, ge=1, le=10)
+    RECONCILE_STALE_SECONDS: int = Field(default=600, ge=0, le=7 * 24 * 3600)
+    EMAIL_STUCK_SECONDS: int = Field(default=120, ge=0, le=7 * 24 * 3600)
+    MAILJET_TIMEOUT_SECONDS: float = Field(default=15.0, gt=0, le=300)
+
     RATELIMIT_AUTH: str = "20/minute"
     RATELIMIT_BOOKINGS: str = "10/minute"
 

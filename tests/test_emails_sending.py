@@ -6,6 +6,8 @@ import email
 from pathlib import Path
 
 import pytest
+
+from models.config import reset_settings
 from sqlmodel import select
 
 from models import attendance, enrollment as enrollment_ops
@@ -206,6 +208,7 @@ def test_mailjet_timeout_is_retried_and_the_email_is_sent_once(session, mailjet,
     from workers.mailer import TransientEmailError, deliver
 
     monkeypatch.setenv("MAILJET_TIMEOUT_SECONDS", "0.3")
+    reset_settings()  # settings are read once; re-read after changing the environment
     mailjet.script = ["delay:0.8"]
     email_id = _admin_alert(session)
     with pytest.raises(TransientEmailError, match="Mailjet unavailable"):

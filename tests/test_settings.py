@@ -23,6 +23,13 @@ from models.config import ConfigError, load_settings
         ("ADMIN_EMAIL_ALLOWLIST", "not-an-email"),
         ("STRIPE_API_BASE", "127.0.0.1:12111"),
         ("SUPABASE_JWKS_URL", "ftp://keys"),
+        ("HUEY_NAME", "has spaces"),
+        ("WORKER_TASK_RETRIES", "-1"),
+        ("WORKER_RETRY_DELAY", "soon"),
+        ("WORKER_RETRY_BACKOFF", "0.5"),
+        ("RECONCILE_STALE_SECONDS", "ten"),
+        ("EMAIL_STUCK_SECONDS", "-5"),
+        ("MAILJET_TIMEOUT_SECONDS", "0"),
     ],
 )
 def test_malformed_variable_names_itself(monkeypatch, name, value):

@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
+from models.config import reset_settings
 import sqlalchemy as sa
 from flask import Flask
 from sqlmodel import select
@@ -164,6 +166,7 @@ def test_retry_stuck_emails_respects_email_stuck_seconds(session, mailjet, task_
     _set_email(session, email_id, status="queued", age=timedelta(seconds=30))
     assert run_job("retry_stuck_emails") == {"requeued": []}  # default: 120 s
     monkeypatch.setenv("EMAIL_STUCK_SECONDS", "10")
+    reset_settings()  # settings are read once; re-read after changing the environment
     assert run_job("retry_stuck_emails") == {"requeued": [email_id]}
     task_queue.run_all()
     assert mailjet.sent_custom_ids() == [f"email-{email_id}"]

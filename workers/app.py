@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from huey import Huey, RedisHuey, SqliteHuey
 
 from models.config import Settings, get_settings
 
+_settings = get_settings()
 # The queue's name; tests give each run its own so parallel runs never share a Redis queue.
-HUEY_NAME = os.environ.get("HUEY_NAME", "studio")
-
-
-def _env_number(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
+HUEY_NAME = _settings.HUEY_NAME
 # Retry policy of the tasks that talk to Stripe and Mailjet (transient errors only):
 # `retries` attempts after the first, the first `delay` seconds later, then times `backoff`.
 # Tests shrink the delay so a real consumer exhausts its retries in a few seconds.
-TASK_RETRIES = int(_env_number("WORKER_TASK_RETRIES", 5))
-TASK_RETRY_DELAY = _env_number("WORKER_RETRY_DELAY", 30)
-TASK_RETRY_BACKOFF = _env_number("WORKER_RETRY_BACKOFF", 2)
+TASK_RETRIES = _settings.WORKER_TASK_RETRIES
+TASK_RETRY_DELAY = _settings.WORKER_RETRY_DELAY
+TASK_RETRY_BACKOFF = _settings.WORKER_RETRY_BACKOFF
 
 
 def huey_sqlite_path(settings: Settings) -> Path:

@@ -12,7 +12,6 @@ ambiguous timeout can be traced) and `file` (an .eml per email in OUTBOX_DIR).
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
@@ -35,10 +34,7 @@ STALE_SENDING = timedelta(minutes=10)
 def mailjet_timeout() -> float:
     """Seconds to wait for Mailjet's answer (`MAILJET_TIMEOUT_SECONDS`, default 15); a timeout is
     retried like a 5xx (ambiguous: the CustomID and the client's Idempotency-Key make it traceable)."""
-    try:
-        return max(0.1, float(os.environ.get("MAILJET_TIMEOUT_SECONDS", 15)))
-    except ValueError:
-        return 15.0
+    return get_settings().MAILJET_TIMEOUT_SECONDS
 
 
 class TransientEmailError(Exception):

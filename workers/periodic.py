@@ -12,7 +12,6 @@ and `retry_stuck_emails` are what make the system lose nothing.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,13 +30,6 @@ log = logging.getLogger(__name__)
 ACTOR = "worker"
 
 
-def _seconds(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
 def expire_provisional_holds() -> dict:
     """Provisional holds past their expiry → expired, slot free, parent and admin told."""
     with session_scope() as session:
@@ -50,7 +42,7 @@ def reconcile_bookings(stale_after: timedelta | None = None) -> dict:
     (a worker killed mid-pipeline, an enqueue lost after commit, a webhook that never came)."""
     from workers.tasks import book_enrollment
 
-    stale_after = stale_after if stale_after is not None else timedelta(seconds=_seconds("RECONCILE_STALE_SECONDS", 600))
+    stale_after = stale_after if stale_after is not None else timedelta(seconds=get_settings().RECONCILE_STALE_SECONDS)
     with session_scope() as session:
         stale = enrollment_ops.stale_provisionals(session, older_than=stale_after)
         ids = []
@@ -141,7 +133,7 @@ def retry_stuck_emails() -> dict:
 
     now = utcnow()
     with session_scope(write=False) as session:
-        ids = [email.id for email in stuck_emails(session, older_than=now - timedelta(seconds=_seconds("EMAIL_STUCK_SECONDS", 120)))
+        ids = [email.id for email in stuck_emails(session, older_than=now - timedelta(seconds=get_settings().EMAIL_STUCK_SECONDS))
                if email.status == "queued" or email.updated_at <= now - STALE_SENDING]
     for email_id in ids:
         send_email(email_id)

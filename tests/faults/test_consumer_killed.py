@@ -22,6 +22,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
+from models.config import reset_settings
 from sqlmodel import select
 
 from models.db import session_scope
@@ -78,6 +80,7 @@ def test_kill_9_at_a_pipeline_step_then_restart_ends_active_once(
 
     monkeypatch.setenv("RECONCILE_STALE_SECONDS", "0")
     monkeypatch.setenv("EMAIL_STUCK_SECONDS", "0")
+    reset_settings()  # settings are read once; re-read after changing the environment
     producer_retry_policy(monkeypatch, retries=8, delay=0.5)
     env = consumer_env(db_url=committed_db, redis_url=private_redis.url, stripe_base=private_stripe.base_url,
                        tmp_path=tmp_path, WORKER_TASK_RETRIES="8", WORKER_RETRY_DELAY="1", WORKER_RETRY_BACKOFF="1",

@@ -14,6 +14,8 @@ import random
 from collections import Counter
 
 import pytest
+
+from models.config import reset_settings
 from sqlmodel import select
 
 from models.db import session_scope
@@ -38,6 +40,7 @@ def test_a_mailjet_storm_then_recovery_sends_every_email_exactly_once(
 
     producer_retry_policy(monkeypatch, retries=12, delay=0.2, backoff=1.3)
     monkeypatch.setenv("EMAIL_STUCK_SECONDS", "0")
+    reset_settings()  # settings are read once; re-read after changing the environment
     answers = [500, 502, 503, 429] * (FAILURES // 4) + [500] * (FAILURES % 4)
     random.Random(5).shuffle(answers)
     storm(mailjet_stub, answers)

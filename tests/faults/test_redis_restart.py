@@ -21,6 +21,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
+
+from models.config import reset_settings
 from huey.exceptions import TaskLockedException
 from sqlmodel import select
 
@@ -83,6 +85,7 @@ def test_redis_restarted_with_tasks_queued_loses_no_booking(
 
     monkeypatch.setenv("RECONCILE_STALE_SECONDS", "1")
     monkeypatch.setenv("EMAIL_STUCK_SECONDS", "1")
+    reset_settings()  # settings are read once; re-read after changing the environment
     producer_retry_policy(monkeypatch, retries=8, delay=0.5)
     env = consumer_env(db_url=committed_db, redis_url=private_redis.url, stripe_base=private_stripe.base_url,
                        tmp_path=tmp_path, WORKER_TASK_RETRIES="8", WORKER_RETRY_DELAY="0.5", WORKER_RETRY_BACKOFF="1")

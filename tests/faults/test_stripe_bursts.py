@@ -18,6 +18,8 @@ import uuid
 from datetime import datetime
 
 import pytest
+
+from models.config import reset_settings
 from sqlmodel import select
 
 from models.db import session_scope
@@ -59,6 +61,7 @@ def test_stripe_429_and_500_bursts_are_retried_without_duplicates(
 
     producer_retry_policy(monkeypatch, retries=10, delay=0.3, backoff=1.5)
     monkeypatch.setenv("RECONCILE_STALE_SECONDS", "0")
+    reset_settings()  # settings are read once; re-read after changing the environment
     env = consumer_env(db_url=committed_db, redis_url=private_redis.url, stripe_base=private_stripe.base_url,
                        tmp_path=tmp_path, WORKER_TASK_RETRIES="10", WORKER_RETRY_DELAY="0.3", WORKER_RETRY_BACKOFF="1.5")
     with session_scope() as session:
