@@ -28,9 +28,9 @@ from models.config import get_settings
 from models.db import is_postgres, lock_row
 from models.errors import Conflict, Invalid, NotFound, SlotTaken, TooManyHolds
 from models.outbox import queue_admin_alert, queue_email
-from models.people import Instrument, Payee, Student, Teacher, get_instrument, get_student, teaches
+from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument, get_instrument, get_student, teaches
 from models.scheduling import (
-    Semester, Timeslot, all_closures, closures_of, format_minute, semester_on, slot_dates, WEEKDAYS,
+    Semester, SemesterClosure, Timeslot, all_closures, closures_of, format_minute, semester_on, slot_dates, WEEKDAYS,
 )
 
 PROVISIONAL, ACTIVE, PAST_DUE = "provisional", "active", "past_due"
@@ -214,19 +214,39 @@ def _new_enrollment(
     start_date: date | None, status: str, offline: bool, now: datetime, actor: str,
 ) -> Enrollment:
     settings = get_settings()
-    instrument_row = get_instrument(session, instrument)
+    # One statement locks the slot (FOR UPDATE OF timeslot on PostgreSQL; SQLite: the unit of
+    # work began IMMEDIATE) and reads what is checked on it: its teacher, the instrument by
+    # name, whether the teacher teaches it, whether a live enrollment holds the slot. The
+    # checks then run in the order they always had.
+    instrument_name = instrument.strip().lower()
+    teaches_it = sa.exists().where(TeacherInstrument.teacher_id == Timeslot.teacher_id,
+                                   TeacherInstrument.instrument_id == Instrument.id)
+    live = sa.exists().where(Enrollment.timeslot_id == Timeslot.id, Enrollment.status.in_(LIVE_STATUSES))
+    statement = (
+        select(Timeslot, Teacher.name, Teacher.active, Instrument.id, Instrument.name, teaches_it, live)
+        .join(Teacher, Teacher.id == Timeslot.teacher_id)
+        .outerjoin(Instrument, Instrument.name == instrument_name)
+        .where(Timeslot.id == timeslot_id)
+        .execution_options(populate_existing=True)
+    )
+    if is_postgres(session):
+        statement = statement.with_for_update(of=Timeslot)
+    row = session.exec(statement).first()
+    if row is None:  # no such slot: the errors keep their order (instrument, plan, then slot)
+        get_instrument(session, instrument)
+        if plan is not None:
+            get_plan(session, plan)
+        raise NotFound(f"no timeslot {timeslot_id}", field="timeslot_id")
+    slot, teacher_name, teacher_active, instrument_id, instrument_found, teaches_instrument, taken = row
+    if instrument_id is None:
+        raise NotFound(f"no instrument named {instrument!r}", field="instrument")
     plan_row = get_plan(session, plan) if plan is not None else None
     if plan_row is not None and not plan_row.active:
         raise Invalid(f"plan {plan_row.id} is no longer offered", field="plan")
-    # The slot row lock serialises bookings of one slot (SQLite: the unit of work began IMMEDIATE).
-    slot = lock_row(session, Timeslot, timeslot_id)
-    if slot is None:
-        raise NotFound(f"no timeslot {timeslot_id}", field="timeslot_id")
-    teacher = session.get(Teacher, slot.teacher_id)
-    if not slot.active or not teacher.active:
+    if not slot.active or not teacher_active:
         raise Invalid(f"timeslot {slot.id} is not open for booking", field="timeslot_id")
-    if not teaches(session, teacher.id, instrument_row.id):
-        raise Invalid(f"{teacher.name} does not teach {instrument_row.name}", field="instrument")
+    if not teaches_instrument:
+        raise Invalid(f"{teacher_name} does not teach {instrument_found}", field="instrument")
     today = now.astimezone(settings.tz).date()
     if start_date is not None:
         if start_date < today:
@@ -235,10 +255,7 @@ def _new_enrollment(
             raise Invalid(f"start date {start_date} is more than {BOOKING_HORIZON.days} days ahead", field="start_date")
         if start_date.weekday() != slot.weekday:
             raise Invalid(f"{start_date} is not a {WEEKDAYS[slot.weekday].title()}", field="start_date")
-    semester = semester_on(session, start_date or today) or session.exec(
-        select(Semester).where(Semester.starts_on > (start_date or today)).order_by(Semester.starts_on)
-    ).first()
-    closures = closures_of(session, semester.id) if semester else all_closures(session)
+    semester, closures = _semester_with_closures(session, start_date or today)
     if semester and start_date and start_date > semester.ends_on:
         raise Invalid(f"{start_date} is after the semester ends", field="start_date")
     first_day = max(start_date or today, semester.starts_on if semester else today)
@@ -246,29 +263,70 @@ def _new_enrollment(
     first_lesson = _first_lesson_clear_of_makeups(session, slot, first_lesson, closures, semester)
     if plan_row is not None and plan_row.frequency == "semester" and semester is None:
         raise Invalid("a semester plan needs a semester", field="plan")
-    taken = live_enrollment_for_slot(session, slot.id)
-    if taken is not None:
+    if taken:
         raise SlotTaken(f"timeslot {slot.id} ({slot.label}) is taken")
     enrollment = Enrollment(
-        student_id=student.id, timeslot_id=slot.id, instrument_id=instrument_row.id,
+        student_id=student.id, timeslot_id=slot.id, instrument_id=instrument_id,
         plan_id=plan_row.id if plan_row else None, semester_id=semester.id if semester else None,
         status=status, offline=offline, start_date=first_lesson,
         provisional_expires_at=now + timedelta(minutes=settings.PROVISIONAL_HOLD_MINUTES) if status == PROVISIONAL else None,
         created_at=now, updated_at=now,
     )
-    try:
-        with session.begin_nested():
-            session.add(enrollment)
-            session.flush()
-    except sa.exc.IntegrityError:
-        raise SlotTaken(f"timeslot {slot.id} ({slot.label}) is taken") from None
+    # `taken` was read with the statement's snapshot: a hold committed while this one waited
+    # for the slot lock is not in it. The partial unique index decides: the insert does
+    # nothing on a live enrollment of the slot, and no row back means the slot is taken.
+    if not _insert_unless_slot_live(session, enrollment):
+        raise SlotTaken(f"timeslot {slot.id} ({slot.label}) is taken")
     record_audit(session, actor=actor, action=f"enrollment.{'assign' if offline else 'hold'}", entity=enrollment, after=snapshot(enrollment))
     return enrollment
+
+
+def _semester_with_closures(session: Session, day: date) -> tuple[Semester | None, set[date]]:
+    """The semester of `day` and its closures in one statement (`semester_on` + `closures_of`);
+    without one, the next semester to start and its closures, or every closure."""
+    rows = session.exec(
+        select(Semester, SemesterClosure.closed_on)
+        .outerjoin(SemesterClosure, SemesterClosure.semester_id == Semester.id)
+        .where(Semester.starts_on <= day, Semester.ends_on >= day)
+        .order_by(Semester.starts_on, Semester.id)
+    ).all()
+    if rows:
+        semester = rows[0][0]
+        return semester, {closed_on for row, closed_on in rows if row.id == semester.id and closed_on is not None}
+    semester = session.exec(select(Semester).where(Semester.starts_on > day).order_by(Semester.starts_on)).first()
+    return semester, closures_of(session, semester.id) if semester else all_closures(session)
+
+
+def _insert_unless_slot_live(session: Session, enrollment: Enrollment) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING on the live-slot partial unique index (PostgreSQL and
+    SQLite), RETURNING the id. True when inserted: `enrollment` then is a persistent row of
+    the session (no re-read); False when a live enrollment holds the slot."""
+    from sqlalchemy.orm import make_transient_to_detached
+
+    if is_postgres(session):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    table = Enrollment.__table__
+    values = {column.name: getattr(enrollment, column.name) for column in table.columns if column.name != "id"}
+    statement = (
+        insert(table).values(**values)
+        .on_conflict_do_nothing(index_elements=["timeslot_id"], index_where=sa.text(_LIVE_SQL))
+        .returning(table.c.id)
+    )
+    new_id = session.execute(statement).scalar()
+    if new_id is None:
+        return False
+    enrollment.id = new_id
+    make_transient_to_detached(enrollment)
+    session.add(enrollment)
+    return True
 
 
 def hold_slot(
     session: Session, *, payee: Payee, student_id: int, timeslot_id: int, instrument: str,
     plan: str | int, start_date: date | None = None, actor: str, now: datetime | None = None,
+    payee_locked: bool = False,
 ) -> Enrollment:
     """Put a provisional hold on a slot for one of `payee`'s students.
 
@@ -279,13 +337,19 @@ def hold_slot(
     """
     now = now or utcnow()
     settings = get_settings()
-    locked_payee = lock_row(session, Payee, payee.id)  # serialises one family's holds (the cap)
-    student = get_student(session, student_id, payee_id=locked_payee.id)
-    holds = session.exec(
+    # The payee row lock serialises one family's holds (the cap); `payee_locked`: the caller
+    # read `payee` with `payee_for_user(..., lock=True)` in this unit of work.
+    locked_payee = payee if payee_locked else lock_row(session, Payee, payee.id)
+    holds_of_family = (
         select(func.count(Enrollment.id))
         .join(Student, Student.id == Enrollment.student_id)
-        .where(Student.payee_id == payee.id, Enrollment.status == PROVISIONAL)
-    ).one()
+        .where(Student.payee_id == locked_payee.id, Enrollment.status == PROVISIONAL)
+        .scalar_subquery()
+    )
+    found = session.exec(select(Student, holds_of_family).where(Student.id == student_id)).first()
+    student, holds = found if found is not None else (None, 0)
+    if student is None or student.archived_at is not None or student.payee_id != locked_payee.id:
+        raise NotFound(f"no student {student_id}", field="student_id")  # as get_student: never Forbidden
     if holds >= settings.MAX_HOLDS_PER_PAYEE:
         raise TooManyHolds(f"you already hold {holds} provisional bookings (the limit is {settings.MAX_HOLDS_PER_PAYEE})")
     return _new_enrollment(

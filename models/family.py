@@ -70,9 +70,21 @@ def instrument_name(session: Session, instrument_id: int | None) -> str | None:
     return instrument.name if instrument else None
 
 
-def payee_for_user(session: Session, supabase_user_id: str) -> Payee | None:
-    """The payee linked to a sign-in, if they registered."""
-    return session.exec(select(Payee).where(Payee.supabase_user_id == supabase_user_id)).first()
+def payee_for_user(session: Session, supabase_user_id: str, *, lock: bool = False) -> Payee | None:
+    """The payee linked to a sign-in, if they registered.
+
+    `lock=True` reads it afresh and locks the row until the unit of work ends, in the same
+    statement (`lock_row`'s guarantee without a second round trip): a booking serialises
+    one family's holds on it.
+    """
+    statement = select(Payee).where(Payee.supabase_user_id == supabase_user_id)
+    if lock:
+        from models.db import is_postgres
+
+        if is_postgres(session):
+            statement = statement.with_for_update()
+        statement = statement.execution_options(populate_existing=True)
+    return session.exec(statement).first()
 
 
 def payee_for_calendar_token(session: Session, token: str) -> Payee | None:

@@ -221,3 +221,29 @@ def test_cancel_sees_an_expiry_committed_after_the_enrollment_was_read(studio, s
             cancel_enrollment(unit, stale, reason=None, actor="admin")
     session.expire_all()
     assert session.get(Enrollment, enrollment_id).status == "provisional"  # the refused unit rolled back
+
+
+
+def test_the_live_slot_index_refuses_a_hold_even_when_the_taken_check_was_stale(studio, session):
+    """The slot lock statement reads `taken` with its snapshot: a hold committed while the
+    booking waited for the lock is not in it. The insert then does nothing on the partial
+    unique index (ON CONFLICT DO NOTHING) and reports it, so no second live row is added."""
+    from models.enrollment import _insert_unless_slot_live
+
+    blocker = session.get(Enrollment, _hold(studio))
+
+    def candidate(slot_index):
+        return Enrollment(student_id=studio["kids"][1].id, timeslot_id=studio["slots"][slot_index].id,
+                          instrument_id=blocker.instrument_id, plan_id=blocker.plan_id, status="provisional",
+                          provisional_expires_at=NOW + timedelta(minutes=30), start_date=blocker.start_date,
+                          created_at=NOW, updated_at=NOW)
+
+    with session_scope() as unit:
+        assert _insert_unless_slot_live(unit, candidate(0)) is False
+    assert session.exec(select(sa.func.count(Enrollment.id)).where(
+        Enrollment.timeslot_id == studio["slots"][0].id)).one() == 1
+    with session_scope() as unit:  # a free slot: inserted, and a persistent row of the session
+        row = candidate(3)
+        assert _insert_unless_slot_live(unit, row) is True
+        assert row.id is not None and unit.get(Enrollment, row.id) is row
+    assert session.get(Enrollment, row.id).timeslot_id == studio["slots"][3].id

@@ -19,7 +19,7 @@ from models.calendar import family_calendar
 from models.db import after_commit, session_scope
 from models.enrollment import Enrollment, get_enrollment, hold_slot
 from models.errors import Forbidden, Unauthorized
-from models.idempotency import IdempotencyRace, fingerprint, lock_payee, store_response, stored_response
+from models.idempotency import IdempotencyRace, fingerprint, store_response, stored_response
 from models.people import Payee, Student, add_student, archive_student, get_student, update_student, upsert_payee_for_user
 from models.scheduling import occurrence_start
 from webapi.ics import render_calendar
@@ -50,8 +50,8 @@ def _settings():
     return current_app.config["STUDIO_SETTINGS"]
 
 
-def _payee(session) -> Payee:
-    payee = family.payee_for_user(session, g.identity.sub)
+def _payee(session, *, lock: bool = False) -> Payee:
+    payee = family.payee_for_user(session, g.identity.sub, lock=lock)
     if payee is None:
         raise Forbidden("register first with PUT /parent/payee", type="payee-required")
     return payee
@@ -199,15 +199,17 @@ def create_booking(body: BookingCreate, header: BookingHeaders):
     request_fingerprint = fingerprint(body.model_dump(mode="json"))
     try:
         with session_scope() as session:
-            payee = _payee(session)
+            # Read and locked in one statement: serialises the family's idempotent retries and
+            # its holds (the cap) for the rest of this unit of work.
+            payee = _payee(session, lock=True)
             if key:
-                lock_payee(session, payee.id)
                 record = stored_response(session, payee_id=payee.id, key=key, request_fingerprint=request_fingerprint)
                 if record is not None:
                     return _replay(record)
             enrollment = hold_slot(
                 session, payee=payee, student_id=body.student_id, timeslot_id=body.timeslot_id,
                 instrument=body.instrument, plan=body.plan, start_date=body.start_date, actor=_actor(payee),
+                payee_locked=True,
             )
             answer = BookingAccepted(
                 id=enrollment.id, status=enrollment.status, expires_at=enrollment.provisional_expires_at,
