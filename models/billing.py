@@ -89,6 +89,13 @@ def add_plan(session: Session, *, name: str, frequency: str, amount_cents: int, 
     return plan
 
 
+# Built once (every booking names its plan by frequency).
+_NEWEST_ACTIVE_PLAN = (
+    select(Plan).where(Plan.frequency == sa.bindparam("frequency", type_=sa.String), Plan.active.is_(True))
+    .order_by(Plan.id.desc()).limit(1)
+)
+
+
 def get_plan(session: Session, ref: str | int) -> Plan:
     """A plan by id, or the newest active plan of a frequency name."""
     text = str(ref).strip().lower()
@@ -97,9 +104,7 @@ def get_plan(session: Session, ref: str | int) -> Plan:
     else:
         if text not in FREQUENCIES:
             raise Invalid(f"plan must be an id or one of {', '.join(FREQUENCIES)}", field="plan")
-        plan = session.exec(
-            select(Plan).where(Plan.frequency == text, Plan.active.is_(True)).order_by(Plan.id.desc())
-        ).first()
+        plan = session.execute(_NEWEST_ACTIVE_PLAN, {"frequency": text}).scalars().first()
     if plan is None:
         raise NotFound(f"no plan {ref!r}", field="plan")
     return plan

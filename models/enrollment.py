@@ -15,6 +15,7 @@ line of defence.
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -214,24 +215,12 @@ def _new_enrollment(
     start_date: date | None, status: str, offline: bool, now: datetime, actor: str,
 ) -> Enrollment:
     settings = get_settings()
-    # One statement locks the slot (FOR UPDATE OF timeslot on PostgreSQL; SQLite: the unit of
-    # work began IMMEDIATE) and reads what is checked on it: its teacher, the instrument by
-    # name, whether the teacher teaches it, whether a live enrollment holds the slot. The
-    # checks then run in the order they always had.
-    instrument_name = instrument.strip().lower()
-    teaches_it = sa.exists().where(TeacherInstrument.teacher_id == Timeslot.teacher_id,
-                                   TeacherInstrument.instrument_id == Instrument.id)
-    live = sa.exists().where(Enrollment.timeslot_id == Timeslot.id, Enrollment.status.in_(LIVE_STATUSES))
-    statement = (
-        select(Timeslot, Teacher.name, Teacher.active, Instrument.id, Instrument.name, teaches_it, live)
-        .join(Teacher, Teacher.id == Timeslot.teacher_id)
-        .outerjoin(Instrument, Instrument.name == instrument_name)
-        .where(Timeslot.id == timeslot_id)
-        .execution_options(populate_existing=True)
-    )
-    if is_postgres(session):
-        statement = statement.with_for_update(of=Timeslot)
-    row = session.exec(statement).first()
+    # Everything that needs no lock is read first, the checks in the order they always had:
+    # the slot with its teacher, the instrument by name, whether the teacher teaches it and
+    # whether a live enrollment already holds the slot (one statement), the plan, the
+    # semester with its closures. The slot's row lock is then held only for what must be
+    # read under it and the insert, so bookings racing for one slot queue for a short time.
+    row = session.execute(_SLOT_FACTS, {"timeslot_id": timeslot_id, "instrument_name": instrument.strip().lower()}).first()
     if row is None:  # no such slot: the errors keep their order (instrument, plan, then slot)
         get_instrument(session, instrument)
         if plan is not None:
@@ -255,16 +244,28 @@ def _new_enrollment(
             raise Invalid(f"start date {start_date} is more than {BOOKING_HORIZON.days} days ahead", field="start_date")
         if start_date.weekday() != slot.weekday:
             raise Invalid(f"{start_date} is not a {WEEKDAYS[slot.weekday].title()}", field="start_date")
+    if taken:  # a live enrollment was committed before this request: no need to queue for the lock
+        raise SlotTaken(f"timeslot {slot.id} ({slot.label}) is taken")
     semester, closures = _semester_with_closures(session, start_date or today)
     if semester and start_date and start_date > semester.ends_on:
         raise Invalid(f"{start_date} is after the semester ends", field="start_date")
     first_day = max(start_date or today, semester.starts_on if semester else today)
     first_lesson = _first_lesson_on_or_after(slot, first_day, closures, semester)
-    first_lesson = _first_lesson_clear_of_makeups(session, slot, first_lesson, closures, semester)
     if plan_row is not None and plan_row.frequency == "semester" and semester is None:
         raise Invalid("a semester plan needs a semester", field="plan")
-    if taken:
+    # The slot row lock serialises bookings of one slot (SQLite: the unit of work began
+    # IMMEDIATE); the slot is re-read under it (an admin may have closed it meanwhile).
+    slot = lock_row(session, Timeslot, slot.id)
+    if slot is None or not slot.active:
+        raise Invalid(f"timeslot {timeslot_id} is not open for booking", field="timeslot_id")
+    # A new statement after the lock, so its snapshot holds whatever the previous holder of
+    # the lock committed: a live enrollment of the slot, and the last booked make-up on it
+    # (a booked make-up owns its slot-date: the weekly lessons start after it).
+    live_id, last_makeup = session.execute(_live_and_last_makeup(), {"timeslot_id": slot.id}).one()
+    if live_id is not None:
         raise SlotTaken(f"timeslot {slot.id} ({slot.label}) is taken")
+    if last_makeup is not None and last_makeup >= first_lesson:
+        first_lesson = _first_lesson_on_or_after(slot, last_makeup + timedelta(days=1), closures, semester)
     enrollment = Enrollment(
         student_id=student.id, timeslot_id=slot.id, instrument_id=instrument_id,
         plan_id=plan_row.id if plan_row else None, semester_id=semester.id if semester else None,
@@ -272,13 +273,56 @@ def _new_enrollment(
         provisional_expires_at=now + timedelta(minutes=settings.PROVISIONAL_HOLD_MINUTES) if status == PROVISIONAL else None,
         created_at=now, updated_at=now,
     )
-    # `taken` was read with the statement's snapshot: a hold committed while this one waited
-    # for the slot lock is not in it. The partial unique index decides: the insert does
-    # nothing on a live enrollment of the slot, and no row back means the slot is taken.
+    # The partial unique index is the last line: the insert does nothing on a live
+    # enrollment of the slot, and no row back means the slot is taken.
     if not _insert_unless_slot_live(session, enrollment):
         raise SlotTaken(f"timeslot {slot.id} ({slot.label}) is taken")
     record_audit(session, actor=actor, action=f"enrollment.{'assign' if offline else 'hold'}", entity=enrollment, after=snapshot(enrollment))
     return enrollment
+
+
+# A student with their family's provisional holds counted (run under the payee's lock).
+_STUDENT_AND_HOLDS = select(
+    Student,
+    select(func.count(Enrollment.id))
+    .join(Student, Student.id == Enrollment.student_id)
+    .where(Student.payee_id == sa.bindparam("payee_id", type_=sa.Integer), Enrollment.status == PROVISIONAL)
+    .scalar_subquery(),
+).where(Student.id == sa.bindparam("student_id", type_=sa.Integer))
+
+
+# The slot with its teacher, the instrument named `:instrument_name`, whether the teacher
+# teaches it and whether a live enrollment holds the slot; read without a lock. Built once:
+# statement building costs more than PostgreSQL's answer.
+_SLOT_FACTS = (
+    select(
+        Timeslot, Teacher.name, Teacher.active, Instrument.id, Instrument.name,
+        sa.exists().where(TeacherInstrument.teacher_id == Timeslot.teacher_id,
+                          TeacherInstrument.instrument_id == Instrument.id),
+        sa.exists().where(Enrollment.timeslot_id == Timeslot.id, Enrollment.status.in_(LIVE_STATUSES)),
+    )
+    .join(Teacher, Teacher.id == Timeslot.teacher_id)
+    .outerjoin(Instrument, Instrument.name == sa.bindparam("instrument_name", type_=sa.String))
+    .where(Timeslot.id == sa.bindparam("timeslot_id", type_=sa.Integer))
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _live_and_last_makeup():
+    """A live enrollment of slot `:timeslot_id` (its id or NULL) and the latest date of a
+    booked or used make-up on it, in one statement (run under the slot's lock)."""
+    from models.attendance import MakeUp  # attendance imports this module
+
+    return select(
+        select(Enrollment.id)
+        .where(Enrollment.timeslot_id == sa.bindparam("timeslot_id", type_=sa.Integer),
+               Enrollment.status.in_(LIVE_STATUSES))
+        .limit(1).scalar_subquery(),
+        select(func.max(MakeUp.lesson_date))
+        .where(MakeUp.timeslot_id == sa.bindparam("timeslot_id", type_=sa.Integer),
+               MakeUp.status.in_(("booked", "used")))
+        .scalar_subquery(),
+    )
 
 
 def _semester_with_closures(session: Session, day: date) -> tuple[Semester | None, set[date]]:
@@ -340,13 +384,7 @@ def hold_slot(
     # The payee row lock serialises one family's holds (the cap); `payee_locked`: the caller
     # read `payee` with `payee_for_user(..., lock=True)` in this unit of work.
     locked_payee = payee if payee_locked else lock_row(session, Payee, payee.id)
-    holds_of_family = (
-        select(func.count(Enrollment.id))
-        .join(Student, Student.id == Enrollment.student_id)
-        .where(Student.payee_id == locked_payee.id, Enrollment.status == PROVISIONAL)
-        .scalar_subquery()
-    )
-    found = session.exec(select(Student, holds_of_family).where(Student.id == student_id)).first()
+    found = session.execute(_STUDENT_AND_HOLDS, {"student_id": student_id, "payee_id": locked_payee.id}).first()
     student, holds = found if found is not None else (None, 0)
     if student is None or student.archived_at is not None or student.payee_id != locked_payee.id:
         raise NotFound(f"no student {student_id}", field="student_id")  # as get_student: never Forbidden

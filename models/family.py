@@ -8,6 +8,7 @@ whether another page follows.
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models.attendance import MakeUp
@@ -77,14 +78,19 @@ def payee_for_user(session: Session, supabase_user_id: str, *, lock: bool = Fals
     statement (`lock_row`'s guarantee without a second round trip): a booking serialises
     one family's holds on it.
     """
-    statement = select(Payee).where(Payee.supabase_user_id == supabase_user_id)
     if lock:
         from models.db import is_postgres
 
-        if is_postgres(session):
-            statement = statement.with_for_update()
-        statement = statement.execution_options(populate_existing=True)
-    return session.exec(statement).first()
+        statement = _PAYEE_BY_SUB_LOCKED if is_postgres(session) else _PAYEE_BY_SUB_FRESH
+    else:
+        statement = _PAYEE_BY_SUB
+    return session.execute(statement, {"sub": supabase_user_id}).scalars().first()
+
+
+# Built once: every parent request reads its payee by sign-in subject.
+_PAYEE_BY_SUB = select(Payee).where(Payee.supabase_user_id == sa.bindparam("sub", type_=sa.String))
+_PAYEE_BY_SUB_FRESH = _PAYEE_BY_SUB.execution_options(populate_existing=True)
+_PAYEE_BY_SUB_LOCKED = _PAYEE_BY_SUB_FRESH.with_for_update()
 
 
 def payee_for_calendar_token(session: Session, token: str) -> Payee | None:
