@@ -7,9 +7,13 @@ does) and a provisional hold each; the plan's Stripe price exists already. Then 
 `book_enrollment` tasks are enqueued at once and the clock runs until every enrollment is
 active (the consumer also sends each booking confirmation, to files).
 
-The baseline makes the Stripe SDK calls of one booking — retrieve the customer (default
-card), list its subscriptions, create the subscription with an idempotency key — for N
-other customers with cards, from 4 threads, with nothing else around them.
+The baseline makes the Stripe SDK calls the pipeline makes for one such booking — retrieve
+the customer (no default card yet: Stripe's `setup_intent.succeeded` webhook, which would
+set it, is not sent by localstripe), list its cards, make the card the default, create the
+subscription with an idempotency key — for N other customers with a card attached the same
+way, from 4 threads, with nothing else around them. (Until 2026-11-24 it made three calls
+— retrieve, list subscriptions, create — for customers whose default was set untimed, while
+the pipeline made five for the same booking; `bench/results.md`, "Optimisations".)
 
 - bookings/min through the consumer ÷ bare call sequences/min   (target ≥ 0.7)
 - enrollments active, one Stripe subscription each              (N of N)
@@ -44,9 +48,7 @@ def _bare_sequences(base_url: str, price_id: str, count: int, *, prefix: str) ->
     customers = []
     for n in range(count):
         customer = client.v1.customers.create({"email": f"{prefix}{n}@bench.test", "name": f"Bare {n}"})
-        client.v1.payment_methods.attach("pm_card_visa", {"customer": customer.id})
-        methods = client.v1.payment_methods.list({"customer": customer.id, "type": "card"})
-        client.v1.customers.update(customer.id, {"invoice_settings": {"default_payment_method": methods.data[0].id}})
+        client.v1.payment_methods.attach("pm_card_visa", {"customer": customer.id})  # a card, not yet the default
         customers.append(customer.id)
     queue = list(enumerate(customers))
     lock = threading.Lock()
@@ -59,8 +61,13 @@ def _bare_sequences(base_url: str, price_id: str, count: int, *, prefix: str) ->
                     return
                 n, customer_id = queue.pop()
             try:
-                client.v1.customers.retrieve(customer_id)
-                client.v1.subscriptions.list({"customer": customer_id, "status": "all", "limit": 100})
+                customer = client.v1.customers.retrieve(customer_id)
+                if customer.invoice_settings.default_payment_method:
+                    failures.append(f"{customer_id} has a default card already")  # not the pipeline's case
+                methods = client.v1.payment_methods.list({"customer": customer_id, "type": "card"})
+                card = methods.data[-1].id
+                client.v1.customers.update(customer_id, {"invoice_settings": {"default_payment_method": card}},
+                                           {"idempotency_key": f"bare-{prefix}-{n}-default-{card}"})
                 subscription = client.v1.subscriptions.create(
                     {"customer": customer_id, "items": [{"price": price_id}], "payment_behavior": "error_if_incomplete",
                      "metadata": {"enrollment_id": f"{prefix}{n}"}},

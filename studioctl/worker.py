@@ -12,7 +12,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def worker(
-        workers: Annotated[int, typer.Option("--workers", "-w", help="Worker threads.")] = 4,
+        workers: Annotated[int, typer.Option("--workers", "-w", help="Workers (threads or processes).")] = 4,
+        worker_type: Annotated[str, typer.Option("--worker-type", "-k", help="thread or process.")] = "thread",
         periodic: Annotated[bool, typer.Option("--periodic/--no-periodic", help="Run the periodic jobs too.")] = True,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
     ) -> None:
@@ -21,20 +22,46 @@ def register(app: typer.Typer) -> None:
         Locks of periodic jobs are flushed at start: a consumer killed while holding one
         would otherwise block that job forever (Huey locks have no TTL).
 
+        Threads are the default (`-w 4`): on the 2-core box, `-k process -w 2` and `-w 2` were
+        within the noise of it in bench/pipeline.py (bench/results.md, "Optimisations"), and a
+        process worker outlives a consumer killed with -9 (Huey does not stop orphans).
+
         Example: studioctl worker --workers 4
         """
         import logging
+
+        if worker_type not in ("thread", "process"):
+            raise typer.BadParameter("thread or process", param_hint="--worker-type")
 
         from huey.consumer_options import ConsumerConfig
 
         from models.config import get_settings
         from workers.tasks import huey
 
+        _warm_up()
         settings = get_settings()
-        config = ConsumerConfig(workers=workers, worker_type="thread", periodic=periodic, flush_locks=True,
+        config = ConsumerConfig(workers=workers, worker_type=worker_type, periodic=periodic, flush_locks=True,
                                 verbose=True if verbose else None, initial_delay=0.1, max_delay=2.0)
         config.setup_logger()
         logging.getLogger("huey").info(
             "queue %s on %s", huey.name, "Redis" if settings.REDIS_URL else "SQLite beside the database")
         consumer = huey.create_consumer(**config.values)
         consumer.run()
+
+
+def _warm_up() -> None:
+    """Import what the tasks import lazily (Stripe's SDK, the pipeline, the mailer), configure
+    the ORM mappers and compile the email templates before the workers start: process workers
+    are forked after this and share it instead of each paying ~0.3 s of CPU on its first task,
+    and thread workers start warm. No database or Stripe connection is opened here (a forked
+    worker must not inherit one)."""
+    from sqlalchemy.orm import configure_mappers
+
+    from models.outbox import TEMPLATES
+    from workers import mailer, pipeline, webhook_events  # noqa: F401
+    from workers.emails import environment
+
+    configure_mappers()
+    for template in TEMPLATES:
+        for part in ("subject.txt", "body.txt", "body.html"):
+            environment().get_template(f"{template}/{part}")

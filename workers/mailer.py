@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import formataddr, make_msgid
 from pathlib import Path
 
@@ -50,6 +53,18 @@ def custom_id(email_id: int) -> str:
     return f"email-{email_id}"
 
 
+_UTF8_8BIT = Charset("utf-8")
+_UTF8_8BIT.body_encoding = None  # 8bit, readable in the .eml (as EmailMessage.set_content wrote it)
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
+
+
+def _text_part(body: str, subtype: str) -> MIMEText:
+    if any(len(line) > 990 for line in body.splitlines()):
+        return MIMEText(body, subtype, _UTF8_QP)  # no line past SMTP's 998 octets
+    return MIMEText(body, subtype, "us-ascii" if body.isascii() else _UTF8_8BIT)
+
+
 class FileBackend:
     """Writes each email as `<id>-<template>.eml` in OUTBOX_DIR (the embedded default)."""
 
@@ -59,14 +74,16 @@ class FileBackend:
         self.studio = settings.STUDIO_NAME
 
     def send(self, *, email_id: int, template: str, recipient: str, message: RenderedEmail) -> str:
-        mail = EmailMessage()
-        mail["From"] = formataddr((self.studio, self.sender))
+        # The compat32 MIME classes: the same multipart/alternative message (UTF-8 parts 8bit,
+        # RFC 2047 subject) for a third of `EmailMessage`'s header-parsing CPU (bench/pipeline.py).
+        mail = MIMEMultipart("alternative")
+        mail["From"] = formataddr((self.studio, self.sender), charset="utf-8")
         mail["To"] = recipient
-        mail["Subject"] = message.subject
+        mail["Subject"] = message.subject if message.subject.isascii() else Header(message.subject, "utf-8")
         mail["Message-ID"] = make_msgid(idstring=custom_id(email_id), domain="studio.local")
         mail["X-Studio-Template"] = template
-        mail.set_content(message.text)
-        mail.add_alternative(message.html, subtype="html")
+        mail.attach(_text_part(message.text, "plain"))
+        mail.attach(_text_part(message.html, "html"))
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / f"{email_id:06d}-{template}.eml"
