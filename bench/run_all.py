@@ -19,6 +19,17 @@ from bench.common import Figure, machine_facts, print_figures
 
 BENCHES = ("booking", "discovery", "cli", "dashboard", "pipeline", "memory")
 RESULTS = Path(__file__).resolve().parent / "results.md"
+KEPT_SECTION = "## Optimisations"  # hand-written before/after notes: carried over by every run
+
+
+def kept_section(path: Path) -> str:
+    """The `## Optimisations` section of an existing results file (heading to the end), or ''."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return ""
+    start = text.find("\n" + KEPT_SECTION)
+    return text[start + 1:].rstrip() + "\n" if start >= 0 else ""
 
 
 def render_markdown(figures: list[Figure], failures: dict[str, str], facts: dict[str, str], seconds: float) -> str:
@@ -71,7 +82,9 @@ def main() -> None:
         print_figures(f"bench.{name}", result)
         figures.extend(result)
     elapsed = time.perf_counter() - started
-    Path(args.output).write_text(render_markdown(figures, failures, machine_facts(), elapsed))
+    output = Path(args.output)
+    kept = kept_section(output)
+    output.write_text(render_markdown(figures, failures, machine_facts(), elapsed) + ("\n" + kept if kept else ""))
     print(f"wrote {args.output}")
 
 
