@@ -757,7 +757,6 @@ def in_process_app(env: dict[str, str]):
     """`webapi.create_app()` in this process with `env` applied (for counting statements);
     the environment and settings are restored on exit."""
     from models.config import reset_settings
-    from models.db import dispose_engines
 
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
@@ -767,10 +766,19 @@ def in_process_app(env: dict[str, str]):
 
         yield create_app()
     finally:
-        dispose_engines()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        reset_settings()
+        restore_environ(saved)
+
+
+def restore_environ(saved: dict[str, str | None]) -> None:
+    """Put back the environment variables a bench changed in-process (None: was unset), and
+    forget the engines and settings built from the bench's values."""
+    from models.config import reset_settings
+    from models.db import dispose_engines
+
+    dispose_engines()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    reset_settings()

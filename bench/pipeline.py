@@ -31,8 +31,8 @@ import threading
 import time
 
 from bench.common import (
-    VENV_BIN, Figure, bench_database, bench_env, bound_figure, flush_queue, print_figures, ratio_figure, seed_studio,
-    sql, stop_process, work_dir,
+    VENV_BIN, Figure, bench_database, bench_env, bound_figure, flush_queue, print_figures, ratio_figure,
+    restore_environ, seed_studio, sql, stop_process, work_dir,
 )
 
 BENCH = "pipeline"
@@ -149,7 +149,6 @@ def run(*, bookings: int = 100, timeout: float = 120.0) -> list[Figure]:
     from tests.support.stripe_server import start_subprocess
 
     from models.config import reset_settings
-    from models.db import dispose_engines
 
     folder = work_dir("pipeline")
     stripe_log = folder / "localstripe.log"
@@ -201,13 +200,7 @@ def run(*, bookings: int = 100, timeout: float = 120.0) -> list[Figure]:
                 stop_process(consumer, sig=signal.SIGINT)
             stop_process(stripe_process)
             flush_queue(env)
-            dispose_engines()
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            reset_settings()
+            restore_environ(saved)
     pipeline_rate = bookings / pipeline_seconds * 60
     bare_rate = bookings / bare_seconds * 60
     return [
