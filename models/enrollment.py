@@ -31,7 +31,7 @@ from models.errors import Conflict, Invalid, NotFound, SlotTaken, TooManyHolds
 from models.outbox import queue_admin_alert, queue_email
 from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument, get_instrument, get_student, teaches
 from models.scheduling import (
-    Semester, SemesterClosure, Timeslot, all_closures, closures_of, format_minute, semester_on, slot_dates, WEEKDAYS,
+    Semester, SemesterClosure, Timeslot, all_closures, closures_of, format_minute, occurrence_start, semester_on, slot_dates, WEEKDAYS,
 )
 
 PROVISIONAL, ACTIVE, PAST_DUE = "provisional", "active", "past_due"
@@ -189,27 +189,6 @@ def _first_lesson_on_or_after(slot: Timeslot, day: date, closures: set[date], se
     return dates[0]
 
 
-def _first_lesson_clear_of_makeups(
-    session: Session, slot: Timeslot, first_lesson: date, closures: set[date], semester: Semester | None,
-) -> date:
-    """The first lesson on or after `first_lesson` with no booked make-up on the slot from then on.
-
-    A booked make-up owns its slot-date, so a new weekly lesson may not land on it: the
-    enrollment starts after the last such make-up (the caller holds the slot's row lock,
-    which `book_makeup` takes too).
-    """
-    from models.attendance import MakeUp  # attendance imports this module
-
-    last_makeup = session.exec(
-        select(func.max(MakeUp.lesson_date)).where(
-            MakeUp.timeslot_id == slot.id, MakeUp.status.in_(("booked", "used")), MakeUp.lesson_date >= first_lesson,
-        )
-    ).one()
-    if last_makeup is None:
-        return first_lesson
-    return _first_lesson_on_or_after(slot, last_makeup + timedelta(days=1), closures, semester)
-
-
 def _new_enrollment(
     session: Session, *, student: Student, timeslot_id: int, instrument: str, plan: str | int | None,
     start_date: date | None, status: str, offline: bool, now: datetime, actor: str,
@@ -244,12 +223,16 @@ def _new_enrollment(
             raise Invalid(f"start date {start_date} is more than {BOOKING_HORIZON.days} days ahead", field="start_date")
         if start_date.weekday() != slot.weekday:
             raise Invalid(f"{start_date} is not a {WEEKDAYS[slot.weekday].title()}", field="start_date")
+        if start_date == today and occurrence_start(today, slot.start_minute, settings.tz) <= now:
+            raise Invalid(f"today's {slot.label} lesson has already started; start next week", field="start_date")
     if taken:  # a live enrollment was committed before this request: no need to queue for the lock
         raise SlotTaken(f"timeslot {slot.id} ({slot.label}) is taken")
     semester, closures = _semester_with_closures(session, start_date or today)
     if semester and start_date and start_date > semester.ends_on:
         raise Invalid(f"{start_date} is after the semester ends", field="start_date")
-    first_day = max(start_date or today, semester.starts_on if semester else today)
+    # Without a start date the first lesson is the next one that has not started yet.
+    earliest = today if occurrence_start(today, slot.start_minute, settings.tz) > now else today + timedelta(days=1)
+    first_day = max(start_date or earliest, semester.starts_on if semester else earliest)
     first_lesson = _first_lesson_on_or_after(slot, first_day, closures, semester)
     if plan_row is not None and plan_row.frequency == "semester" and semester is None:
         raise Invalid("a semester plan needs a semester", field="plan")

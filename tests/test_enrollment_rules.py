@@ -247,3 +247,21 @@ def test_the_live_slot_index_refuses_a_hold_even_when_the_taken_check_was_stale(
         assert _insert_unless_slot_live(unit, row) is True
         assert row.id is not None and unit.get(Enrollment, row.id) is row
     assert session.get(Enrollment, row.id).timeslot_id == studio["slots"][3].id
+
+
+def test_a_hold_made_after_todays_lesson_started_begins_next_week(studio, session):
+    """NOW is Tuesday 10:00 in New York; a Tuesday 09:00 slot already ran today."""
+    morning = factories.timeslot(session, teacher_row=studio["teacher"], weekday=1, start="09:00")
+    evening = factories.timeslot(session, teacher_row=studio["teacher"], weekday=1, start="17:00")
+    session.commit()
+    with session_scope() as unit:
+        late = hold_slot(unit, payee=studio["payee"], student_id=studio["kids"][0].id, timeslot_id=morning.id,
+                         instrument="piano", plan=studio["plan"].id, actor="payee", now=NOW)
+        soon = hold_slot(unit, payee=studio["payee"], student_id=studio["kids"][1].id, timeslot_id=evening.id,
+                         instrument="piano", plan=studio["plan"].id, actor="payee", now=NOW)
+    assert late.start_date == date(2026, 12, 1) and soon.start_date == date(2026, 11, 24)
+    with pytest.raises(Invalid, match="already started"):
+        with session_scope() as unit:
+            assign_enrollment(unit, student_id=studio["kids"][0].id, timeslot_id=factories.timeslot(
+                session, teacher_row=studio["teacher"], weekday=1, start="08:00").id, instrument="piano",
+                plan=None, offline=True, start_date=date(2026, 11, 24), actor="admin", now=NOW)
