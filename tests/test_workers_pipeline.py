@@ -122,3 +122,36 @@ def test_an_enrollment_no_longer_provisional_is_left_alone(session, stripe_env, 
     session.commit()
     assert run_booking(enrollment.id) == "skipped"
     assert _reload(session, Payee, payee.id).stripe_customer_id is None
+
+
+def test_a_rerun_after_the_semester_price_changed_does_not_charge_a_second_time(session, stripe_env, task_queue):
+    """The worker charged, then died before recording it; meanwhile the admin closed a date, so
+    the re-run prices the semester one lesson lower. The earlier charge must be found, not
+    repeated under a new amount (and so a new idempotency key)."""
+    from datetime import timedelta
+
+    from models.enrollment import touch_pipeline
+    from models.scheduling import add_closure
+    from workers.pipeline import run_booking, stable_key
+    from workers.stripe_gateway import StripeGateway
+
+    enrollment, payee, plan, semester = provisional_booking(session, frequency="semester", amount_cents=3200)
+    customer_id = add_card(stripe_env.client(), payee.id)
+    lessons = lesson_dates(session, enrollment, first=local_today())
+    gateway = StripeGateway()
+    # What the killed run had done: its start recorded, then the charge sent with its key.
+    touch_pipeline(session, _reload(session, Enrollment, enrollment.id), "charging")
+    session.commit()
+    first = gateway.charge_off_session(
+        enrollment_id=enrollment.id, customer_id=customer_id, payment_method_id=gateway.default_payment_method(customer_id),
+        amount_cents=3200 * len(lessons), currency="usd", key=stable_key("booking", enrollment.id, enrollment.created_at),
+    )
+    assert first["status"] == "succeeded"
+    add_closure(session, semester=semester, closed_on=lessons[2], actor="admin")
+    session.commit()
+    posts = stripe_env.post_counts().get("/v1/payment_intents", 0)
+
+    assert run_booking(enrollment.id) == "active"
+    enrollment = _reload(session, Enrollment, enrollment.id)
+    assert enrollment.stripe_payment_intent_id == first["id"]
+    assert stripe_env.post_counts().get("/v1/payment_intents", 0) == posts  # no second charge

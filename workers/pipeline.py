@@ -216,7 +216,10 @@ def run_booking(enrollment_id: int) -> str:
     else:
         if booking.lessons_left <= 0:
             raise TerminalStripeError("no billable lesson left in the semester")
-        intent = gateway.charge_off_session(
+        # The amount follows the calendar (a day passing, a closure added), and with it the
+        # charge's key: a re-run looks for the earlier charge instead of trusting the key.
+        existing = None if booking.first_attempt else gateway.find_payment(customer_id, enrollment_id)
+        intent = existing or gateway.charge_off_session(
             enrollment_id=enrollment_id, customer_id=customer_id, payment_method_id=payment_method,
             amount_cents=booking.amount_cents * booking.lessons_left, currency=booking.currency, key=booking.key,
         )

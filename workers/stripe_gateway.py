@@ -224,6 +224,16 @@ class StripeGateway:
             self._key(f"{key}-subscription"),
         )
 
+    def find_payment(self, customer_id: str, enrollment_id: int) -> dict | None:
+        """A payment already taken (or being taken) for this enrollment: a re-run must not charge
+        again, even when the semester's price (and so the charge's key) changed meanwhile."""
+        listing = self._call(self.v1.payment_intents.list, {"customer": customer_id, "limit": 100})
+        for intent in listing.get("data") or []:
+            if (intent.get("metadata") or {}).get("enrollment_id") == str(enrollment_id) and \
+                    intent.get("status") in ("succeeded", "processing", "requires_capture"):
+                return intent
+        return None
+
     def charge_off_session(self, *, enrollment_id: int, customer_id: str, payment_method_id: str,
                            amount_cents: int, currency: str, key: str) -> dict:
         """One off-session PaymentIntent (the semester plan); a decline raises a terminal error."""

@@ -12,6 +12,7 @@ Gaps bridged (each measured against localstripe 1.15.10 with stripe-python 16):
 7. Paying a subscription's invoice that fails leaves the subscription `active` and emits
    nothing: like Stripe, it becomes `past_due` with `invoice.payment_failed` and
    `customer.subscription.updated`; a later successful payment emits the update too.
+8. `GET /v1/payment_intents?customer=` is refused ("Unexpected customer"): filtered here, newest first.
 Test helpers (not Stripe): `POST /_config/compat/faults` (make a path fail N times or answer late),
 `DELETE /_config/compat/faults`, `GET /_config/compat/requests` (counts of POSTs by path).
 Not bridged (our code copes): `customer.subscription.updated` is never emitted (the
@@ -75,6 +76,21 @@ def _subscription_create(cls, **data):
 
 
 Subscription._api_create = classmethod(_subscription_create)
+
+
+# 8. payment_intents list filtered by customer
+_original_payment_intent_list = resources.PaymentIntent._api_list_all.__func__
+
+
+def _payment_intent_list(cls, url, customer=None, limit=None, starting_after=None, **kwargs):
+    listing = _original_payment_intent_list(cls, url, limit=limit, starting_after=starting_after, **kwargs)
+    if customer is not None:
+        listing._list = [intent for intent in listing._list if intent.customer == customer]
+    listing._list.sort(key=lambda intent: intent.created, reverse=True)
+    return listing
+
+
+resources.PaymentIntent._api_list_all = classmethod(_payment_intent_list)
 
 # 5. invoice.paid after invoice.payment_succeeded
 _original_schedule = resources.schedule_webhook
