@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from datetime import timedelta
+
 import pytest
 from sqlmodel import select
 
@@ -128,8 +132,6 @@ def test_a_rerun_after_the_semester_price_changed_does_not_charge_a_second_time(
     """The worker charged, then died before recording it; meanwhile the admin closed a date, so
     the re-run prices the semester one lesson lower. The earlier charge must be found, not
     repeated under a new amount (and so a new idempotency key)."""
-    from datetime import timedelta
-
     from models.enrollment import touch_pipeline
     from models.scheduling import add_closure
     from workers.pipeline import run_booking, stable_key
@@ -155,3 +157,39 @@ def test_a_rerun_after_the_semester_price_changed_does_not_charge_a_second_time(
     enrollment = _reload(session, Enrollment, enrollment.id)
     assert enrollment.stripe_payment_intent_id == first["id"]
     assert stripe_env.post_counts().get("/v1/payment_intents", 0) == posts  # no second charge
+
+
+def test_a_subscription_that_lands_after_the_hold_expired_is_cancelled_and_its_payment_refunded(committed_db, stripe_env, task_queue):
+    """The hold expires while Stripe is creating the subscription (its first invoice is paid at
+    once): the pipeline cancels it and gives the first payment back, as it does for semesters."""
+    from sqlmodel import Session
+
+    from models.base import utcnow
+    from models.db import get_engine, session_scope
+    from models.enrollment import expire_provisional_holds
+    from workers.pipeline import run_booking
+
+    with Session(get_engine(), expire_on_commit=False) as setup:
+        enrollment, payee, _, _ = provisional_booking(setup, frequency="monthly")
+    customer_id = add_card(stripe_env.client(), payee.id)
+    stripe_env.fault("/v1/subscriptions", delay_after=1.5)  # created, answer late
+    before = stripe_env.post_counts().get("/v1/subscriptions", 0)
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(run_booking(enrollment.id)))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while stripe_env.post_counts().get("/v1/subscriptions", 0) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with session_scope() as session:
+        [expired] = expire_provisional_holds(session, now=utcnow() + timedelta(days=1))
+        assert expired.id == enrollment.id
+    worker.join(timeout=30)
+    assert outcome == ["undone"]
+
+    client = stripe_env.client()
+    [subscription] = stripe_env.subscriptions(customer_id)
+    assert subscription["status"] == "canceled"
+    invoice = client.v1.invoices.retrieve(subscription["latest_invoice"])
+    assert invoice.status == "paid" and invoice.payment_intent
+    refunds = client.v1.refunds.list({"payment_intent": invoice.payment_intent}).data
+    assert [refund.amount for refund in refunds] == [invoice.amount_paid]

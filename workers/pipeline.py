@@ -162,10 +162,14 @@ def _wait_for_card(enrollment_id: int, payee_email: str) -> None:
         )
 
 
-def _undo_late_charge(gateway: StripeGateway, enrollment_id: int, *, subscription_id: str | None, payment_intent_id: str | None) -> None:
-    """The hold ended (expired, cancelled) while Stripe was charging: take the charge back."""
+def _undo_late_charge(gateway: StripeGateway, enrollment_id: int, *, subscription_id: str | None,
+                      payment_intent_id: str | None, invoice_id: str | None = None) -> None:
+    """The hold ended (expired, cancelled) while Stripe was charging: take the charge back
+    (a subscription's first invoice is paid on creation: cancelling alone would keep the money)."""
     if subscription_id:
         gateway.cancel_subscription(subscription_id)
+        if invoice_id:
+            gateway.refund_invoice(invoice_id)
     if payment_intent_id:
         gateway.refund_payment_intent(payment_intent_id, key=f"{payment_intent_id}-refund")
     with session_scope() as session:
@@ -241,7 +245,8 @@ def run_booking(enrollment_id: int) -> str:
         )
     if activated or already:
         return "active"
-    _undo_late_charge(gateway, enrollment_id, subscription_id=subscription_id, payment_intent_id=payment_intent_id)
+    _undo_late_charge(gateway, enrollment_id, subscription_id=subscription_id, payment_intent_id=payment_intent_id,
+                      invoice_id=invoice_id)
     return "undone"
 
 
