@@ -62,6 +62,9 @@ def replay(kind: str, payload: dict) -> str:
     if kind == "cancel_subscription":
         tasks.cancel_subscription(payload["enrollment_id"])
         return f"cancellation of enrollment {payload['enrollment_id']}'s subscription queued again"
+    if kind == "undo_orphan_charges":
+        tasks.undo_orphan_charges(payload["enrollment_id"])
+        return f"the Stripe check of ended booking {payload['enrollment_id']} queued again"
     if kind == "book_enrollment":
         raise Invalid("a failed booking is final: the parent books again (the slot is free)")
     raise Invalid(f"no replay for dead letters of kind {kind!r}")

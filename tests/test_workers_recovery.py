@@ -318,3 +318,48 @@ def test_payment_intent_events_for_other_payments_are_ignored(session, stripe_en
     assert _deliver(webhook_client, task_queue, "payment_intent.payment_failed", ours) == []  # already active
     assert [event.status for event in session.exec(select(StripeEvent)).all()] == ["ignored", "ignored"]
     assert _reload(session, enrollment.id).status == "active"
+
+
+# A charge whose booking ended before the pipeline could record it ---------------------------
+
+
+def test_a_subscription_left_by_a_killed_worker_is_undone_when_the_hold_expires(session, stripe_env, task_queue):
+    """The worker created the subscription (first invoice paid), then died; the consumer stayed
+    down past the hold. Expiring the hold must not leave Stripe billing a slot nobody holds."""
+    from workers.periodic import run_job
+    from workers.pipeline import stable_key
+    from workers.stripe_gateway import StripeGateway
+
+    enrollment, payee, plan, _ = provisional_booking(session, frequency="monthly")
+    customer_id = add_card(stripe_env.client(), payee.id)
+    gateway = StripeGateway()
+    gateway.default_payment_method(customer_id)
+    price_id = stripe_env.client().v1.prices.create({
+        "product": stripe_env.client().v1.products.create({"name": "monthly"}).id, "unit_amount": 12000,
+        "currency": "usd", "recurring": {"interval": "month"},
+    }).id
+    subscription = gateway.create_subscription(  # what the killed worker had sent
+        enrollment_id=enrollment.id, customer_id=customer_id, price_id=price_id,
+        key=stable_key("booking", enrollment.id, enrollment.created_at),
+    )
+    assert subscription["status"] == "active"
+    enrollment = _reload(session, enrollment.id)
+    enrollment.provisional_expires_at = utcnow() - timedelta(minutes=1)
+    session.add(enrollment)
+    session.commit()
+    task_queue.clear()
+
+    assert run_job("expire_provisional_holds") == {"expired": [enrollment.id]}
+    task_queue.run_all()
+    assert _reload(session, enrollment.id).status == "expired"
+    [after] = stripe_env.subscriptions(customer_id)
+    assert after["status"] == "canceled"
+    client = stripe_env.client()
+    invoice = client.v1.invoices.retrieve(after["latest_invoice"])
+    assert [r.amount for r in client.v1.refunds.list({"payment_intent": invoice.payment_intent}).data] == [12000]
+    session.expire_all()
+    assert session.exec(select(EmailLog).where(EmailLog.dedupe_key.like(f"late_charge:{enrollment.id}:%"))).all()
+
+    task_queue.clear()  # running the expiry again changes nothing
+    assert run_job("expire_provisional_holds") == {"expired": []}
+    assert task_queue.pending() == []

@@ -32,9 +32,14 @@ ACTOR = "worker"
 
 def expire_provisional_holds() -> dict:
     """Provisional holds past their expiry → expired, slot free, parent and admin told."""
+    from workers.tasks import undo_orphan_charges
+
     with session_scope() as session:
-        expired = enrollment_ops.expire_provisional_holds(session, actor=ACTOR)
-        return {"expired": [enrollment.id for enrollment in expired]}
+        expired = [enrollment.id for enrollment in enrollment_ops.expire_provisional_holds(session, actor=ACTOR)]
+        # A worker may have died after Stripe charged (and stayed down past the hold): look.
+        for enrollment_id in expired:
+            after_commit(session, lambda enrollment_id=enrollment_id: undo_orphan_charges(enrollment_id))
+    return {"expired": expired}
 
 
 def reconcile_bookings(stale_after: timedelta | None = None) -> dict:

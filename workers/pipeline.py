@@ -263,6 +263,36 @@ def fail_booking(enrollment_id: int, reason: str, *, kind: str = "book_enrollmen
         return failed
 
 
+def undo_orphan_charges(enrollment_id: int) -> str:
+    """A booking that ended (hold expired, failed) without recording a charge: a worker may have
+    died after Stripe took it, or Stripe's answer was lost. Any live subscription or taken
+    payment carrying this enrollment's id and not linked to it is cancelled and refunded.
+    `undone` or `clean`; `skipped` while the enrollment is still live (the pipeline owns it)."""
+    from models.enrollment import LIVE_STATUSES, Enrollment
+
+    with session_scope(write=False) as session:
+        enrollment = session.get(Enrollment, enrollment_id)
+        if enrollment is None or enrollment.status in LIVE_STATUSES:
+            return "skipped"
+        customer_id = enrollment_ops.payee_of(session, enrollment).stripe_customer_id
+        linked = {enrollment.stripe_subscription_id, enrollment.stripe_payment_intent_id} - {None}
+    if not customer_id:
+        return "clean"
+    gateway = StripeGateway()
+    subscription = gateway.find_subscription(customer_id, enrollment_id)
+    payment = gateway.find_payment(customer_id, enrollment_id)
+    subscription = subscription if subscription and subscription["id"] not in linked else None
+    payment = payment if payment and payment["id"] not in linked else None
+    if subscription is None and payment is None:
+        return "clean"
+    latest = (subscription or {}).get("latest_invoice")
+    _undo_late_charge(
+        gateway, enrollment_id, subscription_id=subscription and subscription["id"],
+        payment_intent_id=payment and payment["id"], invoice_id=latest.get("id") if isinstance(latest, dict) else latest,
+    )
+    return "undone"
+
+
 def resume_bookings_of_customer(customer_id: str) -> list[int]:
     """Provisional enrollments of the customer's payee (waiting for a card): ids to re-run."""
     from sqlmodel import select

@@ -5,6 +5,7 @@ The public entry points other layers enqueue (keep these names and signatures):
 - `cancel_subscription(enrollment_id)`  cancel the Stripe side of a cancelled enrollment
 - `send_email(email_id)`                send one EmailLog row (dispatched automatically after commit)
 - `process_stripe_event(event_id)`      act on a stored StripeEvent row (local id)
+- `undo_orphan_charges(enrollment_id)`  cancel/refund Stripe charges of a booking that ended unrecorded
 
 Transient errors (Stripe or Mailjet unreachable, 5xx, rate limits) are raised so Huey
 retries with backoff; when the last retry fails, the SIGNAL_ERROR handler below (the
@@ -62,6 +63,19 @@ def cancel_subscription(enrollment_id: int) -> str:
 
 
 @huey.task(**RETRYING)
+def undo_orphan_charges(enrollment_id: int) -> str:
+    """Cancel and refund what Stripe charged for a booking that ended without recording it."""
+    from workers import pipeline
+    from workers.stripe_gateway import TerminalStripeError
+
+    try:
+        return pipeline.undo_orphan_charges(enrollment_id)
+    except TerminalStripeError as error:
+        _undo_failed(enrollment_id, str(error))
+        return "failed"
+
+
+@huey.task(**RETRYING)
 def send_email(email_id: int) -> str:
     """Send one queued email (sent once, whatever the retries)."""
     from workers.mailer import deliver
@@ -90,10 +104,25 @@ def _cancel_failed(enrollment_id: int, error: str) -> None:
         )
 
 
+def _undo_failed(enrollment_id: int, error: str) -> None:
+    from models.config import get_settings
+    from models.db import session_scope
+
+    with session_scope() as session:
+        outbox.add_dead_letter(session, kind="undo_orphan_charges", payload={"enrollment_id": enrollment_id}, error=error)
+        outbox.queue_admin_alert(
+            session, subject=f"Checking Stripe for charges of ended booking {enrollment_id} failed",
+            message=f"{error}. Look for a subscription or payment with metadata enrollment_id={enrollment_id} "
+                    "in the Stripe dashboard, cancel and refund it, then resolve the dead letter.",
+            dedupe_key=f"undo_failed:{enrollment_id}", admins=get_settings().admin_emails,
+        )
+
+
 def _booking_failed(enrollment_id: int, error: str) -> None:
     from workers.pipeline import fail_booking
 
-    fail_booking(enrollment_id, f"Stripe could not be reached, gave up after retries ({error})")
+    if fail_booking(enrollment_id, f"Stripe could not be reached, gave up after retries ({error})"):
+        undo_orphan_charges(enrollment_id)  # a lost answer may hide a charge that went through
 
 
 def _email_failed(email_id: int, error: str) -> None:
@@ -111,6 +140,7 @@ def _event_failed(event_id: int, error: str) -> None:
 FINAL_FAILURE = {
     "book_enrollment": _booking_failed,
     "cancel_subscription": _cancel_failed,
+    "undo_orphan_charges": _undo_failed,
     "send_email": _email_failed,
     "process_stripe_event": _event_failed,
 }
