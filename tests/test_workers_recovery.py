@@ -363,3 +363,24 @@ def test_a_subscription_left_by_a_killed_worker_is_undone_when_the_hold_expires(
     task_queue.clear()  # running the expiry again changes nothing
     assert run_job("expire_provisional_holds") == {"expired": []}
     assert task_queue.pending() == []
+
+
+def test_switching_the_default_card_back_to_an_earlier_one_takes_effect(session, stripe_env):
+    """Card A, then card B, then A again (the parent went back to the first card): setting a
+    default is idempotent by nature, and a key per (customer, card) made Stripe replay the first
+    answer to A's key instead of switching back."""
+    from workers.stripe_gateway import StripeGateway
+
+    _, payee, _, _ = provisional_booking(session, frequency="monthly")
+    customer_id = add_card(stripe_env.client(), payee.id)
+    gateway = StripeGateway()
+    first = gateway.default_payment_method(customer_id)
+    second = stripe_env.client().v1.payment_methods.create({
+        "type": "card", "card": {"number": "5555555555554444", "exp_month": 12, "exp_year": 2040, "cvc": "123"},
+    }).id
+    stripe_env.client().v1.payment_methods.attach(second, {"customer": customer_id})
+    assert second != first
+    gateway.set_default_payment_method(customer_id, second)
+    assert gateway.default_payment_method(customer_id) == second
+    gateway.set_default_payment_method(customer_id, first)
+    assert gateway.default_payment_method(customer_id) == first

@@ -162,11 +162,12 @@ class StripeGateway:
         return self.set_default_payment_method(customer_id, data[-1]["id"])
 
     def set_default_payment_method(self, customer_id: str, payment_method_id: str) -> str:
-        """Make a card the customer's default for invoices and off-session charges."""
+        """Make a card the customer's default for invoices and off-session charges. No idempotency
+        key: setting a value is idempotent by itself, and a key per (customer, card) made Stripe
+        replay the first answer when a parent went back to an earlier card (A, B, A)."""
         self._call(
             self.v1.customers.update, customer_id,
             {"invoice_settings": {"default_payment_method": payment_method_id}},
-            self._key(f"customer-{customer_id}-default-{payment_method_id}"),
         )
         return payment_method_id
 
