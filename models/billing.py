@@ -124,6 +124,14 @@ def record_stripe_event(session: Session, *, event_id: str, type: str, payload: 
     return event
 
 
+def stuck_stripe_events(session: Session, *, older_than: datetime) -> list[int]:
+    """Ids of events still `received` since before `older_than` (their processing task was lost)."""
+    return list(session.exec(
+        select(StripeEvent.id).where(StripeEvent.status == "received", StripeEvent.received_at <= older_than)
+        .order_by(StripeEvent.id)
+    ).all())
+
+
 def get_stripe_event(session: Session, ref: str | int) -> StripeEvent:
     """An event by local id or Stripe event id."""
     text = str(ref).strip()

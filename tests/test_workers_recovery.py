@@ -384,3 +384,28 @@ def test_switching_the_default_card_back_to_an_earlier_one_takes_effect(session,
     assert gateway.default_payment_method(customer_id) == second
     gateway.set_default_payment_method(customer_id, first)
     assert gateway.default_payment_method(customer_id) == first
+
+
+def test_a_stored_event_whose_processing_task_was_lost_is_processed_by_the_retry_job(session, stripe_env, task_queue, webhook_client):
+    """Stripe got its 200 (the event is stored), but the enqueue failed after the commit or the
+    consumer died holding the task: Stripe will not resend it, so a periodic job must."""
+    from models.billing import StripeEvent
+    from workers.periodic import JOBS, run_job
+
+    response = webhooks.post(webhook_client, webhooks.event("customer.created", {"id": "cus_lost", "object": "customer"}),
+                             WEBHOOK_SECRET)
+    assert response.status_code == 200
+    task_queue.clear()  # the task is gone
+    [event] = session.exec(select(StripeEvent)).all()
+    assert event.status == "received"
+    assert run_job("retry_stuck_events") == {"requeued": []}  # too fresh: its task may still be on its way
+    session.exec(sa.update(StripeEvent).values(received_at=utcnow() - timedelta(minutes=30)))
+    session.commit()
+
+    assert "retry_stuck_events" in JOBS
+    assert run_job("retry_stuck_events") == {"requeued": [event.id]}
+    assert task_queue.pending() == [("process_stripe_event", (event.id,))]
+    task_queue.run_all()
+    session.expire_all()
+    assert session.get(StripeEvent, event.id).status == "ignored"
+    assert run_job("retry_stuck_events") == {"requeued": []}

@@ -5,8 +5,8 @@ Each job is a plain function returning a JSON-safe summary, registered in `JOBS`
 `studioctl jobs list | run NAME` shows and runs) and wrapped as a Huey periodic task under
 `lock_task` (locks have no TTL: the consumer starts with --flush-locks).
 
-Huey is at-most-once: a task popped by a consumer that dies is gone. `reconcile_bookings`
-and `retry_stuck_emails` are what make the system lose nothing.
+Huey is at-most-once: a task popped by a consumer that dies is gone. `reconcile_bookings`,
+`retry_stuck_emails` and `retry_stuck_events` are what make the system lose nothing.
 """
 
 from __future__ import annotations
@@ -145,6 +145,21 @@ def retry_stuck_emails() -> dict:
     return {"requeued": ids}
 
 
+def retry_stuck_events() -> dict:
+    """Stripe events stored but still unprocessed after a while (the task was lost): process them.
+    Stripe had its 200 and will not resend; the handlers act on Stripe's current state, so a
+    second processing of an event still being retried changes nothing."""
+    from models.billing import stuck_stripe_events
+    from workers.tasks import process_stripe_event
+
+    older_than = utcnow() - timedelta(seconds=get_settings().RECONCILE_STALE_SECONDS)
+    with session_scope(write=False) as session:
+        ids = stuck_stripe_events(session, older_than=older_than)
+    for event_id in ids:
+        process_stripe_event(event_id)
+    return {"requeued": ids}
+
+
 @dataclass(frozen=True)
 class Job:
     """A periodic job: what it does, when the consumer runs it, and the function."""
@@ -162,6 +177,7 @@ JOBS: dict[str, Job] = {job.name: job for job in (
     Job("expire_provisional_holds", "every minute", expire_provisional_holds),
     Job("reconcile_bookings", "every 5 minutes", reconcile_bookings),
     Job("retry_stuck_emails", "every 5 minutes", retry_stuck_emails),
+    Job("retry_stuck_events", "every 5 minutes", retry_stuck_events),
     Job("enforce_dunning", "hourly", enforce_dunning),
     Job("reconcile_stripe", "nightly at 03:15 UTC", reconcile_stripe),
     Job("expire_makeup_credits", "daily at 04:30 UTC", expire_makeup_credits),
@@ -191,6 +207,11 @@ def periodic_reconcile_bookings():
 @huey.periodic_task(crontab(minute="2-59/5"), name="periodic_retry_stuck_emails")
 def periodic_retry_stuck_emails():
     return run_job("retry_stuck_emails")
+
+
+@huey.periodic_task(crontab(minute="3-59/5"), name="periodic_retry_stuck_events")
+def periodic_retry_stuck_events():
+    return run_job("retry_stuck_events")
 
 
 @huey.periodic_task(crontab(minute="7"), name="periodic_enforce_dunning")
