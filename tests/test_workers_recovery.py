@@ -409,3 +409,18 @@ def test_a_stored_event_whose_processing_task_was_lost_is_processed_by_the_retry
     session.expire_all()
     assert session.get(StripeEvent, event.id).status == "ignored"
     assert run_job("retry_stuck_events") == {"requeued": []}
+
+
+def test_an_idempotency_key_reused_with_other_parameters_is_terminal_and_a_key_in_use_is_transient(stripe_env):
+    """Stripe's `idempotency_error` (same key, different request) never heals by retrying; a
+    409 (the first request with that key is still running) does."""
+    from workers.stripe_gateway import StripeGateway, TerminalStripeError, TransientStripeError
+
+    gateway = StripeGateway()
+    stripe_env.fault("/v1/customers", fail_times=1, status=400, type="idempotency_error")
+    with pytest.raises(TerminalStripeError):
+        gateway.create_customer(email="a@example.test", name="A", payee_id=1, key="payee-1-x")
+    stripe_env.clear_faults()
+    stripe_env.fault("/v1/customers", fail_times=1, status=409, type="invalid_request_error")
+    with pytest.raises(TransientStripeError):
+        gateway.create_customer(email="a@example.test", name="A", payee_id=1, key="payee-1-y")

@@ -41,11 +41,12 @@ class StripeGatewayError(Exception):
 
 
 class TransientStripeError(StripeGatewayError):
-    """Worth retrying: Stripe unreachable, 5xx, rate limited, idempotent request in flight."""
+    """Worth retrying: Stripe unreachable, 5xx, rate limited, idempotent request in flight (409)."""
 
 
 class TerminalStripeError(StripeGatewayError):
-    """Retrying will not help: card declined, authentication required, invalid request."""
+    """Retrying will not help: card declined, authentication required, invalid request, an
+    idempotency key reused with other parameters."""
 
 
 class StripeNotConfigured(TerminalStripeError):
@@ -61,10 +62,12 @@ def _describe(error: stripe.StripeError) -> str:
 def classify(error: stripe.StripeError) -> StripeGatewayError:
     """Map an SDK error to transient (retry) or terminal (give up)."""
     code = getattr(error, "code", None)
-    transient = (stripe.APIConnectionError, stripe.RateLimitError, stripe.IdempotencyError)
-    if isinstance(error, transient):
+    if isinstance(error, stripe.IdempotencyError):  # the key was used for another request: never heals
+        return TerminalStripeError(_describe(error), code=code)
+    if isinstance(error, (stripe.APIConnectionError, stripe.RateLimitError)):
         return TransientStripeError(_describe(error), code=code)
     status = getattr(error, "http_status", None) or 0
+    # 409: a request with the same idempotency key is still in flight (or a lock): try again.
     if isinstance(error, stripe.APIError) or status >= 500 or status in (409, 429):
         return TransientStripeError(_describe(error), code=code)
     return TerminalStripeError(_describe(error), code=code)

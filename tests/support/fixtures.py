@@ -36,8 +36,9 @@ class LocalStripe:
     def subscriptions(self, customer: str) -> list[dict]:
         return self._request("GET", f"/v1/subscriptions?customer={customer}&status=all")["data"]
 
-    def fault(self, path_prefix: str, *, method: str = "POST", fail_times: int = 0, delay_after: float = 0, status: int = 500):
-        self._request("POST", "/_config/compat/faults", {"path_prefix": path_prefix, "method": method,
+    def fault(self, path_prefix: str, *, method: str = "POST", fail_times: int = 0, delay_after: float = 0, status: int = 500,
+              type: str = "api_error"):
+        self._request("POST", "/_config/compat/faults", {"path_prefix": path_prefix, "method": method, "type": type,
                                                           "fail_times": fail_times, "delay_after": delay_after, "status": status})
 
     def clear_faults(self):

@@ -162,7 +162,7 @@ async def fault_middleware(request, handler):
         if request.path.startswith(fault["path_prefix"]) and request.method == fault.get("method", request.method):
             if fault.get("fail_times", 0) > 0:
                 fault["fail_times"] -= 1
-                return web.json_response({"error": {"type": "api_error", "message": "injected failure"}},
+                return web.json_response({"error": {"type": fault.get("type") or "api_error", "message": "injected failure"}},
                                          status=fault.get("status", 500))
             response = await handler(request)
             if fault.get("delay_after"):
