@@ -424,3 +424,32 @@ def test_an_idempotency_key_reused_with_other_parameters_is_terminal_and_a_key_i
     stripe_env.fault("/v1/customers", fail_times=1, status=409, type="invalid_request_error")
     with pytest.raises(TransientStripeError):
         gateway.create_customer(email="a@example.test", name="A", payee_id=1, key="payee-1-y")
+
+
+def test_cancelling_a_hold_whose_worker_died_after_charging_cancels_and_refunds_the_charge(session, stripe_env, task_queue):
+    """The admin cancels a provisional hold; the worker had created its subscription and died
+    before recording it. The cancellation task must find it by its metadata."""
+    from workers.pipeline import stable_key
+    from workers.stripe_gateway import StripeGateway
+    from workers.tasks import cancel_subscription
+
+    enrollment, payee, _, _ = provisional_booking(session, frequency="monthly")
+    customer_id = add_card(stripe_env.client(), payee.id)
+    gateway = StripeGateway()
+    gateway.default_payment_method(customer_id)
+    client = stripe_env.client()
+    price_id = client.v1.prices.create({"product": client.v1.products.create({"name": "m"}).id, "unit_amount": 12000,
+                                        "currency": "usd", "recurring": {"interval": "month"}}).id
+    gateway.create_subscription(enrollment_id=enrollment.id, customer_id=customer_id, price_id=price_id,
+                                key=stable_key("booking", enrollment.id, enrollment.created_at))
+    cancel_enrollment(session, _reload(session, enrollment.id), reason="changed mind", actor="admin")
+    session.commit()
+    task_queue.clear()
+
+    result = cancel_subscription(enrollment.id)
+    task_queue.run_all()
+    assert result.get() == "undone"
+    [subscription] = stripe_env.subscriptions(customer_id)
+    assert subscription["status"] == "canceled"
+    invoice = client.v1.invoices.retrieve(subscription["latest_invoice"])
+    assert [r.amount for r in client.v1.refunds.list({"payment_intent": invoice.payment_intent}).data] == [12000]

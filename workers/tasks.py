@@ -49,9 +49,13 @@ def cancel_subscription(enrollment_id: int) -> str:
 
     with session_scope(write=False) as session:
         enrollment = session.get(Enrollment, enrollment_id)
-        if enrollment is None or enrollment.status in LIVE_STATUSES or not enrollment.stripe_subscription_id:
+        if enrollment is None or enrollment.status in LIVE_STATUSES:
             return "skipped"
         subscription_id = enrollment.stripe_subscription_id
+    if not subscription_id:
+        # A hold cancelled while (or after) its worker charged: nothing is linked, Stripe may
+        # still hold a subscription or payment carrying the enrollment's id.
+        return undo_orphan_charges.call_local(enrollment_id).replace("clean", "skipped")
     try:
         StripeGateway().cancel_subscription(subscription_id)
     except TerminalStripeError as error:
