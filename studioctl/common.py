@@ -170,3 +170,17 @@ def print_record(title: str, record: dict[str, Any], *, skip: tuple[str, ...] = 
             value = ", ".join(str(plain(item)) for item in value) or "-"
         table.add_row(key.replace("_", " "), styled("-" if value is None else value))
     get_console().print(table)
+
+
+def show_record(
+    kind: str, view: dict[str, Any], json_output: bool, verb: str = "", *, style: str | None = "green",
+    skip: tuple[str, ...] = (),
+) -> None:
+    """One object after a command: JSON with --json; else an optional verb line (in `style`,
+    or as given when it carries its own markup) and the record titled `<kind> <id>`."""
+    if json_output:
+        emit_json(view)
+        return
+    if verb:
+        get_console().print(f"[{style}]{verb}[/]" if style else verb)
+    print_record(f"{kind} {view['id']}", view, skip=skip)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Optional
 
 import typer
 
-from studioctl.common import JsonOption, console, emit_json, parse_date, print_record, print_table
+from studioctl.common import JsonOption, emit_json, parse_date, print_table, show_record
 
 app = typer.Typer(help="Enrollments: a student's weekly lesson.\n\nExample: studioctl enrollments list --status provisional",
                   no_args_is_help=True)
@@ -14,12 +15,7 @@ app = typer.Typer(help="Enrollments: a student's weekly lesson.\n\nExample: stud
 EnrollmentId = Annotated[int, typer.Argument(help="Enrollment id.")]
 
 
-def _show(view: dict, json_output: bool, verb: str = "") -> None:
-    if json_output:
-        return emit_json(view)
-    if verb:
-        console.print(verb)
-    print_record(f"Enrollment {view['id']}", view)
+_show = functools.partial(show_record, "Enrollment", style=None)
 
 
 @app.command("list")

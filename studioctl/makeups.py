@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Optional
 
 import typer
 
-from studioctl.common import JsonOption, console, emit_json, parse_date, print_record, print_table
+from studioctl.common import JsonOption, emit_json, parse_date, print_table, show_record
 
 app = typer.Typer(help="Make-up lesson credits.\n\nExample: studioctl makeups list --expiring-within 14", no_args_is_help=True)
 
 MakeupId = Annotated[int, typer.Argument(help="Make-up credit id.")]
 
 
-def _show(view: dict, json_output: bool, verb: str) -> None:
-    if json_output:
-        return emit_json(view)
-    console.print(verb)
-    print_record(f"Make-up {view['id']}", view)
+_show = functools.partial(show_record, "Make-up", style=None)
 
 
 @app.command("list")

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from studioctl.common import JsonOption, console, emit_json, print_record, print_table
+from studioctl.common import JsonOption, emit_json, print_table, show_record
 
 app = typer.Typer(help="Payees: the paying parents.\n\nExample: studioctl payees show parent@family.example", no_args_is_help=True)
 
@@ -14,12 +14,8 @@ PayeeRef = Annotated[str, typer.Argument(help="Payee id or email.")]
 
 
 def _show(view: dict, json_output: bool, verb: str = "") -> None:
-    if json_output:
-        return emit_json(view)
-    if verb:
-        console.print(f"[green]{verb}[/]")
-    print_record(f"Payee {view['id']}", view, skip=("students",))
-    if view.get("students"):
+    show_record("Payee", view, json_output, verb, skip=("students",))
+    if not json_output and view.get("students"):
         print_table("Students", ["id", "name", "birth date", "notes"],
                     [[s["id"], s["name"], s["birth_date"], s["notes"]] for s in view["students"]])
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Optional
 
 import typer
 
-from studioctl.common import JsonOption, console, emit_json, parse_date, print_record, print_table
+from studioctl.common import JsonOption, emit_json, parse_date, print_table, show_record
 
 app = typer.Typer(help="Semesters, make-up windows and closures.\n\nExample: studioctl semesters list", no_args_is_help=True)
 closures_app = typer.Typer(help="Closure dates (no lessons, not billed).\n\nExample: studioctl semesters closures add 2 2026-11-26",
@@ -17,12 +18,7 @@ SemesterId = Annotated[int, typer.Argument(help="Semester id.")]
 DateArgument = Annotated[str, typer.Argument(help="YYYY-MM-DD.")]
 
 
-def _show(view: dict, json_output: bool, verb: str = "") -> None:
-    if json_output:
-        return emit_json(view)
-    if verb:
-        console.print(f"[green]{verb}[/]")
-    print_record(f"Semester {view['id']}", view)
+_show = functools.partial(show_record, "Semester")
 
 
 @app.command("list")

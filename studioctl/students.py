@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Optional
 
 import typer
 
-from studioctl.common import JsonOption, console, emit_json, parse_date, print_record, print_table
+from studioctl.common import JsonOption, console, emit_json, parse_date, print_table, show_record
 
 app = typer.Typer(help="Students (by id).\n\nExample: studioctl students list --payee sam@family.example", no_args_is_help=True)
 
 StudentId = Annotated[int, typer.Argument(help="Student id.")]
 
 
-def _show(view: dict, json_output: bool, verb: str = "") -> None:
-    if json_output:
-        return emit_json(view)
-    if verb:
-        console.print(f"[green]{verb}[/]")
-    print_record(f"Student {view['id']}", view)
+_show = functools.partial(show_record, "Student")
 
 
 @app.command("list")

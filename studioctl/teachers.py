@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Optional
 
 import typer
 
-from studioctl.common import JsonOption, console, emit_json, print_record, print_table
+from studioctl.common import JsonOption, emit_json, print_table, show_record
 
 app = typer.Typer(help="Teachers (referred to by id or email).\n\nExample: studioctl teachers list --all", no_args_is_help=True)
 
 TeacherRef = Annotated[str, typer.Argument(help="Teacher id or email.")]
 
 
-def _show(view: dict, json_output: bool, verb: str) -> None:
-    if json_output:
-        return emit_json(view)
-    if verb:
-        console.print(f"[green]{verb}[/]")
-    print_record(f"Teacher {view['id']}", view)
+_show = functools.partial(show_record, "Teacher")
 
 
 @app.command("list")
