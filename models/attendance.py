@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
-from models.audit import record_audit, snapshot
+from models.audit import change_audited, record_audit, snapshot
 from models.base import enum_check, utc_column, utcnow
 from models.config import get_settings
 from models.db import lock_row
@@ -316,13 +316,11 @@ def cancel_makeup(session: Session, credit: MakeUp, *, actor: str) -> MakeUp:
     credit = lock_row(session, MakeUp, credit.id)
     if credit.status != "booked":
         raise Conflict(f"make-up {credit.id} is {credit.status}, not booked")
-    before = snapshot(credit)
-    credit.status = "available" if credit.expires_on >= _local_today() else "expired"
-    credit.timeslot_id, credit.lesson_date, credit.updated_at = None, None, utcnow()
-    session.add(credit)
-    session.flush()
-    record_audit(session, actor=actor, action="makeup.cancel", entity=credit, before=before, after=snapshot(credit))
-    return credit
+    return change_audited(
+        session, credit, actor=actor, action="makeup.cancel",
+        status="available" if credit.expires_on >= _local_today() else "expired",
+        timeslot_id=None, lesson_date=None, updated_at=utcnow(),
+    )
 
 
 def expire_makeup_credits(session: Session, *, today: date | None = None, actor: str = "worker") -> tuple[int, int]:
@@ -331,18 +329,11 @@ def expire_makeup_credits(session: Session, *, today: date | None = None, actor:
     today = today or _local_today()
     expired = used = 0
     for credit in session.exec(select(MakeUp).where(MakeUp.status == "available", MakeUp.expires_on < today)).all():
-        before = snapshot(credit)
-        credit.status, credit.updated_at = "expired", utcnow()
-        session.add(credit)
-        record_audit(session, actor=actor, action="makeup.expire", entity=credit, before=before, after=snapshot(credit))
+        change_audited(session, credit, actor=actor, action="makeup.expire", status="expired", updated_at=utcnow())
         expired += 1
     for credit in session.exec(select(MakeUp).where(MakeUp.status == "booked", MakeUp.lesson_date < today)).all():
-        before = snapshot(credit)
-        credit.status, credit.updated_at = "used", utcnow()
-        session.add(credit)
-        record_audit(session, actor=actor, action="makeup.use", entity=credit, before=before, after=snapshot(credit))
+        change_audited(session, credit, actor=actor, action="makeup.use", status="used", updated_at=utcnow())
         used += 1
-    session.flush()
     return expired, used
 
 

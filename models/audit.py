@@ -47,6 +47,17 @@ def snapshot(obj: SQLModel) -> dict:
     }
 
 
+def change_audited(session: Session, row: SQLModel, *, actor: str, action: str, **changes) -> SQLModel:
+    """Set `changes` on `row`, flush, and record the audit row with its before/after snapshots."""
+    before = snapshot(row)
+    for name, value in changes.items():
+        setattr(row, name, value)
+    session.add(row)
+    session.flush()
+    record_audit(session, actor=actor, action=action, entity=row, before=before, after=snapshot(row))
+    return row
+
+
 def record_audit(
     session: Session, *, actor: str, action: str, entity: SQLModel | str, entity_id=None,
     before: dict | None = None, after: dict | None = None,

@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
-from models.audit import record_audit, snapshot
+from models.audit import change_audited, record_audit, snapshot
 from models.base import enum_check, json_column, utc_column, utcnow
 from models.errors import Conflict, Invalid, NotFound
 
@@ -155,12 +155,8 @@ def set_plan_stripe_ids(session: Session, plan: Plan, *, product_id: str, price_
     """Store the Stripe Product/Price mirroring a plan (first writer wins; the ids never change)."""
     if plan.stripe_price_id:
         return plan
-    before = snapshot(plan)
-    plan.stripe_product_id, plan.stripe_price_id = product_id, price_id
-    session.add(plan)
-    session.flush()
-    record_audit(session, actor=actor, action="plan.stripe", entity=plan, before=before, after=snapshot(plan))
-    return plan
+    return change_audited(session, plan, actor=actor, action="plan.stripe",
+                          stripe_product_id=product_id, stripe_price_id=price_id)
 
 
 def link_stripe_customer(session: Session, payee_id: int, customer_id: str, *, actor: str) -> str:

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, func, select
 
-from models.audit import record_audit, snapshot
+from models.audit import change_audited, record_audit, snapshot
 from models.base import enum_check, utc_column, utcnow
 from models.billing import Plan, get_plan
 from models.config import get_settings
@@ -395,15 +395,7 @@ def assign_enrollment(
 
 
 def _transition(session: Session, enrollment: Enrollment, status: str, *, actor: str, action: str, **changes) -> Enrollment:
-    before = snapshot(enrollment)
-    enrollment.status = status
-    for name, value in changes.items():
-        setattr(enrollment, name, value)
-    enrollment.updated_at = utcnow()
-    session.add(enrollment)
-    session.flush()
-    record_audit(session, actor=actor, action=action, entity=enrollment, before=before, after=snapshot(enrollment))
-    return enrollment
+    return change_audited(session, enrollment, actor=actor, action=action, status=status, **changes, updated_at=utcnow())
 
 
 def touch_pipeline(session: Session, enrollment: Enrollment, state: str) -> None:

@@ -15,7 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
-from models.audit import record_audit, snapshot
+from models.audit import change_audited, record_audit
 from models.base import enum_check, json_column, utc_column, utcnow
 from models.db import after_commit, lock_row
 from models.errors import Conflict, NotFound
@@ -136,12 +136,7 @@ def resolve_dead_letter(session: Session, letter: DeadLetter, *, actor: str = "a
     """Mark a dead letter handled; Conflict when it already is."""
     if letter.resolved_at is not None:
         raise Conflict(f"dead letter {letter.id} was resolved at {letter.resolved_at:%Y-%m-%d %H:%M}")
-    before = snapshot(letter)
-    letter.resolved_at = utcnow()
-    session.add(letter)
-    session.flush()
-    record_audit(session, actor=actor, action="dead_letter.resolve", entity=letter, before=before, after=snapshot(letter))
-    return letter
+    return change_audited(session, letter, actor=actor, action="dead_letter.resolve", resolved_at=utcnow())
 
 
 def get_email(session: Session, email_id: int) -> EmailLog:
@@ -214,9 +209,4 @@ def stuck_emails(session: Session, *, older_than: datetime) -> list[EmailLog]:
 
 def mark_dead_letter_retried(session: Session, letter: DeadLetter, *, actor: str = "admin") -> DeadLetter:
     """Note that an admin replayed a dead letter (it stays open until resolved)."""
-    before = snapshot(letter)
-    letter.retried_at = utcnow()
-    session.add(letter)
-    session.flush()
-    record_audit(session, actor=actor, action="dead_letter.retry", entity=letter, before=before, after=snapshot(letter))
-    return letter
+    return change_audited(session, letter, actor=actor, action="dead_letter.retry", retried_at=utcnow())

@@ -8,7 +8,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
-from models.audit import record_audit, snapshot
+from models.audit import change_audited, record_audit, snapshot
 from models.base import MAX_ID, utc_column, utcnow
 from models.errors import Conflict, Invalid, NotFound
 
@@ -354,12 +354,7 @@ def archive_student(session: Session, student: Student, *, actor: str) -> Studen
     ).first()
     if live is not None:
         raise Conflict(f"student {student.id} has a live enrollment ({live}); cancel it first")
-    before = snapshot(student)
-    student.archived_at = utcnow()
-    session.add(student)
-    session.flush()
-    record_audit(session, actor=actor, action="student.remove", entity=student, before=before, after=snapshot(student))
-    return student
+    return change_audited(session, student, actor=actor, action="student.remove", archived_at=utcnow())
 
 
 def remove_instrument(session: Session, *, name: str, actor: str) -> None:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
-from models.audit import record_audit, snapshot
+from models.audit import change_audited, record_audit, snapshot
 from models.base import utc_column, utcnow
 from models.clock import WEEKDAYS, format_minute, is_dst_change_week, occurrence_start  # noqa: F401 (re-exported)
 from models.errors import Conflict, Invalid, NotFound
@@ -228,15 +228,8 @@ def publish_timeslots(
 
 def set_timeslot_active(session: Session, slot: Timeslot, *, active: bool, actor: str) -> Timeslot:
     """Activate or deactivate a slot (inactive slots take no new bookings; live ones keep running)."""
-    before = snapshot(slot)
-    slot.active = active
-    session.add(slot)
-    session.flush()
-    record_audit(
-        session, actor=actor, action="timeslot.activate" if active else "timeslot.deactivate",
-        entity=slot, before=before, after=snapshot(slot),
-    )
-    return slot
+    action = "timeslot.activate" if active else "timeslot.deactivate"
+    return change_audited(session, slot, actor=actor, action=action, active=active)
 
 
 def get_semester(session: Session, semester_id: int) -> Semester:
