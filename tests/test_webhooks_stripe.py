@@ -15,7 +15,7 @@ from models.billing import StripeEvent
 from models.enrollment import Enrollment
 from models.outbox import EmailLog
 from tests.support import webhooks
-from tests.support.booking import add_card, fail_renewal, provisional_booking
+from tests.support.booking import active_booking, fail_renewal
 from tests.support.fixtures import WEBHOOK_SECRET, stripe_env, stripe_server  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -66,19 +66,6 @@ def test_a_replayed_event_is_stored_and_processed_once(session, stripe_env, clie
     assert _events(session)[0].status == "ignored"  # a type we do not act on
 
 
-def _active_booking(session, stripe_env, task_queue):
-    from workers.tasks import book_enrollment
-
-    enrollment, payee, _, _ = provisional_booking(session, frequency="monthly")
-    customer_id = add_card(stripe_env.client(), payee.id)
-    book_enrollment(enrollment.id)
-    task_queue.run_all()
-    session.expire_all()
-    enrollment = session.get(Enrollment, enrollment.id)
-    assert enrollment.status == "active"
-    return enrollment, customer_id
-
-
 def _pay_with_a_good_card(stripe_env, customer_id: str, invoice_id: str) -> None:
     client = stripe_env.client()
     good = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer_id})
@@ -116,7 +103,7 @@ def _deliver_shuffled(session, client, task_queue, enrollment_id, events, seed, 
 
 
 def test_events_in_any_order_end_in_the_state_stripe_is_in(session, stripe_env, client, task_queue):
-    enrollment, customer_id = _active_booking(session, stripe_env, task_queue)
+    enrollment, customer_id = active_booking(session, stripe_env, task_queue)
     failed_invoice = fail_renewal(stripe_env, customer_id, enrollment.stripe_subscription_id)
     events = _snapshot_events(stripe_env, enrollment, failed_invoice)
     for seed in range(4):  # Stripe says: past due, whatever the order
@@ -131,7 +118,7 @@ def test_new_shape_payloads_are_read_too(session, stripe_env, client, task_queue
     """Real Stripe (2025-03-31.basil+) puts an invoice's subscription under `parent`."""
     from workers.stripe_gateway import invoice_subscription_id, subscription_period_end
 
-    enrollment, customer_id = _active_booking(session, stripe_env, task_queue)
+    enrollment, customer_id = active_booking(session, stripe_env, task_queue)
     new_invoice = {"id": "in_new", "object": "invoice", "status": "open",
                    "parent": {"type": "subscription_details", "subscription_details": {"subscription": "sub_new"}}}
     old_invoice = {"id": "in_old", "object": "invoice", "subscription": "sub_old"}
@@ -151,7 +138,7 @@ def test_new_shape_payloads_are_read_too(session, stripe_env, client, task_queue
 
 
 def _past_due(session, stripe_env, client, task_queue):
-    enrollment, customer_id = _active_booking(session, stripe_env, task_queue)
+    enrollment, customer_id = active_booking(session, stripe_env, task_queue)
     failed_invoice = fail_renewal(stripe_env, customer_id, enrollment.stripe_subscription_id)
     payload = webhooks.event("invoice.payment_failed", stripe_env.client().v1.invoices.retrieve(failed_invoice).to_dict())
     webhooks.post(client, payload, WEBHOOK_SECRET)

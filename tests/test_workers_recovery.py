@@ -17,7 +17,7 @@ from models.base import utcnow
 from models.enrollment import Enrollment, cancel_enrollment
 from models.outbox import DeadLetter, EmailLog, queue_admin_alert
 from tests.support import webhooks
-from tests.support.booking import add_card, provisional_booking
+from tests.support.booking import active_booking, add_card, fail_renewal, provisional_booking
 from tests.support.fixtures import WEBHOOK_SECRET, mailjet, stripe_env, stripe_server  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -26,30 +26,6 @@ pytestmark = pytest.mark.slow
 def _reload(session, enrollment_id: int) -> Enrollment:
     session.expire_all()
     return session.get(Enrollment, enrollment_id)
-
-
-def _active_booking(session, stripe_env, task_queue, *, frequency: str = "monthly", card: str = "pm_card_visa"):
-    """A booking taken all the way to `active` by the real pipeline; returns (enrollment, customer id)."""
-    from workers.tasks import book_enrollment
-
-    enrollment, payee, _, _ = provisional_booking(session, frequency=frequency)
-    customer_id = add_card(stripe_env.client(), payee.id, card)
-    book_enrollment(enrollment.id)
-    task_queue.run_all()
-    enrollment = _reload(session, enrollment.id)
-    assert enrollment.status == "active"
-    return enrollment, customer_id
-
-
-def _make_past_due_in_stripe(stripe_env, customer_id: str, subscription_id: str) -> None:
-    """A renewal invoice charged to a card that declines: Stripe marks the subscription past_due."""
-    client = stripe_env.client()
-    bad = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", {"customer": customer_id})
-    client.v1.customers.update(customer_id, {"invoice_settings": {"default_payment_method": bad.id}})
-    client.v1.invoice_items.create({"customer": customer_id, "amount": 12000, "currency": "usd"})
-    invoice = client.v1.invoices.create({"customer": customer_id, "subscription": subscription_id})
-    client.v1.invoices.pay(invoice.id)
-    assert client.v1.subscriptions.retrieve(subscription_id).status == "past_due"
 
 
 def _templates(session, enrollment_id: int) -> list[str]:
@@ -64,16 +40,16 @@ def _templates(session, enrollment_id: int) -> list[str]:
 def test_reconcile_stripe_fixes_drift_and_reports_it(session, stripe_env, task_queue):
     from workers.periodic import run_job
 
-    cancelled, _ = _active_booking(session, stripe_env, task_queue)
-    overdue, overdue_customer = _active_booking(session, stripe_env, task_queue)
-    missing, _ = _active_booking(session, stripe_env, task_queue)
-    in_sync, _ = _active_booking(session, stripe_env, task_queue)
-    recovered, _ = _active_booking(session, stripe_env, task_queue)
+    cancelled, _ = active_booking(session, stripe_env, task_queue)
+    overdue, overdue_customer = active_booking(session, stripe_env, task_queue)
+    missing, _ = active_booking(session, stripe_env, task_queue)
+    in_sync, _ = active_booking(session, stripe_env, task_queue)
+    recovered, _ = active_booking(session, stripe_env, task_queue)
     task_queue.clear()
 
     # Drift made behind our back (webhooks lost, an admin in the Stripe dashboard...).
     stripe_env.client().v1.subscriptions.cancel(cancelled.stripe_subscription_id)
-    _make_past_due_in_stripe(stripe_env, overdue_customer, overdue.stripe_subscription_id)
+    fail_renewal(stripe_env, overdue_customer, overdue.stripe_subscription_id)
     missing.stripe_subscription_id = "sub_gone_from_stripe"
     recovered.status, recovered.past_due_since = "past_due", utcnow()  # locally past due, paid in Stripe
     session.add_all([missing, recovered])
@@ -178,7 +154,7 @@ def test_retry_stuck_emails_respects_email_stuck_seconds(session, mailjet, task_
 def test_cancel_subscription_cancels_in_stripe_once_and_is_idempotent(session, stripe_env, task_queue):
     from workers.tasks import cancel_subscription
 
-    enrollment, _ = _active_booking(session, stripe_env, task_queue)
+    enrollment, _ = active_booking(session, stripe_env, task_queue)
     task_queue.clear()
     client = stripe_env.client()
     assert cancel_subscription(enrollment.id) is not None
@@ -218,7 +194,7 @@ def test_cancel_subscription_of_a_provisional_hold_without_subscription_is_a_no_
 def test_cancel_subscription_that_stripe_does_not_know_is_skipped(session, stripe_env, task_queue):
     from workers.tasks import cancel_subscription
 
-    enrollment, _ = _active_booking(session, stripe_env, task_queue)
+    enrollment, _ = active_booking(session, stripe_env, task_queue)
     enrollment = cancel_enrollment(session, enrollment, reason="x", actor="admin")
     enrollment.stripe_subscription_id = "sub_never_existed"
     session.add(enrollment)
@@ -310,7 +286,7 @@ def test_payment_intent_payment_failed_lets_the_pipeline_fail_the_booking(sessio
 def test_payment_intent_events_for_other_payments_are_ignored(session, stripe_env, task_queue, webhook_client):
     from models.billing import StripeEvent
 
-    enrollment, _ = _active_booking(session, stripe_env, task_queue, frequency="semester")
+    enrollment, _ = active_booking(session, stripe_env, task_queue, frequency="semester")
     task_queue.clear()
     foreign = stripe_env.client().v1.payment_intents.create({"amount": 500, "currency": "usd"}).to_dict()
     assert _deliver(webhook_client, task_queue, "payment_intent.succeeded", foreign) == []

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from models import enrollment as enrollment_ops
 from models.base import utcnow
 from models.config import get_settings
+from models.enrollment import Enrollment
 from tests import factories
 
 
@@ -57,3 +58,17 @@ def fail_renewal(stripe_env, customer_id: str, subscription_id: str) -> str:
     assert invoice.status == "open"
     assert client.v1.subscriptions.retrieve(subscription_id).status == "past_due"
     return invoice.id
+
+
+def active_booking(session, stripe_env, task_queue, *, frequency: str = "monthly", card: str = "pm_card_visa"):
+    """A booking taken all the way to `active` by the real pipeline; returns (enrollment, customer id)."""
+    from workers.tasks import book_enrollment
+
+    enrollment, payee, _, _ = provisional_booking(session, frequency=frequency)
+    customer_id = add_card(stripe_env.client(), payee.id, card)
+    book_enrollment(enrollment.id)
+    task_queue.run_all()
+    session.expire_all()
+    enrollment = session.get(Enrollment, enrollment.id)
+    assert enrollment.status == "active"
+    return enrollment, customer_id
