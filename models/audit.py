@@ -35,7 +35,7 @@ def _plain(value):
 
 # Columns that are credentials: the audit trail (and its CSV export) records that they
 # exist, never their value.
-SECRET_COLUMNS = frozenset({"calendar_token"})
+SECRET_COLUMNS = frozenset({"calendar_token", "action_client_secret"})
 REDACTED = "[redacted]"
 
 

@@ -62,6 +62,50 @@ class StripeEvent(SQLModel, table=True):
     processed_at: datetime | None = Field(default=None, sa_column=utc_column())
 
 
+DISPUTE_STATUSES = (
+    "warning_needs_response", "warning_under_review", "warning_closed", "needs_response", "under_review",
+    "won", "lost", "prevented",
+)
+
+
+class Dispute(SQLModel, table=True):
+    """A chargeback a family's bank opened against one of our charges (`charge.dispute.*`)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    stripe_dispute_id: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    charge_id: str | None = Field(default=None, max_length=64)
+    payment_intent_id: str | None = Field(default=None, max_length=64)
+    payee_id: int | None = Field(default=None, foreign_key="payee.id", ondelete="SET NULL")
+    enrollment_id: int | None = Field(default=None, foreign_key="enrollment.id", ondelete="SET NULL")
+    amount_cents: int
+    currency: str = Field(max_length=3)
+    reason: str | None = Field(default=None, max_length=64)
+    # Stripe's status verbatim (its list grows; unknown values are stored as they come).
+    status: str = Field(max_length=32)
+    evidence_due_by: datetime | None = Field(default=None, sa_column=utc_column())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+    closed_at: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+class StripeRefund(SQLModel, table=True):
+    """A refund seen in Stripe: ours (late-charge undo) or one made in the Stripe dashboard."""
+
+    __tablename__ = "stripe_refund"
+
+    id: int | None = Field(default=None, primary_key=True)
+    stripe_refund_id: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    charge_id: str | None = Field(default=None, max_length=64)
+    payment_intent_id: str | None = Field(default=None, max_length=64)
+    payee_id: int | None = Field(default=None, foreign_key="payee.id", ondelete="SET NULL")
+    enrollment_id: int | None = Field(default=None, foreign_key="enrollment.id", ondelete="SET NULL")
+    amount_cents: int
+    currency: str = Field(max_length=3)
+    status: str | None = Field(default=None, max_length=32)
+    reason: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+
+
 def parse_amount(text: str | float | Decimal) -> int:
     """`30.00` → 3000 cents; Invalid when negative, malformed or finer than a cent."""
     try:

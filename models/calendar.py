@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, select
 
 from models.attendance import MakeUp
-from models.enrollment import LIVE_STATUSES, PROVISIONAL, Enrollment, lesson_dates
+from models.enrollment import HOLD_STATUSES, LIVE_STATUSES, PAUSED, Enrollment, lesson_dates
 from models.people import Instrument, Student, Teacher
 from models.scheduling import SLOT_MINUTES, SemesterClosure, Timeslot, occurrence_start
 
@@ -47,7 +47,7 @@ def family_calendar(session: Session, payee_id: int, *, tz: ZoneInfo, today: dat
         .join(Timeslot, Timeslot.id == Enrollment.timeslot_id)
         .join(Teacher, Teacher.id == Timeslot.teacher_id)
         .join(Instrument, Instrument.id == Enrollment.instrument_id)
-        .where(Student.payee_id == payee_id, Enrollment.status.in_(LIVE_STATUSES))
+        .where(Student.payee_id == payee_id, Enrollment.status.in_(LIVE_STATUSES), Enrollment.status != PAUSED)
     ).all()
     for enrollment, student, slot, teacher, instrument in enrollments:
         for day in lesson_dates(session, enrollment, first=first, last=last, closures=closures):
@@ -57,7 +57,7 @@ def family_calendar(session: Session, payee_id: int, *, tz: ZoneInfo, today: dat
                 start=start, end=start + timedelta(minutes=SLOT_MINUTES),
                 summary=f"{student.name}: {instrument.name} with {teacher.name}",
                 description=f"Weekly lesson (booking {enrollment.id}, {enrollment.status}).",
-                tentative=enrollment.status == PROVISIONAL,
+                tentative=enrollment.status in HOLD_STATUSES,
             ))
     makeups = session.exec(
         select(MakeUp, Student, Timeslot, Teacher)

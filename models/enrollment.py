@@ -35,10 +35,15 @@ from models.scheduling import (
 )
 
 PROVISIONAL, ACTIVE, PAST_DUE = "provisional", "active", "past_due"
+ACTION_REQUIRED, PAUSED = "action_required", "paused"
 FAILED, EXPIRED, CANCELLED = "failed", "expired", "cancelled"
-STATUSES = (PROVISIONAL, ACTIVE, PAST_DUE, FAILED, EXPIRED, CANCELLED)
-LIVE_STATUSES = (PROVISIONAL, ACTIVE, PAST_DUE)
-_LIVE_SQL = "status IN ('provisional', 'active', 'past_due')"
+STATUSES = (PROVISIONAL, ACTIVE, PAST_DUE, FAILED, EXPIRED, CANCELLED, ACTION_REQUIRED, PAUSED)
+# Live statuses hold their slot. `action_required`: the first payment waits for the parent's
+# 3-D Secure check (a hold, extended); `paused`: Stripe paused collection (no lessons).
+LIVE_STATUSES = (PROVISIONAL, ACTIVE, PAST_DUE, ACTION_REQUIRED, PAUSED)
+# Holds: the booking is not paid yet, the hold expires at `provisional_expires_at`.
+HOLD_STATUSES = (PROVISIONAL, ACTION_REQUIRED)
+_LIVE_SQL = "status IN ('provisional', 'active', 'past_due', 'action_required', 'paused')"
 BOOKING_HORIZON = timedelta(days=731)  # how far ahead an enrollment may start
 
 
@@ -48,7 +53,8 @@ class Enrollment(SQLModel, table=True):
     __table_args__ = (
         enum_check("status", STATUSES, "status_known"),
         sa.CheckConstraint("end_date IS NULL OR end_date >= start_date", name="dates_ordered"),
-        sa.CheckConstraint("status <> 'provisional' OR provisional_expires_at IS NOT NULL", name="hold_expires"),
+        sa.CheckConstraint("status NOT IN ('provisional', 'action_required') OR provisional_expires_at IS NOT NULL",
+                           name="hold_expires"),
         # One live enrollment per slot, enforced by the database itself on both engines.
         sa.Index(
             "uq_enrollment_live_timeslot", "timeslot_id", unique=True,
@@ -71,6 +77,13 @@ class Enrollment(SQLModel, table=True):
     stripe_invoice_id: str | None = Field(default=None, max_length=64)
     stripe_payment_intent_id: str | None = Field(default=None, max_length=64)
     pipeline_state: str | None = Field(default=None, max_length=32)
+    # A payment waiting for the parent (3-D Secure): what the app needs to let them finish it.
+    # The client secret is Stripe's per-payment secret for Stripe.js (never logged or audited).
+    action_client_secret: str | None = Field(default=None, max_length=255)
+    action_url: str | None = Field(default=None, max_length=1000)
+    # Bumped when a Stripe create got an ambiguous answer and was not found afterwards: the next
+    # create uses a new idempotency key (Stripe replays a stored 500 for a reused one).
+    stripe_key_generation: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     failure_reason: str | None = Field(default=None, max_length=500)
     cancel_reason: str | None = Field(default=None, max_length=500)
     past_due_since: datetime | None = Field(default=None, sa_column=utc_column())

@@ -53,6 +53,8 @@ class Payee(SQLModel, table=True):
     name: str = Field(max_length=120)
     phone: str | None = Field(default=None, max_length=40)
     stripe_customer_id: str | None = Field(default=None, max_length=64, sa_column_kwargs={"unique": True})
+    # The card Stripe bills by default, as last seen (Stripe stays the source of truth).
+    stripe_payment_method_id: str | None = Field(default=None, max_length=64)
     calendar_token: str = Field(
         default_factory=lambda: secrets.token_urlsafe(24), max_length=64, sa_column_kwargs={"unique": True}
     )

@@ -5,7 +5,7 @@ from sqlmodel import SQLModel
 from models import attendance, audit, billing, enrollment, outbox, people, scheduling  # noqa: F401
 from models.attendance import Attendance, MakeUp
 from models.audit import AuditLog
-from models.billing import Plan, StripeEvent
+from models.billing import Dispute, Plan, StripeEvent, StripeRefund
 from models.enrollment import Enrollment
 from models.outbox import DeadLetter, EmailLog, IdempotencyRecord
 from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument
@@ -18,5 +18,6 @@ TABLES = {
     for model in (
         Instrument, Teacher, TeacherInstrument, Payee, Student, Timeslot, Semester, SemesterClosure, Plan,
         Enrollment, Attendance, MakeUp, EmailLog, StripeEvent, DeadLetter, AuditLog, IdempotencyRecord,
+        Dispute, StripeRefund,
     )
 }

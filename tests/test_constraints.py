@@ -18,7 +18,7 @@ def _enrollment(session, slot, status="active", **extra):
     row = Enrollment(
         student_id=student.id, timeslot_id=slot.id, instrument_id=factories.instrument(session).id,
         status=status, start_date=date(2026, 9, 7),
-        provisional_expires_at=datetime.now(timezone.utc) + timedelta(minutes=30) if status == "provisional" else None,
+        provisional_expires_at=datetime.now(timezone.utc) + timedelta(minutes=30) if status in ("provisional", "action_required") else None,
         **extra,
     )
     session.add(row)
@@ -32,7 +32,10 @@ def _refused(session, make):
             make()
 
 
-@pytest.mark.parametrize("first,second", [("active", "provisional"), ("provisional", "past_due"), ("past_due", "active")])
+@pytest.mark.parametrize("first,second", [
+    ("active", "provisional"), ("provisional", "past_due"), ("past_due", "active"),
+    ("action_required", "provisional"), ("active", "action_required"), ("paused", "provisional"), ("action_required", "paused"),
+])
 def test_second_live_enrollment_on_a_slot_is_refused(session, first, second):
     slot = factories.timeslot(session)
     _enrollment(session, slot, first)
@@ -45,6 +48,15 @@ def test_dead_enrollments_do_not_hold_the_slot(session, dead):
     _enrollment(session, slot, dead)
     _enrollment(session, slot, dead)
     assert _enrollment(session, slot, "provisional").id
+
+
+def test_a_payment_waiting_for_the_parent_must_expire(session):
+    slot = factories.timeslot(session)
+    student = factories.student(session)
+    _refused(session, lambda: (session.add(Enrollment(
+        student_id=student.id, timeslot_id=slot.id, instrument_id=factories.instrument(session).id,
+        status="action_required", start_date=date(2026, 9, 7), provisional_expires_at=None,
+    )), session.flush()))
 
 
 def test_duplicate_attendance_is_refused(session):
