@@ -523,6 +523,23 @@ def mark_paid(session: Session, enrollment: Enrollment, *, actor: str) -> bool:
     return True
 
 
+def mark_paused(session: Session, enrollment: Enrollment, *, actor: str) -> bool:
+    """active or past_due → paused: Stripe paused the subscription (or its collection). The slot
+    stays the family's; no lessons are shown. False when there is nothing to change."""
+    if enrollment.status not in (ACTIVE, PAST_DUE):
+        return False
+    _transition(session, enrollment, PAUSED, actor=actor, action="enrollment.pause", past_due_since=None)
+    return True
+
+
+def mark_resumed(session: Session, enrollment: Enrollment, *, actor: str) -> bool:
+    """paused → active when Stripe resumed the subscription. False if not paused."""
+    if enrollment.status != PAUSED:
+        return False
+    _transition(session, enrollment, ACTIVE, actor=actor, action="enrollment.resume")
+    return True
+
+
 def dunning_overdue(session: Session, *, now: datetime | None = None) -> list[Enrollment]:
     """past_due enrollments whose grace period is over."""
     now = now or utcnow()
@@ -590,8 +607,8 @@ def awaiting_payment_method(session: Session, payee_id: int) -> list[Enrollment]
 
 
 def billed_enrollments(session: Session) -> list[Enrollment]:
-    """Active and past-due enrollments billed through Stripe (for reconciliation)."""
+    """Active, past-due and paused enrollments billed through Stripe (for reconciliation)."""
     return list(session.exec(
-        select(Enrollment).where(Enrollment.status.in_((ACTIVE, PAST_DUE)), Enrollment.offline.is_(False),
+        select(Enrollment).where(Enrollment.status.in_((ACTIVE, PAST_DUE, PAUSED)), Enrollment.offline.is_(False),
                                  Enrollment.stripe_subscription_id.is_not(None)).order_by(Enrollment.id)
     ).all())

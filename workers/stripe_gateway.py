@@ -280,6 +280,24 @@ class StripeGateway:
             raise TerminalStripeError(f"invoice {invoice_id} is paid but names no payment to refund")
         return self.refund_payment_intent(intent_id, key=f"{intent_id}-refund")
 
+    # Money events: the objects webhooks name, re-read before acting -------------------
+
+    def retrieve_charge(self, charge_id: str) -> dict:
+        """A charge with its PaymentIntent id (`payment_intent`) and refunds."""
+        return self._call(self.v1.charges.retrieve, charge_id)
+
+    def retrieve_dispute(self, dispute_id: str) -> dict:
+        """A dispute: amount, currency, reason, status, `evidence_details.due_by`, `charge`."""
+        return self._call(self.v1.disputes.retrieve, dispute_id)
+
+    def retrieve_payment_method(self, payment_method_id: str) -> dict:
+        """A payment method; `customer` is None once it was detached."""
+        return self._call(self.v1.payment_methods.retrieve, payment_method_id)
+
+    def list_refunds(self, charge_id: str) -> list[dict]:
+        """The refunds of a charge (newest first)."""
+        return self._call(self.v1.refunds.list, {"charge": charge_id, "limit": 100}).get("data") or []
+
     def refund_payment_intent(self, payment_intent_id: str, *, key: str) -> dict:
         """Give a payment back in full."""
         return self._call(self.v1.refunds.create, {"payment_intent": payment_intent_id}, self._key(key))

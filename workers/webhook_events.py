@@ -18,7 +18,7 @@ from models import enrollment as enrollment_ops
 from models.billing import StripeEvent
 from models.config import get_settings
 from models.db import session_scope
-from models.enrollment import ACTIVE, LIVE_STATUSES, PAST_DUE, PROVISIONAL, Enrollment
+from models.enrollment import ACTIVE, LIVE_STATUSES, PAST_DUE, PAUSED, PROVISIONAL, Enrollment
 from models.outbox import add_dead_letter, queue_admin_alert
 from workers.stripe_gateway import StripeGateway, enrollment_id_of, invoice_subscription_id
 
@@ -31,10 +31,20 @@ def sync_subscription_state(subscription: dict, *, source: str) -> list[str]:
     Returns what changed (for logs and the reconciliation report)."""
     changes = []
     status = subscription.get("status")
+    # Paused: the subscription's own `paused` status (a trial ended without a card, or
+    # `customer.subscription.paused`), or collection paused on a live one (`pause_collection`).
+    paused = status == "paused" or (status in ("active", "trialing", "past_due") and bool(subscription.get("pause_collection")))
     with session_scope() as session:
         for row in enrollment_ops.enrollments_by_subscription(session, subscription["id"]):
             enrollment = enrollment_ops.lock_enrollment(session, row.id)
-            if status in ("canceled", "incomplete_expired") and enrollment.status in (ACTIVE, PAST_DUE):
+            if paused:
+                if enrollment_ops.mark_paused(session, enrollment, actor=ACTOR):
+                    changes.append(f"enrollment {enrollment.id}: paused (subscription {status}, collection paused)")
+                continue
+            if enrollment.status == PAUSED and status in ("active", "trialing", "past_due"):
+                enrollment_ops.mark_resumed(session, enrollment, actor=ACTOR)
+                changes.append(f"enrollment {enrollment.id}: resumed (subscription {status})")
+            if status in ("canceled", "incomplete_expired") and enrollment.status in (ACTIVE, PAST_DUE, PAUSED):
                 enrollment_ops.cancel_enrollment(session, enrollment, reason=f"subscription {status} in Stripe", actor=ACTOR)
                 queue_admin_alert(
                     session, subject=f"Enrollment {enrollment.id} cancelled: Stripe subscription {status}",
@@ -127,6 +137,8 @@ HANDLERS: dict[str, Callable[[StripeGateway, dict], str]] = {
     "customer.subscription.created": on_subscription_changed,
     "customer.subscription.updated": on_subscription_changed,
     "customer.subscription.deleted": on_subscription_changed,
+    "customer.subscription.paused": on_subscription_changed,
+    "customer.subscription.resumed": on_subscription_changed,
     "setup_intent.succeeded": on_setup_intent_succeeded,
     "payment_intent.succeeded": on_payment_intent,
     "payment_intent.payment_failed": on_payment_intent,
