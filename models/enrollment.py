@@ -1,14 +1,17 @@
 """Enrollments: a student holding a weekly slot, and the life of that hold.
 
     provisional ──> active ──> cancelled
-         │            │  ^
-         │            v  │ (paid in time)
-         │         past_due ──> cancelled (grace over)
-         ├──> failed   (card declined, terminal Stripe error)
-         ├──> expired  (hold ran out before billing was set up)
-         └──> cancelled (admin)
+      │  │           │  ^  ^ \
+      │  │           v  │  │  paused (Stripe paused collection) ──> active | cancelled
+      │  │        past_due ──> cancelled (grace over)
+      │  └──> action_required (the first payment waits for the parent's 3-D Secure check;
+      │          the hold is extended) ──> active | expired (window over) | cancelled
+      ├──> failed   (card declined, terminal Stripe error)
+      ├──> expired  (hold ran out before billing was set up)
+      └──> cancelled (admin)
 
-At most one *live* (provisional, active, past_due) enrollment per timeslot: the booking
+At most one *live* (provisional, action_required, active, past_due, paused) enrollment per
+timeslot: the booking
 locks the slot row and checks, and a partial unique index in the database is the last
 line of defence.
 """
@@ -16,6 +19,7 @@ line of defence.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -182,6 +186,7 @@ def email_context(session: Session, enrollment: Enrollment) -> dict:
         "expires_at": enrollment.provisional_expires_at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M %Z")
         if enrollment.provisional_expires_at else None,
         "failure_reason": enrollment.failure_reason,
+        "booking_url": f"{settings.PARENT_APP_URL.rstrip('/')}/bookings/{enrollment.id}" if settings.PARENT_APP_URL else None,
     }
 
 
@@ -423,15 +428,16 @@ def activate_enrollment(
     session: Session, enrollment: Enrollment, *, actor: str, subscription_id: str | None = None,
     payment_intent_id: str | None = None, invoice_id: str | None = None,
 ) -> bool:
-    """provisional → active once billing is set up; queues `booking_confirmation`. False if not provisional."""
-    if enrollment.status != PROVISIONAL:
+    """provisional or action_required → active once billing is set up (or the parent's 3-D Secure
+    check passed); queues `booking_confirmation`. False if not such a hold."""
+    if enrollment.status not in HOLD_STATUSES:
         return False
     _transition(
         session, enrollment, ACTIVE, actor=actor, action="enrollment.activate",
         stripe_subscription_id=subscription_id or enrollment.stripe_subscription_id,
         stripe_payment_intent_id=payment_intent_id or enrollment.stripe_payment_intent_id,
         stripe_invoice_id=invoice_id or enrollment.stripe_invoice_id,
-        provisional_expires_at=None, pipeline_state="done",
+        provisional_expires_at=None, pipeline_state="done", action_client_secret=None, action_url=None,
     )
     payee = payee_of(session, enrollment)
     queue_email(
@@ -441,13 +447,48 @@ def activate_enrollment(
     return True
 
 
-def fail_enrollment(session: Session, enrollment: Enrollment, *, reason: str, actor: str) -> bool:
-    """provisional → failed with a reason the parent can read; alerts the admin. False if not provisional."""
+@dataclass(frozen=True)
+class PaymentAction:
+    """A payment waiting for the parent: Stripe's client secret for Stripe.js, and a page to pay on."""
+
+    client_secret: str
+    url: str | None = None
+
+
+def await_payment_action(
+    session: Session, enrollment: Enrollment, *, actor: str, action: PaymentAction,
+    subscription_id: str | None = None, invoice_id: str | None = None, payment_intent_id: str | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """provisional → action_required: the first payment needs the parent's 3-D Secure check. The
+    slot stays held for ACTION_REQUIRED_HOURS; the parent gets `payment_action_required` with the
+    link (once). False if the enrollment is no longer provisional."""
     if enrollment.status != PROVISIONAL:
+        return False
+    now = now or utcnow()
+    _transition(
+        session, enrollment, ACTION_REQUIRED, actor=actor, action="enrollment.action_required",
+        provisional_expires_at=now + timedelta(hours=get_settings().ACTION_REQUIRED_HOURS),
+        stripe_subscription_id=subscription_id or enrollment.stripe_subscription_id,
+        stripe_invoice_id=invoice_id or enrollment.stripe_invoice_id,
+        stripe_payment_intent_id=payment_intent_id or enrollment.stripe_payment_intent_id,
+        action_client_secret=action.client_secret, action_url=action.url, pipeline_state="action_required",
+    )
+    context = email_context(session, enrollment) | {"action_url": action.url, "renewal": False}
+    queue_email(session, template="payment_action_required", recipient=payee_of(session, enrollment).email,
+                context=context, dedupe_key=f"payment_action_required:{enrollment.id}")
+    return True
+
+
+def fail_enrollment(session: Session, enrollment: Enrollment, *, reason: str, actor: str) -> bool:
+    """provisional or action_required → failed with a reason the parent can read; alerts the admin.
+    False if not such a hold."""
+    if enrollment.status not in HOLD_STATUSES:
         return False
     _transition(
         session, enrollment, FAILED, actor=actor, action="enrollment.fail",
         failure_reason=reason[:500], provisional_expires_at=None, pipeline_state="failed",
+        action_client_secret=None, action_url=None,
     )
     queue_admin_alert(
         session, subject=f"Booking {enrollment.id} failed", message=reason,
@@ -457,16 +498,19 @@ def fail_enrollment(session: Session, enrollment: Enrollment, *, reason: str, ac
 
 
 def expire_provisional_holds(session: Session, *, now: datetime | None = None, actor: str = "worker") -> list[Enrollment]:
-    """Every provisional hold past its expiry becomes `expired` (slot free again); the parent
-    gets `hold_expired`, the admin an alert. Safe to run twice: it selects by state."""
+    """Every hold (provisional, or action_required: a payment the parent did not authenticate in
+    time) past its expiry becomes `expired` (slot free again); the parent gets `hold_expired`,
+    the admin an alert. The caller undoes what Stripe holds for them. Safe to run twice: it
+    selects by state."""
     now = now or utcnow()
-    statement = select(Enrollment).where(Enrollment.status == PROVISIONAL, Enrollment.provisional_expires_at <= now)
+    statement = select(Enrollment).where(Enrollment.status.in_(HOLD_STATUSES), Enrollment.provisional_expires_at <= now)
     if is_postgres(session):
         statement = statement.with_for_update(skip_locked=True)
     expired = []
     for enrollment in session.exec(statement).all():
         context = email_context(session, enrollment)
-        _transition(session, enrollment, EXPIRED, actor=actor, action="enrollment.expire", pipeline_state="expired")
+        _transition(session, enrollment, EXPIRED, actor=actor, action="enrollment.expire", pipeline_state="expired",
+                    action_client_secret=None, action_url=None)
         payee = payee_of(session, enrollment)
         queue_email(session, template="hold_expired", recipient=payee.email, context=context,
                     dedupe_key=f"hold_expired:{enrollment.id}")
@@ -495,18 +539,31 @@ def cancel_enrollment(session: Session, enrollment: Enrollment, *, reason: str |
     )
 
 
-def mark_past_due(session: Session, enrollment: Enrollment, *, actor: str, now: datetime | None = None) -> bool:
-    """active → past_due on a failed payment; queues `payment_failed` and an admin alert."""
+def mark_past_due(
+    session: Session, enrollment: Enrollment, *, actor: str, now: datetime | None = None,
+    action: PaymentAction | None = None,
+) -> bool:
+    """active → past_due on a failed renewal; queues `payment_failed` (or, when the bank wants
+    the parent to authenticate the renewal, `payment_action_required` with the link) and an
+    admin alert."""
     if enrollment.status != ACTIVE:
         return False
     now = now or utcnow()
-    _transition(session, enrollment, PAST_DUE, actor=actor, action="enrollment.past_due", past_due_since=now)
+    _transition(
+        session, enrollment, PAST_DUE, actor=actor, action="enrollment.past_due", past_due_since=now,
+        action_client_secret=action.client_secret if action else None, action_url=action.url if action else None,
+    )
     payee = payee_of(session, enrollment)
     context = email_context(session, enrollment)
     context["grace_days"] = get_settings().DUNNING_GRACE_DAYS
     stamp = now.strftime("%Y%m%d")
-    queue_email(session, template="payment_failed", recipient=payee.email, context=context,
-                dedupe_key=f"payment_failed:{enrollment.id}:{stamp}")
+    if action is not None:
+        context |= {"action_url": action.url, "renewal": True}
+        queue_email(session, template="payment_action_required", recipient=payee.email, context=context,
+                    dedupe_key=f"payment_action_required:{enrollment.id}:{stamp}")
+    else:
+        queue_email(session, template="payment_failed", recipient=payee.email, context=context,
+                    dedupe_key=f"payment_failed:{enrollment.id}:{stamp}")
     queue_admin_alert(
         session, subject=f"Payment failed for enrollment {enrollment.id}",
         message=f"{payee.name} ({payee.email}): payment for {context['student_name']} failed; slot held {context['grace_days']} days.",
@@ -519,7 +576,8 @@ def mark_paid(session: Session, enrollment: Enrollment, *, actor: str) -> bool:
     """past_due → active when the invoice got paid within the grace period."""
     if enrollment.status != PAST_DUE:
         return False
-    _transition(session, enrollment, ACTIVE, actor=actor, action="enrollment.paid", past_due_since=None)
+    _transition(session, enrollment, ACTIVE, actor=actor, action="enrollment.paid", past_due_since=None,
+                action_client_secret=None, action_url=None)
     return True
 
 
@@ -550,11 +608,12 @@ def dunning_overdue(session: Session, *, now: datetime | None = None) -> list[En
 
 
 def stale_provisionals(session: Session, *, older_than: timedelta, now: datetime | None = None) -> list[Enrollment]:
-    """Provisional enrollments with no pipeline progress for `older_than` (for reconciliation)."""
+    """Holds (provisional, action_required) with no pipeline progress for `older_than` (for
+    reconciliation: a lost task is re-run; a payment the parent authenticated is found)."""
     now = now or utcnow()
     return list(session.exec(
         select(Enrollment).where(
-            Enrollment.status == PROVISIONAL, Enrollment.updated_at <= now - older_than,
+            Enrollment.status.in_(HOLD_STATUSES), Enrollment.updated_at <= now - older_than,
             Enrollment.provisional_expires_at > now,
         )
     ).all())

@@ -17,7 +17,7 @@ from models.attendance import book_makeup, eligible_makeup_slots, get_makeup
 from models.base import utcnow
 from models.calendar import family_calendar
 from models.db import after_commit, session_scope
-from models.enrollment import Enrollment, get_enrollment, hold_slot
+from models.enrollment import ACTION_REQUIRED, PAST_DUE, Enrollment, get_enrollment, hold_slot
 from models.errors import Forbidden, Unauthorized
 from models.idempotency import IdempotencyRace, fingerprint, store_response, stored_response
 from models.people import Payee, Student, add_student, archive_student, get_student, update_student, upsert_payee_for_user
@@ -26,7 +26,7 @@ from webapi.ics import render_calendar
 from webapi.schemas import (
     BookingAccepted, BookingCreate, BookingHeaders, BookingOut, BookingPage, BookingPath, CalendarQuery,
     MakeupBook, MakeupOut, MakeupPage, MakeupPath, MakeupSlotList, MakeupSlotOut, PageQuery, PayeeOut, PayeeUpdate,
-    PaymentSetupOut, Problem, StudentCreate, StudentOut, StudentPage, StudentPath, StudentUpdate, decode_cursor, page,
+    PaymentAction, PaymentSetupOut, Problem, StudentCreate, StudentOut, StudentPage, StudentPath, StudentUpdate, decode_cursor, page,
 )
 from webapi.security import require_identity
 
@@ -166,13 +166,20 @@ def _status_url(enrollment_id: int) -> str:
     return url_for("parent.get_booking", booking_id=enrollment_id)
 
 
+def _payment_action(enrollment: Enrollment) -> PaymentAction | None:
+    if not enrollment.action_client_secret or enrollment.status not in (ACTION_REQUIRED, PAST_DUE):
+        return None
+    return PaymentAction(type="authenticate_payment", client_secret=enrollment.action_client_secret,
+                         url=enrollment.action_url)
+
+
 def _booking_out(enrollment: Enrollment, instrument: str) -> dict:
     return BookingOut(
         id=enrollment.id, status=enrollment.status, student_id=enrollment.student_id,
         timeslot_id=enrollment.timeslot_id, instrument=instrument, plan_id=enrollment.plan_id,
         start_date=enrollment.start_date, end_date=enrollment.end_date,
         expires_at=enrollment.provisional_expires_at, failure_reason=enrollment.failure_reason,
-        status_url=_status_url(enrollment.id), created_at=enrollment.created_at,
+        action=_payment_action(enrollment), status_url=_status_url(enrollment.id), created_at=enrollment.created_at,
     ).model_dump(mode="json")
 
 

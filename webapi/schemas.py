@@ -249,6 +249,14 @@ class BookingAccepted(BaseModel):
     status_url: str
 
 
+class PaymentAction(BaseModel):
+    """What the parent must do to finish a payment their bank wants to check (3-D Secure)."""
+
+    type: Literal["authenticate_payment"]
+    client_secret: str = Field(description="the PaymentIntent's client secret, for Stripe.js `confirmCardPayment`")
+    url: str | None = Field(default=None, description="Stripe's hosted invoice page, when there is one")
+
+
 class BookingOut(BaseModel):
     id: int
     status: str
@@ -260,6 +268,7 @@ class BookingOut(BaseModel):
     end_date: date | None = None
     expires_at: datetime | None = None
     failure_reason: str | None = None
+    action: PaymentAction | None = Field(default=None, description="set while `action_required` (or `past_due` on a renewal that needs authentication)")
     status_url: str
     created_at: datetime
 

@@ -25,10 +25,12 @@ from models.base import utcnow
 from models.billing import Plan
 from models.config import get_settings
 from models.db import session_scope
-from models.enrollment import PROVISIONAL
+from models.enrollment import ACTION_REQUIRED, HOLD_STATUSES, PROVISIONAL, PaymentAction
 from models.errors import DomainError
 from models.outbox import add_dead_letter, queue_admin_alert, queue_email
-from workers.stripe_gateway import StripeGateway, TerminalStripeError
+from workers.stripe_gateway import (
+    AuthenticationRequired, StripeGateway, StripeGatewayError, TerminalStripeError, TransientStripeError,
+)
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"
@@ -52,6 +54,10 @@ class Booking:
     key: str
     payee_key: str
     first_attempt: bool = False  # no earlier run ever reached Stripe for this enrollment
+    status: str = PROVISIONAL
+    subscription_id: str | None = None
+    payment_intent_id: str | None = None
+    invoice_id: str | None = None
 
 
 def stable_key(kind: str, row_id: int, created_at) -> str:
@@ -85,11 +91,24 @@ def _preload(session, enrollment, *, with_slot: bool) -> tuple:
     return tuple(session.exec(statement.where(Enrollment.id == enrollment.id)).first() or ())
 
 
+def _with_generation(key: str, generation: int) -> str:
+    """A step's idempotency key; after an ambiguous answer a new one (`-g1`, `-g2`...)."""
+    return f"{key}-g{generation}" if generation else key
+
+
 def _load(enrollment_id: int) -> Booking | None:
     with session_scope() as session:
         enrollment = enrollment_ops.lock_enrollment(session, enrollment_id)
-        if enrollment is None or enrollment.status != PROVISIONAL:
+        if enrollment is None or enrollment.status not in HOLD_STATUSES:
             return None  # expired, cancelled, failed or already active: nothing to do
+        if enrollment.status == ACTION_REQUIRED:  # waiting for the parent: only Stripe's answer is read
+            return Booking(
+                enrollment_id=enrollment.id, payee_id=0, payee_email="", payee_name="", customer_id=None,
+                plan_id=enrollment.plan_id or 0, frequency="", amount_cents=0, currency="", price_id=None,
+                lessons_left=0, key="", payee_key="", status=ACTION_REQUIRED,
+                subscription_id=enrollment.stripe_subscription_id, payment_intent_id=enrollment.stripe_payment_intent_id,
+                invoice_id=enrollment.stripe_invoice_id,
+            )
         if enrollment.plan_id is None:
             raise TerminalStripeError("the enrollment has no plan to bill")
         first_attempt = enrollment.pipeline_state is None
@@ -109,8 +128,10 @@ def _load(enrollment_id: int) -> Booking | None:
             enrollment_id=enrollment.id, payee_id=payee.id, payee_email=payee.email, payee_name=payee.name,
             customer_id=payee.stripe_customer_id, plan_id=plan.id, frequency=plan.frequency,
             amount_cents=plan.amount_cents, currency=plan.currency, price_id=plan.stripe_price_id,
-            lessons_left=lessons_left, key=stable_key("booking", enrollment.id, enrollment.created_at),
-            payee_key=stable_key("payee", payee.id, payee.created_at), first_attempt=first_attempt,
+            lessons_left=lessons_left,
+            key=_with_generation(stable_key("booking", enrollment.id, enrollment.created_at), enrollment.stripe_key_generation),
+            payee_key=_with_generation(stable_key("payee", payee.id, payee.created_at), enrollment.stripe_key_generation),
+            first_attempt=first_attempt,
         )
 
 
@@ -125,11 +146,14 @@ def _progress(enrollment_id: int, state: str) -> bool:
 
 
 def ensure_customer(gateway: StripeGateway, *, payee_id: int, email: str, name: str, customer_id: str | None,
-                    key: str) -> str:
-    """The payee's Stripe customer, created once (idempotency key per payee) and remembered."""
+                    key: str, look_first: bool = False) -> str:
+    """The payee's Stripe customer, created once (idempotency key per payee) and remembered.
+    `look_first`: an earlier run may have created it without hearing back: find it by email and
+    our metadata before creating."""
     if customer_id:
         return customer_id
-    customer = gateway.create_customer(email=email, name=name, payee_id=payee_id, key=key)
+    customer = (gateway.find_customer(email=email, payee_id=payee_id) if look_first else None) or \
+        gateway.create_customer(email=email, name=name, payee_id=payee_id, key=key)
     with session_scope() as session:
         return billing.link_stripe_customer(session, payee_id, customer["id"], actor=ACTOR)
 
@@ -163,38 +187,165 @@ def _wait_for_card(enrollment_id: int, payee_email: str) -> None:
 
 
 def _undo_late_charge(gateway: StripeGateway, enrollment_id: int, *, subscription_id: str | None,
-                      payment_intent_id: str | None, invoice_id: str | None = None) -> None:
-    """The hold ended (expired, cancelled) while Stripe was charging: take the charge back
-    (a subscription's first invoice is paid on creation: cancelling alone would keep the money)."""
+                      payment_intent_id: str | None, invoice_id: str | None = None) -> bool:
+    """The hold ended (expired, cancelled, failed) while Stripe was charging or waiting for the
+    parent: cancel what Stripe holds and take back what it took (a subscription's first invoice
+    is paid on creation: cancelling alone would keep the money). The admin is told when money
+    was given back. True when something was refunded."""
+    refunded = False
     if subscription_id:
         gateway.cancel_subscription(subscription_id)
         if invoice_id:
-            gateway.refund_invoice(invoice_id)
+            refunded = gateway.refund_invoice(invoice_id) is not None
     if payment_intent_id:
-        gateway.refund_payment_intent(payment_intent_id, key=f"{payment_intent_id}-refund")
+        intent = gateway.cancel_payment_intent(payment_intent_id)
+        if intent.get("status") == "succeeded":
+            gateway.refund_payment_intent(payment_intent_id, key=f"{payment_intent_id}-refund")
+            refunded = True
+    if refunded:
+        with session_scope() as session:
+            queue_admin_alert(
+                session, subject=f"Booking {enrollment_id} was charged after its hold ended",
+                message=f"The charge ({subscription_id or payment_intent_id}) was refunded automatically; no action needed.",
+                dedupe_key=f"late_charge:{enrollment_id}", admins=get_settings().admin_emails,
+            )
+    return refunded
+
+
+def _next_key_generation(enrollment_id: int) -> None:
+    """A create got an ambiguous answer: the next run looks the object up and, when Stripe has
+    none, creates it under a new idempotency key (the old one may replay a stored 500)."""
     with session_scope() as session:
-        queue_admin_alert(
-            session, subject=f"Booking {enrollment_id} was charged after its hold ended",
-            message=f"The charge ({subscription_id or payment_intent_id}) was undone automatically; no action needed.",
-            dedupe_key=f"late_charge:{enrollment_id}", admins=get_settings().admin_emails,
+        enrollment = enrollment_ops.lock_enrollment(session, enrollment_id)
+        if enrollment is not None:
+            enrollment.stripe_key_generation += 1
+            enrollment_ops.touch_pipeline(session, enrollment, enrollment.pipeline_state or "started")
+
+
+def awaiting_parent(intent: dict | None) -> bool:
+    """A PaymentIntent waiting for the parent's 3-D Secure check: `requires_action` (on-session,
+    localstripe), or left `requires_payment_method` by an off-session `authentication_required`."""
+    if not intent:
+        return False
+    if intent.get("status") in ("requires_action", "requires_confirmation"):
+        return True
+    error = intent.get("last_payment_error") or {}
+    return intent.get("status") == "requires_payment_method" and \
+        "authentication_required" in (error.get("code"), error.get("decline_code"))
+
+
+def _await_parent(gateway: StripeGateway, enrollment_id: int, *, intent: dict, invoice: dict | None = None,
+                  subscription_id: str | None = None) -> str:
+    """The first payment waits for the parent: `action_required`, with what the app and the email
+    need. If the hold ended meanwhile, what Stripe holds is cancelled instead."""
+    secret = ((invoice or {}).get("confirmation_secret") or {}).get("client_secret") or intent.get("client_secret")
+    if not secret:
+        raise TerminalStripeError(f"payment {intent.get('id')} needs authentication but has no client secret")
+    action = PaymentAction(client_secret=secret, url=(invoice or {}).get("hosted_invoice_url"))
+    with session_scope() as session:
+        enrollment = enrollment_ops.lock_enrollment(session, enrollment_id)
+        waiting = enrollment is not None and enrollment.status == ACTION_REQUIRED
+        if enrollment is not None and enrollment.status == PROVISIONAL:
+            waiting = enrollment_ops.await_payment_action(
+                session, enrollment, actor=ACTOR, action=action, subscription_id=subscription_id,
+                invoice_id=(invoice or {}).get("id"), payment_intent_id=intent.get("id"),
+            )
+    if waiting:
+        return "action_required"
+    if subscription_id:
+        gateway.cancel_subscription(subscription_id)
+    gateway.cancel_payment_intent(intent["id"])
+    return "undone"
+
+
+def _subscription_outcome(gateway: StripeGateway, enrollment_id: int, subscription: dict) -> tuple[str, str | None, str | None]:
+    """Where a (new or found) subscription stands: ("paid" | "waiting", invoice id, PaymentIntent id).
+    A declined first payment cancels it and raises a terminal error."""
+    latest = subscription.get("latest_invoice")
+    invoice_id = latest.get("id") if isinstance(latest, dict) else latest
+    if subscription.get("status") in ("active", "trialing"):
+        return "paid", invoice_id, None
+    if subscription.get("status") == "incomplete" and invoice_id:
+        invoice, intent = gateway.first_payment(invoice_id)
+        if awaiting_parent(intent):
+            return _await_parent(gateway, enrollment_id, intent=intent, invoice=invoice,
+                                 subscription_id=subscription["id"]), invoice_id, intent["id"]
+    gateway.cancel_subscription(subscription["id"])
+    raise TerminalStripeError(f"the first payment was declined (subscription {subscription.get('status')})")
+
+
+def _check_parent_action(gateway: StripeGateway, booking: Booking) -> str:
+    """An `action_required` booking: has the parent's check passed in Stripe? Then activate.
+    Otherwise it keeps waiting (a failed check may be retried by the parent; the window's end
+    expires it)."""
+    subscription_id, payment_intent_id, invoice_id = booking.subscription_id, None, booking.invoice_id
+    if booking.subscription_id:
+        subscription = gateway.retrieve_subscription(booking.subscription_id)
+        if subscription.get("status") not in ("active", "trialing"):
+            return "action_required"
+    elif booking.payment_intent_id:
+        intent = gateway.retrieve_payment_intent(booking.payment_intent_id)
+        if intent.get("status") != "succeeded":
+            return "action_required"
+        payment_intent_id = intent["id"]
+    else:
+        raise TerminalStripeError("the booking waits for a payment it has no record of")
+    return _activate_or_undo(gateway, booking.enrollment_id, subscription_id=subscription_id,
+                             payment_intent_id=payment_intent_id, invoice_id=invoice_id)
+
+
+def _activate_or_undo(gateway: StripeGateway, enrollment_id: int, *, subscription_id: str | None,
+                      payment_intent_id: str | None, invoice_id: str | None) -> str:
+    """Billing is set up: `active` (with the confirmation), or — the hold ended while Stripe was
+    charging — the charge is taken back (`undone`)."""
+    with session_scope() as session:
+        enrollment = enrollment_ops.lock_enrollment(session, enrollment_id)
+        related = enrollment is not None and enrollment.status in HOLD_STATUSES and \
+            _preload(session, enrollment, with_slot=True)  # noqa: F841 (for the confirmation's context)
+        activated = enrollment is not None and enrollment_ops.activate_enrollment(
+            session, enrollment, actor=ACTOR, subscription_id=subscription_id,
+            payment_intent_id=payment_intent_id, invoice_id=invoice_id,
         )
+        already = enrollment is not None and enrollment.status not in HOLD_STATUSES and enrollment.pipeline_state == "done" and (
+            (subscription_id and enrollment.stripe_subscription_id == subscription_id)
+            or (payment_intent_id and enrollment.stripe_payment_intent_id == payment_intent_id)
+        )
+    if activated or already:
+        return "active"
+    _undo_late_charge(gateway, enrollment_id, subscription_id=subscription_id, payment_intent_id=payment_intent_id,
+                      invoice_id=invoice_id)
+    return "undone"
+
+
+def _create_or_note_ambiguity(enrollment_id: int, create):
+    """Run a Stripe create; an ambiguous failure moves the enrollment to a new key generation
+    (the next run looks first) before it is raised for Huey to retry."""
+    try:
+        return create()
+    except StripeGatewayError as error:
+        if error.ambiguous:
+            _next_key_generation(enrollment_id)
+        raise
 
 
 def run_booking(enrollment_id: int) -> str:
-    """Drive one provisional enrollment as far as it can go; returns where it stopped.
+    """Drive one held enrollment as far as it can go; returns where it stopped.
 
-    `active`, `awaiting_payment_method`, `skipped` (not provisional) or `undone` (the hold
-    ended while charging). Raises TransientStripeError to be retried, TerminalStripeError
-    when the booking cannot succeed (the task turns it into `failed`).
+    `active`, `awaiting_payment_method`, `action_required` (the bank wants the parent to
+    authenticate the first payment), `skipped` (not a hold) or `undone` (the hold ended while
+    charging). Raises TransientStripeError to be retried, TerminalStripeError when the booking
+    cannot succeed (the task turns it into `failed`).
     """
     booking = _load(enrollment_id)
     if booking is None:
         return "skipped"
     gateway = StripeGateway()
-    customer_id = ensure_customer(
+    if booking.status == ACTION_REQUIRED:
+        return _check_parent_action(gateway, booking)
+    customer_id = _create_or_note_ambiguity(enrollment_id, lambda: ensure_customer(
         gateway, payee_id=booking.payee_id, email=booking.payee_email, name=booking.payee_name,
-        customer_id=booking.customer_id, key=booking.payee_key,
-    )
+        customer_id=booking.customer_id, key=booking.payee_key, look_first=not booking.first_attempt,
+    ))
     if customer_id != booking.customer_id and not _progress(enrollment_id, "customer"):
         return "skipped"  # (a customer that existed at the start was recorded by `_load`)
     payment_method = gateway.default_payment_method(customer_id)
@@ -208,46 +359,41 @@ def run_booking(enrollment_id: int) -> str:
     if booking.frequency in ("weekly", "monthly"):
         price_id = booking.price_id or ensure_plan_price(gateway, booking.plan_id)
         existing = None if booking.first_attempt else gateway.find_subscription(customer_id, enrollment_id)
-        subscription = existing or gateway.create_subscription(
+        subscription = existing or _create_or_note_ambiguity(enrollment_id, lambda: gateway.create_subscription(
             enrollment_id=enrollment_id, customer_id=customer_id, price_id=price_id, key=booking.key,
-        )
+        ))
         subscription_id = subscription["id"]
-        if subscription.get("status") not in ("active", "trialing"):
-            gateway.cancel_subscription(subscription_id)
-            raise TerminalStripeError(f"the first payment was declined (subscription {subscription.get('status')})")
-        latest = subscription.get("latest_invoice")
-        invoice_id = latest.get("id") if isinstance(latest, dict) else latest
+        outcome, invoice_id, _ = _subscription_outcome(gateway, enrollment_id, subscription)
+        if outcome != "paid":
+            return outcome
     else:
         if booking.lessons_left <= 0:
             raise TerminalStripeError("no billable lesson left in the semester")
         # The amount follows the calendar (a day passing, a closure added), and with it the
         # charge's key: a re-run looks for the earlier charge instead of trusting the key.
-        existing = None if booking.first_attempt else gateway.find_payment(customer_id, enrollment_id)
-        intent = existing or gateway.charge_off_session(
-            enrollment_id=enrollment_id, customer_id=customer_id, payment_method_id=payment_method,
-            amount_cents=booking.amount_cents * booking.lessons_left, currency=booking.currency, key=booking.key,
+        existing = None if booking.first_attempt else gateway.find_payment(
+            customer_id, enrollment_id,
+            statuses=("succeeded", "processing", "requires_capture", "requires_action", "requires_payment_method"),
         )
+        if existing and existing.get("status") == "requires_payment_method" and not awaiting_parent(existing):
+            existing = None  # an earlier decline: charging again is this run's job
+        try:
+            intent = existing or _create_or_note_ambiguity(enrollment_id, lambda: gateway.charge_off_session(
+                enrollment_id=enrollment_id, customer_id=customer_id, payment_method_id=payment_method,
+                amount_cents=booking.amount_cents * booking.lessons_left, currency=booking.currency, key=booking.key,
+            ))
+        except AuthenticationRequired as error:
+            intent = error.payment_intent or gateway.find_payment(
+                customer_id, enrollment_id, statuses=("requires_payment_method", "requires_action")) or {}
+            if not intent.get("id"):
+                raise TerminalStripeError(f"the payment needs authentication, but Stripe named no payment: {error}") from None
         payment_intent_id = intent["id"]
+        if awaiting_parent(intent):
+            return _await_parent(gateway, enrollment_id, intent=intent)
         if intent.get("status") != "succeeded":
-            raise TerminalStripeError(f"the payment needs the parent's action (payment {intent.get('status')})")
-
-    with session_scope() as session:
-        enrollment = enrollment_ops.lock_enrollment(session, enrollment_id)
-        related = enrollment is not None and enrollment.status == PROVISIONAL and \
-            _preload(session, enrollment, with_slot=True)  # noqa: F841 (for the confirmation's context)
-        activated = enrollment is not None and enrollment_ops.activate_enrollment(
-            session, enrollment, actor=ACTOR, subscription_id=subscription_id,
-            payment_intent_id=payment_intent_id, invoice_id=invoice_id,
-        )
-        already = enrollment is not None and enrollment.status != PROVISIONAL and (
-            (subscription_id and enrollment.stripe_subscription_id == subscription_id)
-            or (payment_intent_id and enrollment.stripe_payment_intent_id == payment_intent_id)
-        )
-    if activated or already:
-        return "active"
-    _undo_late_charge(gateway, enrollment_id, subscription_id=subscription_id, payment_intent_id=payment_intent_id,
-                      invoice_id=invoice_id)
-    return "undone"
+            raise TerminalStripeError(f"the payment was not taken (payment {intent.get('status')})")
+    return _activate_or_undo(gateway, enrollment_id, subscription_id=subscription_id,
+                             payment_intent_id=payment_intent_id, invoice_id=invoice_id)
 
 
 def fail_booking(enrollment_id: int, reason: str, *, kind: str = "book_enrollment") -> bool:
@@ -264,23 +410,33 @@ def fail_booking(enrollment_id: int, reason: str, *, kind: str = "book_enrollmen
 
 
 def undo_orphan_charges(enrollment_id: int) -> str:
-    """A booking that ended (hold expired, failed) without recording a charge: a worker may have
-    died after Stripe took it, or Stripe's answer was lost. Any live subscription or taken
-    payment carrying this enrollment's id and not linked to it is cancelled and refunded.
-    `undone` or `clean`; `skipped` while the enrollment is still live (the pipeline owns it)."""
-    from models.enrollment import LIVE_STATUSES, Enrollment
+    """A booking that ended (hold expired, failed, cancelled before it was billed) while Stripe
+    may still hold something for it: a worker may have died after Stripe charged, Stripe's answer
+    was lost, or a payment waits for a 3-D Secure check nobody will do now. Every live
+    subscription, taken or waiting payment carrying this enrollment's id is cancelled and what
+    was taken refunded — the ones linked to it too, since it was never billed. For a booking
+    that was billed and then cancelled only unlinked ones count (its own subscription is
+    `cancel_subscription`'s). `undone` or `clean`; `skipped` while the enrollment is live (the
+    pipeline owns it)."""
+    from models.enrollment import CANCELLED, EXPIRED, FAILED, LIVE_STATUSES, Enrollment
 
     with session_scope(write=False) as session:
         enrollment = session.get(Enrollment, enrollment_id)
         if enrollment is None or enrollment.status in LIVE_STATUSES:
             return "skipped"
         customer_id = enrollment_ops.payee_of(session, enrollment).stripe_customer_id
-        linked = {enrollment.stripe_subscription_id, enrollment.stripe_payment_intent_id} - {None}
+        never_billed = enrollment.status in (EXPIRED, FAILED) or (
+            enrollment.status == CANCELLED and enrollment.pipeline_state != "done")
+        linked = set() if never_billed else {enrollment.stripe_subscription_id, enrollment.stripe_payment_intent_id} - {None}
     if not customer_id:
         return "clean"
     gateway = StripeGateway()
     subscription = gateway.find_subscription(customer_id, enrollment_id)
-    payment = gateway.find_payment(customer_id, enrollment_id)
+    payment = gateway.find_payment(
+        customer_id, enrollment_id,
+        statuses=("succeeded", "processing", "requires_capture") + (
+            ("requires_action", "requires_confirmation", "requires_payment_method") if never_billed else ()),
+    )
     subscription = subscription if subscription and subscription["id"] not in linked else None
     payment = payment if payment and payment["id"] not in linked else None
     if subscription is None and payment is None:

@@ -7,7 +7,17 @@ the SDK's own random key would change when Huey retries the task, so a retry aft
 timeout could charge twice. The SDK's network retries are off: Huey owns retrying.
 
 Errors are sorted once here: `TransientStripeError` (network, 5xx, rate limit — retry
-later) or `TerminalStripeError` (card declined, invalid request — give up, tell people).
+later) or `TerminalStripeError` (card declined, invalid request — give up, tell people);
+Stripe's `Stripe-Should-Retry` header, when it answers one, decides. A create whose answer
+was lost (a timeout, a dropped connection, a 5xx) is `ambiguous`: the object may exist. The
+pipeline then looks it up by our metadata before creating again, and creates with a new
+idempotency key (Stripe replays the stored answer of a key, a 500 included).
+`AuthenticationRequired` is a charge the bank wants the parent to authenticate (3-D Secure).
+
+The API version is pinned here, once (`API_VERSION`): every request names it, and webhook
+events rendered in another version are noticed (`note_event_api_version`). Every request's
+parameters are typed with the SDK's generated `stripe.params.*Params` (mypy checks this
+module), and the test suite checks every request against the same types.
 
 Objects come back from Stripe 16 as `StripeObject`s; we hand plain dicts to callers. Two
 API shapes are read by the helpers at the bottom: the one localstripe speaks (2017) and
@@ -20,24 +30,38 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import stripe
+from stripe import RequestOptions
+from stripe.params import (
+    CustomerCreateParams, CustomerListParams, CustomerUpdateParams, InvoiceRetrieveParams, PaymentIntentCreateParams,
+    PaymentIntentListParams, PaymentMethodListParams, PriceCreateParams, ProductCreateParams, RefundCreateParams,
+    RefundListParams, SetupIntentCreateParams, SubscriptionCreateParams, SubscriptionListParams,
+)
 
 from models.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+# The Stripe API version this code reads and writes (stripe-python 16.1's own; a test keeps the
+# two equal so an SDK upgrade is a conscious change of this line and of the shape helpers).
+API_VERSION = "2026-10-28.endive"
 
 # Stripe's intervals for our plan frequencies (semester plans are charged once, no interval).
 INTERVALS = {"weekly": "week", "monthly": "month"}
 
 
 class StripeGatewayError(Exception):
-    """A Stripe call failed; `str()` is one line for logs, emails and dead letters."""
+    """A Stripe call failed; `str()` is one line for logs, emails and dead letters.
 
-    def __init__(self, message: str, *, code: str | None = None):
+    `ambiguous`: the request may have been carried out (its answer was lost or was a 5xx)."""
+
+    def __init__(self, message: str, *, code: str | None = None, ambiguous: bool = False):
         super().__init__(message)
         self.code = code
+        self.ambiguous = ambiguous
 
 
 class TransientStripeError(StripeGatewayError):
@@ -53,24 +77,68 @@ class StripeNotConfigured(TerminalStripeError):
     """No `STRIPE_SECRET_KEY`: the booking pipeline cannot run."""
 
 
+class AuthenticationRequired(TerminalStripeError):
+    """An off-session charge the bank wants the parent to authenticate (`authentication_required`):
+    not a decline. `payment_intent` is the PaymentIntent Stripe left waiting (a plain dict)."""
+
+    def __init__(self, message: str, *, payment_intent: dict | None = None):
+        super().__init__(message, code="authentication_required")
+        self.payment_intent = payment_intent or {}
+
+
 def _describe(error: stripe.StripeError) -> str:
     message = getattr(error, "user_message", None) or str(error) or type(error).__name__
     status = getattr(error, "http_status", None)
     return f"{type(error).__name__}{f' ({status})' if status else ''}: {message}".splitlines()[0][:480]
 
 
+def _header(error: stripe.StripeError, name: str) -> str | None:
+    headers = getattr(error, "headers", None) or {}
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
 def classify(error: stripe.StripeError) -> StripeGatewayError:
-    """Map an SDK error to transient (retry) or terminal (give up)."""
+    """Map an SDK error to transient (retry) or terminal (give up), and say whether the request
+    may have taken effect (`ambiguous`: no answer, or a 5xx)."""
     code = getattr(error, "code", None)
+    status = getattr(error, "http_status", None) or 0
+    ambiguous = isinstance(error, stripe.APIConnectionError) or status >= 500
+    if code == "authentication_required" or getattr(error, "decline_code", None) == "authentication_required":
+        intent = getattr(getattr(error, "error", None), "payment_intent", None)
+        return AuthenticationRequired(_describe(error), payment_intent=plain(intent) if intent else None)
     if isinstance(error, stripe.IdempotencyError):  # the key was used for another request: never heals
         return TerminalStripeError(_describe(error), code=code)
+    should_retry = (_header(error, "stripe-should-retry") or "").lower()
+    if should_retry == "true":
+        return TransientStripeError(_describe(error), code=code, ambiguous=ambiguous)
+    if should_retry == "false":
+        return TerminalStripeError(_describe(error), code=code, ambiguous=ambiguous)
     if isinstance(error, (stripe.APIConnectionError, stripe.RateLimitError)):
-        return TransientStripeError(_describe(error), code=code)
-    status = getattr(error, "http_status", None) or 0
+        return TransientStripeError(_describe(error), code=code, ambiguous=ambiguous)
     # 409: a request with the same idempotency key is still in flight (or a lock): try again.
     if isinstance(error, stripe.APIError) or status >= 500 or status in (409, 429):
-        return TransientStripeError(_describe(error), code=code)
+        return TransientStripeError(_describe(error), code=code, ambiguous=ambiguous)
     return TerminalStripeError(_describe(error), code=code)
+
+
+_versions_noted: set[str] = set()
+
+
+def note_event_api_version(event_version: str | None) -> bool:
+    """True (and one warning per version and process) when a webhook event was rendered in
+    another API version than ours: it is still stored and read through the shape helpers
+    below, which know both the old and the current shapes."""
+    if not event_version or event_version == API_VERSION:
+        return False
+    if event_version not in _versions_noted:
+        _versions_noted.add(event_version)
+        log.warning("Stripe event rendered in API version %s, ours is %s: read through the shape helpers; "
+                    "set the webhook endpoint's version to %s in the Stripe dashboard", event_version, API_VERSION,
+                    API_VERSION)
+    return True
 
 
 def plain(obj: Any) -> Any:
@@ -101,7 +169,7 @@ class _RequestsReadingTheEnvironmentOnce:
 
 
 @functools.lru_cache(maxsize=8)
-def _client(secret_key: str, api_base: str, pid: int) -> stripe.StripeClient:
+def _client(secret_key: str, api_base: str, pid: int, timeout: float = 30.0) -> stripe.StripeClient:
     """One SDK client per key, base address and process, shared by every gateway: its HTTP
     client keeps a keep-alive session per thread, so a booking's calls (and the next
     booking's) reuse a connection instead of opening one each. `pid` keeps a forked
@@ -109,12 +177,13 @@ def _client(secret_key: str, api_base: str, pid: int) -> stripe.StripeClient:
     as read at the first call (a process restart picks up a change)."""
     from requests.utils import get_environ_proxies
 
-    options: dict[str, Any] = {"max_network_retries": 0}
+    options: dict[str, Any] = {"max_network_retries": 0, "stripe_version": API_VERSION}
     if api_base:
         options["base_addresses"] = {"api": api_base}
     proxies = get_environ_proxies(api_base or stripe.api_base)
     proxy = {scheme: url for scheme, url in proxies.items() if scheme in ("http", "https")}
-    options["http_client"] = stripe.RequestsClient(proxy=proxy or None, _lib=_RequestsReadingTheEnvironmentOnce())
+    options["http_client"] = stripe.RequestsClient(timeout=timeout, proxy=proxy or None,
+                                                   _lib=_RequestsReadingTheEnvironmentOnce())
     return stripe.StripeClient(secret_key, **options)
 
 
@@ -125,28 +194,35 @@ class StripeGateway:
         settings = settings or get_settings()
         if not settings.STRIPE_SECRET_KEY:
             raise StripeNotConfigured("STRIPE_SECRET_KEY is not set: Stripe billing is not configured")
-        self.client = _client(settings.STRIPE_SECRET_KEY, (settings.STRIPE_API_BASE or "").rstrip("/"), os.getpid())
+        self.client = _client(settings.STRIPE_SECRET_KEY, (settings.STRIPE_API_BASE or "").rstrip("/"), os.getpid(),
+                              settings.STRIPE_TIMEOUT_SECONDS)
         self.v1 = self.client.v1
 
-    def _call(self, fn, *args, **kwargs) -> dict:
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict:
         try:
             return plain(fn(*args, **kwargs))
         except stripe.StripeError as error:
             raise classify(error) from error
 
     @staticmethod
-    def _key(key: str | None) -> dict | None:
+    def _key(key: str | None) -> RequestOptions | None:
         return {"idempotency_key": key} if key else None
 
     # Customers and payment methods --------------------------------------------------
 
     def create_customer(self, *, email: str, name: str, payee_id: int, key: str) -> dict:
         """A customer for a payee; the key makes a retried creation return the same one."""
-        return self._call(
-            self.v1.customers.create,
-            {"email": email, "name": name, "metadata": {"payee_id": str(payee_id)}},
-            self._key(f"{key}-customer"),
-        )
+        params: CustomerCreateParams = {"email": email, "name": name, "metadata": {"payee_id": str(payee_id)}}
+        return self._call(self.v1.customers.create, params, self._key(f"{key}-customer"))
+
+    def find_customer(self, *, email: str, payee_id: int) -> dict | None:
+        """The customer an earlier (ambiguous) create made for this payee, found by email and our
+        `payee_id` metadata; None when there is none."""
+        params: CustomerListParams = {"email": email, "limit": 100}
+        for customer in self._call(self.v1.customers.list, params).get("data") or []:
+            if (customer.get("metadata") or {}).get("payee_id") == str(payee_id) and not customer.get("deleted"):
+                return customer
+        return None
 
     def retrieve_customer(self, customer_id: str) -> dict:
         return self._call(self.v1.customers.retrieve, customer_id)
@@ -158,7 +234,8 @@ class StripeGateway:
         current = (customer.get("invoice_settings") or {}).get("default_payment_method")
         if current:
             return current if isinstance(current, str) else current.get("id")
-        cards = self._call(self.v1.payment_methods.list, {"customer": customer_id, "type": "card"})
+        params: PaymentMethodListParams = {"customer": customer_id, "type": "card"}
+        cards = self._call(self.v1.payment_methods.list, params)
         data = sorted(cards.get("data") or [], key=lambda pm: pm.get("created") or 0)
         if not data:
             return None
@@ -168,22 +245,19 @@ class StripeGateway:
         """Make a card the customer's default for invoices and off-session charges. No idempotency
         key: setting a value is idempotent by itself, and a key per (customer, card) made Stripe
         replay the first answer when a parent went back to an earlier card (A, B, A)."""
-        self._call(
-            self.v1.customers.update, customer_id,
-            {"invoice_settings": {"default_payment_method": payment_method_id}},
-        )
+        params: CustomerUpdateParams = {"invoice_settings": {"default_payment_method": payment_method_id}}
+        self._call(self.v1.customers.update, customer_id, params)
         return payment_method_id
 
-    def attach_payment_method(self, payment_method_id: str, customer_id: str) -> dict:
-        return self._call(self.v1.payment_methods.attach, payment_method_id, {"customer": customer_id})
-
     def create_setup_intent(self, *, customer_id: str, payee_id: int) -> dict:
-        """A SetupIntent the parent's browser confirms with Stripe.js (a fresh one per request)."""
-        return self._call(
-            self.v1.setup_intents.create,
-            {"customer": customer_id, "usage": "off_session", "payment_method_types": ["card"],
-             "metadata": {"payee_id": str(payee_id)}},
-        )
+        """A SetupIntent the parent's browser confirms with Stripe.js (a fresh one per request):
+        a card, saved for off-session use (the bank's check, if any, happens now, with the
+        parent present, so later charges need none)."""
+        params: SetupIntentCreateParams = {
+            "customer": customer_id, "usage": "off_session", "allowed_payment_method_types": ["card"],
+            "metadata": {"payee_id": str(payee_id)},
+        }
+        return self._call(self.v1.setup_intents.create, params)
 
     def retrieve_setup_intent(self, setup_intent_id: str) -> dict:
         return self._call(self.v1.setup_intents.retrieve, setup_intent_id)
@@ -191,15 +265,13 @@ class StripeGateway:
     # Catalogue ------------------------------------------------------------------------
 
     def create_product(self, *, plan_id: int, name: str, key: str) -> dict:
-        return self._call(
-            self.v1.products.create, {"name": name, "metadata": {"plan_id": str(plan_id)}},
-            self._key(f"{key}-product"),
-        )
+        params: ProductCreateParams = {"name": name, "metadata": {"plan_id": str(plan_id)}}
+        return self._call(self.v1.products.create, params, self._key(f"{key}-product"))
 
     def create_price(self, *, plan_id: int, product_id: str, amount_cents: int, currency: str, frequency: str,
                      key: str) -> dict:
         """Recurring for weekly/monthly plans; a one-time per-lesson price for semester plans."""
-        params: dict[str, Any] = {
+        params: PriceCreateParams = {
             "product": product_id, "unit_amount": amount_cents, "currency": currency,
             "metadata": {"plan_id": str(plan_id), "frequency": frequency},
         }
@@ -211,43 +283,67 @@ class StripeGateway:
 
     def find_subscription(self, customer_id: str, enrollment_id: int) -> dict | None:
         """A live subscription already made for this enrollment (belt and braces to the key)."""
-        listing = self._call(self.v1.subscriptions.list, {"customer": customer_id, "status": "all", "limit": 100})
-        for subscription in listing.get("data") or []:
+        params: SubscriptionListParams = {"customer": customer_id, "status": "all", "limit": 100}
+        for subscription in self._call(self.v1.subscriptions.list, params).get("data") or []:
             if (subscription.get("metadata") or {}).get("enrollment_id") == str(enrollment_id) and \
                     subscription.get("status") not in ("canceled", "incomplete_expired"):
                 return subscription
         return None
 
     def create_subscription(self, *, enrollment_id: int, customer_id: str, price_id: str, key: str) -> dict:
-        """Subscribe; a declined first payment raises (error_if_incomplete) instead of leaving
-        an incomplete subscription behind."""
-        return self._call(
-            self.v1.subscriptions.create,
-            {"customer": customer_id, "items": [{"price": price_id}], "payment_behavior": "error_if_incomplete",
-             "metadata": {"enrollment_id": str(enrollment_id)}},
-            self._key(f"{key}-subscription"),
-        )
+        """Subscribe, charging the first period now, off-session. `allow_incomplete`: a first
+        payment the bank wants authenticated leaves the subscription `incomplete` with its
+        PaymentIntent `requires_action` (see `first_payment`) instead of failing the booking;
+        a declined one leaves it `incomplete` too, and the pipeline cancels it."""
+        params: SubscriptionCreateParams = {
+            "customer": customer_id, "items": [{"price": price_id}], "payment_behavior": "allow_incomplete",
+            "off_session": True, "metadata": {"enrollment_id": str(enrollment_id)},
+        }
+        return self._call(self.v1.subscriptions.create, params, self._key(f"{key}-subscription"))
 
-    def find_payment(self, customer_id: str, enrollment_id: int) -> dict | None:
+    def first_payment(self, invoice_id: str) -> tuple[dict, dict | None]:
+        """An invoice and the PaymentIntent paying it (None when it has none yet). Today's API
+        lists an invoice's payments only when asked (`expand: payments`); localstripe names the
+        PaymentIntent on the invoice itself."""
+        invoice = self.retrieve_invoice(invoice_id)
+        if "payment_intent" not in invoice:
+            params: InvoiceRetrieveParams = {"expand": ["payments"]}
+            invoice = self._call(self.v1.invoices.retrieve, invoice_id, params)
+        intent_id = invoice_payment_intent_id(invoice)
+        return invoice, self.retrieve_payment_intent(intent_id) if intent_id else None
+
+    def find_payment(self, customer_id: str, enrollment_id: int, *,
+                     statuses: tuple[str, ...] = ("succeeded", "processing", "requires_capture")) -> dict | None:
         """A payment already taken (or being taken) for this enrollment: a re-run must not charge
         again, even when the semester's price (and so the charge's key) changed meanwhile."""
-        listing = self._call(self.v1.payment_intents.list, {"customer": customer_id, "limit": 100})
-        for intent in listing.get("data") or []:
+        params: PaymentIntentListParams = {"customer": customer_id, "limit": 100}
+        for intent in self._call(self.v1.payment_intents.list, params).get("data") or []:
             if (intent.get("metadata") or {}).get("enrollment_id") == str(enrollment_id) and \
-                    intent.get("status") in ("succeeded", "processing", "requires_capture"):
+                    intent.get("status") in statuses:
                 return intent
         return None
 
     def charge_off_session(self, *, enrollment_id: int, customer_id: str, payment_method_id: str,
                            amount_cents: int, currency: str, key: str) -> dict:
-        """One off-session PaymentIntent (the semester plan); a decline raises a terminal error."""
-        return self._call(
-            self.v1.payment_intents.create,
-            {"amount": amount_cents, "currency": currency, "customer": customer_id,
-             "payment_method": payment_method_id, "confirm": True, "off_session": True,
-             "metadata": {"enrollment_id": str(enrollment_id)}},
-            self._key(f"{key}-payment-{amount_cents}"),
-        )
+        """One off-session PaymentIntent (the semester plan). A decline raises a terminal error; a
+        charge the bank wants authenticated raises `AuthenticationRequired` (real Stripe, a 402)
+        or comes back `requires_action` (localstripe). No redirect-based methods: the card given
+        is charged, nobody is there to be sent to a bank's page."""
+        params: PaymentIntentCreateParams = {
+            "amount": amount_cents, "currency": currency, "customer": customer_id,
+            "payment_method": payment_method_id, "confirm": True, "off_session": True,
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+            "metadata": {"enrollment_id": str(enrollment_id)},
+        }
+        return self._call(self.v1.payment_intents.create, params, self._key(f"{key}-payment-{amount_cents}"))
+
+    def cancel_payment_intent(self, payment_intent_id: str) -> dict:
+        """Cancel a payment nobody finished (a 3-D Secure check never done); a finished or already
+        cancelled one is returned as it is."""
+        current = self.retrieve_payment_intent(payment_intent_id)
+        if current.get("status") in ("succeeded", "canceled", "processing"):
+            return current
+        return self._call(self.v1.payment_intents.cancel, payment_intent_id)
 
     def retrieve_subscription(self, subscription_id: str) -> dict:
         return self._call(self.v1.subscriptions.retrieve, subscription_id)
@@ -255,7 +351,7 @@ class StripeGateway:
     def cancel_subscription(self, subscription_id: str) -> dict:
         """Cancel now; an already cancelled subscription is fine."""
         current = self.retrieve_subscription(subscription_id)
-        if current.get("status") == "canceled":
+        if current.get("status") in ("canceled", "incomplete_expired"):
             return current
         return self._call(self.v1.subscriptions.cancel, subscription_id, None,
                           self._key(f"subscription-{subscription_id}-cancel"))
@@ -267,18 +363,13 @@ class StripeGateway:
         return self._call(self.v1.payment_intents.retrieve, payment_intent_id)
 
     def refund_invoice(self, invoice_id: str) -> dict | None:
-        """Give a paid invoice's payment back in full (None: nothing was paid). The current API
-        lists an invoice's payments only when asked (`expand: payments`); localstripe names
-        the PaymentIntent on the invoice itself and knows no such field."""
-        invoice = self.retrieve_invoice(invoice_id)
+        """Give a paid invoice's payment back in full (None: nothing was paid)."""
+        invoice, intent = self.first_payment(invoice_id)
         if invoice.get("status") != "paid" or not invoice.get("amount_paid"):
             return None
-        intent_id = invoice_payment_intent_id(invoice)
-        if intent_id is None and "payment_intent" not in invoice:
-            intent_id = invoice_payment_intent_id(self._call(self.v1.invoices.retrieve, invoice_id, {"expand": ["payments"]}))
-        if intent_id is None:
+        if intent is None:
             raise TerminalStripeError(f"invoice {invoice_id} is paid but names no payment to refund")
-        return self.refund_payment_intent(intent_id, key=f"{intent_id}-refund")
+        return self.refund_payment_intent(intent["id"], key=f"{intent['id']}-refund")
 
     # Money events: the objects webhooks name, re-read before acting -------------------
 
@@ -296,11 +387,13 @@ class StripeGateway:
 
     def list_refunds(self, charge_id: str) -> list[dict]:
         """The refunds of a charge (newest first)."""
-        return self._call(self.v1.refunds.list, {"charge": charge_id, "limit": 100}).get("data") or []
+        params: RefundListParams = {"charge": charge_id, "limit": 100}
+        return self._call(self.v1.refunds.list, params).get("data") or []
 
     def refund_payment_intent(self, payment_intent_id: str, *, key: str) -> dict:
         """Give a payment back in full."""
-        return self._call(self.v1.refunds.create, {"payment_intent": payment_intent_id}, self._key(key))
+        params: RefundCreateParams = {"payment_intent": payment_intent_id, "metadata": {"source": "studio"}}
+        return self._call(self.v1.refunds.create, params, self._key(key))
 
 
 def is_not_found(error: StripeGatewayError) -> bool:

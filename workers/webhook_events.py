@@ -18,9 +18,13 @@ from models import enrollment as enrollment_ops
 from models.billing import StripeEvent
 from models.config import get_settings
 from models.db import session_scope
-from models.enrollment import ACTIVE, LIVE_STATUSES, PAST_DUE, PAUSED, PROVISIONAL, Enrollment
+from models.db import after_commit
+from models.enrollment import ACTION_REQUIRED, ACTIVE, HOLD_STATUSES, LIVE_STATUSES, PAST_DUE, PAUSED, Enrollment, PaymentAction
 from models.outbox import add_dead_letter, queue_admin_alert
-from workers.stripe_gateway import StripeGateway, enrollment_id_of, invoice_subscription_id
+from workers.money_events import MONEY_HANDLERS
+from workers.stripe_gateway import (
+    StripeGateway, enrollment_id_of, invoice_payment_intent_id, invoice_subscription_id, note_event_api_version,
+)
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"
@@ -37,6 +41,12 @@ def sync_subscription_state(subscription: dict, *, source: str) -> list[str]:
     with session_scope() as session:
         for row in enrollment_ops.enrollments_by_subscription(session, subscription["id"]):
             enrollment = enrollment_ops.lock_enrollment(session, row.id)
+            if enrollment.status == ACTION_REQUIRED:
+                # The first payment waits for the parent: the pipeline reads Stripe and decides.
+                if status in ("active", "trialing"):
+                    after_commit(session, lambda enrollment_id=enrollment.id: _enqueue_booking(enrollment_id))
+                    changes.append(f"enrollment {enrollment.id}: payment authenticated, booking resumed")
+                continue
             if paused:
                 if enrollment_ops.mark_paused(session, enrollment, actor=ACTOR):
                     changes.append(f"enrollment {enrollment.id}: paused (subscription {status}, collection paused)")
@@ -117,23 +127,60 @@ def on_setup_intent_succeeded(gateway: StripeGateway, obj: dict) -> str:
 
 
 def on_payment_intent(gateway: StripeGateway, obj: dict) -> str:
+    """A payment of a booking moved: a hold's pipeline re-runs and decides (a 3-D Secure check
+    passed, a charge landed); a payment that succeeded for a booking that ended meanwhile is
+    taken back. The booking is found by our metadata, or — a subscription's invoice payment
+    carries none — by the PaymentIntent id the booking recorded."""
+    from sqlmodel import select
+
     intent = gateway.retrieve_payment_intent(obj["id"])
     enrollment_id = enrollment_id_of(intent)
-    if enrollment_id is None:
-        return "ignored"
     with session_scope(write=False) as session:
-        enrollment = session.get(Enrollment, enrollment_id)
-        waiting = enrollment is not None and enrollment.status == PROVISIONAL
-    if waiting:
+        if enrollment_id is None:
+            enrollment_id = session.exec(
+                select(Enrollment.id).where(Enrollment.stripe_payment_intent_id == intent["id"])).first()
+        enrollment = session.get(Enrollment, enrollment_id) if enrollment_id is not None else None
+        status = enrollment.status if enrollment is not None else None
+    if status in HOLD_STATUSES:
         _enqueue_booking(enrollment_id)  # the pipeline replays its payment step and decides
         return "processed"
+    if status is not None and status not in LIVE_STATUSES and intent.get("status") == "succeeded":
+        from workers.tasks import undo_orphan_charges
+
+        undo_orphan_charges(enrollment_id)  # charged after the hold ended: refunded unless it is billed
+        return "processed"
     return "ignored"
+
+
+def on_invoice_payment_action_required(gateway: StripeGateway, obj: dict) -> str:
+    """An invoice's payment needs the parent's 3-D Secure check. A renewal: the enrollment goes
+    `past_due` with the `payment_action_required` email and the link (paid within the grace
+    period → active again). A first invoice: the booking's pipeline decides."""
+    invoice = gateway.retrieve_invoice(obj["id"])
+    subscription_id = invoice_subscription_id(invoice)
+    if not subscription_id or invoice.get("status") != "open":
+        return "ignored"  # paid or voided since
+    if "payment_intent" not in invoice:  # today's shape lists the payments only when asked
+        invoice, _ = gateway.first_payment(invoice["id"])
+    intent_id = invoice_payment_intent_id(invoice)
+    intent = gateway.retrieve_payment_intent(intent_id) if intent_id else {}
+    secret = (invoice.get("confirmation_secret") or {}).get("client_secret") or intent.get("client_secret")
+    with session_scope() as session:
+        for row in enrollment_ops.enrollments_by_subscription(session, subscription_id):
+            enrollment = enrollment_ops.lock_enrollment(session, row.id)
+            if enrollment.status in HOLD_STATUSES:
+                after_commit(session, lambda enrollment_id=enrollment.id: _enqueue_booking(enrollment_id))
+            elif enrollment.status == ACTIVE and secret:
+                enrollment_ops.mark_past_due(session, enrollment, actor=ACTOR, action=PaymentAction(
+                    client_secret=secret, url=invoice.get("hosted_invoice_url")))
+    return "processed"
 
 
 HANDLERS: dict[str, Callable[[StripeGateway, dict], str]] = {
     "invoice.paid": on_invoice_paid,
     "invoice.payment_succeeded": on_invoice_paid,
     "invoice.payment_failed": on_invoice_payment_failed,
+    "invoice.payment_action_required": on_invoice_payment_action_required,
     "customer.subscription.created": on_subscription_changed,
     "customer.subscription.updated": on_subscription_changed,
     "customer.subscription.deleted": on_subscription_changed,
@@ -143,6 +190,7 @@ HANDLERS: dict[str, Callable[[StripeGateway, dict], str]] = {
     "payment_intent.succeeded": on_payment_intent,
     "payment_intent.payment_failed": on_payment_intent,
 }
+HANDLERS.update(MONEY_HANDLERS)  # disputes, refunds, failed card setups, detached cards, deleted customers
 
 
 def process_event(event_id: int) -> str:
@@ -159,6 +207,7 @@ def process_event(event_id: int) -> str:
         if event.status in ("processed", "ignored"):
             return event.status
         event_type, payload = event.type, event.payload
+    note_event_api_version(payload.get("api_version") if isinstance(payload, dict) else None)
     handler = HANDLERS.get(event_type)
     obj = (payload.get("data") or {}).get("object") or {}
     error = None

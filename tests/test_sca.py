@@ -1,0 +1,166 @@
+"""3-D Secure (SCA) on the booking path, in-process against localstripe + compat layer, both engines.
+
+Card `4000002500003155` is authenticated once, at set-up; card `4000002760003184` needs the
+parent on every charge. The parent's browser is played by the test: it confirms the
+SetupIntent and, where the bank asks, calls the local server's `_authenticate` as Stripe.js
+would after the 3-D Secure page. Events are processed by the same handlers the webhook task
+runs. The end-to-end run through HTTP, webhooks and a real consumer is in
+`tests/faults/test_sca_consumer.py`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from models.base import utcnow
+from models.enrollment import Enrollment
+from models.outbox import EmailLog
+from tests.support.booking import provisional_booking
+from tests.support.fixtures import stripe_env, stripe_server  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+ONCE = "4000002500003155"      # authenticate at set-up, then off-session charges pass
+ALWAYS = "4000002760003184"    # every charge needs the parent's check
+
+
+def _reload(session, enrollment_id):
+    session.expire_all()
+    return session.get(Enrollment, enrollment_id)
+
+
+def _emails(session, template):
+    return list(session.exec(select(EmailLog).where(EmailLog.template == template)).all())
+
+
+def _card(client, number: str) -> str:
+    return client.v1.payment_methods.create(
+        {"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"}}).id
+
+
+def _authenticate(stripe_env, kind: str, intent_id: str, client_secret: str, success: bool = True) -> dict:
+    """What Stripe.js does after the bank's page: `kind` is payment_intents or setup_intents."""
+    return stripe_env._request("POST", f"/v1/{kind}/{intent_id}/_authenticate",
+                               {"client_secret": client_secret, "success": success})
+
+
+def set_up_card(stripe_env, payee_id: int, number: str, *, authenticate: bool = True) -> str:
+    """Payment setup as the parent app does it; the bank's check at set-up passed (or not)."""
+    from workers.payments import create_payment_setup
+    from workers.webhook_events import on_setup_intent_succeeded
+    from workers.stripe_gateway import StripeGateway
+
+    client = stripe_env.client()
+    setup = create_payment_setup(payee_id)
+    intent = client.v1.setup_intents.confirm(setup["setup_intent_id"], {"payment_method": _card(client, number)})
+    assert intent.status == "requires_action"  # both cards ask at set-up
+    if authenticate:
+        _authenticate(stripe_env, "setup_intents", intent.id, setup["client_secret"])
+        on_setup_intent_succeeded(StripeGateway(), {"id": intent.id})  # what the setup_intent.succeeded event does
+    return setup["customer_id"]
+
+
+def _book(task_queue, enrollment_id):
+    from workers.tasks import book_enrollment
+
+    book_enrollment(enrollment_id)
+    task_queue.run_all()
+
+
+def _payment_succeeded(task_queue, intent_id):
+    from workers.stripe_gateway import StripeGateway
+    from workers.webhook_events import on_payment_intent
+
+    on_payment_intent(StripeGateway(), {"id": intent_id})
+    task_queue.run_all()
+
+
+@pytest.mark.parametrize("frequency", ["monthly", "semester"])
+def test_card_authenticated_at_setup_books_without_asking_again(session, stripe_env, task_queue, frequency):
+    enrollment, payee, _, _ = provisional_booking(session, frequency=frequency)
+    set_up_card(stripe_env, payee.id, ONCE)
+    _book(task_queue, enrollment.id)
+
+    enrollment = _reload(session, enrollment.id)
+    assert enrollment.status == "active", enrollment.failure_reason
+    assert enrollment.action_client_secret is None
+    assert len(_emails(session, "booking_confirmation")) == 1
+    assert _emails(session, "payment_action_required") == []
+
+
+@pytest.mark.parametrize("frequency", ["monthly", "semester"])
+def test_payment_needing_the_parent_keeps_the_slot_then_activates_once_authenticated(session, stripe_env, task_queue,
+                                                                                     frequency):
+    from webapi.parent import _payment_action
+
+    enrollment, payee, _, _ = provisional_booking(session, frequency=frequency)
+    customer_id = set_up_card(stripe_env, payee.id, ALWAYS)
+    before = utcnow()
+    _book(task_queue, enrollment.id)
+
+    waiting = _reload(session, enrollment.id)
+    assert waiting.status == "action_required"
+    # The hold is extended to the window (24 h by default), not the 30-minute provisional hold.
+    assert waiting.provisional_expires_at >= before + timedelta(hours=23, minutes=59)
+    action = _payment_action(waiting)
+    assert action.type == "authenticate_payment" and action.client_secret == waiting.action_client_secret
+    intent = stripe_env.client().v1.payment_intents.retrieve(waiting.stripe_payment_intent_id)
+    assert intent.client_secret == action.client_secret and intent.status == "requires_action"
+    assert intent.customer == customer_id
+    if frequency == "monthly":
+        assert waiting.stripe_subscription_id and action.url is None or action.url.startswith("http")
+    [email] = _emails(session, "payment_action_required")
+    assert email.recipient == payee.email and email.status == "sent"
+    assert _emails(session, "booking_confirmation") == []
+
+    _book(task_queue, enrollment.id)  # a re-run while the parent has not answered changes nothing
+    assert _reload(session, enrollment.id).status == "action_required"
+    assert len(_emails(session, "payment_action_required")) == 1
+
+    _authenticate(stripe_env, "payment_intents", intent.id, intent.client_secret)
+    _payment_succeeded(task_queue, intent.id)
+    _payment_succeeded(task_queue, intent.id)  # delivered twice
+
+    active = _reload(session, enrollment.id)
+    assert active.status == "active" and active.action_client_secret is None and active.provisional_expires_at is None
+    assert len(_emails(session, "booking_confirmation")) == 1
+    assert stripe_env.client().v1.payment_intents.retrieve(intent.id).status == "succeeded"
+
+
+@pytest.mark.parametrize("frequency", ["monthly", "semester"])
+def test_failed_check_keeps_waiting_and_the_window_end_expires_it_with_nothing_charged(session, stripe_env, task_queue,
+                                                                                      frequency):
+    from workers.periodic import expire_provisional_holds
+
+    enrollment, payee, _, _ = provisional_booking(session, frequency=frequency)
+    customer_id = set_up_card(stripe_env, payee.id, ALWAYS)
+    _book(task_queue, enrollment.id)
+    waiting = _reload(session, enrollment.id)
+    intent = stripe_env.client().v1.payment_intents.retrieve(waiting.stripe_payment_intent_id)
+    _authenticate(stripe_env, "payment_intents", intent.id, intent.client_secret, success=False)
+    _payment_succeeded(task_queue, intent.id)  # a payment_intent.payment_failed event re-runs the same handler
+    assert _reload(session, enrollment.id).status == "action_required"  # the parent may try again
+
+    # The window passes.
+    waiting = _reload(session, enrollment.id)
+    waiting.provisional_expires_at = utcnow() - timedelta(seconds=1)
+    session.add(waiting)
+    session.commit()
+    expire_provisional_holds()
+    task_queue.run_all()
+
+    expired = _reload(session, enrollment.id)
+    assert expired.status == "expired" and expired.action_client_secret is None
+    client = stripe_env.client()
+    assert client.v1.payment_intents.retrieve(intent.id).status == "canceled"
+    if frequency == "monthly":
+        assert client.v1.invoices.retrieve(expired.stripe_invoice_id).status == "void"
+    for subscription in stripe_env.subscriptions(customer_id):
+        assert subscription["status"] in ("canceled", "incomplete_expired")
+    charges = [c for c in client.v1.charges.list({"customer": customer_id}).data if c.status == "succeeded"]
+    assert charges == []
+    assert len(_emails(session, "hold_expired")) == 1
+    assert any("expired" in email.subject for email in _emails(session, "admin_alert"))
