@@ -37,9 +37,12 @@ class LocalStripe:
         return self._request("GET", f"/v1/subscriptions?customer={customer}&status=all")["data"]
 
     def fault(self, path_prefix: str, *, method: str = "POST", fail_times: int = 0, delay_after: float = 0, status: int = 500,
-              type: str = "api_error"):
-        self._request("POST", "/_config/compat/faults", {"path_prefix": path_prefix, "method": method, "type": type,
-                                                          "fail_times": fail_times, "delay_after": delay_after, "status": status})
+              type: str = "api_error", after_handler: bool = False, remember: bool = False, should_retry: bool | None = None):
+        self._request("POST", "/_config/compat/faults", {
+            "path_prefix": path_prefix, "method": method, "type": type, "fail_times": fail_times,
+            "delay_after": delay_after, "status": status, "after_handler": after_handler, "remember": remember,
+            "should_retry": should_retry,
+        })
 
     def clear_faults(self):
         self._request("DELETE", "/_config/compat/faults")
