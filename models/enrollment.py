@@ -558,9 +558,7 @@ def mark_past_due(
     context["grace_days"] = get_settings().DUNNING_GRACE_DAYS
     stamp = now.strftime("%Y%m%d")
     if action is not None:
-        context |= {"action_url": action.url, "renewal": True}
-        queue_email(session, template="payment_action_required", recipient=payee.email, context=context,
-                    dedupe_key=f"payment_action_required:{enrollment.id}:{stamp}")
+        _queue_renewal_action_email(session, enrollment, action, now=now)
     else:
         queue_email(session, template="payment_failed", recipient=payee.email, context=context,
                     dedupe_key=f"payment_failed:{enrollment.id}:{stamp}")
@@ -569,6 +567,31 @@ def mark_past_due(
         message=f"{payee.name} ({payee.email}): payment for {context['student_name']} failed; slot held {context['grace_days']} days.",
         dedupe_key=f"payment_failed:{enrollment.id}:{stamp}", admins=get_settings().admin_emails,
     )
+    return True
+
+
+def _queue_renewal_action_email(session: Session, enrollment: Enrollment, action: PaymentAction, *, now: datetime) -> None:
+    context = email_context(session, enrollment) | {
+        "grace_days": get_settings().DUNNING_GRACE_DAYS, "action_url": action.url, "renewal": True,
+    }
+    queue_email(session, template="payment_action_required", recipient=payee_of(session, enrollment).email,
+                context=context, dedupe_key=f"payment_action_required:{enrollment.id}:{now:%Y%m%d}")
+
+
+def require_renewal_action(session: Session, enrollment: Enrollment, *, action: PaymentAction, actor: str,
+                           now: datetime | None = None) -> bool:
+    """A renewal the bank wants the parent to authenticate: active → past_due, or a past_due
+    enrollment (its failed-payment event came first) gets the link. Either way the parent gets
+    `payment_action_required` with the link, once a day at most. False for other statuses."""
+    now = now or utcnow()
+    if enrollment.status == ACTIVE:
+        return mark_past_due(session, enrollment, actor=actor, now=now, action=action)
+    if enrollment.status != PAST_DUE:
+        return False
+    if enrollment.action_client_secret != action.client_secret:
+        change_audited(session, enrollment, actor=actor, action="enrollment.action_required",
+                       action_client_secret=action.client_secret, action_url=action.url, updated_at=now)
+    _queue_renewal_action_email(session, enrollment, action, now=now)
     return True
 
 

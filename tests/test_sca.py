@@ -164,3 +164,46 @@ def test_failed_check_keeps_waiting_and_the_window_end_expires_it_with_nothing_c
     assert charges == []
     assert len(_emails(session, "hold_expired")) == 1
     assert any("expired" in email.subject for email in _emails(session, "admin_alert"))
+
+
+def _renewal_needing_the_parent(stripe_env, customer_id: str, subscription_id: str):
+    """A renewal invoice charged to a card whose bank asks every time; returns (invoice, intent)."""
+    client = stripe_env.client()
+    card = client.v1.payment_methods.attach(_card(client, ALWAYS), {"customer": customer_id})
+    client.v1.customers.update(customer_id, {"invoice_settings": {"default_payment_method": card.id}})
+    client.v1.invoice_items.create({"customer": customer_id, "amount": 12000, "currency": "usd"})
+    invoice = client.v1.invoices.pay(client.v1.invoices.create({"customer": customer_id, "subscription": subscription_id}).id)
+    intent = client.v1.payment_intents.retrieve(invoice.payment_intent)
+    assert invoice.status == "open" and intent.status == "requires_action"
+    return invoice, intent
+
+
+@pytest.mark.parametrize("order", ["action_first", "failed_first"])
+def test_renewal_needing_authentication_is_past_due_with_the_link_then_active_when_paid(session, stripe_env, task_queue,
+                                                                                       order):
+    from webapi.parent import _payment_action
+    from workers.stripe_gateway import StripeGateway
+    from workers.webhook_events import on_invoice_paid, on_invoice_payment_action_required, on_invoice_payment_failed
+    from tests.support.booking import active_booking
+
+    enrollment, customer_id = active_booking(session, stripe_env, task_queue)
+    invoice, intent = _renewal_needing_the_parent(stripe_env, customer_id, enrollment.stripe_subscription_id)
+    gateway = StripeGateway()
+    handlers = [on_invoice_payment_action_required, on_invoice_payment_failed]
+    for handler in (handlers if order == "action_first" else handlers[::-1]) * 2:  # both events, twice
+        handler(gateway, {"id": invoice.id})
+    task_queue.run_all()
+
+    past_due = _reload(session, enrollment.id)
+    assert past_due.status == "past_due"
+    action = _payment_action(past_due)
+    assert action is not None and action.client_secret == intent.client_secret
+    [email] = _emails(session, "payment_action_required")
+    assert email.context["renewal"] is True and email.status == "sent"
+    assert _emails(session, "payment_failed") == []  # one story for the parent: authenticate
+
+    _authenticate(stripe_env, "payment_intents", intent.id, intent.client_secret)
+    on_invoice_paid(gateway, {"id": invoice.id})
+    task_queue.run_all()
+    active = _reload(session, enrollment.id)
+    assert active.status == "active" and active.action_client_secret is None and _payment_action(active) is None

@@ -22,8 +22,9 @@ from models.db import after_commit
 from models.enrollment import ACTION_REQUIRED, ACTIVE, HOLD_STATUSES, LIVE_STATUSES, PAST_DUE, PAUSED, Enrollment, PaymentAction
 from models.outbox import add_dead_letter, queue_admin_alert
 from workers.money_events import MONEY_HANDLERS
+from workers.pipeline import awaiting_parent
 from workers.stripe_gateway import (
-    StripeGateway, enrollment_id_of, invoice_payment_intent_id, invoice_subscription_id, note_event_api_version,
+    StripeGateway, enrollment_id_of, invoice_subscription_id, note_event_api_version,
 )
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,9 @@ def on_invoice_payment_failed(gateway: StripeGateway, obj: dict) -> str:
     subscription_id = invoice_subscription_id(invoice)
     if not subscription_id or invoice.get("status") in ("paid", "void", "draft"):
         return "ignored"  # paid since (a later retry worked) or nothing to chase
+    _, intent = gateway.first_payment(invoice["id"])
+    if awaiting_parent(intent):  # Stripe sends both events when the bank wants the parent: one story
+        return on_invoice_payment_action_required(gateway, obj)
     subscription = gateway.retrieve_subscription(subscription_id)
     if subscription.get("status") in ("canceled", "incomplete_expired"):
         sync_subscription_state(subscription, source="invoice payment failed")
@@ -156,22 +160,19 @@ def on_invoice_payment_action_required(gateway: StripeGateway, obj: dict) -> str
     """An invoice's payment needs the parent's 3-D Secure check. A renewal: the enrollment goes
     `past_due` with the `payment_action_required` email and the link (paid within the grace
     period → active again). A first invoice: the booking's pipeline decides."""
-    invoice = gateway.retrieve_invoice(obj["id"])
+    invoice, intent = gateway.first_payment(obj["id"])
     subscription_id = invoice_subscription_id(invoice)
-    if not subscription_id or invoice.get("status") != "open":
-        return "ignored"  # paid or voided since
-    if "payment_intent" not in invoice:  # today's shape lists the payments only when asked
-        invoice, _ = gateway.first_payment(invoice["id"])
-    intent_id = invoice_payment_intent_id(invoice)
-    intent = gateway.retrieve_payment_intent(intent_id) if intent_id else {}
+    if not subscription_id or invoice.get("status") != "open" or not awaiting_parent(intent):
+        return "ignored"  # paid, voided or failed since: the other events tell
+    intent = intent or {}
     secret = (invoice.get("confirmation_secret") or {}).get("client_secret") or intent.get("client_secret")
     with session_scope() as session:
         for row in enrollment_ops.enrollments_by_subscription(session, subscription_id):
             enrollment = enrollment_ops.lock_enrollment(session, row.id)
             if enrollment.status in HOLD_STATUSES:
                 after_commit(session, lambda enrollment_id=enrollment.id: _enqueue_booking(enrollment_id))
-            elif enrollment.status == ACTIVE and secret:
-                enrollment_ops.mark_past_due(session, enrollment, actor=ACTOR, action=PaymentAction(
+            elif secret:
+                enrollment_ops.require_renewal_action(session, enrollment, actor=ACTOR, action=PaymentAction(
                     client_secret=secret, url=invoice.get("hosted_invoice_url")))
     return "processed"
 
