@@ -12,6 +12,11 @@ Fixtures
 - `committed_db`: for tests whose work must really commit (threads, HTTP servers,
   consumers): no outer transaction; all tables are emptied before and after.
 - `redis_url`: the real Redis (a private key prefix per run).
+- `stripe_contract` (autouse): every request any local Stripe of the session receives (from
+  this process, consumers, gunicorn servers, the demo) is checked against stripe-python's
+  parameter types (`tests/support/stripe_contract.py`); a test whose requests real Stripe would
+  refuse reports an error listing them. `@pytest.mark.stripe_contract_exempt` for deliberate
+  ones; `--stripe-contract=report` lists them at the end instead of failing.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ CLEARED_ENV = (
 def pytest_addoption(parser):
     parser.addoption("--engines", default=os.environ.get("STUDIO_TEST_ENGINES"),
                      help="comma list of sqlite,postgres (default: both when PostgreSQL answers)")
+    parser.addoption("--stripe-contract", choices=("fail", "report"), default="fail",
+                     help="a test whose Stripe requests break the API contract: fail it (default) or only report it")
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -89,6 +96,83 @@ def pytest_generate_tests(metafunc):
                 metafunc.parametrize("engine_name", [pytest.param("postgres", marks=pytest.mark.skip(reason="PostgreSQL not reachable"))], scope="session")
                 return
         metafunc.parametrize("engine_name", engines, scope="session")
+
+
+_CONTRACT = pytest.StashKey[dict]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stripe_contract_log(request, tmp_path_factory):
+    """One file where every local Stripe started in this session (they inherit the variable)
+    appends the requests the current Stripe API would refuse."""
+    from tests.support.stripe_contract import LOG_ENV, ContractLog
+
+    log = ContractLog(tmp_path_factory.getbasetemp() / "stripe-contract.jsonl")
+    state = request.config.stash.setdefault(_CONTRACT, {"log": log, "offset": 0, "found": []})
+    previous = os.environ.get(LOG_ENV)
+    os.environ[LOG_ENV] = log.path
+    try:
+        yield state
+    finally:
+        if previous is None:
+            os.environ.pop(LOG_ENV, None)
+        else:
+            os.environ[LOG_ENV] = previous
+
+
+def _take_violations(state: dict) -> list[dict]:
+    """The violations logged since the last look."""
+    log = state["log"]
+    end = log.mark()
+    found = log.violations(state["offset"]) if end > state["offset"] else []
+    state["offset"] = end
+    return found
+
+
+@pytest.fixture(autouse=True)
+def stripe_contract(request, _stripe_contract_log):
+    """The test reports an error when the Stripe requests made during it (by any process)
+    would be refused by the current API: unknown or ill-typed parameters, a missing required
+    one, a route `stripe_contract.ROUTES` does not know, another Stripe-Version."""
+    from tests.support.stripe_contract import summarize
+
+    state = _stripe_contract_log
+    state["found"] += [("(between tests)", violation) for violation in _take_violations(state)]
+    yield
+    found = _take_violations(state)
+    if not found:
+        return
+    if request.node.get_closest_marker("stripe_contract_exempt"):
+        state.setdefault("exempt", 0)
+        state["exempt"] += len(found)
+        return
+    state["found"] += [(request.node.nodeid, violation) for violation in found]
+    if request.config.getoption("--stripe-contract") == "fail":
+        lines = "\n".join(f"  {line}" for line in summarize(found))
+        pytest.fail(f"Stripe request contract: this test sent {len(found)} request(s) the current Stripe API "
+                    f"would refuse (tests/support/stripe_contract.py; mark the test stripe_contract_exempt if "
+                    f"that is deliberate):\n{lines}", pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    state = config.stash.get(_CONTRACT, None)
+    if state is None:
+        return
+    from tests.support.stripe_contract import summarize
+
+    state["found"] += [("(after the tests)", violation) for violation in _take_violations(state)]
+    checked = state["log"].checked()
+    found = state["found"]
+    terminalreporter.section("Stripe request contract")
+    exempt = f", {state['exempt']} more in tests marked stripe_contract_exempt" if state.get("exempt") else ""
+    terminalreporter.write_line(f"{checked} request(s) checked by the local Stripe servers that have stopped; "
+                                f"{len(found)} violation(s){exempt}")
+    first_seen: dict[str, str] = {}
+    for nodeid, violation in found:
+        for line in summarize([violation]):
+            first_seen.setdefault(line, nodeid)
+    for line in summarize([violation for _, violation in found]):
+        terminalreporter.write_line(f"  {line}  [first: {first_seen.get(line.rsplit(' (x', 1)[0], '?')}]")
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,11 @@ Gaps bridged (each measured against localstripe 1.15.10 with stripe-python 16):
    `customer.subscription.updated`; a later successful payment emits the update too.
 8. `GET /v1/payment_intents?customer=` is refused ("Unexpected customer"): filtered here, newest first.
 Test helpers (not Stripe): `POST /_config/compat/faults` (make a path fail N times or answer late),
-`DELETE /_config/compat/faults`, `GET /_config/compat/requests` (counts of POSTs by path).
+`DELETE /_config/compat/faults`, `GET /_config/compat/requests` (counts of POSTs by path),
+`GET /_config/compat/contract` (`{"checked": N, "violations": [{"method", "path", "problems"}]}`:
+every `/v1` request checked against stripe-python's parameter types by `contract_middleware`,
+installed first so it sees the request as sent; see `tests/support/stripe_contract.py`) and
+`DELETE /_config/compat/contract` (clears it, answering what it held).
 Not bridged (our code copes): `customer.subscription.updated` is never emitted (the
 nightly reconciliation reads subscriptions), events carry the 2017 shapes.
 """
@@ -31,6 +35,8 @@ from aiohttp import web
 from localstripe import resources, server
 from localstripe.errors import UserError
 from localstripe.resources import Event, Invoice, PaymentMethod, Plan, SetupIntent, StripeObject, Subscription, store
+
+from tests.support import stripe_contract
 
 
 class Price(StripeObject):
@@ -138,6 +144,16 @@ _PAY_INVOICE = re.compile(r"^/v1/invoices/(in_\w+)/pay$")
 
 
 @web.middleware
+async def contract_middleware(request, handler):
+    """Decode the request as Stripe would, before any middleware here rewrites it, and record
+    whether the current API would take it (`stripe_contract.RECORDER`)."""
+    if not stripe_contract.is_exempt(request.method, request.path, request.headers):
+        params, problems = await stripe_contract.decode_aiohttp_request(request)
+        stripe_contract.RECORDER.record(request.method, request.path, params, request.headers, problems)
+    return await handler(request)
+
+
+@web.middleware
 async def invoice_pay_middleware(request, handler):
     match = _PAY_INVOICE.match(request.path)
     if request.method != "POST" or not match:
@@ -241,6 +257,14 @@ async def _requests(request):
     return web.json_response(dict(_posts))
 
 
+async def _contract(request):
+    return web.json_response(stripe_contract.RECORDER.report())
+
+
+async def _clear_contract(request):
+    return web.json_response(stripe_contract.RECORDER.clear())
+
+
 def build_app(*, pickle_path: str | None = None) -> web.Application:
     """localstripe's app with the compatibility layer installed."""
     use_pickle_path(pickle_path)
@@ -250,6 +274,7 @@ def build_app(*, pickle_path: str | None = None) -> web.Application:
         return app
     app.middlewares.insert(0, fault_middleware)
     app.middlewares.insert(1, idempotency_middleware)
+    app.middlewares.insert(0, contract_middleware)  # first of all: the request as it was sent
     app.middlewares.append(setup_intent_middleware)
     app.middlewares.append(invoice_pay_middleware)
     app.router.add_post("/v1/prices", _create_price)
@@ -258,6 +283,8 @@ def build_app(*, pickle_path: str | None = None) -> web.Application:
     app.router.add_post("/_config/compat/faults", _set_faults)
     app.router.add_delete("/_config/compat/faults", _clear_faults)
     app.router.add_get("/_config/compat/requests", _requests)
+    app.router.add_get("/_config/compat/contract", _contract)
+    app.router.add_delete("/_config/compat/contract", _clear_contract)
     app._studio_compat = True
     return app
 
