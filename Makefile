@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test install install-dev bench serve worker clean
+.PHONY: demo test typecheck install install-dev bench serve worker clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,12 @@ demo: $(DEV_STAMP)
 	$(BIN)/studioctl dashboard today
 
 ## The whole test suite: SQLite always, PostgreSQL and Redis when reachable (required under CI=true).
-test: $(DEV_STAMP)
+## The type check first: workers/ against stripe-python's generated parameter types.
+test: typecheck
 	$(BIN)/python -m pytest -q
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.run_all

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from models import billing
 from models import enrollment as enrollment_ops
@@ -79,13 +80,13 @@ def _preload(session, enrollment, *, with_slot: bool) -> tuple:
     from models.people import Instrument, Payee, Student, Teacher
     from models.scheduling import Timeslot
 
-    joins = [(Student, Student.id == Enrollment.student_id), (Payee, Payee.id == Student.payee_id)]
+    joins: list[tuple[Any, Any]] = [(Student, Student.id == Enrollment.student_id), (Payee, Payee.id == Student.payee_id)]
     if enrollment.plan_id is not None:
         joins.append((Plan, Plan.id == Enrollment.plan_id))
     if with_slot:
         joins += [(Timeslot, Timeslot.id == Enrollment.timeslot_id), (Teacher, Teacher.id == Timeslot.teacher_id),
                   (Instrument, Instrument.id == Enrollment.instrument_id)]
-    statement = select(*(model for model, _ in joins)).select_from(Enrollment)
+    statement: Any = select(*(model for model, _ in joins)).select_from(Enrollment)
     for model, condition in joins:
         statement = statement.join(model, condition)
     return tuple(session.exec(statement.where(Enrollment.id == enrollment.id)).first() or ())
@@ -443,8 +444,9 @@ def undo_orphan_charges(enrollment_id: int) -> str:
         return "clean"
     latest = (subscription or {}).get("latest_invoice")
     _undo_late_charge(
-        gateway, enrollment_id, subscription_id=subscription and subscription["id"],
-        payment_intent_id=payment and payment["id"], invoice_id=latest.get("id") if isinstance(latest, dict) else latest,
+        gateway, enrollment_id, subscription_id=subscription["id"] if subscription else None,
+        payment_intent_id=payment["id"] if payment else None,
+        invoice_id=latest.get("id") if isinstance(latest, dict) else latest,
     )
     return "undone"
 

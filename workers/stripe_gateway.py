@@ -160,7 +160,7 @@ class _RequestsReadingTheEnvironmentOnce:
         return getattr(requests, name)
 
     @staticmethod
-    def Session():  # noqa: N802 (the name RequestsClient calls)
+    def Session() -> Any:  # noqa: N802 (the name RequestsClient calls)
         import requests
 
         session = requests.Session()
@@ -181,7 +181,7 @@ def _client(secret_key: str, api_base: str, pid: int, timeout: float = 30.0) -> 
     if api_base:
         options["base_addresses"] = {"api": api_base}
     proxies = get_environ_proxies(api_base or stripe.api_base)
-    proxy = {scheme: url for scheme, url in proxies.items() if scheme in ("http", "https")}
+    proxy: Any = {scheme: url for scheme, url in proxies.items() if scheme in ("http", "https")}
     options["http_client"] = stripe.RequestsClient(timeout=timeout, proxy=proxy or None,
                                                    _lib=_RequestsReadingTheEnvironmentOnce())
     return stripe.StripeClient(secret_key, **options)
