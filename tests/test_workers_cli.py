@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -108,10 +109,16 @@ def test_worker_starts_and_stops_on_sigint(tmp_path):
     env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}", HUEY_NAME="cli-test", OUTBOX_DIR=str(tmp_path))
     env.pop("REDIS_URL", None)
     process = subprocess.Popen([sys.executable, "-m", "studioctl.main", "worker", "--no-periodic", "-w", "1"],
-                               cwd=tmp_path, env=dict(env, PYTHONPATH=os.getcwd() if False else str(__import__("pathlib").Path(__file__).resolve().parents[1])),
+                               cwd=tmp_path, env=dict(env, PYTHONPATH=str(Path(__file__).resolve().parents[1])),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    time.sleep(2.5)
+    # SIGINT once the consumer is up (its start-up takes seconds on a busy machine), not after a guess.
+    started, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline().decode()
+        started.append(line)
+        if "periodic tasks are" in line.lower() or not line:
+            break
     process.send_signal(signal.SIGINT)
-    output = process.communicate(timeout=15)[0].decode()
+    output = "".join(started) + process.communicate(timeout=15)[0].decode()
     assert process.returncode == 0, output
     assert "consumer started" in output.lower() and "Traceback" not in output
