@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     WORKER_RETRY_BACKOFF: float = Field(default=2.0, ge=1, le=10)
     RECONCILE_STALE_SECONDS: int = Field(default=600, ge=0, le=7 * 24 * 3600)
     EMAIL_STUCK_SECONDS: int = Field(default=120, ge=0, le=7 * 24 * 3600)
+    # A row `sending` this long was left by a dead worker: claimed again, looked up at Mailjet
+    # before any resend. Keep it above MAILJET_TIMEOUT_SECONDS (a live send is never taken over).
+    EMAIL_SENDING_STALE_SECONDS: int = Field(default=120, ge=1, le=7 * 24 * 3600)
     MAILJET_TIMEOUT_SECONDS: float = Field(default=15.0, gt=0, le=300)
 
     RATELIMIT_AUTH: str = "20/minute"

@@ -203,24 +203,27 @@ def test_mailjet_429_is_retried_by_huey_and_the_email_goes_out_once(session, mai
 
 
 def test_mailjet_timeout_is_retried_and_the_email_is_sent_once(session, mailjet, monkeypatch):
-    """Mailjet got the first request but answered after our timeout: retried with the same
-    CustomID and Idempotency-Key (so Mailjet can drop the duplicate), then never again."""
-    from workers.mailer import TransientEmailError, deliver
+    """Mailjet got the first request but answered after our timeout: the retry looks the message
+    up by its CustomID, finds it, and marks the row sent with Mailjet's id — no second send
+    (Mailjet does not drop a duplicate by the client's Idempotency-Key)."""
+    from workers.mailer import AmbiguousEmailError, deliver
 
     monkeypatch.setenv("MAILJET_TIMEOUT_SECONDS", "0.3")
     reset_settings()  # settings are read once; re-read after changing the environment
     mailjet.script = ["delay:0.8"]
     email_id = _admin_alert(session)
-    with pytest.raises(TransientEmailError, match="Mailjet unavailable"):
+    with pytest.raises(AmbiguousEmailError, match="Mailjet unavailable"):
         deliver(email_id)
     row = session.get(EmailLog, email_id)
     session.refresh(row)
     assert (row.status, row.attempts, row.provider_message_id) == ("queued", 1, None)
+    assert row.error.startswith("ambiguous: ")  # the row says the attempt is in doubt
     assert deliver(email_id) == "sent"
     assert deliver(email_id) == "skipped"
     session.refresh(row)
-    assert (row.status, row.attempts) == ("sent", 2) and len(row.provider_message_id) == 36
-    assert len(mailjet.requests) == 2
-    assert mailjet.sent_custom_ids() == [f"email-{email_id}"] * 2
-    keys = {request["headers"].get("Idempotency-Key") for request in mailjet.requests}
-    assert len(keys) == 1 and None not in keys
+    [accepted] = mailjet.messages
+    assert (row.status, row.attempts, row.error) == ("sent", 2, None)
+    assert row.provider_message_id == str(accepted["ID"])  # Mailjet's message id, from the lookup
+    assert mailjet.sent_custom_ids() == [f"email-{email_id}"]  # one send request
+    assert mailjet.lookup_custom_ids() == [f"email-{email_id}"]  # one lookup, by the attempt after it
+    assert mailjet.deliveries() == {f"email-{email_id}": 1}

@@ -117,7 +117,7 @@ def test_retry_stuck_emails_sends_lost_and_abandoned_rows_once(session, mailjet,
     task_queue.clear()  # the dispatches are lost (Huey is at-most-once)
     _set_email(session, lost, status="queued", age=timedelta(hours=1))
     _set_email(session, abandoned, status="sending", age=timedelta(hours=1), attempts=1)
-    _set_email(session, in_flight, status="sending", age=timedelta(minutes=5), attempts=1)
+    _set_email(session, in_flight, status="sending", age=timedelta(seconds=30), attempts=1)  # < EMAIL_SENDING_STALE_SECONDS
 
     assert run_job("retry_stuck_emails") == {"requeued": [lost, abandoned]}
     assert task_queue.pending() == [("send_email", (lost,)), ("send_email", (abandoned,))]

@@ -5,8 +5,38 @@ attempts + 1) → `sent` with the provider's message id, or back to `queued` on 
 error (Huey retries), or `failed` for good (DeadLetter + admin alert). A retried or
 duplicated task finds the row `sent` or being sent and does nothing.
 
-Backends: `mailjet` (v3.1 send API; a `CustomID` per message so a retried send after an
-ambiguous timeout can be traced) and `file` (an .eml per email in OUTBOX_DIR).
+Backends: `mailjet` (v3.1 send API, a `CustomID` per message, and the v3 message lookup by
+that CustomID) and `file` (an .eml per email in OUTBOX_DIR).
+
+Exactly one delivery per email, when Mailjet's answers are ambiguous
+--------------------------------------------------------------------
+Some failures say nothing about whether Mailjet took the message:
+
+- ambiguous (`AmbiguousEmailError`): a read timeout (the request was written, the answer did
+  not come in MAILJET_TIMEOUT_SECONDS), a connection dropped or reset once connected (the
+  request may have been written), any 5xx (a 500 is raised wherever Mailjet's processing
+  failed, a 502/504 by a proxy that may have forwarded the request), a 2xx whose body is not
+  a message status;
+- not ambiguous: a 429 (refused before any processing), a connection that was never made
+  (refused, DNS, connect timeout), and the terminal 400/401/403/404 and per-message `error`.
+
+Mailjet does not drop a duplicate by the client's Idempotency-Key (measured: a late answer
+made the old code deliver each such message twice), so the rule is ours: **every attempt
+after the first (attempts > 1 once claimed) looks the message up by its CustomID
+(`GET /v3/REST/message?CustomID=email-<id>`) before sending**. The rule keys on the attempt
+count rather than on the last error because ambiguity is sticky — after a timeout, a later
+429 does not prove the first message never arrived — and because a worker killed mid-send
+leaves no error at all (its row stays `sending`, attempts already counted; `retry_stuck_emails`
+claims it again after EMAIL_SENDING_STALE_SECONDS). A message Mailjet knows marks the row
+`sent` with Mailjet's message id (`ID`); only a message it does not know is sent again; a
+lookup that cannot answer (timeout, 5xx, 429) is a transient error: the row goes back to
+`queued` and Huey retries — never a blind send.
+
+Mailjet's lookup data can lag a little behind a send. The first lookup of an email comes a
+retry delay (WORKER_RETRY_DELAY, 30 s by default, growing by WORKER_RETRY_BACKOFF) or
+EMAIL_SENDING_STALE_SECONDS after the attempt it checks, which covers that lag; a retry delay
+shrunk to near zero would weaken the guarantee. The row's `error` says which failures were
+ambiguous ("ambiguous: ...").
 """
 
 from __future__ import annotations
@@ -30,22 +60,32 @@ from workers.emails import RenderedEmail, RenderError, render_email
 
 log = logging.getLogger(__name__)
 
-# A `sending` row older than this was left by a worker that died mid-send: take it over.
-STALE_SENDING = timedelta(minutes=10)
 
 
 def mailjet_timeout() -> float:
-    """Seconds to wait for Mailjet's answer (`MAILJET_TIMEOUT_SECONDS`, default 15); a timeout is
-    retried like a 5xx (ambiguous: the CustomID and the client's Idempotency-Key make it traceable)."""
+    """Seconds to wait for Mailjet's answer (`MAILJET_TIMEOUT_SECONDS`, default 15), for a send or a
+    lookup; a timed-out send is ambiguous and is looked up by its CustomID before any resend."""
     return get_settings().MAILJET_TIMEOUT_SECONDS
+
+
+def sending_stale_after() -> timedelta:
+    """How long a row may stay `sending` before it counts as left by a dead worker and is taken
+    over (`EMAIL_SENDING_STALE_SECONDS`); it must exceed MAILJET_TIMEOUT_SECONDS, or a live send
+    could be taken over while Mailjet is still answering it."""
+    return timedelta(seconds=get_settings().EMAIL_SENDING_STALE_SECONDS)
 
 
 class TransientEmailError(Exception):
     """Try again later: rate limited, provider 5xx, network error or timeout."""
 
 
+class AmbiguousEmailError(TransientEmailError):
+    """Try again later, but the provider may have taken the message: the next attempt looks it up
+    before sending (timeout after the request was written, connection lost once connected, 5xx)."""
+
+
 class TerminalEmailError(Exception):
-    """Retrying will not help: rejected by the provider (400/403) or a per-message error."""
+    """Retrying will not help: rejected by the provider (400/401/403/404) or a per-message error."""
 
 
 def custom_id(email_id: int) -> str:
@@ -94,24 +134,37 @@ class FileBackend:
             raise TransientEmailError(f"cannot write to {self.directory}: {error}") from None
         return f"file:{path.name}"
 
+    def find(self, *, email_id: int) -> str | None:
+        """Nothing to look up: a resend rewrites the same file, so it is never delivered twice."""
+        return None
+
 
 class MailjetBackend:
-    """Mailjet's v3.1 send API through mailjet-rest (Huey owns retries, the client does none)."""
+    """Mailjet's v3.1 send API and v3 message lookup through mailjet-rest (Huey owns retries, the
+    clients do none)."""
 
     def __init__(self, settings: Settings):
         from mailjet_rest import Client
         from urllib3.util.retry import Retry
 
-        options = {"version": "v3.1", "timeout": mailjet_timeout()}
+        options = {"timeout": mailjet_timeout()}
         if settings.MAILJET_API_URL:
             options["api_url"] = settings.MAILJET_API_URL
-        self.client = Client(auth=(settings.MAILJET_API_KEY, settings.MAILJET_API_SECRET), **options)
-        for adapter in self.client.session.adapters.values():
-            adapter.max_retries = Retry(total=0, raise_on_status=False)
+        auth = (settings.MAILJET_API_KEY, settings.MAILJET_API_SECRET)
+        self.client = Client(auth=auth, version="v3.1", **options)
+        self.rest = Client(auth=auth, version="v3", **options)  # /v3/REST/message lives in v3 only
+        for client in (self.client, self.rest):
+            # mailjet-rest retries 5xx and 429 itself (POST included): a hidden resend; Huey retries instead.
+            for adapter in client.session.adapters.values():
+                adapter.max_retries = Retry(total=0, raise_on_status=False)
         self.sender = settings.MAILJET_SENDER_EMAIL
         self.studio = settings.STUDIO_NAME
 
     def send(self, *, email_id: int, template: str, recipient: str, message: RenderedEmail) -> str:
+        """Send one message with CustomID `email-<id>`; returns Mailjet's MessageUUID.
+
+        Raises TerminalEmailError (400/401/403/404, per-message error), AmbiguousEmailError (see the
+        module docstring: Mailjet may have the message) or TransientEmailError (429, no connection)."""
         from mailjet_rest import errors
 
         payload = {"Messages": [{
@@ -123,22 +176,66 @@ class MailjetBackend:
             "CustomID": custom_id(email_id),
         }]}
         try:
-            response = self.client.send.create(data=payload)  # the client adds an Idempotency-Key hashed from the payload
+            response = self.client.send.create(data=payload)
         except errors.ApiRateLimitError as error:
             raise TransientEmailError(f"Mailjet rate limit: {error}") from None
         except (errors.MailjetAuthError, errors.ValidationError, errors.DoesNotExistError) as error:
             raise TerminalEmailError(f"Mailjet refused the message ({getattr(error, 'status_code', '?')}): {error}") from None
         except errors.ApiError as error:  # network, timeout, 5xx
-            raise TransientEmailError(f"Mailjet unavailable: {error}") from None
+            if _never_connected(error):
+                raise TransientEmailError(f"Mailjet unavailable: {error}") from None
+            raise AmbiguousEmailError(f"ambiguous: Mailjet unavailable: {error}") from None
         try:
             result = response.json()["Messages"][0]
         except (ValueError, KeyError, IndexError, TypeError):
-            raise TransientEmailError(f"Mailjet answered {response.status_code} without a message status") from None
+            raise AmbiguousEmailError(f"ambiguous: Mailjet answered {response.status_code} without a message status") from None
         if result.get("Status") != "success":
             details = "; ".join(str(item.get("ErrorMessage", item)) for item in result.get("Errors") or []) or str(result)
             raise TerminalEmailError(f"Mailjet rejected the message: {details}"[:500])
         sent = (result.get("To") or [{}])[0]
         return str(sent.get("MessageUUID") or sent.get("MessageID") or custom_id(email_id))
+
+    def find(self, *, email_id: int) -> str | None:
+        """Mailjet's message id (`ID`) of the message it holds with this email's CustomID, or None
+        when it holds none (`GET /v3/REST/message?CustomID=email-<id>`).
+
+        Raises TransientEmailError when the lookup cannot answer (timeout, connection, 5xx, 429,
+        an unreadable body): "unknown" is only ever a real `Count: 0`. A 400/401/403/404 is
+        TerminalEmailError, as for a send. Mailjet's data can lag a little behind a send; the
+        caller looks up a retry delay after the attempt in doubt (see the module docstring)."""
+        from mailjet_rest import errors
+
+        wanted = custom_id(email_id)
+        try:
+            # ShowCustomID: each row says its CustomID, so a filter the server ignored is noticed.
+            response = self.rest.message.get(filters={"CustomID": wanted, "ShowCustomID": "true"})
+        except errors.ApiRateLimitError as error:
+            raise TransientEmailError(f"Mailjet lookup rate limited, not resent: {error}") from None
+        except (errors.MailjetAuthError, errors.ValidationError, errors.DoesNotExistError) as error:
+            raise TerminalEmailError(f"Mailjet refused the lookup ({getattr(error, 'status_code', '?')}): {error}") from None
+        except errors.ApiError as error:
+            raise TransientEmailError(f"Mailjet lookup failed, not resent: {error}") from None
+        try:
+            rows = response.json()["Data"]
+            found = sorted(int(row["ID"]) for row in rows if row.get("CustomID", wanted) == wanted)
+        except (ValueError, KeyError, TypeError):
+            raise TransientEmailError(f"Mailjet lookup answered {response.status_code} without a message list") from None
+        if len(found) > 1:  # sent twice before lookups existed (or by hand): the first one counts
+            log.warning("Mailjet holds %d messages with CustomID %s: %s", len(found), wanted, found)
+        return str(found[0]) if found else None
+
+
+def _never_connected(error: Exception) -> bool:
+    """True when a mailjet-rest network error proves the request never left: no connection was
+    made (refused, DNS, connect timeout). Anything else after connecting is ambiguous."""
+    from requests.exceptions import ConnectTimeout
+    from urllib3.exceptions import ConnectTimeoutError  # NewConnectionError and NameResolutionError too
+
+    cause = error.__cause__
+    if isinstance(cause, ConnectTimeout):
+        return True
+    reason = getattr(cause.args[0], "reason", None) if cause is not None and cause.args else None
+    return isinstance(reason, ConnectTimeoutError)
 
 
 def backend_for(settings: Settings):
@@ -164,16 +261,26 @@ def _give_up(email_id: int, error: str) -> None:
 def deliver(email_id: int) -> str:
     """Send EmailLog `email_id` once: `sent`, `skipped` (nothing to do) or `failed` (for good).
 
-    Raises TransientEmailError so the task is retried (the row is `queued` again)."""
+    Every attempt after the first (the row's attempts > 1 once claimed: a Huey retry, a row a
+    dead worker left `sending` taken over after EMAIL_SENDING_STALE_SECONDS, an admin's requeue)
+    first looks the message up at the provider by its CustomID: found → `sent` with the
+    provider's message id, nothing sent; not found → sent. Raises TransientEmailError (the row
+    is `queued` again) so the task is retried — also when the lookup could not answer."""
     with session_scope() as session:
-        email = claim_email(session, email_id, stale_before=utcnow() - STALE_SENDING)
+        email = claim_email(session, email_id, stale_before=utcnow() - sending_stale_after())
         if email is None:
             return "skipped"
-        recipient, template, context = email.recipient, email.template, dict(email.context)
+        recipient, template, context, attempt = email.recipient, email.template, dict(email.context), email.attempts
     settings = get_settings()
     try:
         message = render_email(template, context)
-        provider_id = backend_for(settings).send(email_id=email_id, template=template, recipient=recipient, message=message)
+        backend = backend_for(settings)
+        # An earlier attempt may have reached the provider without us hearing so: look first.
+        provider_id = backend.find(email_id=email_id) if attempt > 1 else None
+        if provider_id is not None:
+            log.info("email %s: the provider already has it (message %s), not sent again", email_id, provider_id)
+        else:
+            provider_id = backend.send(email_id=email_id, template=template, recipient=recipient, message=message)
     except TransientEmailError as error:
         with session_scope() as session:
             mark_email_failed(session, get_email(session, email_id), error=str(error), final=False)

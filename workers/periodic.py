@@ -131,15 +131,21 @@ def expire_makeup_credits() -> dict:
 
 
 def retry_stuck_emails() -> dict:
-    """Emails still `queued` (dispatch lost) or `sending` (worker died) after a while: send again.
-    The send task claims the row, so an email already on its way is not sent twice."""
-    from workers.mailer import STALE_SENDING
+    """Emails still `queued` after EMAIL_STUCK_SECONDS (dispatch lost) or `sending` after
+    EMAIL_SENDING_STALE_SECONDS (worker died mid-send): send again. The send task claims the row
+    (an email on its way right now is left alone) and, as on every attempt after the first,
+    looks it up at Mailjet by its CustomID first: what the dead worker did hand over is marked
+    sent, not sent twice."""
+    from workers.mailer import sending_stale_after
     from workers.tasks import send_email
 
     now = utcnow()
+    queued_before = now - timedelta(seconds=get_settings().EMAIL_STUCK_SECONDS)
+    sending_before = now - sending_stale_after()
     with session_scope(write=False) as session:
-        ids = [email.id for email in stuck_emails(session, older_than=now - timedelta(seconds=get_settings().EMAIL_STUCK_SECONDS))
-               if email.status == "queued" or email.updated_at <= now - STALE_SENDING]
+        # The later cutoff in the query, each status's own cutoff on the rows it returns.
+        ids = [email.id for email in stuck_emails(session, older_than=max(queued_before, sending_before))
+               if email.updated_at <= (queued_before if email.status == "queued" else sending_before)]
     for email_id in ids:
         send_email(email_id)
     return {"requeued": ids}
