@@ -1,4 +1,4 @@
-"""`studioctl stripe`: received webhook events, replays, reconciliation."""
+"""`studioctl stripe`: received webhook events, replays, reconciliation, disputes and refunds seen in Stripe."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 
 from studioctl.common import JsonOption, console, emit_json, print_table
 
-app = typer.Typer(help="Stripe events and reconciliation.\n\nExample: studioctl stripe events --status failed", no_args_is_help=True)
+app = typer.Typer(help="Stripe events, reconciliation, disputes and refunds.\n\nExample: studioctl stripe events --status failed", no_args_is_help=True)
 
 
 @app.command()
@@ -73,3 +73,55 @@ def reconcile(json_output: bool = JsonOption) -> None:
     console.print(f"checked {report['checked']} subscription(s); {len(report['drift'])} difference(s)")
     for line in report["drift"]:
         console.print(f"  [yellow]{line}[/]")
+
+
+@app.command()
+def disputes(
+    open_only: Annotated[bool, typer.Option("--open", help="Only disputes not decided yet (evidence may be due).")] = False,
+    json_output: bool = JsonOption,
+) -> None:
+    """List chargebacks seen in Stripe, newest first: family, amount, status, evidence deadline.
+
+    Example: studioctl stripe disputes --open
+    """
+    from models.billing import list_disputes
+    from models.config import get_settings
+    from models.db import session_scope
+
+    with session_scope(write=False) as session:
+        rows = list_disputes(session, open_only=open_only)
+    if json_output:
+        return emit_json(rows)
+    tz = get_settings().tz
+    print_table("Stripe disputes", ["dispute", "family", "amount", "status", "evidence due", "enrollment"],
+                [[r["stripe_dispute_id"], r["payee"] or "-", r["amount"], r["status"], _local(r["evidence_due_by"], tz),
+                  r["enrollment_id"] or ""] for r in rows],
+                empty="no open disputes" if open_only else "no disputes seen in Stripe")
+
+
+@app.command()
+def refunds(json_output: bool = JsonOption) -> None:
+    """List refunds seen in Stripe, newest first (ours and those made in the Stripe dashboard).
+
+    Example: studioctl stripe refunds --json
+    """
+    from models.billing import list_stripe_refunds
+    from models.config import get_settings
+    from models.db import session_scope
+
+    with session_scope(write=False) as session:
+        rows = list_stripe_refunds(session)
+    if json_output:
+        return emit_json(rows)
+    tz = get_settings().tz
+    print_table("Stripe refunds", ["refund", "family", "amount", "status", "enrollment", "seen"],
+                [[r["stripe_refund_id"], r["payee"] or "-", r["amount"], r["status"] or "", r["enrollment_id"] or "",
+                  _local(r["created_at"], tz)] for r in rows],
+                empty="no refunds seen in Stripe")
+
+
+def _local(value: str | None, tz) -> str:
+    """An ISO timestamp of a row (UTC) in the studio's zone, to the minute."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(value).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if value else "-"

@@ -19,6 +19,15 @@ Test helpers (not Stripe): `POST /_config/compat/faults` (make a path fail N tim
 every `/v1` request checked against stripe-python's parameter types by `contract_middleware`,
 installed first so it sees the request as sent; see `tests/support/stripe_contract.py`) and
 `DELETE /_config/compat/contract` (clears it, answering what it held).
+9. No disputes: `GET /v1/disputes/{id}` answers the disputes made by the test helper
+   `POST /_config/compat/disputes` (`{"charge", "reason"?, "status"?, "amount"?, "due_by"?}`:
+   shaped like today's API, `evidence_details.due_by` included) and changed by
+   `POST /_config/compat/disputes/{id}` (`{"status", ...}`, e.g. closing it). In memory only.
+10. No pause: `POST /_config/compat/subscriptions/{id}` (`{"status"?, "pause_collection"?}`) sets
+   what Stripe shows for a paused subscription (`status: paused`, or `pause_collection`).
+11. A declined SetupIntent becomes `canceled` with no `last_setup_error`:
+   `POST /_config/compat/setup_intents/{id}/fail` (`{"message", "code"?, "decline_code"?}`) leaves
+   it as Stripe does, `requires_payment_method` with `last_setup_error`.
 Not bridged (our code copes): `customer.subscription.updated` is never emitted (the
 nightly reconciliation reads subscriptions), events carry the 2017 shapes.
 """
@@ -265,6 +274,68 @@ async def _clear_contract(request):
     return web.json_response(stripe_contract.RECORDER.clear())
 
 
+# Disputes, paused subscriptions, failed card setups (test helpers shaping today's API) ---
+
+_disputes: dict[str, dict] = {}
+
+
+def _retrieve_dispute(request):
+    dispute = _disputes.get(request.match_info["id"])
+    if dispute is None:
+        raise UserError(404, "No such dispute: " + request.match_info["id"])
+    return server.json_response(dispute)
+
+
+async def _create_dispute(request):
+    body = await request.json()
+    charge = resources.Charge._api_retrieve(body["charge"])
+    dispute_id = body.get("id") or "dp_" + resources.random_id(24)
+    created = int(body.get("created") or charge.created)
+    _disputes[dispute_id] = {
+        "id": dispute_id, "object": "dispute", "amount": int(body.get("amount") or charge.amount),
+        "balance_transactions": [], "charge": charge.id, "created": created, "currency": charge.currency,
+        "evidence": {"customer_email_address": None, "customer_name": None, "uncategorized_text": None},
+        "evidence_details": {"due_by": int(body.get("due_by") or created + 21 * 86400), "has_evidence": False,
+                             "past_due": False, "submission_count": 0, "enhanced_eligibility": {}},
+        "is_charge_refundable": False, "livemode": False, "metadata": {}, "payment_intent": charge.payment_intent,
+        "payment_method_details": {"card": {"brand": "visa", "case_type": "chargeback", "network_reason_code": "10.4",
+                                            "network": "visa"}, "type": "card"},
+        "reason": body.get("reason") or "fraudulent", "status": body.get("status") or "needs_response",
+        "enhanced_eligibility_types": [],
+    }
+    charge.disputed = True
+    return server.json_response(_disputes[dispute_id])
+
+
+async def _update_dispute(request):
+    dispute = _disputes.get(request.match_info["id"])
+    if dispute is None:
+        raise UserError(404, "No such dispute: " + request.match_info["id"])
+    dispute.update(await request.json())
+    return server.json_response(dispute)
+
+
+async def _shape_subscription(request):
+    subscription = Subscription._api_retrieve(request.match_info["id"])
+    body = await request.json()
+    if "status" in body:
+        subscription.status = body["status"]
+    if "pause_collection" in body:
+        subscription.pause_collection = body["pause_collection"]
+    store.dump_to_disk()
+    return server.json_response(subscription._export())
+
+
+async def _fail_setup_intent(request):
+    intent = SetupIntent._api_retrieve(request.match_info["id"])
+    body = await request.json()
+    intent.status, intent.next_action, intent.payment_method = "requires_payment_method", None, None
+    intent.last_setup_error = {"type": "card_error", "code": body.get("code") or "card_declined",
+                               "decline_code": body.get("decline_code"), "message": body["message"]}
+    store.dump_to_disk()
+    return server.json_response(intent._export())
+
+
 def build_app(*, pickle_path: str | None = None) -> web.Application:
     """localstripe's app with the compatibility layer installed."""
     use_pickle_path(pickle_path)
@@ -285,6 +356,11 @@ def build_app(*, pickle_path: str | None = None) -> web.Application:
     app.router.add_get("/_config/compat/requests", _requests)
     app.router.add_get("/_config/compat/contract", _contract)
     app.router.add_delete("/_config/compat/contract", _clear_contract)
+    app.router.add_get("/v1/disputes/{id}", _retrieve_dispute)
+    app.router.add_post("/_config/compat/disputes", _create_dispute)
+    app.router.add_post("/_config/compat/disputes/{id}", _update_dispute)
+    app.router.add_post("/_config/compat/subscriptions/{id}", _shape_subscription)
+    app.router.add_post("/_config/compat/setup_intents/{id}/fail", _fail_setup_intent)
     app._studio_compat = True
     return app
 
