@@ -105,8 +105,9 @@ def _entry(clock: tuple[str, str, str, bool], slot_id: int, *, teacher, student,
 
 
 def provisional_holds(session: Session, *, now: datetime | None = None) -> list[dict]:
-    """Provisional enrollments, soonest expiry first, with the seconds left on each hold (one query)."""
-    from models.enrollment import PROVISIONAL, Enrollment
+    """Holds — provisional enrollments, and those whose first payment waits for the parent's 3-D
+    Secure check (`status` says which) — soonest expiry first, with the seconds left (one query)."""
+    from models.enrollment import HOLD_STATUSES, Enrollment
     from models.people import Instrument, Payee, Student, Teacher
     from models.scheduling import Timeslot
 
@@ -119,14 +120,14 @@ def provisional_holds(session: Session, *, now: datetime | None = None) -> list[
         .join(Student, Student.id == Enrollment.student_id)
         .join(Payee, Payee.id == Student.payee_id)
         .join(Instrument, Instrument.id == Enrollment.instrument_id)
-        .where(Enrollment.status == PROVISIONAL).order_by(Enrollment.provisional_expires_at)
+        .where(Enrollment.status.in_(HOLD_STATUSES)).order_by(Enrollment.provisional_expires_at)
     ).all():
         left = int((enrollment.provisional_expires_at - now).total_seconds())
         rows.append({
             "id": enrollment.id, "teacher": teacher, "student": student, "instrument": instrument,
             "payee": payee_email, "slot": f"{_day(slot)} {format_minute(slot.start_minute)}",
             "expires_at": enrollment.provisional_expires_at.isoformat(), "seconds_left": max(left, 0),
-            "overdue": left < 0, "pipeline_state": enrollment.pipeline_state,
+            "overdue": left < 0, "pipeline_state": enrollment.pipeline_state, "status": enrollment.status,
         })
     return rows
 
@@ -181,7 +182,7 @@ def term_preview(session: Session, semester: Semester, *, payee_id: int | None =
     """Every lesson date of each live enrollment in `semester` (closures removed, DST-change
     weeks flagged), with lesson counts and amounts per enrollment and per family."""
     from models.billing import Plan
-    from models.enrollment import ACTIVE, PAST_DUE, PROVISIONAL, Enrollment
+    from models.enrollment import ACTION_REQUIRED, ACTIVE, PAST_DUE, PAUSED, PROVISIONAL, Enrollment
     from models.people import Instrument, Payee, Student, Teacher
     from models.scheduling import Timeslot, closures_of, slot_dates
 
@@ -195,7 +196,7 @@ def term_preview(session: Session, semester: Semester, *, payee_id: int | None =
         .join(Payee, Payee.id == Student.payee_id)
         .join(Instrument, Instrument.id == Enrollment.instrument_id)
         .outerjoin(Plan, Plan.id == Enrollment.plan_id)
-        .where(Enrollment.semester_id == semester.id, Enrollment.status.in_((PROVISIONAL, ACTIVE, PAST_DUE)))
+        .where(Enrollment.semester_id == semester.id, Enrollment.status.in_((PROVISIONAL, ACTION_REQUIRED, ACTIVE, PAST_DUE, PAUSED)))
         .order_by(Enrollment.id)
     )
     if payee_id is not None:

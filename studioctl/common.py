@@ -43,6 +43,7 @@ STATUS_STYLES = {
     "provisional": "yellow", "queued": "yellow", "booked": "cyan", "received": "yellow", "sending": "yellow",
     "past_due": "red", "failed": "red", "no_show": "red", "expired": "dim", "cancelled": "dim", "used": "dim",
     "excused": "magenta", "teacher_cancelled": "magenta", "ignored": "dim",
+    "action_required": "yellow", "paused": "cyan",
 }
 
 

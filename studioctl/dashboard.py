@@ -46,7 +46,8 @@ def today(
 
 @app.command()
 def provisionals(json_output: bool = JsonOption) -> None:
-    """Provisional holds waiting for payment setup, with the time left on each.
+    """Holds: provisional ones waiting for payment setup, and action_required ones waiting for the
+    parent's 3-D Secure check, with the time left on each.
 
     Example: studioctl dashboard provisionals
     """
@@ -60,10 +61,16 @@ def provisionals(json_output: bool = JsonOption) -> None:
     print_table(
         "Provisional holds", ["id", "student", "teacher", "slot", "payee", "time left", "pipeline"],
         [[r["id"], r["student"], r["teacher"], r["slot"], r["payee"],
-          "[red]overdue[/]" if r["overdue"] else f"{r['seconds_left'] // 60}m {r['seconds_left'] % 60:02d}s",
-          r["pipeline_state"] or "-"] for r in rows],
+          "[red]overdue[/]" if r["overdue"] else _left(r["seconds_left"]),
+          "waiting for the parent's 3-D Secure check" if r["status"] == "action_required" else r["pipeline_state"] or "-"]
+         for r in rows],
         empty="no provisional holds",
     )
+
+
+def _left(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h {rest // 60:02d}m" if hours else f"{rest // 60}m {rest % 60:02d}s"
 
 
 @app.command()

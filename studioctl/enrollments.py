@@ -20,7 +20,7 @@ _show = functools.partial(show_record, "Enrollment", style=None)
 
 @app.command("list")
 def list_(
-    status: Annotated[Optional[str], typer.Option(help="provisional, active, past_due, failed, expired or cancelled.")] = None,
+    status: Annotated[Optional[str], typer.Option(help="provisional, action_required, active, past_due, paused, failed, expired or cancelled.")] = None,
     teacher: Annotated[Optional[str], typer.Option(help="Only this teacher's (id or email).")] = None,
     student: Annotated[Optional[int], typer.Option(help="Only this student's (id).")] = None,
     json_output: bool = JsonOption,
