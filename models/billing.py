@@ -495,7 +495,8 @@ def forget_stripe_customer(session: Session, *, customer_id: str, actor: str):
     if payee is None:
         return None
     change_audited(session, payee, actor=actor, action="payee.stripe_customer_deleted",
-                   stripe_customer_id=None, stripe_payment_method_id=None, updated_at=utcnow())
+                   stripe_customer_id=None, stripe_payment_method_id=None,
+                   stripe_customer_generation=payee.stripe_customer_generation + 1, updated_at=utcnow())
     billed = session.exec(
         select(Enrollment.id).join(Student, Student.id == Enrollment.student_id)
         .where(Student.payee_id == payee.id, Enrollment.status.in_(LIVE_STATUSES), Enrollment.offline.is_(False),

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     STRIPE_SECRET_KEY: str | None = None
     STRIPE_WEBHOOK_SECRET: str | None = None
     STRIPE_API_BASE: str | None = None
+    # Seconds to wait for Stripe's answer; a timeout is ambiguous (looked up before a re-create).
+    STRIPE_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0, le=300)
 
     MAILJET_API_KEY: str | None = None
     MAILJET_API_SECRET: str | None = None
@@ -56,6 +58,10 @@ class Settings(BaseSettings):
     STUDIO_NAME: str = "Music Studio"
     STUDIO_TIMEZONE: str = "America/New_York"
     PROVISIONAL_HOLD_MINUTES: int = Field(default=30, ge=1, le=24 * 60)
+    # How long a booking whose first payment waits for the parent's 3-D Secure check keeps its slot.
+    ACTION_REQUIRED_HOURS: float = Field(default=24, gt=0, le=7 * 24)
+    # The parent app's address; emails link to `<PARENT_APP_URL>/bookings/<id>` when set.
+    PARENT_APP_URL: str | None = None
     MAX_HOLDS_PER_PAYEE: int = Field(default=3, ge=1, le=100)
     DUNNING_GRACE_DAYS: int = Field(default=7, ge=0, le=90)
     CURRENCY: str = "usd"
@@ -80,7 +86,7 @@ class Settings(BaseSettings):
         "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE",
         "MAILJET_API_KEY", "MAILJET_API_SECRET", "MAILJET_API_URL", "EMAIL_BACKEND",
         "JWT_SECRET", "SUPABASE_JWT_SECRET", "SUPABASE_JWKS_URL", "SUPABASE_JWT_ISSUER",
-        mode="before",
+        "PARENT_APP_URL", mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value):
@@ -103,7 +109,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("STRIPE_API_BASE", "MAILJET_API_URL", "SUPABASE_JWKS_URL")
+    @field_validator("STRIPE_API_BASE", "MAILJET_API_URL", "SUPABASE_JWKS_URL", "PARENT_APP_URL")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

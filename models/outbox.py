@@ -24,6 +24,7 @@ EMAIL_STATUSES = ("queued", "sending", "sent", "failed")
 TEMPLATES = (
     "booking_confirmation", "provisional_notice", "no_show_notice", "make_up_invite",
     "make_up_confirmation", "admin_alert", "hold_expired", "payment_failed",
+    "payment_action_required",
     "card_setup_failed",
 )
 

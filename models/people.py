@@ -55,6 +55,9 @@ class Payee(SQLModel, table=True):
     stripe_customer_id: str | None = Field(default=None, max_length=64, sa_column_kwargs={"unique": True})
     # The card Stripe bills by default, as last seen (Stripe stays the source of truth).
     stripe_payment_method_id: str | None = Field(default=None, max_length=64)
+    # Bumped when the Stripe customer was deleted: the next one is created under a new
+    # idempotency key (Stripe would replay the deleted customer for the old key).
+    stripe_customer_generation: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     calendar_token: str = Field(
         default_factory=lambda: secrets.token_urlsafe(24), max_length=64, sa_column_kwargs={"unique": True}
     )

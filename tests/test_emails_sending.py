@@ -41,6 +41,16 @@ def _real_emails(session) -> dict[str, EmailLog]:
     session.add(other)
     session.flush()
     enrollment_ops.expire_provisional_holds(session)
+    waiting, _, _, _ = provisional_booking(session, frequency="monthly")
+    enrollment_ops.await_payment_action(
+        session, waiting, actor="worker", subscription_id="sub_test", payment_intent_id="pi_test_3ds",
+        action=enrollment_ops.PaymentAction(client_secret="pi_test_3ds_secret_x", url="https://invoice.stripe.com/i/test"),
+    )
+    from workers.money_events import card_setup_failed_context
+
+    _, holding, _, _ = provisional_booking(session, frequency="monthly")  # a family whose hold waits for a card
+    queue_email(session, template="card_setup_failed", recipient=holding.email, dedupe_key="card_setup_failed:test",
+                context=card_setup_failed_context(session, holding, {"message": "Your card was declined."}))
     session.commit()
     rows = {}
     for row in session.exec(select(EmailLog).order_by(EmailLog.id)).all():

@@ -332,12 +332,6 @@ def test_a_detached_card_is_forgotten_as_the_default(session, stripe_env, client
     assert audit.entity_id == str(payee.id) and audit.before["stripe_payment_method_id"] == card
 
 
-# Known gap, not in this module: `ensure_customer` creates the new customer with the payee's
-# stable idempotency key, so Stripe (for 24 h at least, the compat layer for ever) replays
-# the first answer, the deleted customer, and the booking fails on it. Strict: it turns red
-# the day the pipeline gives a forgotten customer's successor a key of its own.
-@pytest.mark.xfail(strict=True, raises=TerminalStripeError,
-                   reason="the customer's idempotency key replays the deleted customer")
 def test_a_deleted_customer_is_forgotten_and_the_next_booking_makes_a_new_one(session, stripe_env, client, task_queue):
     from workers.pipeline import run_booking
 

@@ -49,6 +49,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr, make_msgid
 from pathlib import Path
+from typing import Any
 
 from models.base import utcnow
 from models.config import Settings, get_settings
@@ -100,9 +101,10 @@ _UTF8_QP.body_encoding = QP
 
 
 def _text_part(body: str, subtype: str) -> MIMEText:
-    if any(len(line) > 990 for line in body.splitlines()):
-        return MIMEText(body, subtype, _UTF8_QP)  # no line past SMTP's 998 octets
-    return MIMEText(body, subtype, "us-ascii" if body.isascii() else _UTF8_8BIT)
+    # MIMEText takes a Charset object too (typeshed says str only).
+    charset: Any = _UTF8_QP if any(len(line) > 990 for line in body.splitlines()) else (  # no line past SMTP's 998 octets
+        "us-ascii" if body.isascii() else _UTF8_8BIT)
+    return MIMEText(body, subtype, charset)
 
 
 class FileBackend:
@@ -119,7 +121,7 @@ class FileBackend:
         mail = MIMEMultipart("alternative")
         mail["From"] = formataddr((self.studio, self.sender), charset="utf-8")
         mail["To"] = recipient
-        mail["Subject"] = message.subject if message.subject.isascii() else Header(message.subject, "utf-8")
+        mail["Subject"] = message.subject if message.subject.isascii() else Header(message.subject, "utf-8")  # type: ignore[assignment]
         mail["Message-ID"] = make_msgid(idstring=custom_id(email_id), domain="studio.local")
         mail["X-Studio-Template"] = template
         mail.attach(_text_part(message.text, "plain"))
@@ -147,7 +149,7 @@ class MailjetBackend:
         from mailjet_rest import Client
         from urllib3.util.retry import Retry
 
-        options = {"timeout": mailjet_timeout()}
+        options: dict[str, Any] = {"timeout": mailjet_timeout()}
         if settings.MAILJET_API_URL:
             options["api_url"] = settings.MAILJET_API_URL
         auth = (settings.MAILJET_API_KEY, settings.MAILJET_API_SECRET)
@@ -156,7 +158,7 @@ class MailjetBackend:
         for client in (self.client, self.rest):
             # mailjet-rest retries 5xx and 429 itself (POST included): a hidden resend; Huey retries instead.
             for adapter in client.session.adapters.values():
-                adapter.max_retries = Retry(total=0, raise_on_status=False)
+                adapter.max_retries = Retry(total=0, raise_on_status=False)  # type: ignore[attr-defined]
         self.sender = settings.MAILJET_SENDER_EMAIL
         self.studio = settings.STUDIO_NAME
 

@@ -16,6 +16,8 @@ shape's `charge.refunds` is relied on.
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections.abc import Callable
 from datetime import datetime, timezone
 
@@ -57,7 +59,7 @@ def _whose_payment(gateway: StripeGateway, charge: dict) -> dict:
     current API names no invoice on charges or PaymentIntents: a subscription's charge is
     found there by the links we stored only (its first invoice's PaymentIntent is not one)."""
     customer_id = _id(charge.get("customer"))
-    clues = {"enrollment_id": enrollment_id_of(charge), "payment_intent_id": _id(charge.get("payment_intent")),
+    clues: dict[str, Any] = {"enrollment_id": enrollment_id_of(charge), "payment_intent_id": _id(charge.get("payment_intent")),
              "invoice_id": _id(charge.get("invoice")), "subscription_id": None}
 
     def known() -> int | None:

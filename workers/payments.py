@@ -10,7 +10,7 @@ from __future__ import annotations
 from models.db import session_scope
 from models.errors import DomainError, NotFound
 from models.people import Payee
-from workers.pipeline import ensure_customer, stable_key
+from workers.pipeline import ensure_customer, payee_key
 from workers.stripe_gateway import StripeGateway, StripeGatewayError, StripeNotConfigured
 
 
@@ -30,7 +30,7 @@ def create_payment_setup(payee_id: int) -> dict:
         if payee is None:
             raise NotFound(f"no payee {payee_id}")
         email, name, customer_id = payee.email, payee.name, payee.stripe_customer_id
-        key = stable_key("payee", payee.id, payee.created_at)
+        key = payee_key(payee)
     try:
         gateway = StripeGateway()
         customer_id = ensure_customer(gateway, payee_id=payee_id, email=email, name=name, customer_id=customer_id, key=key)

@@ -11,6 +11,7 @@ Huey is at-most-once: a task popped by a consumer that dies is gone. `reconcile_
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ def expire_provisional_holds() -> dict:
         expired = [enrollment.id for enrollment in enrollment_ops.expire_provisional_holds(session, actor=ACTOR)]
         # A worker may have died after Stripe charged (and stayed down past the hold): look.
         for enrollment_id in expired:
-            after_commit(session, lambda enrollment_id=enrollment_id: undo_orphan_charges(enrollment_id))
+            after_commit(session, functools.partial(undo_orphan_charges, enrollment_id))
     return {"expired": expired}
 
 
@@ -58,7 +59,7 @@ def reconcile_bookings(stale_after: timedelta | None = None) -> dict:
             # Touching the row keeps the next run from piling up duplicates of this task.
             enrollment_ops.touch_pipeline(session, enrollment, "requeued")
             ids.append(enrollment.id)
-            after_commit(session, lambda enrollment_id=enrollment.id: book_enrollment(enrollment_id))
+            after_commit(session, functools.partial(book_enrollment, enrollment.id))
     return {"requeued": ids}
 
 

@@ -66,6 +66,13 @@ def stable_key(kind: str, row_id: int, created_at) -> str:
     return f"{kind}-{row_id}-{created_at.strftime('%Y%m%d%H%M%S%f')}"
 
 
+def payee_key(payee) -> str:
+    """The key prefix of a payee's Stripe customer: a new one once a customer was deleted
+    (`-c1`...), since Stripe replays the deleted customer for the old key."""
+    key = stable_key("payee", payee.id, payee.created_at)
+    return f"{key}-c{payee.stripe_customer_generation}" if payee.stripe_customer_generation else key
+
+
 def _preload(session, enrollment, *, with_slot: bool) -> tuple:
     """The enrollment's student, payee and plan (and slot, teacher, instrument) in one query.
 
@@ -131,7 +138,7 @@ def _load(enrollment_id: int) -> Booking | None:
             amount_cents=plan.amount_cents, currency=plan.currency, price_id=plan.stripe_price_id,
             lessons_left=lessons_left,
             key=_with_generation(stable_key("booking", enrollment.id, enrollment.created_at), enrollment.stripe_key_generation),
-            payee_key=_with_generation(stable_key("payee", payee.id, payee.created_at), enrollment.stripe_key_generation),
+            payee_key=_with_generation(payee_key(payee), enrollment.stripe_key_generation),
             first_attempt=first_attempt,
         )
 

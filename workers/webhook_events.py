@@ -10,6 +10,7 @@ re-run the pipeline (idempotent: Stripe replays the first answer to its keys).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -45,7 +46,7 @@ def sync_subscription_state(subscription: dict, *, source: str) -> list[str]:
             if enrollment.status == ACTION_REQUIRED:
                 # The first payment waits for the parent: the pipeline reads Stripe and decides.
                 if status in ("active", "trialing"):
-                    after_commit(session, lambda enrollment_id=enrollment.id: _enqueue_booking(enrollment_id))
+                    after_commit(session, functools.partial(_enqueue_booking, enrollment.id))
                     changes.append(f"enrollment {enrollment.id}: payment authenticated, booking resumed")
                 continue
             if paused:
@@ -170,7 +171,7 @@ def on_invoice_payment_action_required(gateway: StripeGateway, obj: dict) -> str
         for row in enrollment_ops.enrollments_by_subscription(session, subscription_id):
             enrollment = enrollment_ops.lock_enrollment(session, row.id)
             if enrollment.status in HOLD_STATUSES:
-                after_commit(session, lambda enrollment_id=enrollment.id: _enqueue_booking(enrollment_id))
+                after_commit(session, functools.partial(_enqueue_booking, enrollment.id))
             elif secret:
                 enrollment_ops.require_renewal_action(session, enrollment, actor=ACTOR, action=PaymentAction(
                     client_secret=secret, url=invoice.get("hosted_invoice_url")))

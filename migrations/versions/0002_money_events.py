@@ -3,7 +3,8 @@
 - enrollment: two new live statuses; the partial unique index (one live enrollment per slot)
   and the status/hold checks are rebuilt to include them; the columns a payment waiting for
   the parent needs (`action_client_secret`, `action_url`) and `stripe_key_generation`.
-- payee: `stripe_payment_method_id`, the default card as last seen in Stripe.
+- payee: `stripe_payment_method_id`, the default card as last seen in Stripe, and
+  `stripe_customer_generation` (a deleted customer is re-created under a new key).
 - dispute, stripe_refund: local records of chargebacks and refunds seen in Stripe.
 
 Revision ID: 0002
@@ -83,11 +84,13 @@ def upgrade() -> None:
 
     with op.batch_alter_table('payee', schema=None) as batch_op:
         batch_op.add_column(sa.Column('stripe_payment_method_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True))
+        batch_op.add_column(sa.Column('stripe_customer_generation', sa.Integer(), server_default='0', nullable=False))
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('payee', schema=None) as batch_op:
+        batch_op.drop_column('stripe_customer_generation')
         batch_op.drop_column('stripe_payment_method_id')
 
     # The old schema knows neither status: a payment waiting for the parent is a hold again,

@@ -19,6 +19,7 @@ one confirmation per enrollment (counted by CustomID at the server).
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -80,6 +81,9 @@ def test_kill_9_at_a_pipeline_step_then_restart_ends_active_once(
 
     monkeypatch.setenv("RECONCILE_STALE_SECONDS", "0")
     monkeypatch.setenv("EMAIL_STUCK_SECONDS", "0")
+    # A confirmation the killed consumer left `sending` is taken over after 1 s, not 120 s (its
+    # lookup at Mailjet keeps it from being sent twice).
+    monkeypatch.setenv("EMAIL_SENDING_STALE_SECONDS", "1")
     reset_settings()  # settings are read once; re-read after changing the environment
     producer_retry_policy(monkeypatch, retries=8, delay=0.5)
     env = consumer_env(db_url=committed_db, redis_url=private_redis.url, stripe_base=private_stripe.base_url,
@@ -119,6 +123,7 @@ def test_kill_9_at_a_pipeline_step_then_restart_ends_active_once(
         consumers(env)
         run_job("reconcile_bookings")
         wait_for(lambda: {row.status for row in _enrollments(ids)} == {"active"}, what="every enrollment active")
+        time.sleep(1.1)  # past EMAIL_SENDING_STALE_SECONDS
         run_job("retry_stuck_emails")
         wait_for(lambda: len(_confirmations()) == BOOKINGS and {row.status for row in _confirmations()} == {"sent"},
                  what="every confirmation sent")

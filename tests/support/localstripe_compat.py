@@ -13,7 +13,9 @@ Gaps bridged (each measured against localstripe 1.15.10 with stripe-python 16):
    nothing: like Stripe, it becomes `past_due` with `invoice.payment_failed` and
    `customer.subscription.updated`; a later successful payment emits the update too.
 8. `GET /v1/payment_intents?customer=` is refused ("Unexpected customer"): filtered here, newest first.
-Test helpers (not Stripe): `POST /_config/compat/faults` (make a path fail N times or answer late),
+Test helpers (not Stripe): `POST /_config/compat/faults` (make a path fail N times or answer late;
+`after_handler`: do the work, then fail; `remember`: store the failure as the idempotency key's
+answer, as Stripe does with a 500; `should_retry`: send `Stripe-Should-Retry`),
 `DELETE /_config/compat/faults`, `GET /_config/compat/requests` (counts of POSTs by path),
 `GET /_config/compat/contract` (`{"checked": N, "violations": [{"method", "path", "problems"}]}`:
 every `/v1` request checked against stripe-python's parameter types by `contract_middleware`,
@@ -28,8 +30,24 @@ installed first so it sees the request as sent; see `tests/support/stripe_contra
 11. A declined SetupIntent becomes `canceled` with no `last_setup_error`:
    `POST /_config/compat/setup_intents/{id}/fail` (`{"message", "code"?, "decline_code"?}`) leaves
    it as Stripe does, `requires_payment_method` with `last_setup_error`.
+12. 3-D Secure and today's request parameters, in `tests/support/localstripe_sca.py` (installed
+   by `build_app`; its docstring details each): SetupIntent `allowed_payment_method_types`,
+   PaymentIntent `automatic_payment_methods` and subscription `off_session` accepted;
+   `POST /v1/setup_intents/<id>/_authenticate` (the parent passing or failing the bank's check
+   at set-up, with `setup_intent.succeeded` / `setup_intent.setup_failed`, and
+   `setup_intent.requires_action` on a confirm that needs it); card `4000002500003155`
+   authenticated once at set-up charges without a check afterwards, `4000002760003184` always
+   asks; an off-session PaymentIntent that needs the check answers 402 `authentication_required`
+   with the PaymentIntent; a subscription invoice waiting for the check emits
+   `invoice.payment_action_required` (+ `payment_intent.requires_action`; a renewal turns the
+   subscription `past_due`); a failed check keeps a first invoice's subscription `incomplete`;
+   cancelling an incomplete subscription voids its invoice and cancels its PaymentIntent.
+13. Faults that look like Stripe's own: `after_handler` (the work done, then a 5xx), `remember`
+   (the failure stored as the idempotency key's answer, replayed like Stripe replays a 500),
+   `should_retry` (a `Stripe-Should-Retry` header).
 Not bridged (our code copes): `customer.subscription.updated` is never emitted (the
-nightly reconciliation reads subscriptions), events carry the 2017 shapes.
+nightly reconciliation reads subscriptions), events carry the 2017 shapes (the handlers are
+also tested on today's shapes: `tests/support/stripe_today.py`).
 """
 
 from __future__ import annotations
@@ -45,7 +63,7 @@ from localstripe import resources, server
 from localstripe.errors import UserError
 from localstripe.resources import Event, Invoice, PaymentMethod, Plan, SetupIntent, StripeObject, Subscription, store
 
-from tests.support import stripe_contract
+from tests.support import localstripe_sca, stripe_contract
 
 
 class Price(StripeObject):
@@ -187,8 +205,18 @@ async def fault_middleware(request, handler):
         if request.path.startswith(fault["path_prefix"]) and request.method == fault.get("method", request.method):
             if fault.get("fail_times", 0) > 0:
                 fault["fail_times"] -= 1
-                return web.json_response({"error": {"type": fault.get("type") or "api_error", "message": "injected failure"}},
-                                         status=fault.get("status", 500))
+                if fault.get("after_handler"):  # the work is done, the answer is an error anyway
+                    await handler(request)
+                failure = web.json_response(
+                    {"error": {"type": fault.get("type") or "api_error", "message": "injected failure"}},
+                    status=fault.get("status", 500))
+                if fault.get("should_retry") is not None:
+                    failure.headers["Stripe-Should-Retry"] = str(fault["should_retry"]).lower()
+                key = request.headers.get("Idempotency-Key")
+                if fault.get("remember") and key:  # Stripe replays the stored answer of a key, 500s included
+                    _idempotent[(request.headers.get("Authorization", ""), key)] = (
+                        failure.status, bytes(failure.body), failure.content_type)
+                return failure
             response = await handler(request)
             if fault.get("delay_after"):
                 await asyncio.sleep(float(fault["delay_after"]))
@@ -348,6 +376,7 @@ def build_app(*, pickle_path: str | None = None) -> web.Application:
     app.middlewares.insert(0, contract_middleware)  # first of all: the request as it was sent
     app.middlewares.append(setup_intent_middleware)
     app.middlewares.append(invoice_pay_middleware)
+    localstripe_sca.install(app)  # 3-D Secure and today's parameters (its docstring lists them)
     app.router.add_post("/v1/prices", _create_price)
     app.router.add_get("/v1/prices/{id}", _retrieve_price)
     app.router.add_get("/v1/prices", _list_prices)
