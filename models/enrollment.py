@@ -282,12 +282,14 @@ def _new_enrollment(
     return enrollment
 
 
-# A student with their family's provisional holds counted (run under the payee's lock).
+# A student with their family's holds counted (run under the payee's lock): provisional ones and
+# those waiting for a 3-D Secure check, which hold a slot for a day (else a card that always
+# asks would let a family hoard slots past the cap).
 _STUDENT_AND_HOLDS = select(
     Student,
     select(func.count(Enrollment.id))
     .join(Student, Student.id == Enrollment.student_id)
-    .where(Student.payee_id == sa.bindparam("payee_id", type_=sa.Integer), Enrollment.status == PROVISIONAL)
+    .where(Student.payee_id == sa.bindparam("payee_id", type_=sa.Integer), Enrollment.status.in_(HOLD_STATUSES))
     .scalar_subquery(),
 ).where(Student.id == sa.bindparam("student_id", type_=sa.Integer))
 

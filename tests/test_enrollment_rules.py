@@ -101,6 +101,21 @@ def test_hold_cap_per_family(studio, monkeypatch):
         _hold(studio, 2)
 
 
+def test_a_booking_waiting_for_3ds_still_counts_against_the_hold_cap(studio, monkeypatch):
+    from models.config import reset_settings
+    from models.enrollment import PaymentAction, await_payment_action, lock_enrollment
+
+    monkeypatch.setenv("MAX_HOLDS_PER_PAYEE", "2")
+    reset_settings()
+    for index in (0, 1):
+        enrollment_id = _hold(studio, index)
+        with session_scope() as session:
+            assert await_payment_action(session, lock_enrollment(session, enrollment_id), actor="worker",
+                                        action=PaymentAction(client_secret=f"pi_{index}_secret_x"), now=NOW)
+    with pytest.raises(TooManyHolds):  # two slots held for a day each: no third
+        _hold(studio, 2)
+
+
 def test_expiry_frees_the_slot_and_tells_parent_and_admin(studio, session):
     enrollment_id = _hold(studio)
     with session_scope() as unit:
