@@ -9,7 +9,6 @@ finds the row `sent` and sends nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -18,6 +17,7 @@ from sqlmodel import Field, Session, SQLModel, select
 from models.audit import change_audited, record_audit
 from models.base import enum_check, json_column, utc_column, utcnow
 from models.db import after_commit, lock_row
+from models.dispatch import email_dispatcher
 from models.errors import Conflict, NotFound
 
 EMAIL_STATUSES = ("queued", "sending", "sent", "failed")
@@ -79,13 +79,11 @@ class IdempotencyRecord(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
 
 
-_email_dispatcher: Callable[[int], object] | None = None
-
-
-def set_email_dispatcher(dispatcher: Callable[[int], object] | None) -> None:
-    """Register what enqueues the send of EmailLog `id` after commit (the workers package does)."""
-    global _email_dispatcher
-    _email_dispatcher = dispatcher
+def _dispatch_after_commit(session: Session, email_id: int) -> None:
+    """Enqueue the send once the caller's transaction commits (if a dispatcher is installed)."""
+    dispatcher = email_dispatcher()
+    if dispatcher is not None:
+        after_commit(session, lambda: dispatcher(email_id))
 
 
 def queue_email(
@@ -99,9 +97,7 @@ def queue_email(
     email = EmailLog(recipient=recipient, template=template, context=context, dedupe_key=dedupe_key)
     session.add(email)
     session.flush()
-    if _email_dispatcher is not None:
-        dispatcher, email_id = _email_dispatcher, email.id
-        after_commit(session, lambda: dispatcher(email_id))
+    _dispatch_after_commit(session, email.id)
     return email
 
 
@@ -195,9 +191,7 @@ def requeue_email(session: Session, email: EmailLog, *, actor: str = "admin") ->
     session.flush()
     record_audit(session, actor=actor, action="email.requeue", entity=email, before=before,
                  after={"status": email.status, "error": None, "attempts": email.attempts})
-    if _email_dispatcher is not None:
-        dispatcher, email_id = _email_dispatcher, email.id
-        after_commit(session, lambda: dispatcher(email_id))
+    _dispatch_after_commit(session, email.id)
     return email
 
 

@@ -26,7 +26,6 @@ def mark(
 
     Example: studioctl attendance mark --enrollment 7 --date 2026-11-02 --status excused --note "flu"
     """
-    import workers.tasks  # noqa: F401  (registers the email dispatcher: emails go out after commit)
     from models.attendance import mark_attendance
     from models.db import session_scope
     from models.reports import attendance_view, check_attendance_status

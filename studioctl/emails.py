@@ -50,7 +50,6 @@ def retry(email_id: Annotated[int, typer.Argument(help="Email id.")]) -> None:
 
     Example: studioctl emails retry 42
     """
-    import workers.tasks  # noqa: F401  (registers the dispatcher that enqueues the send)
     from models.db import session_scope
     from models.outbox import get_email, requeue_email
 

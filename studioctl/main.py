@@ -89,6 +89,9 @@ def _root() -> None:
 
     Example: studioctl dashboard today
     """
+    from workers import wiring  # cheap: Huey and the tasks load on the first email sent
+
+    wiring.install()
 
 
 def run() -> None:

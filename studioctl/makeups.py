@@ -56,7 +56,6 @@ def grant(
 
     Example: studioctl makeups grant --student 12 --reason "teacher ran late"
     """
-    import workers.tasks  # noqa: F401  (registers the email dispatcher)
     from models.attendance import grant_makeup
     from models.db import session_scope
     from models.reports import makeup_view
@@ -78,7 +77,6 @@ def book(
 
     Example: studioctl makeups book 3 --timeslot 5 --date 2026-11-09
     """
-    import workers.tasks  # noqa: F401  (registers the email dispatcher)
     from models.attendance import book_makeup, get_makeup
     from models.db import session_scope
     from models.reports import makeup_view

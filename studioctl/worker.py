@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         from huey.consumer_options import ConsumerConfig
 
         from models.config import get_settings
-        from workers.tasks import huey
+        from workers.consumer import huey
 
         _warm_up()
         settings = get_settings()

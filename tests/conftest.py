@@ -345,11 +345,14 @@ class TaskQueue:
 
 @pytest.fixture(autouse=True)
 def task_queue():
-    """Every test gets an empty in-memory Huey queue; enqueued tasks wait there."""
+    """Every test gets an empty in-memory Huey queue; enqueued tasks wait there. The test
+    process is wired as every entry point wires itself (emails enqueued after commit)."""
     from huey.storage import MemoryStorage
 
-    from workers import tasks  # noqa: F401  (registers the email dispatcher)
+    from workers import consumer, wiring  # noqa: F401  (consumer: every task and periodic job known)
     from workers.app import huey
+
+    wiring.install()
 
     original_storage, original_immediate = huey.storage, huey.immediate
     huey.immediate = False

@@ -359,8 +359,8 @@ def test_the_api_process_sends_queued_emails_after_commit():
 
     from tests.conftest import ROOT
 
-    code = ("from webapi import create_app; from models import outbox; create_app(); "
-            "print(outbox._email_dispatcher is not None)")
+    code = ("from webapi import create_app; from models import dispatch; create_app(); "
+            "print(dispatch.email_dispatcher() is not None)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), capture_output=True,
                             text=True, timeout=60)
     assert result.stdout.strip() == "True", result.stderr

@@ -64,9 +64,10 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
     """Build the API. Settings are validated here: a missing JWT_SECRET is a ConfigError."""
     settings = get_settings()
     _check_settings(settings)
-    # Emails queued by a request (make-up confirmations...) are sent by a task enqueued
-    # after commit; importing the task module registers that dispatcher in this process.
-    import workers.tasks  # noqa: F401
+    # Emails queued by a request (make-up confirmations...) are sent by a task enqueued after commit.
+    from workers import wiring
+
+    wiring.install()
 
     app = OpenAPI(
         __name__,

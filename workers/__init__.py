@@ -1,5 +1,6 @@
 """Huey workers: the booking pipeline, emails, webhooks and periodic jobs.
 
-Importing `workers.tasks` registers the email dispatcher with `models.outbox`, so emails
-queued in a unit of work are enqueued for sending once it commits.
+Nothing is wired by importing a module: each process entry calls `workers.wiring.install()`
+(the CLI's root group, `webapi.create_app`, `workers.consumer` — the consumer's entry module,
+which also imports every task and periodic job).
 """

@@ -165,7 +165,3 @@ def record_final_failure(signal, task, exc=None) -> None:
         log.exception("recording the final failure of %s%s failed", task.name, tuple(task.args))
 
 
-outbox.set_email_dispatcher(lambda email_id: send_email(email_id))
-
-# Periodic jobs register themselves with the same Huey instance (the consumer imports this module).
-from workers import periodic  # noqa: E402,F401

@@ -23,7 +23,7 @@ class Consumer:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Consumer":
-        command = [sys.executable, "-m", "huey.bin.huey_consumer", "workers.tasks.huey",
+        command = [sys.executable, "-m", "huey.bin.huey_consumer", "workers.consumer.huey",
                    "-w", "2", "-k", "thread", "--flush-locks", "-d", "0.05", "-m", "0.5", "-s", "1"]
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, cwd=self.env["OUTBOX_DIR"] + "/..", env=self.env,

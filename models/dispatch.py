@@ -1,0 +1,25 @@
+"""Where side effects after commit go: a registry with no dependencies.
+
+The domain queues an email row in the caller's transaction; what enqueues its send once the
+transaction commits is installed here by each process entry point (`workers.wiring.install()`
+from the CLI's root group, `create_app` and the consumer's entry module) — never by the side
+effect of importing a module. With nothing installed (a script, a test that wants rows only)
+the rows wait for `retry_stuck_emails`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+_email_dispatcher: Callable[[int], object] | None = None
+
+
+def set_email_dispatcher(dispatcher: Callable[[int], object] | None) -> None:
+    """Install what enqueues the send of EmailLog `id` after commit (None: nothing)."""
+    global _email_dispatcher
+    _email_dispatcher = dispatcher
+
+
+def email_dispatcher() -> Callable[[int], object] | None:
+    """The installed dispatcher, if any."""
+    return _email_dispatcher
