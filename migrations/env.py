@@ -26,12 +26,41 @@ def _configure(connection) -> None:
     )
 
 
-def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is not None:
+def _run(connection) -> None:
+    """Run the migrations on `connection`. On SQLite, batch mode rebuilds a table (create new,
+    copy, drop old, rename): with foreign keys enforced, dropping the old table would cascade
+    to the rows referencing it (attendance of an enrollment) or be refused (RESTRICT). So
+    they are off during the migration — the pragma only takes effect outside a transaction —
+    and every reference is checked afterwards."""
+    sqlite = connection.dialect.name == "sqlite" and not connection.in_transaction()
+
+    def pragma(sql: str) -> list:
+        # On the DBAPI connection (autocommit): through SQLAlchemy it would begin a transaction.
+        cursor = connection.connection.cursor()
+        try:
+            return cursor.execute(sql).fetchall()
+        finally:
+            cursor.close()
+
+    if sqlite:
+        pragma("PRAGMA foreign_keys = OFF")
+    try:
         _configure(connection)
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            broken = pragma("PRAGMA foreign_key_check")
+            if broken:
+                raise RuntimeError(f"the migration left {len(broken)} broken reference(s), e.g. {broken[0]}")
+    finally:
+        if sqlite:
+            pragma("PRAGMA foreign_keys = ON")
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
         return
     from models.db import make_engine
     from models.config import get_settings
@@ -40,9 +69,7 @@ def run_migrations_online() -> None:
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
-            _configure(connection)
-            with context.begin_transaction():
-                context.run_migrations()
+            _run(connection)
     finally:
         engine.dispose()
 
