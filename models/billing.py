@@ -219,6 +219,18 @@ def link_stripe_customer(session: Session, payee_id: int, customer_id: str, *, a
     return customer_id
 
 
+def spend_customer_key(session: Session, payee_id: int) -> None:
+    """Stripe answered a customer create with a 5xx, which it stores under the idempotency key:
+    the payee's next create uses a new key (after looking the customer up first)."""
+    from models.people import Payee
+
+    payee = session.get(Payee, payee_id)
+    if payee is not None:
+        payee.stripe_customer_generation += 1
+        session.add(payee)
+        session.flush()
+
+
 def finish_stripe_event(session: Session, event: StripeEvent, *, status: str, error: str | None = None) -> StripeEvent:
     """Record how processing an event ended: processed, ignored (nothing to do) or failed."""
     if status not in EVENT_STATUSES:

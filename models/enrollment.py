@@ -49,6 +49,9 @@ LIVE_STATUSES = (PROVISIONAL, ACTIVE, PAST_DUE, ACTION_REQUIRED, PAUSED)
 HOLD_STATUSES = (PROVISIONAL, ACTION_REQUIRED)
 _LIVE_SQL = "status IN ('provisional', 'active', 'past_due', 'action_required', 'paused')"
 BOOKING_HORIZON = timedelta(days=731)  # how far ahead an enrollment may start
+# Stripe expires an incomplete subscription (and voids its first invoice) 23 hours after it
+# was made: a booking waiting for its first payment's 3-D Secure check waits at most this long.
+SUBSCRIPTION_ACTION_HOURS = 22.0
 
 
 class Enrollment(SQLModel, table=True):
@@ -463,14 +466,18 @@ def await_payment_action(
     now: datetime | None = None,
 ) -> bool:
     """provisional → action_required: the first payment needs the parent's 3-D Secure check. The
-    slot stays held for ACTION_REQUIRED_HOURS; the parent gets `payment_action_required` with the
-    link (once). False if the enrollment is no longer provisional."""
+    slot stays held for ACTION_REQUIRED_HOURS (at most SUBSCRIPTION_ACTION_HOURS for a
+    subscription: Stripe gives up on its first invoice after 23 hours); the parent gets
+    `payment_action_required` with the link (once). False if no longer provisional."""
     if enrollment.status != PROVISIONAL:
         return False
     now = now or utcnow()
+    hours = get_settings().ACTION_REQUIRED_HOURS
+    if subscription_id or enrollment.stripe_subscription_id:
+        hours = min(hours, SUBSCRIPTION_ACTION_HOURS)
     _transition(
         session, enrollment, ACTION_REQUIRED, actor=actor, action="enrollment.action_required",
-        provisional_expires_at=now + timedelta(hours=get_settings().ACTION_REQUIRED_HOURS),
+        provisional_expires_at=now + timedelta(hours=hours),
         stripe_subscription_id=subscription_id or enrollment.stripe_subscription_id,
         stripe_invoice_id=invoice_id or enrollment.stripe_invoice_id,
         stripe_payment_intent_id=payment_intent_id or enrollment.stripe_payment_intent_id,
@@ -499,30 +506,46 @@ def fail_enrollment(session: Session, enrollment: Enrollment, *, reason: str, ac
     return True
 
 
-def expire_provisional_holds(session: Session, *, now: datetime | None = None, actor: str = "worker") -> list[Enrollment]:
+def expire_hold(session: Session, enrollment: Enrollment, *, actor: str) -> bool:
+    """A hold → `expired` (slot free again); the parent gets `hold_expired`, the admin an alert.
+    The caller undoes what Stripe holds for it. False when it is no longer a hold."""
+    if enrollment.status not in HOLD_STATUSES:
+        return False
+    context = email_context(session, enrollment)
+    _transition(session, enrollment, EXPIRED, actor=actor, action="enrollment.expire", pipeline_state="expired",
+                action_client_secret=None, action_url=None)
+    queue_email(session, template="hold_expired", recipient=payee_of(session, enrollment).email, context=context,
+                dedupe_key=f"hold_expired:{enrollment.id}")
+    queue_admin_alert(
+        session, subject=f"Hold {enrollment.id} expired",
+        message=f"{context['student_name']}'s hold on {context['weekday']} {context['time']} with {context['teacher_name']} expired.",
+        dedupe_key=f"hold_expired:{enrollment.id}", admins=get_settings().admin_emails,
+    )
+    return True
+
+
+def holds_past_expiry(session: Session, *, status: str, now: datetime | None = None) -> list[int]:
+    """Ids of holds of `status` whose expiry has passed (the expiry job re-reads Stripe for the
+    action_required ones before expiring them)."""
+    now = now or utcnow()
+    return list(session.exec(
+        select(Enrollment.id).where(Enrollment.status == status, Enrollment.provisional_expires_at <= now)
+    ).all())
+
+
+def expire_provisional_holds(
+    session: Session, *, now: datetime | None = None, actor: str = "worker", spare: frozenset[int] = frozenset(),
+) -> list[Enrollment]:
     """Every hold (provisional, or action_required: a payment the parent did not authenticate in
-    time) past its expiry becomes `expired` (slot free again); the parent gets `hold_expired`,
-    the admin an alert. The caller undoes what Stripe holds for them. Safe to run twice: it
-    selects by state."""
+    time) past its expiry becomes `expired` (`expire_hold`), except the ids in `spare` (Stripe
+    could not be asked whether they were paid). Safe to run twice: it selects by state."""
     now = now or utcnow()
     statement = select(Enrollment).where(Enrollment.status.in_(HOLD_STATUSES), Enrollment.provisional_expires_at <= now)
+    if spare:
+        statement = statement.where(Enrollment.id.not_in(spare))
     if is_postgres(session):
         statement = statement.with_for_update(skip_locked=True)
-    expired = []
-    for enrollment in session.exec(statement).all():
-        context = email_context(session, enrollment)
-        _transition(session, enrollment, EXPIRED, actor=actor, action="enrollment.expire", pipeline_state="expired",
-                    action_client_secret=None, action_url=None)
-        payee = payee_of(session, enrollment)
-        queue_email(session, template="hold_expired", recipient=payee.email, context=context,
-                    dedupe_key=f"hold_expired:{enrollment.id}")
-        queue_admin_alert(
-            session, subject=f"Hold {enrollment.id} expired",
-            message=f"{context['student_name']}'s hold on {context['weekday']} {context['time']} with {context['teacher_name']} expired.",
-            dedupe_key=f"hold_expired:{enrollment.id}", admins=get_settings().admin_emails,
-        )
-        expired.append(enrollment)
-    return expired
+    return [enrollment for enrollment in session.exec(statement).all() if expire_hold(session, enrollment, actor=actor)]
 
 
 def cancel_enrollment(session: Session, enrollment: Enrollment, *, reason: str | None, actor: str) -> Enrollment:

@@ -19,7 +19,6 @@ from models.base import utcnow
 from models.enrollment import Enrollment
 from models.outbox import EmailLog
 from tests.support.booking import provisional_booking
-from tests.support.fixtures import stripe_env, stripe_server  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -87,6 +86,9 @@ def test_card_authenticated_at_setup_books_without_asking_again(session, stripe_
     enrollment = _reload(session, enrollment.id)
     assert enrollment.status == "active", enrollment.failure_reason
     assert enrollment.action_client_secret is None
+    from models.people import Payee
+
+    assert session.get(Payee, payee.id).stripe_payment_method_id.startswith("pm_")  # the default card remembered
     assert len(_emails(session, "booking_confirmation")) == 1
     assert _emails(session, "payment_action_required") == []
 
@@ -103,8 +105,10 @@ def test_payment_needing_the_parent_keeps_the_slot_then_activates_once_authentic
 
     waiting = _reload(session, enrollment.id)
     assert waiting.status == "action_required"
-    # The hold is extended to the window (24 h by default), not the 30-minute provisional hold.
-    assert waiting.provisional_expires_at >= before + timedelta(hours=23, minutes=59)
+    # The hold is extended to the window (24 h by default; 22 h for a subscription, whose first
+    # invoice Stripe gives up on after 23 h), not the 30-minute provisional hold.
+    window = timedelta(hours=22) if frequency == "monthly" else timedelta(hours=24)
+    assert before + window - timedelta(minutes=1) <= waiting.provisional_expires_at <= utcnow() + window
     action = _payment_action(waiting)
     assert action.type == "authenticate_payment" and action.client_secret == waiting.action_client_secret
     intent = stripe_env.client().v1.payment_intents.retrieve(waiting.stripe_payment_intent_id)
@@ -207,3 +211,67 @@ def test_renewal_needing_authentication_is_past_due_with_the_link_then_active_wh
     task_queue.run_all()
     active = _reload(session, enrollment.id)
     assert active.status == "active" and active.action_client_secret is None and _payment_action(active) is None
+
+
+def _waiting(session, stripe_env, task_queue, frequency):
+    enrollment, payee, _, _ = provisional_booking(session, frequency=frequency)
+    customer_id = set_up_card(stripe_env, payee.id, ALWAYS)
+    _book(task_queue, enrollment.id)
+    waiting = _reload(session, enrollment.id)
+    assert waiting.status == "action_required"
+    intent = stripe_env.client().v1.payment_intents.retrieve(waiting.stripe_payment_intent_id)
+    return waiting, intent, customer_id
+
+
+@pytest.mark.parametrize("frequency", ["monthly", "semester"])
+def test_a_payment_whose_event_was_lost_is_found_by_the_reconciliation_job(session, stripe_env, task_queue, frequency):
+    from workers.periodic import reconcile_bookings
+
+    waiting, intent, _ = _waiting(session, stripe_env, task_queue, frequency)
+    _authenticate(stripe_env, "payment_intents", intent.id, intent.client_secret)  # no event reaches us
+    assert reconcile_bookings(stale_after=timedelta(0)) == {"requeued": [waiting.id]}
+    task_queue.run_all()
+    assert _reload(session, waiting.id).status == "active"
+    assert len(_emails(session, "booking_confirmation")) == 1
+
+
+@pytest.mark.parametrize("frequency", ["monthly", "semester"])
+def test_the_expiry_job_asks_stripe_before_expiring_a_waiting_booking(session, stripe_env, task_queue, frequency):
+    from workers.periodic import expire_provisional_holds
+
+    waiting, intent, customer_id = _waiting(session, stripe_env, task_queue, frequency)
+    _authenticate(stripe_env, "payment_intents", intent.id, intent.client_secret)  # paid a moment before the end
+    waiting.provisional_expires_at = utcnow() - timedelta(seconds=1)
+    session.add(waiting)
+    session.commit()
+
+    assert expire_provisional_holds() == {"expired": [], "paid_in_time": [waiting.id], "unchecked": []}
+    task_queue.run_all()
+    assert _reload(session, waiting.id).status == "active"
+    assert stripe_env.client().v1.refunds.list({"payment_intent": intent.id}).data == []  # the family keeps its lessons
+
+
+def test_an_admin_cancelling_a_waiting_booking_leaves_nothing_payable(session, stripe_env, task_queue):
+    from models.db import session_scope
+    from models.enrollment import cancel_enrollment
+    from workers.tasks import cancel_subscription
+
+    waiting, intent, _ = _waiting(session, stripe_env, task_queue, "monthly")
+    with session_scope() as unit:
+        cancel_enrollment(unit, waiting, reason="family moved", actor="admin")
+    assert cancel_subscription.call_local(waiting.id) == "cancelled"
+    client = stripe_env.client()
+    # Stripe leaves a cancelled subscription's open invoice open (its hosted page payable): voided.
+    assert client.v1.invoices.retrieve(waiting.stripe_invoice_id).status == "void"
+    assert client.v1.payment_intents.retrieve(intent.id).status == "canceled"
+
+
+def test_stripe_giving_up_on_the_first_invoice_expires_the_booking_at_once(session, stripe_env, task_queue):
+    waiting, _, _ = _waiting(session, stripe_env, task_queue, "monthly")
+    # 23 hours later Stripe expires the incomplete subscription (and voids its invoice).
+    stripe_env._request("POST", f"/_config/compat/subscriptions/{waiting.stripe_subscription_id}",
+                        {"status": "incomplete_expired"})
+    _book(task_queue, waiting.id)  # the subscription event (or the reconciliation job) re-runs the pipeline
+    expired = _reload(session, waiting.id)
+    assert expired.status == "expired"
+    assert len(_emails(session, "hold_expired")) == 1

@@ -16,7 +16,6 @@ import stripe
 from models.enrollment import Enrollment
 from models.people import Payee
 from tests.support.booking import add_card, provisional_booking
-from tests.support.fixtures import stripe_env, stripe_server  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +91,10 @@ def test_semester_charge_answered_too_late_is_found_and_not_charged_twice(sessio
     assert (outcome, failures) == ("active", 1)
     intents = [pi for pi in stripe_env.client().v1.payment_intents.list({"customer": customer_id}).data]
     assert len(intents) == 1 and intents[0].status == "succeeded"
-    assert _reload(session, Enrollment, enrollment.id).stripe_payment_intent_id == intents[0].id
+    enrollment = _reload(session, Enrollment, enrollment.id)
+    assert enrollment.stripe_payment_intent_id == intents[0].id
+    # A timeout keeps the key (a retry with it is replayed or told 409): no new generation.
+    assert enrollment.stripe_key_generation == 0
 
 
 def test_customer_created_but_answer_lost_is_found_by_email_and_metadata(session, stripe_env):
@@ -158,3 +160,34 @@ def test_an_event_in_another_api_version_is_read_and_noted_once(caplog):
     # Both shapes of an invoice's subscription are read by the same helper.
     assert invoice_subscription_id({"subscription": "sub_old"}) == "sub_old"
     assert invoice_subscription_id({"parent": {"subscription_details": {"subscription": "sub_new"}}}) == "sub_new"
+
+
+def test_a_5xx_stripe_says_not_to_retry_fails_the_booking_and_undoes_what_it_may_have_charged(session, stripe_env,
+                                                                                              task_queue):
+    from workers.tasks import book_enrollment
+
+    enrollment, payee, _, _ = provisional_booking(session, frequency="monthly")
+    customer_id = add_card(stripe_env.client(), payee.id)
+    stripe_env.fault("/v1/subscriptions", fail_times=1, after_handler=True, status=500, should_retry=False)
+    book_enrollment(enrollment.id)
+    task_queue.run_all()  # the booking fails, then the orphan check it enqueued runs
+
+    assert _reload(session, Enrollment, enrollment.id).status == "failed"
+    [subscription] = stripe_env.subscriptions(customer_id)
+    assert subscription["status"] == "canceled"  # it had been made (and charged): cancelled
+    invoice = stripe_env.client().v1.invoices.retrieve(subscription["latest_invoice"])
+    refunds = stripe_env.client().v1.refunds.list({"payment_intent": invoice.payment_intent}).data
+    assert [refund.amount for refund in refunds] == [invoice.amount_paid]
+
+
+def test_payment_setup_after_a_stored_500_looks_first_and_uses_a_new_key(session, stripe_env):
+    from workers.payments import PaymentProviderError, create_payment_setup
+
+    _, payee, _, _ = provisional_booking(session, frequency="monthly")
+    stripe_env.fault("/v1/customers", fail_times=1, remember=True, status=500)
+    with pytest.raises(PaymentProviderError):
+        create_payment_setup(payee.id)  # the parent's first try: 502
+    setup = create_payment_setup(payee.id)  # the next try is not answered the stored 500 again
+    assert setup["client_secret"]
+    assert len(stripe_env.client().v1.customers.list({"email": payee.email}).data) == 1
+    assert _reload(session, Payee, payee.id).stripe_customer_generation == 1

@@ -95,7 +95,7 @@ def test_first_invoice_needing_authentication_uses_the_confirmation_secret_and_h
     waiting = session.get(Enrollment, enrollment.id)
     assert waiting.status == "action_required" and waiting.stripe_subscription_id == "sub_first"
     assert waiting.action_client_secret == "pi_today_secret_abc" and waiting.action_url == HOSTED
-    assert waiting.provisional_expires_at > utcnow() + timedelta(hours=23)
+    assert utcnow() + timedelta(hours=21) < waiting.provisional_expires_at < utcnow() + timedelta(hours=23)  # before Stripe gives up
     [email] = _emails(session, "payment_action_required")
     assert email.recipient == payee.email and email.context["action_url"] == HOSTED
 

@@ -7,6 +7,7 @@ booking waiting for it (the reconciliation job does the same if the event is los
 
 from __future__ import annotations
 
+from models import billing
 from models.db import session_scope
 from models.errors import DomainError, NotFound
 from models.people import Payee
@@ -33,7 +34,15 @@ def create_payment_setup(payee_id: int) -> dict:
         key = payee_key(payee)
     try:
         gateway = StripeGateway()
-        customer_id = ensure_customer(gateway, payee_id=payee_id, email=email, name=name, customer_id=customer_id, key=key)
+        try:
+            # Looked up first: an earlier request may have made it and lost the answer.
+            customer_id = ensure_customer(gateway, payee_id=payee_id, email=email, name=name, customer_id=customer_id,
+                                          key=key, look_first=True)
+        except StripeGatewayError as error:
+            if error.key_spent:  # the parent's next try must not be answered the stored 500 again
+                with session_scope() as session:
+                    billing.spend_customer_key(session, payee_id)
+            raise
         intent = gateway.create_setup_intent(customer_id=customer_id, payee_id=payee_id)
     except StripeNotConfigured as error:
         raise PaymentProviderError(str(error), type="payments-unavailable") from None

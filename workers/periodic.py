@@ -32,15 +32,35 @@ ACTOR = "worker"
 
 
 def expire_provisional_holds() -> dict:
-    """Provisional holds past their expiry → expired, slot free, parent and admin told."""
+    """Holds past their expiry → expired, slot free, parent and admin told. A booking waiting
+    for a 3-D Secure check is first looked up in Stripe (the parent may have paid a moment ago,
+    or the event may be lost): paid → active; Stripe unreachable → it waits for the next run."""
+    from workers.pipeline import run_booking
+    from workers.stripe_gateway import TransientStripeError
     from workers.tasks import undo_orphan_charges
 
+    with session_scope(write=False) as session:
+        waiting = enrollment_ops.holds_past_expiry(session, status=enrollment_ops.ACTION_REQUIRED)
+    spare, paid = set(), []
+    for enrollment_id in waiting:
+        try:
+            if run_booking(enrollment_id) == "active":
+                paid.append(enrollment_id)
+        except TransientStripeError as error:
+            log.warning("hold %s: Stripe could not be asked (%s); expiry waits for the next run", enrollment_id, error)
+            spare.add(enrollment_id)
+        except Exception:  # a terminal answer: the hold expires below like any other
+            log.exception("hold %s: checking its payment failed", enrollment_id)
     with session_scope() as session:
-        expired = [enrollment.id for enrollment in enrollment_ops.expire_provisional_holds(session, actor=ACTOR)]
+        expired = [enrollment.id for enrollment in
+                   enrollment_ops.expire_provisional_holds(session, actor=ACTOR, spare=frozenset(spare))]
         # A worker may have died after Stripe charged (and stayed down past the hold): look.
         for enrollment_id in expired:
             after_commit(session, functools.partial(undo_orphan_charges, enrollment_id))
-    return {"expired": expired}
+    summary: dict = {"expired": expired}
+    if paid or spare:  # bookings waiting for a 3-D Secure check, found paid or not checked
+        summary |= {"paid_in_time": paid, "unchecked": sorted(spare)}
+    return summary
 
 
 def reconcile_bookings(stale_after: timedelta | None = None) -> dict:
@@ -54,7 +74,7 @@ def reconcile_bookings(stale_after: timedelta | None = None) -> dict:
         ids = []
         for row in stale:
             enrollment = enrollment_ops.lock_enrollment(session, row.id)
-            if enrollment.status != enrollment_ops.PROVISIONAL:
+            if enrollment.status not in enrollment_ops.HOLD_STATUSES:  # action_required: Stripe is read again
                 continue
             # Touching the row keeps the next run from piling up duplicates of this task.
             enrollment_ops.touch_pipeline(session, enrollment, "requeued")

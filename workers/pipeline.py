@@ -203,7 +203,8 @@ def _undo_late_charge(gateway: StripeGateway, enrollment_id: int, *, subscriptio
     refunded = False
     if subscription_id:
         gateway.cancel_subscription(subscription_id)
-        if invoice_id:
+    if invoice_id:  # unpaid: voided (its hosted page too); paid: refunded
+        if gateway.void_open_invoice(invoice_id).get("status") == "paid":
             refunded = gateway.refund_invoice(invoice_id) is not None
     if payment_intent_id:
         intent = gateway.cancel_payment_intent(payment_intent_id)
@@ -221,8 +222,8 @@ def _undo_late_charge(gateway: StripeGateway, enrollment_id: int, *, subscriptio
 
 
 def _next_key_generation(enrollment_id: int) -> None:
-    """A create got an ambiguous answer: the next run looks the object up and, when Stripe has
-    none, creates it under a new idempotency key (the old one may replay a stored 500)."""
+    """A create was answered 5xx: the next run looks the object up and, when Stripe has none,
+    creates it under a new idempotency key (the old one replays the stored 500)."""
     with session_scope() as session:
         enrollment = enrollment_ops.lock_enrollment(session, enrollment_id)
         if enrollment is not None:
@@ -260,9 +261,10 @@ def _await_parent(gateway: StripeGateway, enrollment_id: int, *, intent: dict, i
             )
     if waiting:
         return "action_required"
-    if subscription_id:
-        gateway.cancel_subscription(subscription_id)
-    gateway.cancel_payment_intent(intent["id"])
+    # The hold ended meanwhile: nothing may be paid on it. A subscription's invoice is voided
+    # (its PaymentIntent is the invoice's, Stripe refuses to cancel it alone).
+    _undo_late_charge(gateway, enrollment_id, subscription_id=subscription_id, invoice_id=(invoice or {}).get("id"),
+                      payment_intent_id=None if subscription_id else intent["id"])
     return "undone"
 
 
@@ -289,10 +291,16 @@ def _check_parent_action(gateway: StripeGateway, booking: Booking) -> str:
     subscription_id, payment_intent_id, invoice_id = booking.subscription_id, None, booking.invoice_id
     if booking.subscription_id:
         subscription = gateway.retrieve_subscription(booking.subscription_id)
+        if subscription.get("status") in ("incomplete_expired", "canceled"):
+            # Stripe gave up on the first invoice (23 hours) or it was cancelled: nothing can be
+            # paid any more, the slot is freed now rather than at the window's end.
+            return _expire_now(gateway, booking, reason=f"subscription {subscription.get('status')}")
         if subscription.get("status") not in ("active", "trialing"):
             return "action_required"
     elif booking.payment_intent_id:
         intent = gateway.retrieve_payment_intent(booking.payment_intent_id)
+        if intent.get("status") == "canceled":
+            return _expire_now(gateway, booking, reason="payment cancelled")
         if intent.get("status") != "succeeded":
             return "action_required"
         payment_intent_id = intent["id"]
@@ -300,6 +308,20 @@ def _check_parent_action(gateway: StripeGateway, booking: Booking) -> str:
         raise TerminalStripeError("the booking waits for a payment it has no record of")
     return _activate_or_undo(gateway, booking.enrollment_id, subscription_id=subscription_id,
                              payment_intent_id=payment_intent_id, invoice_id=invoice_id)
+
+
+def _expire_now(gateway: StripeGateway, booking: Booking, *, reason: str) -> str:
+    """The payment the booking waits for can no longer succeed: the hold expires now (parent
+    and admin told, as at the window's end) and what Stripe holds is undone."""
+    with session_scope() as session:
+        enrollment = enrollment_ops.lock_enrollment(session, booking.enrollment_id)
+        expired = enrollment is not None and enrollment_ops.expire_hold(session, enrollment, actor=ACTOR)
+    if expired:
+        log.info("booking %s expired early: %s", booking.enrollment_id, reason)
+        _undo_late_charge(gateway, booking.enrollment_id, subscription_id=booking.subscription_id,
+                          invoice_id=booking.invoice_id,
+                          payment_intent_id=None if booking.subscription_id else booking.payment_intent_id)
+    return "expired" if expired else "skipped"
 
 
 def _activate_or_undo(gateway: StripeGateway, enrollment_id: int, *, subscription_id: str | None,
@@ -326,12 +348,13 @@ def _activate_or_undo(gateway: StripeGateway, enrollment_id: int, *, subscriptio
 
 
 def _create_or_note_ambiguity(enrollment_id: int, create):
-    """Run a Stripe create; an ambiguous failure moves the enrollment to a new key generation
-    (the next run looks first) before it is raised for Huey to retry."""
+    """Run a Stripe create. Every run after the first looks the object up before creating; a
+    5xx answer (stored by Stripe under the key) also moves the enrollment to a new key
+    generation. A timeout keeps the key: a retry with it is replayed or told 409."""
     try:
         return create()
     except StripeGatewayError as error:
-        if error.ambiguous:
+        if error.key_spent:
             _next_key_generation(enrollment_id)
         raise
 

@@ -56,12 +56,17 @@ INTERVALS = {"weekly": "week", "monthly": "month"}
 class StripeGatewayError(Exception):
     """A Stripe call failed; `str()` is one line for logs, emails and dead letters.
 
-    `ambiguous`: the request may have been carried out (its answer was lost or was a 5xx)."""
+    `ambiguous`: the request may have been carried out (its answer was lost or was a 5xx).
+    `key_spent`: Stripe answered 5xx, and stores that answer under the idempotency key: a retry
+    with the same key gets the 500 again. (After a timeout or a dropped connection the same
+    key is what makes a retry safe: Stripe replays the first answer, or says 409 while the
+    first request still runs.)"""
 
-    def __init__(self, message: str, *, code: str | None = None, ambiguous: bool = False):
+    def __init__(self, message: str, *, code: str | None = None, ambiguous: bool = False, key_spent: bool = False):
         super().__init__(message)
         self.code = code
         self.ambiguous = ambiguous
+        self.key_spent = key_spent
 
 
 class TransientStripeError(StripeGatewayError):
@@ -111,16 +116,17 @@ def classify(error: stripe.StripeError) -> StripeGatewayError:
         return AuthenticationRequired(_describe(error), payment_intent=plain(intent) if intent else None)
     if isinstance(error, stripe.IdempotencyError):  # the key was used for another request: never heals
         return TerminalStripeError(_describe(error), code=code)
+    facts: dict[str, Any] = {"code": code, "ambiguous": ambiguous, "key_spent": status >= 500}
     should_retry = (_header(error, "stripe-should-retry") or "").lower()
     if should_retry == "true":
-        return TransientStripeError(_describe(error), code=code, ambiguous=ambiguous)
+        return TransientStripeError(_describe(error), **facts)
     if should_retry == "false":
-        return TerminalStripeError(_describe(error), code=code, ambiguous=ambiguous)
+        return TerminalStripeError(_describe(error), **facts)
     if isinstance(error, (stripe.APIConnectionError, stripe.RateLimitError)):
-        return TransientStripeError(_describe(error), code=code, ambiguous=ambiguous)
+        return TransientStripeError(_describe(error), **facts)
     # 409: a request with the same idempotency key is still in flight (or a lock): try again.
     if isinstance(error, stripe.APIError) or status >= 500 or status in (409, 429):
-        return TransientStripeError(_describe(error), code=code, ambiguous=ambiguous)
+        return TransientStripeError(_describe(error), **facts)
     return TerminalStripeError(_describe(error), code=code)
 
 
@@ -337,9 +343,19 @@ class StripeGateway:
         }
         return self._call(self.v1.payment_intents.create, params, self._key(f"{key}-payment-{amount_cents}"))
 
+    def void_open_invoice(self, invoice_id: str) -> dict:
+        """Void an invoice nobody paid, so nothing can be paid on it any more (its hosted page
+        included): cancelling a subscription leaves its open invoices open. A paid, void or
+        draft invoice is returned as it is."""
+        current = self.retrieve_invoice(invoice_id)
+        if current.get("status") != "open":
+            return current
+        return self._call(self.v1.invoices.void_invoice, invoice_id, None, self._key(f"invoice-{invoice_id}-void"))
+
     def cancel_payment_intent(self, payment_intent_id: str) -> dict:
         """Cancel a payment nobody finished (a 3-D Secure check never done); a finished or already
-        cancelled one is returned as it is."""
+        cancelled one is returned as it is. Not for an invoice's PaymentIntent: Stripe refuses
+        that; void the invoice instead."""
         current = self.retrieve_payment_intent(payment_intent_id)
         if current.get("status") in ("succeeded", "canceled", "processing"):
             return current
@@ -349,12 +365,18 @@ class StripeGateway:
         return self._call(self.v1.subscriptions.retrieve, subscription_id)
 
     def cancel_subscription(self, subscription_id: str) -> dict:
-        """Cancel now; an already cancelled subscription is fine."""
+        """Cancel now, leaving nothing payable: Stripe keeps a cancelled subscription's open
+        invoice open (payable on its hosted page), so that one is voided too. An already
+        cancelled subscription is fine."""
         current = self.retrieve_subscription(subscription_id)
-        if current.get("status") in ("canceled", "incomplete_expired"):
-            return current
-        return self._call(self.v1.subscriptions.cancel, subscription_id, None,
-                          self._key(f"subscription-{subscription_id}-cancel"))
+        if current.get("status") not in ("canceled", "incomplete_expired"):
+            current = self._call(self.v1.subscriptions.cancel, subscription_id, None,
+                                 self._key(f"subscription-{subscription_id}-cancel"))
+        latest = current.get("latest_invoice")
+        latest_id = latest.get("id") if isinstance(latest, dict) else latest
+        if latest_id:
+            self.void_open_invoice(latest_id)
+        return current
 
     def retrieve_invoice(self, invoice_id: str) -> dict:
         return self._call(self.v1.invoices.retrieve, invoice_id)

@@ -11,15 +11,23 @@ Transient errors (Stripe or Mailjet unreachable, 5xx, rate limits) are raised so
 retries with backoff; when the last retry fails, the SIGNAL_ERROR handler below (the
 attempt with `task.retries == 0`) records the failure for good: DeadLetter, admin alert,
 and the row's final state. Terminal errors are handled inside the task, without retries.
+
+`RETRYABLE` is the one table of what a task's failure for good means, keyed by the task's
+name (a dead letter's `kind`): what its last failed attempt records, and how an admin
+replays its dead letter (`studioctl deadletters retry`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from huey.api import TaskWrapper
 from huey.signals import SIGNAL_ERROR
 
 from models import outbox
+from models.errors import Invalid
 from workers.app import TASK_RETRIES, TASK_RETRY_BACKOFF, TASK_RETRY_DELAY, huey
 
 log = logging.getLogger(__name__)
@@ -36,7 +44,8 @@ def book_enrollment(enrollment_id: int) -> str:
     try:
         return pipeline.run_booking(enrollment_id)
     except TerminalStripeError as error:
-        pipeline.fail_booking(enrollment_id, str(error))
+        if pipeline.fail_booking(enrollment_id, str(error)) and error.ambiguous:
+            undo_orphan_charges(enrollment_id)  # a 5xx Stripe says not to retry may still have charged
         return "failed"
 
 
@@ -100,7 +109,8 @@ def _cancel_failed(enrollment_id: int, error: str) -> None:
     from models.db import session_scope
 
     with session_scope() as session:
-        outbox.add_dead_letter(session, kind="cancel_subscription", payload={"enrollment_id": enrollment_id}, error=error)
+        outbox.add_dead_letter(session, kind=task_name(cancel_subscription), payload={"enrollment_id": enrollment_id},
+                               error=error)
         outbox.queue_admin_alert(
             session, subject=f"Cancelling the subscription of enrollment {enrollment_id} failed",
             message=f"{error}. Cancel it in the Stripe dashboard, then resolve the dead letter.",
@@ -113,7 +123,8 @@ def _undo_failed(enrollment_id: int, error: str) -> None:
     from models.db import session_scope
 
     with session_scope() as session:
-        outbox.add_dead_letter(session, kind="undo_orphan_charges", payload={"enrollment_id": enrollment_id}, error=error)
+        outbox.add_dead_letter(session, kind=task_name(undo_orphan_charges), payload={"enrollment_id": enrollment_id},
+                               error=error)
         outbox.queue_admin_alert(
             session, subject=f"Checking Stripe for charges of ended booking {enrollment_id} failed",
             message=f"{error}. Look for a subscription or payment with metadata enrollment_id={enrollment_id} "
@@ -141,13 +152,74 @@ def _event_failed(event_id: int, error: str) -> None:
     give_up_event(event_id, error)
 
 
-FINAL_FAILURE = {
-    "book_enrollment": _booking_failed,
-    "cancel_subscription": _cancel_failed,
-    "undo_orphan_charges": _undo_failed,
-    "send_email": _email_failed,
-    "process_stripe_event": _event_failed,
-}
+def _requeue_email(email_id: int) -> None:
+    from models.db import session_scope
+
+    with session_scope() as session:  # the send is enqueued once this commits
+        outbox.requeue_email(session, outbox.get_email(session, email_id), actor="admin")
+
+
+def _reprocess_event(event_id: int) -> None:
+    from models.db import session_scope
+    from models.stripe_records import reopen_stripe_event
+
+    with session_scope() as session:
+        reopen_stripe_event(session, ref=event_id, actor="admin")
+    process_stripe_event(event_id)
+
+
+def task_name(task: TaskWrapper) -> str:
+    """The name Huey gives a task (the function's), which is also its dead letters' `kind`."""
+    return task.task_class.__name__
+
+
+@dataclass(frozen=True)
+class Retryable:
+    """A task whose failure for good leaves a dead letter `{argument: id}` of kind `task_name(task)`."""
+
+    task: TaskWrapper
+    argument: str  # the payload key holding the task's one argument
+    on_final_failure: Callable[[int, str], None]  # (id, error): dead letter, alert, the row's final state
+    queued: str = ""  # what a replay queues again, `{}` standing for the id
+    # Puts the row back in a retryable state (audited) and enqueues the work; None: enqueue the task.
+    reopen: Callable[[int], None] | None = None
+    final: str = ""  # why a dead letter of this task is never replayed
+
+    @property
+    def name(self) -> str:
+        return task_name(self.task)
+
+    def replay(self, payload: dict) -> str:
+        """Queue a dead letter's job again (the admin's retry); says what was queued.
+        Invalid when the failure is final."""
+        if self.final:
+            raise Invalid(self.final)
+        argument = payload[self.argument]
+        if self.reopen is not None:
+            self.reopen(argument)
+        else:
+            self.task(argument)
+        return f"{self.queued.format(argument)} queued again"
+
+
+RETRYABLE: dict[str, Retryable] = {entry.name: entry for entry in (
+    Retryable(book_enrollment, "enrollment_id", _booking_failed,
+              final="a failed booking is final: the parent books again (the slot is free)"),
+    Retryable(cancel_subscription, "enrollment_id", _cancel_failed,
+              queued="cancellation of enrollment {}'s subscription"),
+    Retryable(undo_orphan_charges, "enrollment_id", _undo_failed, queued="the Stripe check of ended booking {}"),
+    Retryable(send_email, "email_id", _email_failed, queued="email {}", reopen=_requeue_email),
+    Retryable(process_stripe_event, "event_id", _event_failed, queued="Stripe event {}", reopen=_reprocess_event),
+)}
+
+
+def replay_dead_letter(*, kind: str, payload: dict) -> str:
+    """Queue the job a dead letter describes again (its row put back in a retryable state
+    first); says what was queued. Invalid for a final failure or an unknown kind."""
+    entry = RETRYABLE.get(kind)
+    if entry is None:
+        raise Invalid(f"no replay for dead letters of kind {kind!r}")
+    return entry.replay(payload)
 
 
 @huey.signal(SIGNAL_ERROR)
@@ -156,11 +228,11 @@ def record_final_failure(signal, task, exc=None) -> None:
     if task.retries:
         log.warning("%s%s failed, %s retries left: %s", task.name, tuple(task.args), task.retries, exc)
         return
-    handler = FINAL_FAILURE.get(task.name)
-    if handler is None or not task.args:
+    entry = RETRYABLE.get(task.name)
+    if entry is None or not task.args:
         return
     try:
-        handler(task.args[0], f"{type(exc).__name__}: {exc}"[:1000])
+        entry.on_final_failure(task.args[0], f"{type(exc).__name__}: {exc}"[:1000])
     except Exception:  # the reconciliation jobs will find the row again
         log.exception("recording the final failure of %s%s failed", task.name, tuple(task.args))
 

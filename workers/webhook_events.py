@@ -124,6 +124,10 @@ def on_setup_intent_succeeded(gateway: StripeGateway, obj: dict) -> str:
     if intent.get("status") != "succeeded" or not customer or not method:
         return "ignored"
     gateway.set_default_payment_method(customer, method)
+    with session_scope() as session:
+        payee = billing.payee_by_customer(session, customer)
+        if payee is not None:  # our memory of it (`payment_method.detached` forgets it)
+            billing.remember_default_card(session, payee.id, method, actor=ACTOR)
     from workers.pipeline import resume_bookings_of_customer
 
     for enrollment_id in resume_bookings_of_customer(customer):

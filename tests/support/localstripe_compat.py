@@ -40,8 +40,7 @@ installed first so it sees the request as sent; see `tests/support/stripe_contra
    asks; an off-session PaymentIntent that needs the check answers 402 `authentication_required`
    with the PaymentIntent; a subscription invoice waiting for the check emits
    `invoice.payment_action_required` (+ `payment_intent.requires_action`; a renewal turns the
-   subscription `past_due`); a failed check keeps a first invoice's subscription `incomplete`;
-   cancelling an incomplete subscription voids its invoice and cancels its PaymentIntent.
+   subscription `past_due`); a failed check keeps a first invoice's subscription `incomplete`.
 13. Faults that look like Stripe's own: `after_handler` (the work done, then a 5xx), `remember`
    (the failure stored as the idempotency key's answer, replayed like Stripe replays a 500),
    `should_retry` (a `Stripe-Should-Retry` header).

@@ -25,8 +25,9 @@ docstring too. What real Stripe does and localstripe (2017) does not:
    (and `payment_intent.requires_action`); for a renewal the subscription becomes `past_due`
    with `customer.subscription.updated`, as in Stripe. A failed check on a first invoice
    leaves the subscription `incomplete` (localstripe deleted it): the parent may try again
-   until Stripe expires it. Cancelling an incomplete subscription voids its open invoice and
-   cancels the PaymentIntent waiting on it.
+   until Stripe expires it. (Cancelling a subscription leaves its open invoice open, as in
+   Stripe: our code voids it; voiding the invoice of a cancelled subscription leaves it
+   `canceled`, not `incomplete_expired` as localstripe had it.)
 """
 
 from __future__ import annotations
@@ -121,27 +122,17 @@ def _initial_payment_failure_later(self, invoice):
 Subscription._on_initial_payment_failure_later = _initial_payment_failure_later
 
 
-_original_subscription_delete = Subscription._api_delete.__func__
+_original_initial_voided = Subscription._on_initial_payment_voided
 
 
-def _subscription_delete(cls, id):
-    """Cancelling an incomplete subscription voids its open first invoice (and so its waiting
-    PaymentIntent), as Stripe does: nothing can be paid on it afterwards."""
-    subscription = Subscription._api_retrieve(id)
-    incomplete = subscription.status == "incomplete"
-    obj = _original_subscription_delete(cls, id)
-    if incomplete:
-        for invoice in Invoice._api_list_all(None, customer=subscription.customer, limit=99)._list:
-            if invoice.subscription == id and invoice.status == "open":
-                intent = PaymentIntent._api_retrieve(invoice.payment_intent) if invoice.payment_intent else None
-                if intent is not None and intent.status != "canceled":
-                    intent._canceled, intent.next_action = True, None
-                invoice._voided = True
-                invoice.status_transitions["voided_at"] = obj.ended_at
-    return obj
+def _initial_payment_voided(self, invoice):
+    # localstripe marks any subscription whose invoice is voided `incomplete_expired`, a
+    # cancelled (or paying) one included; in Stripe only an incomplete one ends that way.
+    if self.status == "incomplete":
+        return _original_initial_voided(self, invoice)
 
 
-Subscription._api_delete = classmethod(_subscription_delete)
+Subscription._on_initial_payment_voided = _initial_payment_voided
 
 
 # 2. SetupIntent authentication -------------------------------------------------------------
