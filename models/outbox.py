@@ -206,3 +206,38 @@ def stuck_emails(session: Session, *, older_than: datetime) -> list[EmailLog]:
 def mark_dead_letter_retried(session: Session, letter: DeadLetter, *, actor: str = "admin") -> DeadLetter:
     """Note that an admin replayed a dead letter (it stays open until resolved)."""
     return change_audited(session, letter, actor=actor, action="dead_letter.retry", retried_at=utcnow())
+
+
+# Read models of the admin's outbox views ------------------------------------------------
+
+
+def _email_row(email: EmailLog) -> dict:
+    return {"id": email.id, "template": email.template, "recipient": email.recipient, "status": email.status,
+            "attempts": email.attempts, "subject": email.subject, "provider_message_id": email.provider_message_id,
+            "error": email.error, "created_at": email.created_at, "sent_at": email.sent_at}
+
+
+def list_emails(session: Session, *, status: str | None = None, limit: int = 50) -> list[dict]:
+    """The newest `limit` emails (of one `status`, when given), newest first, as plain rows."""
+    statement = select(EmailLog).order_by(EmailLog.id.desc()).limit(limit)
+    if status:
+        statement = statement.where(EmailLog.status == status)
+    return [_email_row(email) for email in session.exec(statement).all()]
+
+
+def _dead_letter_row(letter: DeadLetter) -> dict:
+    return {"id": letter.id, "kind": letter.kind, "payload": dict(letter.payload), "error": letter.error,
+            "created_at": letter.created_at, "retried_at": letter.retried_at, "resolved_at": letter.resolved_at}
+
+
+def list_dead_letters(session: Session, *, include_resolved: bool = False) -> list[dict]:
+    """Dead letters, newest first, as plain rows; only the open ones unless `include_resolved`."""
+    statement = select(DeadLetter).order_by(DeadLetter.id.desc())
+    if not include_resolved:
+        statement = statement.where(DeadLetter.resolved_at.is_(None))
+    return [_dead_letter_row(letter) for letter in session.exec(statement).all()]
+
+
+def dead_letter_row(session: Session, *, letter_id: int) -> dict:
+    """One dead letter as a plain row (kind, payload, error, times), or NotFound."""
+    return _dead_letter_row(get_dead_letter(session, letter_id))

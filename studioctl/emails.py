@@ -11,12 +11,6 @@ from studioctl.common import JsonOption, console, emit_json, print_table
 app = typer.Typer(help="Emails sent and to send.\n\nExample: studioctl emails list --status failed", no_args_is_help=True)
 
 
-def _view(row) -> dict:
-    return {"id": row.id, "template": row.template, "recipient": row.recipient, "status": row.status,
-            "attempts": row.attempts, "subject": row.subject, "provider_message_id": row.provider_message_id,
-            "error": row.error, "created_at": row.created_at, "sent_at": row.sent_at}
-
-
 @app.command("list")
 def list_(
     status: Annotated[Optional[str], typer.Option(help="queued | sending | sent | failed")] = None,
@@ -27,16 +21,11 @@ def list_(
 
     Example: studioctl emails list --status failed --json
     """
-    from sqlmodel import select
-
     from models.db import session_scope
-    from models.outbox import EmailLog
+    from models.outbox import list_emails
 
     with session_scope(write=False) as session:
-        statement = select(EmailLog).order_by(EmailLog.id.desc()).limit(limit)
-        if status:
-            statement = statement.where(EmailLog.status == status)
-        rows = [_view(row) for row in session.exec(statement).all()]
+        rows = list_emails(session, status=status, limit=limit)
     if json_output:
         return emit_json(rows)
     print_table("Emails", ["id", "template", "recipient", "status", "attempts", "error"],

@@ -11,12 +11,6 @@ from studioctl.common import JsonOption, console, emit_json, print_table
 app = typer.Typer(help="Plans and their Stripe prices.\n\nExample: studioctl plans add --frequency monthly --amount 120.00", no_args_is_help=True)
 
 
-def _view(plan) -> dict:
-    return {"id": plan.id, "name": plan.name, "frequency": plan.frequency, "amount": f"{plan.amount:.2f}",
-            "currency": plan.currency, "active": plan.active, "stripe_product_id": plan.stripe_product_id,
-            "stripe_price_id": plan.stripe_price_id}
-
-
 @app.command()
 def add(
     frequency: Annotated[str, typer.Option(help="weekly | monthly | semester (semester: the amount is per lesson).")],
@@ -30,9 +24,10 @@ def add(
 
     Example: studioctl plans add --frequency weekly --amount 30.00
     """
-    from models.billing import Plan, add_plan, parse_amount
+    from models.billing import add_plan, parse_amount
     from models.config import get_settings
     from models.db import session_scope
+    from models.stripe_records import plan_row
 
     with session_scope() as session:
         plan = add_plan(session, name=name or frequency.title(), frequency=frequency.strip().lower(),
@@ -48,7 +43,7 @@ def add(
         except StripeGatewayError as error:
             raise DomainError(f"plan {plan_id} saved, but Stripe failed: {error} (the first booking will retry)") from None
     with session_scope(write=False) as session:
-        view = _view(session.get(Plan, plan_id))
+        view = plan_row(session, plan_id=plan_id)
     if json_output:
         return emit_json(view)
     console.print(f"[green]plan {view['id']} added[/]: {view['name']} {view['frequency']} {view['amount']} {view['currency']} "
@@ -61,13 +56,11 @@ def list_(json_output: bool = JsonOption) -> None:
 
     Example: studioctl plans list --json
     """
-    from sqlmodel import select
-
-    from models.billing import Plan
     from models.db import session_scope
+    from models.stripe_records import list_plans
 
     with session_scope(write=False) as session:
-        rows = [_view(plan) for plan in session.exec(select(Plan).order_by(Plan.id)).all()]
+        rows = list_plans(session)
     if json_output:
         return emit_json(rows)
     print_table("Plans", ["id", "name", "frequency", "amount", "currency", "active", "Stripe price"],

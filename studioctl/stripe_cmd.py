@@ -21,18 +21,11 @@ def events(
 
     Example: studioctl stripe events --status failed
     """
-    from sqlmodel import select
-
-    from models.billing import StripeEvent
     from models.db import session_scope
+    from models.stripe_records import list_stripe_events
 
     with session_scope(write=False) as session:
-        statement = select(StripeEvent).order_by(StripeEvent.id.desc()).limit(limit)
-        if status:
-            statement = statement.where(StripeEvent.status == status)
-        rows = [{"id": e.id, "stripe_event_id": e.stripe_event_id, "type": e.type, "status": e.status,
-                 "attempts": e.attempts, "error": e.error, "received_at": e.received_at, "processed_at": e.processed_at}
-                for e in session.exec(statement).all()]
+        rows = list_stripe_events(session, status=status, limit=limit)
     if json_output:
         return emit_json(rows)
     print_table("Stripe events", ["id", "event", "type", "status", "received", "error"],
@@ -46,15 +39,12 @@ def replay(event: Annotated[str, typer.Argument(help="Local id or Stripe event i
 
     Example: studioctl stripe replay evt_1PqR...
     """
-    from models.billing import get_stripe_event
     from models.db import session_scope
+    from models.stripe_records import reopen_stripe_event
     from workers.webhook_events import process_event
 
     with session_scope() as session:
-        row = get_stripe_event(session, event)
-        row.status = "received"
-        session.add(row)
-        event_id = row.id
+        event_id = reopen_stripe_event(session, ref=event, actor="admin").id
     status = process_event(event_id)
     console.print(f"event {event}: [green]{status}[/]")
 
