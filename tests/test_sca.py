@@ -58,7 +58,7 @@ def set_up_card(stripe_env, payee_id: int, number: str, *, authenticate: bool = 
     assert intent.status == "requires_action"  # both cards ask at set-up
     if authenticate:
         _authenticate(stripe_env, "setup_intents", intent.id, setup["client_secret"])
-        on_setup_intent_succeeded(StripeGateway(), {"id": intent.id})  # what the setup_intent.succeeded event does
+        _handle(on_setup_intent_succeeded, {"id": intent.id})  # what the setup_intent.succeeded event does
     return setup["customer_id"]
 
 
@@ -69,11 +69,19 @@ def _book(task_queue, enrollment_id):
     task_queue.run_all()
 
 
-def _payment_succeeded(task_queue, intent_id):
+def _handle(handler, obj):
+    """What the process_stripe_event task does with a handler: run it, enqueue what it leaves."""
     from workers.stripe_gateway import StripeGateway
+    from workers.tasks import enqueue_follow_ups
+    from workers.webhook_events import handle
+
+    enqueue_follow_ups(handle(handler, StripeGateway(), obj))
+
+
+def _payment_succeeded(task_queue, intent_id):
     from workers.webhook_events import on_payment_intent
 
-    on_payment_intent(StripeGateway(), {"id": intent_id})
+    _handle(on_payment_intent, {"id": intent_id})
     task_queue.run_all()
 
 
@@ -195,7 +203,7 @@ def test_renewal_needing_authentication_is_past_due_with_the_link_then_active_wh
     gateway = StripeGateway()
     handlers = [on_invoice_payment_action_required, on_invoice_payment_failed]
     for handler in (handlers if order == "action_first" else handlers[::-1]) * 2:  # both events, twice
-        handler(gateway, {"id": invoice.id})
+        _handle(handler, {"id": invoice.id})
     task_queue.run_all()
 
     past_due = _reload(session, enrollment.id)
@@ -207,7 +215,7 @@ def test_renewal_needing_authentication_is_past_due_with_the_link_then_active_wh
     assert _emails(session, "payment_failed") == []  # one story for the parent: authenticate
 
     _authenticate(stripe_env, "payment_intents", intent.id, intent.client_secret)
-    on_invoice_paid(gateway, {"id": invoice.id})
+    _handle(on_invoice_paid, {"id": invoice.id})
     task_queue.run_all()
     active = _reload(session, enrollment.id)
     assert active.status == "active" and active.action_client_secret is None and _payment_action(active) is None

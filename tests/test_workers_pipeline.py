@@ -14,7 +14,6 @@ from models.enrollment import Enrollment, lesson_dates
 from models.outbox import DeadLetter, EmailLog
 from models.people import Payee
 from tests.support.booking import add_card, local_today, provisional_booking
-from tests.support.fixtures import stripe_env, stripe_server  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +73,11 @@ def test_without_a_card_the_parent_is_told_once_and_the_card_resumes_the_booking
 
     setup = create_payment_setup(payee.id)
     intent = client.v1.setup_intents.confirm(setup["setup_intent_id"], {"payment_method": "pm_card_visa"})
-    assert on_setup_intent_succeeded(StripeGateway(), {"id": intent.id}) == "processed"
+    outcome = on_setup_intent_succeeded(StripeGateway(), {"id": intent.id})
+    assert outcome.status == "processed" and outcome.resume == (enrollment.id,)  # the task enqueues it
+    from workers.tasks import enqueue_follow_ups
+
+    enqueue_follow_ups(outcome)
     assert task_queue.names() == ["book_enrollment"]
     task_queue.run_all()
     enrollment = _reload(session, Enrollment, enrollment.id)

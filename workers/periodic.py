@@ -86,6 +86,7 @@ def reconcile_bookings(stale_after: timedelta | None = None) -> dict:
 def reconcile_stripe() -> dict:
     """Compare active/past_due enrollments with their Stripe subscriptions; fix drift, report it."""
     from workers.stripe_gateway import StripeGateway, TerminalStripeError, is_not_found
+    from workers.tasks import book_enrollment
     from workers.webhook_events import sync_subscription_state
 
     with session_scope(write=False) as session:
@@ -102,7 +103,10 @@ def reconcile_stripe() -> dict:
                 raise
             drift.append(f"enrollment {enrollment_id}: subscription {subscription_id} does not exist in Stripe")
             continue
-        drift += sync_subscription_state(subscription, source="nightly reconciliation")
+        synced = sync_subscription_state(subscription, source="nightly reconciliation")
+        drift += synced.changes
+        for waiting_id in synced.resume:  # a first payment authenticated (or given up) while no event came
+            book_enrollment(waiting_id)
     if drift:
         with session_scope() as session:
             queue_admin_alert(

@@ -130,6 +130,20 @@ def classify(error: stripe.StripeError) -> StripeGatewayError:
     return TerminalStripeError(_describe(error), code=code)
 
 
+class WebhookSignatureError(Exception):
+    """A webhook body whose `Stripe-Signature` does not verify (or is missing, or too old)."""
+
+
+def verify_webhook(payload: bytes, signature: str, secret: str, *, tolerance: int = 300) -> None:
+    """Check Stripe's signature over the raw body (HMAC-SHA256 with the endpoint's secret, and a
+    timestamp no older than `tolerance` seconds). Raises WebhookSignatureError, or
+    UnicodeDecodeError for a body that is not text."""
+    try:
+        stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature, secret, tolerance=tolerance)
+    except stripe.SignatureVerificationError as error:
+        raise WebhookSignatureError(str(error)) from None
+
+
 _versions_noted: set[str] = set()
 
 

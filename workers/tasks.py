@@ -98,10 +98,22 @@ def send_email(email_id: int) -> str:
 
 @huey.task(**RETRYING)
 def process_stripe_event(event_id: int) -> str:
-    """Process one stored Stripe event; returns its final status."""
+    """Process one stored Stripe event; returns its final status. The work it leaves (bookings
+    to resume, charges to check) is enqueued once the event's processing has committed."""
     from workers.webhook_events import process_event
 
-    return process_event(event_id)
+    outcome = process_event(event_id)
+    enqueue_follow_ups(outcome)
+    return outcome.status
+
+
+def enqueue_follow_ups(outcome) -> None:
+    """Enqueue what a processed webhook event (`workers.webhook_events.Outcome`) or a
+    reconciliation left to do: its bookings to resume and its ended bookings to check."""
+    for enrollment_id in outcome.resume:
+        book_enrollment(enrollment_id)
+    for enrollment_id in outcome.undo:
+        undo_orphan_charges(enrollment_id)
 
 
 def _cancel_failed(enrollment_id: int, error: str) -> None:

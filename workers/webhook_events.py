@@ -6,36 +6,59 @@ same domain operations the rest of the system uses (each guarded by the enrollme
 status). So any order of deliveries ends in the same state, and a replay changes nothing.
 The booking itself is only ever decided by the booking pipeline: events about it just
 re-run the pipeline (idempotent: Stripe replays the first answer to its keys).
+
+Handlers enqueue nothing: they return an `Outcome` naming the bookings to resume and the
+ended bookings whose charges to check, and the `process_stripe_event` task enqueues those
+(`workers.tasks.enqueue_follow_ups`). So this module imports no task.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from models import billing
 from models import enrollment as enrollment_ops
 from models.billing import StripeEvent
 from models.config import get_settings
 from models.db import session_scope
-from models.db import after_commit
 from models.enrollment import ACTION_REQUIRED, ACTIVE, HOLD_STATUSES, LIVE_STATUSES, PAST_DUE, PAUSED, Enrollment, PaymentAction
 from models.outbox import add_dead_letter, queue_admin_alert
 from workers.money_events import MONEY_HANDLERS
-from workers.pipeline import awaiting_parent
+from workers.pipeline import awaiting_parent, resume_bookings_of_customer
 from workers.stripe_gateway import (
-    StripeGateway, enrollment_id_of, invoice_subscription_id, note_event_api_version,
+    StripeGateway, TerminalStripeError, enrollment_id_of, invoice_subscription_id, note_event_api_version,
 )
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"
 
 
-def sync_subscription_state(subscription: dict, *, source: str) -> list[str]:
-    """Bring the enrollments billed by `subscription` in line with its current Stripe status.
-    Returns what changed (for logs and the reconciliation report)."""
-    changes = []
+@dataclass(frozen=True)
+class Outcome:
+    """How processing an event ended, and the work it leaves: `resume` — held bookings whose
+    pipeline re-runs (`book_enrollment`); `undo` — ended bookings whose Stripe charges are
+    checked and taken back (`undo_orphan_charges`)."""
+
+    status: str
+    resume: tuple[int, ...] = ()
+    undo: tuple[int, ...] = ()
+
+
+@dataclass
+class Sync:
+    """What `sync_subscription_state` changed (for logs and the reconciliation report) and the
+    bookings waiting for a 3-D Secure check whose subscription is now paid (to resume)."""
+
+    changes: list[str] = field(default_factory=list)
+    resume: list[int] = field(default_factory=list)
+
+
+def sync_subscription_state(subscription: dict, *, source: str) -> Sync:
+    """Bring the enrollments billed by `subscription` in line with its current Stripe status."""
+    result = Sync()
+    changes = result.changes
     status = subscription.get("status")
     # Paused: the subscription's own `paused` status (a trial ended without a card, or
     # `customer.subscription.paused`), or collection paused on a live one (`pause_collection`).
@@ -45,9 +68,9 @@ def sync_subscription_state(subscription: dict, *, source: str) -> list[str]:
             enrollment = enrollment_ops.lock_enrollment(session, row.id)
             if enrollment.status == ACTION_REQUIRED:
                 # The first payment waits for the parent: the pipeline reads Stripe and decides.
-                if status in ("active", "trialing"):
-                    after_commit(session, functools.partial(_enqueue_booking, enrollment.id))
-                    changes.append(f"enrollment {enrollment.id}: payment authenticated, booking resumed")
+                if status in ("active", "trialing", "incomplete_expired", "canceled"):
+                    result.resume.append(enrollment.id)
+                    changes.append(f"enrollment {enrollment.id}: first payment {status}, booking resumed")
                 continue
             if paused:
                 if enrollment_ops.mark_paused(session, enrollment, actor=ACTOR):
@@ -70,16 +93,14 @@ def sync_subscription_state(subscription: dict, *, source: str) -> list[str]:
             elif status in ("active", "trialing") and enrollment.status == PAST_DUE:
                 enrollment_ops.mark_paid(session, enrollment, actor=ACTOR)
                 changes.append(f"enrollment {enrollment.id}: active again (subscription {status})")
-    return changes
+    return result
 
 
-def _enqueue_booking(enrollment_id: int) -> None:
-    from workers.tasks import book_enrollment
-
-    book_enrollment(enrollment_id)
+def _synced(sync: Sync) -> Outcome:
+    return Outcome("processed", resume=tuple(sync.resume))
 
 
-def on_invoice_paid(gateway: StripeGateway, obj: dict) -> str:
+def on_invoice_paid(gateway: StripeGateway, obj: dict) -> str | Outcome:
     invoice = gateway.retrieve_invoice(obj["id"])
     subscription_id = invoice_subscription_id(invoice)
     if invoice.get("status") != "paid" or not subscription_id:
@@ -87,11 +108,10 @@ def on_invoice_paid(gateway: StripeGateway, obj: dict) -> str:
     # This invoice is paid, but an older or newer one may not be: only the subscription says
     # whether the account is in good standing (a late `invoice.paid` of last month's invoice
     # must not clear this month's failure).
-    sync_subscription_state(gateway.retrieve_subscription(subscription_id), source="invoice paid")
-    return "processed"
+    return _synced(sync_subscription_state(gateway.retrieve_subscription(subscription_id), source="invoice paid"))
 
 
-def on_invoice_payment_failed(gateway: StripeGateway, obj: dict) -> str:
+def on_invoice_payment_failed(gateway: StripeGateway, obj: dict) -> str | Outcome:
     invoice = gateway.retrieve_invoice(obj["id"])
     subscription_id = invoice_subscription_id(invoice)
     if not subscription_id or invoice.get("status") in ("paid", "void", "draft"):
@@ -101,8 +121,7 @@ def on_invoice_payment_failed(gateway: StripeGateway, obj: dict) -> str:
         return on_invoice_payment_action_required(gateway, obj)
     subscription = gateway.retrieve_subscription(subscription_id)
     if subscription.get("status") in ("canceled", "incomplete_expired"):
-        sync_subscription_state(subscription, source="invoice payment failed")
-        return "processed"
+        return _synced(sync_subscription_state(subscription, source="invoice payment failed"))
     with session_scope() as session:
         for row in enrollment_ops.enrollments_by_subscription(session, subscription_id):
             enrollment = enrollment_ops.lock_enrollment(session, row.id)
@@ -111,12 +130,11 @@ def on_invoice_payment_failed(gateway: StripeGateway, obj: dict) -> str:
     return "processed"
 
 
-def on_subscription_changed(gateway: StripeGateway, obj: dict) -> str:
-    sync_subscription_state(gateway.retrieve_subscription(obj["id"]), source="subscription event")
-    return "processed"
+def on_subscription_changed(gateway: StripeGateway, obj: dict) -> Outcome:
+    return _synced(sync_subscription_state(gateway.retrieve_subscription(obj["id"]), source="subscription event"))
 
 
-def on_setup_intent_succeeded(gateway: StripeGateway, obj: dict) -> str:
+def on_setup_intent_succeeded(gateway: StripeGateway, obj: dict) -> str | Outcome:
     intent = gateway.retrieve_setup_intent(obj["id"])
     customer, method = intent.get("customer"), intent.get("payment_method")
     customer = customer.get("id") if isinstance(customer, dict) else customer
@@ -128,14 +146,10 @@ def on_setup_intent_succeeded(gateway: StripeGateway, obj: dict) -> str:
         payee = billing.payee_by_customer(session, customer)
         if payee is not None:  # our memory of it (`payment_method.detached` forgets it)
             billing.remember_default_card(session, payee.id, method, actor=ACTOR)
-    from workers.pipeline import resume_bookings_of_customer
-
-    for enrollment_id in resume_bookings_of_customer(customer):
-        _enqueue_booking(enrollment_id)
-    return "processed"
+    return Outcome("processed", resume=tuple(resume_bookings_of_customer(customer)))
 
 
-def on_payment_intent(gateway: StripeGateway, obj: dict) -> str:
+def on_payment_intent(gateway: StripeGateway, obj: dict) -> str | Outcome:
     """A payment of a booking moved: a hold's pipeline re-runs and decides (a 3-D Secure check
     passed, a charge landed); a payment that succeeded for a booking that ended meanwhile is
     taken back. The booking is found by our metadata, or — a subscription's invoice payment
@@ -150,18 +164,15 @@ def on_payment_intent(gateway: StripeGateway, obj: dict) -> str:
                 select(Enrollment.id).where(Enrollment.stripe_payment_intent_id == intent["id"])).first()
         enrollment = session.get(Enrollment, enrollment_id) if enrollment_id is not None else None
         status = enrollment.status if enrollment is not None else None
-    if status in HOLD_STATUSES:
-        _enqueue_booking(enrollment_id)  # the pipeline replays its payment step and decides
-        return "processed"
+    if status in HOLD_STATUSES:  # the pipeline replays its payment step and decides
+        return Outcome("processed", resume=(enrollment_id,))
     if status is not None and status not in LIVE_STATUSES and intent.get("status") == "succeeded":
-        from workers.tasks import undo_orphan_charges
-
-        undo_orphan_charges(enrollment_id)  # charged after the hold ended: refunded unless it is billed
-        return "processed"
+        # Charged after the hold ended: refunded unless it is billed.
+        return Outcome("processed", undo=(enrollment_id,))
     return "ignored"
 
 
-def on_invoice_payment_action_required(gateway: StripeGateway, obj: dict) -> str:
+def on_invoice_payment_action_required(gateway: StripeGateway, obj: dict) -> str | Outcome:
     """An invoice's payment needs the parent's 3-D Secure check. A renewal: the enrollment goes
     `past_due` with the `payment_action_required` email and the link (paid within the grace
     period → active again). A first invoice: the booking's pipeline decides."""
@@ -171,18 +182,19 @@ def on_invoice_payment_action_required(gateway: StripeGateway, obj: dict) -> str
         return "ignored"  # paid, voided or failed since: the other events tell
     intent = intent or {}
     secret = (invoice.get("confirmation_secret") or {}).get("client_secret") or intent.get("client_secret")
+    resume = []
     with session_scope() as session:
         for row in enrollment_ops.enrollments_by_subscription(session, subscription_id):
             enrollment = enrollment_ops.lock_enrollment(session, row.id)
             if enrollment.status in HOLD_STATUSES:
-                after_commit(session, functools.partial(_enqueue_booking, enrollment.id))
+                resume.append(enrollment.id)
             elif secret:
                 enrollment_ops.require_renewal_action(session, enrollment, actor=ACTOR, action=PaymentAction(
                     client_secret=secret, url=invoice.get("hosted_invoice_url")))
-    return "processed"
+    return Outcome("processed", resume=tuple(resume))
 
 
-HANDLERS: dict[str, Callable[[StripeGateway, dict], str]] = {
+HANDLERS: dict[str, Callable[[StripeGateway, dict], "str | Outcome"]] = {
     "invoice.paid": on_invoice_paid,
     "invoice.payment_succeeded": on_invoice_paid,
     "invoice.payment_failed": on_invoice_payment_failed,
@@ -199,37 +211,41 @@ HANDLERS: dict[str, Callable[[StripeGateway, dict], str]] = {
 HANDLERS.update(MONEY_HANDLERS)  # disputes, refunds, failed card setups, detached cards, deleted customers
 
 
-def process_event(event_id: int) -> str:
-    """Process stored event `event_id` once; returns its final status.
+def handle(handler: Callable[[StripeGateway, dict], "str | Outcome"], gateway: StripeGateway, obj: dict) -> Outcome:
+    """Run one handler on an event's object; its answer as an Outcome."""
+    handled = handler(gateway, obj)
+    return handled if isinstance(handled, Outcome) else Outcome(handled)
+
+
+def process_event(event_id: int) -> Outcome:
+    """Process stored event `event_id` once; returns how it ended and the work it leaves.
 
     Raises TransientStripeError to be retried; a terminal error marks the event `failed`
     with a dead letter."""
-    from workers.stripe_gateway import TerminalStripeError
-
     with session_scope(write=False) as session:
         event = session.get(StripeEvent, event_id)
         if event is None:
-            return "missing"
+            return Outcome("missing")
         if event.status in ("processed", "ignored"):
-            return event.status
+            return Outcome(event.status)
         event_type, payload = event.type, event.payload
     note_event_api_version(payload.get("api_version") if isinstance(payload, dict) else None)
     handler = HANDLERS.get(event_type)
     obj = (payload.get("data") or {}).get("object") or {}
     error = None
-    if handler is None or not obj.get("id"):
-        status = "ignored"
-    else:
+    outcome = Outcome("ignored")
+    if handler is not None and obj.get("id"):
         try:
-            status = handler(StripeGateway(), obj)
+            outcome = handle(handler, StripeGateway(), obj)
         except TerminalStripeError as failure:
-            status, error = "failed", str(failure)
+            outcome, error = Outcome("failed"), str(failure)
+    status = outcome.status
     with session_scope() as session:
         event = session.get(StripeEvent, event_id)
         billing.finish_stripe_event(session, event, status=status, error=error)
         if status == "failed":
             add_dead_letter(session, kind="process_stripe_event", payload={"event_id": event_id}, error=error)
-    return status
+    return outcome
 
 
 def give_up_event(event_id: int, error: str) -> None:
@@ -242,4 +258,4 @@ def give_up_event(event_id: int, error: str) -> None:
         add_dead_letter(session, kind="process_stripe_event", payload={"event_id": event_id}, error=error)
 
 
-__all__ = ["HANDLERS", "LIVE_STATUSES", "process_event", "give_up_event", "sync_subscription_state"]
+__all__ = ["HANDLERS", "Outcome", "Sync", "process_event", "give_up_event", "sync_subscription_state"]
