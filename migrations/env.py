@@ -66,7 +66,7 @@ def run_migrations_online() -> None:
     from models.config import get_settings
 
     url = config.get_main_option("sqlalchemy.url") or get_settings().DATABASE_URL
-    engine = make_engine(url)
+    engine = make_engine(url, create=True)  # the one place a SQLite file may be created
     try:
         with engine.connect() as connection:
             _run(connection)

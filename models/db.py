@@ -51,14 +51,23 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+NOT_MIGRATED = "database not migrated: run `studioctl db upgrade`"
+
+
+def make_engine(url: str, *, create: bool = False, **kwargs) -> Engine:
     """Create an engine for `url` with this project's settings for its dialect.
 
     `hide_parameters`: error messages and logs never carry the bound values (emails, tokens).
+    A SQLite file is only created by the migrations (`create=True`): anything else opening a
+    database that does not exist fails (`is_not_migrated`) instead of leaving an empty file.
     """
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 15}, **kwargs)
+        connect_args: dict = {"check_same_thread": False, "timeout": 15}
+        path = sa.engine.make_url(url).database
+        if not create and path and path != ":memory:" and not path.startswith("file:"):
+            url = f"sqlite:///file:{path}?mode=rw&uri=true"  # open, never create
+        engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_size", 5)
@@ -126,6 +135,17 @@ def session_scope(*, write: bool = True) -> Iterator[Session]:
             callback()
         except Exception:  # the periodic reconciliation jobs pick up what failed here
             log.exception("after-commit callback failed; reconciliation will retry it")
+
+
+def is_not_migrated(error: BaseException) -> bool:
+    """True when a database error means the schema was never made: a missing table
+    (PostgreSQL's undefined_table, SQLite's "no such table") or a SQLite file that does not
+    exist (opened without creating it)."""
+    orig = getattr(error, "orig", None) or error
+    if getattr(orig, "sqlstate", None) == "42P01":  # psycopg: undefined_table
+        return True
+    text = str(orig).lower()
+    return "no such table" in text or "unable to open database file" in text
 
 
 def ping() -> None:

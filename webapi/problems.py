@@ -16,6 +16,7 @@ from flask import Flask, Response, json, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from models.db import NOT_MIGRATED, is_not_migrated
 from models.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -96,12 +97,20 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(sqlalchemy.exc.OperationalError)
     @app.errorhandler(sqlalchemy.exc.InterfaceError)
     def _database_down(error: Exception):
+        if is_not_migrated(error):
+            log.error(NOT_MIGRATED)
+            return problem(503, "database-not-migrated", "Service unavailable", "the database is not migrated yet",
+                           headers={"Retry-After": "30"})
         log.error("database unavailable: %s", error)
         return problem(503, "service-unavailable", "Service unavailable", "the database is unreachable; retry later",
                        headers={"Retry-After": "5"})
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
+        if isinstance(error, sqlalchemy.exc.ProgrammingError) and is_not_migrated(error):
+            log.error(NOT_MIGRATED)
+            return problem(503, "database-not-migrated", "Service unavailable", "the database is not migrated yet",
+                           headers={"Retry-After": "30"})
         if isinstance(error, HTTPException):
             return _http(error)
         log.exception("unhandled error on %s %s", request.method, request.path)
