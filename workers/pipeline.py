@@ -73,13 +73,18 @@ def payee_key(payee) -> str:
     return f"{key}-c{payee.stripe_customer_generation}" if payee.stripe_customer_generation else key
 
 
-def _preload(session, enrollment, *, with_slot: bool) -> tuple:
-    """The enrollment's student, payee and plan (and slot, teacher, instrument) in one query.
+PRELOADED = "preloaded_rows"
 
-    The rows land in the session's identity map, so the domain functions' own
-    `session.get()`s find them without SQL; the caller keeps the tuple referenced (the map
-    holds rows weakly). Nothing is locked or changed; an empty tuple means a row is missing
-    and the domain functions load (and fail) as they would have.
+
+def preload(session, enrollment, *, with_slot: bool) -> None:
+    """Load the enrollment's student, payee and plan (and slot, teacher, instrument) in one
+    query, for the domain functions of this unit of work to find without SQL.
+
+    They read related rows with `session.get()`, which answers from the session's identity
+    map; the map holds rows weakly, so the rows are also kept in `session.info` for the unit
+    of work's life (`tests/test_pipeline_queries.py` counts the statements this saves).
+    Nothing is locked or changed; a missing row is simply not preloaded, and the domain
+    functions load (and fail) as they would have.
     """
     from sqlmodel import select
 
@@ -96,7 +101,8 @@ def _preload(session, enrollment, *, with_slot: bool) -> tuple:
     statement: Any = select(*(model for model, _ in joins)).select_from(Enrollment)
     for model, condition in joins:
         statement = statement.join(model, condition)
-    return tuple(session.exec(statement.where(Enrollment.id == enrollment.id)).first() or ())
+    rows = session.exec(statement.where(Enrollment.id == enrollment.id)).first()
+    session.info.setdefault(PRELOADED, []).append(tuple(rows or ()))
 
 
 def _with_generation(key: str, generation: int) -> str:
@@ -120,7 +126,7 @@ def _load(enrollment_id: int) -> Booking | None:
         if enrollment.plan_id is None:
             raise TerminalStripeError("the enrollment has no plan to bill")
         first_attempt = enrollment.pipeline_state is None
-        related = _preload(session, enrollment, with_slot=False)  # noqa: F841 (kept for the identity map)
+        preload(session, enrollment, with_slot=False)
         plan = session.get(Plan, enrollment.plan_id)
         payee = enrollment_ops.payee_of(session, enrollment)
         lessons_left = 0
@@ -330,8 +336,8 @@ def _activate_or_undo(gateway: StripeGateway, enrollment_id: int, *, subscriptio
     charging — the charge is taken back (`undone`)."""
     with session_scope() as session:
         enrollment = enrollment_ops.lock_enrollment(session, enrollment_id)
-        related = enrollment is not None and enrollment.status in HOLD_STATUSES and \
-            _preload(session, enrollment, with_slot=True)  # noqa: F841 (for the confirmation's context)
+        if enrollment is not None and enrollment.status in HOLD_STATUSES:
+            preload(session, enrollment, with_slot=True)  # the confirmation's context
         activated = enrollment is not None and enrollment_ops.activate_enrollment(
             session, enrollment, actor=ACTOR, subscription_id=subscription_id,
             payment_intent_id=payment_intent_id, invoice_id=invoice_id,
