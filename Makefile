@@ -26,7 +26,7 @@ install-dev: $(DEV_STAMP)
 demo: $(DEV_STAMP)
 	$(BIN)/studioctl db upgrade
 	$(BIN)/studioctl seed demo --skip-if-seeded
-	$(BIN)/python -m bench.demo_walkthrough
+	$(BIN)/python -m demo.walkthrough
 	$(BIN)/studioctl dashboard today
 
 ## The whole test suite: SQLite always, PostgreSQL and Redis when reachable (required under CI=true).

@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections import Counter
 import subprocess
 import time
+from collections import Counter
 
 from bench.common import (
-    Figure, bench_database, bench_env, bound_figure, ensure_debian_tool, exchange_tokens, flush_queue, libpq_url,
-    lua_string, print_figures, ratio_figure, seed_studio, sql, api_server, work_dir, wrk,
+    Figure, MissingTool, api_server, bench_env, bound_figure, exchange_tokens, flush_queue, libpq_url, lua_string,
+    print_figures, ratio_figure, require_tool, seed_studio, skipped, sql, work_dir, wrk,
 )
+from tests.support.databases import fresh_pg_database
+from tests.support.live import call
 
 BENCH = "booking"
+FIGURES = ("booking req/s (POST /parent/bookings)", "latency p50", "latency p99", "202 accepted", "409 conflicts",
+           "contested attempts", "double bookings (answers + database)", "other answers / socket errors")
 TEACHERS, SLOTS_PER_TEACHER = 200, 24  # 4,800 slots: no client walks past the end in a short run
 PAYEES_PER_CLIENT = 4  # each client rotates over 4 families (the hold cap is per family)
 LIVE = "('provisional', 'active', 'past_due')"
@@ -84,10 +88,10 @@ end
 def run_pgbench(url: str, *, clients: int, seconds: int, first_slot: int, nslots: int, first_student: int,
                 nstudents: int, instrument_id: int, plan_id: int) -> dict:
     """The booking transaction under pgbench at `clients` concurrency; TPS and counts."""
-    ensure_debian_tool("pgbench", "postgresql-client")
+    pgbench = require_tool("pgbench", "postgresql-client")
     script = work_dir("pgbench") / "booking.sql"
     script.write_text(PGBENCH_SCRIPT)
-    argv = ["pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", str(script),
+    argv = [pgbench, "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", str(script),
             "-D", "k=0", "-D", f"first_slot={first_slot}", "-D", f"nslots={nslots}",
             "-D", f"first_student={first_student}", "-D", f"nstudents={nstudents}",
             "-D", f"instrument={instrument_id}", "-D", f"plan={plan_id}", libpq_url(url)]
@@ -108,9 +112,15 @@ def run(*, clients: int = 8, seconds: int = 15, pgbench_seconds: int = 5, thread
     """Measure the booking endpoint and its SQL baseline; the figures of this benchmark.
 
     The API run is longer than pgbench's so that it sees well over 1,000 contested attempts.
-    `threads` is gunicorn's per-worker thread count (1 = the sync worker).
+    `threads` is gunicorn's per-worker thread count (1 = the sync worker). Every figure needs
+    wrk and pgbench: without one of them all are skipped.
     """
-    with bench_database("bench_booking") as url:
+    try:
+        require_tool("wrk")
+        require_tool("pgbench", "postgresql-client")
+    except MissingTool as missing:
+        return skipped(BENCH, FIGURES, missing)
+    with fresh_pg_database("bench_booking") as url:
         studio = seed_studio(url, teachers=TEACHERS, slots_per_teacher=SLOTS_PER_TEACHER,
                              payees=clients * PAYEES_PER_CLIENT)
         slots = studio.slot_ids
@@ -127,7 +137,7 @@ def run(*, clients: int = 8, seconds: int = 15, pgbench_seconds: int = 5, thread
 
         env = bench_env(url)
         try:
-            with api_server(env, threads=threads, name="booking") as server:
+            with api_server(env, name="booking", threads=threads) as server:
                 tokens = exchange_tokens(server.url, [sub for sub, _, _ in studio.payees])
                 creds = [(tokens[sub], student_id) for sub, _, student_id in studio.payees]
                 _warm_up(server.url, creds, slots[walk:])
@@ -172,10 +182,8 @@ def run(*, clients: int = 8, seconds: int = 15, pgbench_seconds: int = 5, thread
 
 def _warm_up(base_url: str, creds: list[tuple[str, int]], spare_slots: list[int]) -> None:
     """One booking per client on spare slots, so both workers have imported and connected."""
-    from bench.common import http_json
-
     for (token, student), slot in zip(creds[::PAYEES_PER_CLIENT], spare_slots):
-        http_json("POST", base_url + "/parent/bookings", {
+        call("POST", base_url + "/parent/bookings", {
             "student_id": student, "timeslot_id": slot, "instrument": "piano", "plan": "monthly"},
             headers={"Authorization": "Bearer " + token})
     time.sleep(0.2)

@@ -1,14 +1,20 @@
-"""Shared helpers of the benchmarks: databases, servers, tokens, load generators, figures.
+"""What the benchmarks share beyond `tests/support/`: figures, seeding, wrk, the load generator.
 
-Everything runs on loopback, every loop is bounded, and every database, server and queue a
-benchmark makes is removed again in a `finally` (or a context manager's exit).
+Databases, servers, tokens and ports come from the support package the tests use
+(`tests/support/`: `databases.fresh_pg_database`, `live.Gunicorn` = `studioctl serve`,
+`stripe_server.running`, `consumer.Consumer`, `jwt_tokens`, `processes`). Everything runs on
+loopback, every loop is bounded, and every database, server and queue a benchmark makes is
+removed again in a `finally` (or a context manager's exit). No benchmark installs anything:
+a program it needs and cannot find (`wrk`, `pgbench`, `psql`) is named, and the figures that
+need it are skipped.
 
-- `bench_database()`   a fresh PostgreSQL database, `alembic upgrade head`, dropped after.
 - `seed_studio()`      bulk rows (teachers × slots, payees with students, a plan) in plain SQL.
-- `api_server()`       gunicorn serving `webapi:create_app()` on a free port, stopped after.
+- `bench_env()`        the test settings for our servers, limits raised for load, a queue of its own.
+- `api_server()`       `studioctl serve` (gunicorn) on a free port, logging under `bench/.work/logs/`.
 - `exchange_tokens()`  Supabase HS256 sign-ins traded for our tokens at `POST /auth/exchange`.
-- `wrk()`              the `wrk` load generator (installed from Debian when missing), with a Lua
-                       hook for unique request bodies and per-status counts.
+- `wrk()`              the `wrk` load generator, with a Lua hook for unique request bodies and
+                       per-status counts; `http_load()` sends an exact number of requests instead.
+- `require_tool()` / `skipped()`  a missing program, and the figures skipped for want of it.
 - `QueryCounter`       counts SQL statements through a `before_cursor_execute` event.
 - `Figure` / `print_figures()`  a measured value, its baseline, the ratio and the target.
 """
@@ -18,16 +24,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,13 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / ".work"
 VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
-PG_ADMIN_URL = os.environ.get("STUDIO_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("STUDIO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"
-SUPABASE_SECRET = "bench-supabase-secret-0123456789abcdef0123"
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from tests.support.databases import REDIS_TEST_URL  # noqa: E402
+from tests.support.jwt_tokens import supabase_token  # noqa: E402
+from tests.support.live import Gunicorn, call, server_env  # noqa: E402
+from tests.support.settings import BASE_ENV, CLEARED_ENV  # noqa: E402
 
 
 def work_dir(*parts: str) -> Path:
@@ -143,15 +146,6 @@ def print_figures(title: str, figures: Sequence[Figure]) -> None:
             console.print(f"  [dim]{figure.name}: {figure.note}[/]")
 
 
-def percentile(values: Sequence[float], pct: float) -> float:
-    """The `pct`th percentile (nearest-rank on sorted values); 0.0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, int(round(pct / 100 * len(ordered) + 0.5)) - 1))
-    return ordered[rank]
-
-
 _RSS_PROBE = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
@@ -188,49 +182,7 @@ def median_time(argv: Sequence[str], *, repeat: int = 7, env: dict | None = None
     return statistics.median(times), peak_rss_mb(argv, env=env, cwd=cwd)
 
 
-# Processes and ports ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, *, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
-    """Wait until something accepts on 127.0.0.1:`port` (fail early if `process` died)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
-
-
-def stop_process(process: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
-    """Stop one process we started: `sig`, then SIGKILL after `timeout` seconds."""
-    if process.poll() is not None:
-        return
-    process.send_signal(sig)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-
-
-def child_pids(pid: int) -> list[int]:
-    """The direct children of `pid` (e.g. gunicorn's workers)."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(item) for item in text.split()]
+# Processes and programs ------------------------------------------------------------------
 
 
 def rss_mb(pid: int) -> float:
@@ -241,21 +193,26 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def ensure_debian_tool(command: str, package: str | None = None) -> str:
-    """Path of `command`, installing its Debian package with apt-get when missing."""
+class MissingTool(RuntimeError):
+    """A program some figures need is not installed: those figures are skipped, nothing is installed."""
+
+    def __init__(self, command: str, package: str):
+        super().__init__(f"`{command}` is not installed (on Debian/Ubuntu: apt-get install {package})")
+        self.command = command
+
+
+def require_tool(command: str, package: str | None = None) -> str:
+    """Path of `command`; `MissingTool` when it is not on PATH."""
     found = shutil.which(command)
-    if found:
-        return found
-    package = package or command
-    print(f"installing {package} (apt-get install -y {package}) ...", file=sys.stderr)
-    apt = ["apt-get", "install", "-y", "-q", package]
-    if os.geteuid() != 0 and shutil.which("sudo"):
-        apt.insert(0, "sudo")
-    subprocess.run(apt, check=True, stdout=subprocess.DEVNULL)
-    found = shutil.which(command)
-    if not found:
-        raise RuntimeError(f"{command} is still missing after installing {package}")
+    if found is None:
+        raise MissingTool(command, package or command)
     return found
+
+
+def skipped(bench: str, names: Sequence[str], missing: MissingTool) -> list[Figure]:
+    """The figures `names` could not be measured: one line on stderr, a '—' row each saying why."""
+    print(f"bench.{bench}: {missing}; skipping: {', '.join(names)}", file=sys.stderr, flush=True)
+    return [Figure(bench, name, None, note=f"skipped: {missing}") for name in names]
 
 
 def tool_version(argv: Sequence[str]) -> str:
@@ -273,50 +230,6 @@ def tool_version(argv: Sequence[str]) -> str:
 def libpq_url(url: str) -> str:
     """The `postgresql://` form psql and pgbench understand."""
     return "postgresql://" + url.split("://", 1)[1]
-
-
-def create_database(prefix: str = "studio_bench") -> str:
-    """Create an empty PostgreSQL database and return its SQLAlchemy URL."""
-    import psycopg
-
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(libpq_url(PG_ADMIN_URL), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def drop_database(url: str) -> None:
-    """Drop a database made by `create_database` (its stray connections are terminated)."""
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(libpq_url(PG_ADMIN_URL), autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def migrate(url: str) -> None:
-    """Build the schema the way production does: `alembic upgrade head`."""
-    from alembic import command
-
-    from migrations import alembic_config
-
-    command.upgrade(alembic_config(url), "head")
-
-
-@contextmanager
-def bench_database(prefix: str = "studio_bench") -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for one benchmark; dropped on exit."""
-    url = create_database(prefix)
-    try:
-        migrate(url)
-        yield url
-    finally:
-        try:
-            from models.db import dispose_engines
-
-            dispose_engines()
-        finally:
-            drop_database(url)
 
 
 def sql(url: str, statement: str, params: Sequence | dict | None = None) -> list[tuple]:
@@ -408,31 +321,25 @@ class QueryCounter:
 
 
 def bench_env(database_url: str, **extra: str) -> dict[str, str]:
-    """Environment for our processes: the bench database, bench secrets, limits raised for load.
+    """Environment for our processes: the test settings (`tests/support/settings.py`) on the
+    bench database, with the hold cap and rate limits raised for load.
 
     Tasks go to Redis under a queue name of their own (`HUEY_NAME`), so no other consumer
     on this machine sees them; `flush_queue()` removes it afterwards.
     """
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("STRIPE_", "MAILJET_"))}
-    env.update({
+    values = {
+        **BASE_ENV,
         "DATABASE_URL": database_url,
-        "REDIS_URL": REDIS_URL,
+        "REDIS_URL": REDIS_TEST_URL,
         "HUEY_NAME": f"bench_{os.getpid()}_{uuid.uuid4().hex[:6]}",
-        "JWT_SECRET": JWT_SECRET,
-        "SUPABASE_JWT_SECRET": SUPABASE_SECRET,
-        "STUDIO_TIMEZONE": "America/New_York",
         "STUDIO_NAME": "Bench Studio",
-        "EMAIL_BACKEND": "file",
         "OUTBOX_DIR": str(work_dir("outbox")),
-        "CORS_ORIGINS": "https://app.bench.test",
-        "ADMIN_EMAIL_ALLOWLIST": "admin@bench.test",
         "MAX_HOLDS_PER_PAYEE": "100",
         "RATELIMIT_AUTH": "1000000/minute",
         "RATELIMIT_BOOKINGS": "1000000/minute",
-        "PYTHONPATH": str(ROOT),
-    })
-    env.update(extra)
-    return env
+        **extra,
+    }
+    return server_env(without=CLEARED_ENV, **values)
 
 
 def flush_queue(env: dict[str, str]) -> None:
@@ -449,87 +356,24 @@ def flush_queue(env: dict[str, str]) -> None:
         client.close()
 
 
-@dataclass
-class Server:
-    """A running gunicorn: its base URL, master process and log file."""
-
-    url: str
-    port: int
-    process: subprocess.Popen
-    log: Path
-
-    def worker_pids(self) -> list[int]:
-        """The worker processes (children of the master)."""
-        return child_pids(self.process.pid)
-
-
-@contextmanager
-def api_server(env: dict[str, str], *, workers: int = 2, threads: int = 4, name: str = "api") -> Iterator[Server]:
-    """gunicorn with `webapi:create_app()` on a free loopback port, as `studioctl serve` runs it.
-
-    `threads > 1` is the gthread worker (the production default of `studioctl serve`), 1 the
-    sync worker. Waits for `/healthz`; always stopped (SIGTERM, then SIGKILL) on exit.
-    """
-    port = free_port()
-    log = work_dir("logs") / f"{name}-{port}.log"
-    argv = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-            "--worker-class", "gthread" if threads > 1 else "sync", "--threads", str(threads),
-            "--graceful-timeout", "5", "--log-level", "warning", "webapi:create_app()"]
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(argv, env=env, cwd=str(work_dir()), stdout=handle, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", port, process, log)
-    try:
-        wait_for_port(port, process=process)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if http_json("GET", server.url + "/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"the API did not become healthy; log: {log}\n{log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield server
-    finally:
-        stop_process(process)
-
-
-def http_json(method: str, url: str, body: dict | None = None, *, headers: dict | None = None,
-              timeout: float = 10.0) -> tuple[int, dict | str]:
-    """One HTTP request with a JSON body; (status, decoded JSON or text)."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={
-        "Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
-    try:
-        return status, json.loads(raw or b"null")
-    except ValueError:
-        return status, raw.decode(errors="replace")
-
-
-def supabase_token(sub: str, email: str, *, ttl: int = 3600) -> str:
-    """A Supabase-style HS256 access token (aud `authenticated`) signed with the bench secret."""
-    import jwt
-
-    now = int(time.time())
-    return jwt.encode({"sub": sub, "email": email, "aud": "authenticated", "role": "authenticated",
-                       "iat": now, "exp": now + ttl}, SUPABASE_SECRET, algorithm="HS256")
+def api_server(env: dict[str, str], *, name: str, workers: int = 2, threads: int = 4) -> Gunicorn:
+    """`studioctl serve` (gunicorn: gthread, the production default, or the sync worker with
+    `threads=1`) on a free loopback port, for a `with` block; it waits for `/healthz` and is
+    stopped on exit. Its log: `bench/.work/logs/<name>.log`, fresh each run."""
+    log = work_dir("logs") / f"{name}.log"
+    log.unlink(missing_ok=True)
+    return Gunicorn(env, log, workers=workers, threads=threads)
 
 
 def exchange_tokens(base_url: str, subs: Sequence[str]) -> dict[str, str]:
     """Our API tokens for each Supabase subject, through the real `POST /auth/exchange`."""
     tokens = {}
     for sub in subs:
-        status, answer = http_json("POST", base_url + "/auth/exchange", headers={
+        answer = call("POST", base_url + "/auth/exchange", headers={
             "Authorization": "Bearer " + supabase_token(sub, f"{sub}@bench.test")})
-        if status != 200:
-            raise RuntimeError(f"/auth/exchange answered {status}: {answer}")
-        tokens[sub] = answer["access_token"]
+        if answer.status != 200:
+            raise RuntimeError(f"/auth/exchange answered {answer.status}: {answer.body}")
+        tokens[sub] = answer.body["access_token"]
     return tokens
 
 
@@ -615,9 +459,10 @@ def wrk(url: str, *, seconds: int = 5, connections: int = 16, threads: int = 2, 
 
     The script may define `request()`, `on_response(status, headers, body)` and `init(args)`,
     count into the global `extra` table (flat numbers) and append ",item" to the global
-    string `collected`; each thread knows its number as `thread_no` (1-based).
+    string `collected`; each thread knows its number as `thread_no` (1-based). `MissingTool`
+    when wrk is not installed.
     """
-    binary = ensure_debian_tool("wrk")
+    binary = require_tool("wrk")
     script_path = work_dir("lua") / f"{name}-{uuid.uuid4().hex[:6]}.lua"
     script_path.write_text(script + "\n" + _WRK_FOOTER)
     argv = [binary, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",

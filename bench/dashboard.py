@@ -26,8 +26,10 @@ import time
 from datetime import date, timedelta
 
 from bench.common import (
-    Figure, bench_database, bound_figure, libpq_url, print_figures, ratio_figure, seed_studio, sql, work_dir,
+    Figure, MissingTool, bound_figure, libpq_url, print_figures, ratio_figure, require_tool, restore_environ,
+    seed_studio, skipped, sql, work_dir,
 )
+from tests.support.databases import fresh_pg_database
 
 BENCH = "dashboard"
 TEACHERS, SLOTS_PER_TEACHER, WEEKS = 100, 50, 30
@@ -79,12 +81,12 @@ def _commands(board_day: date):
     }
 
 
-def _psql_seconds(url: str, script: str, repeat: int) -> float:
+def _psql_seconds(psql: str, url: str, script: str, repeat: int) -> float:
     """Median over `repeat` psql runs of the summed `\\timing` of the statements of `script`
     (send to last row received: neither psql's start-up nor its printing counts)."""
     path = work_dir("dashboard") / "statements.sql"
     path.write_text("\\timing on\n" + script)
-    argv = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null", "-f", str(path), libpq_url(url)]
+    argv = [psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null", "-f", str(path), libpq_url(url)]
     totals = []
     for _ in range(repeat + 1):
         done = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=300)
@@ -93,15 +95,21 @@ def _psql_seconds(url: str, script: str, repeat: int) -> float:
 
 
 def run(*, repeat: int = 3) -> list[Figure]:
-    """Seed, then measure each dashboard command; the figures of this benchmark."""
+    """Seed, then measure each dashboard command; the figures of this benchmark (without psql,
+    only the statement counts)."""
     import psycopg
     from sqlalchemy import event
 
     from models.config import reset_settings
-    from models.db import dispose_engines, get_engine, session_scope
+    from models.db import get_engine, session_scope
 
+    try:
+        psql, missing = require_tool("psql", "postgresql-client"), None
+    except MissingTool as error:
+        psql, missing = None, error
     figures: list[Figure] = []
-    with bench_database("bench_dashboard") as url:
+    untimed: list[str] = []
+    with fresh_pg_database("bench_dashboard") as url:
         board_day = seed_big_studio(url)
         counts = sql(url, "SELECT (SELECT count(*) FROM enrollment), (SELECT count(*) FROM attendance)")[0]
         saved = os.environ.get("DATABASE_URL")
@@ -128,20 +136,20 @@ def run(*, repeat: int = 3) -> list[Figure]:
                     if attempt == 0:
                         event.remove(engine, "before_cursor_execute", record)
                 app_seconds = statistics.median(times)
-                script = "BEGIN;\n" + ";\n".join(recorded) + ";\nCOMMIT;\n"
-                psql_seconds = _psql_seconds(url, script, repeat)
                 figures.append(bound_figure(BENCH, f"{name}: SQL statements", len(recorded), "", at_most=5,
                                             note=f"{len(output):,} bytes of JSON"))
+                if psql is None:
+                    untimed.append(f"{name}: time")
+                    continue
+                script = "BEGIN;\n" + ";\n".join(recorded) + ";\nCOMMIT;\n"
+                psql_seconds = _psql_seconds(psql, url, script, repeat)
                 figures.append(ratio_figure(BENCH, f"{name}: time", app_seconds * 1000, "ms",
                                             baseline_name="same SQL in psql", baseline=psql_seconds * 1000,
                                             at_most=2.0))
         finally:
-            dispose_engines()
-            if saved is None:
-                os.environ.pop("DATABASE_URL", None)
-            else:
-                os.environ["DATABASE_URL"] = saved
-            reset_settings()
+            restore_environ({"DATABASE_URL": saved})
+    if untimed:
+        figures += skipped(BENCH, untimed, missing)
     figures[0].note = (f"{counts[0]:,} enrollments, {counts[1]:,} attendance rows; board day {board_day}; "
                        + figures[0].note)
     return figures

@@ -16,13 +16,15 @@ from __future__ import annotations
 import argparse
 
 from bench.common import (
-    Figure, QueryCounter, api_server, bench_database, bench_env, bound_figure, flush_queue, in_process_app,
-    print_figures, ratio_figure, seed_studio, sql, wrk,
+    Figure, MissingTool, QueryCounter, api_server, bench_env, bound_figure, flush_queue, in_process_app, print_figures,
+    ratio_figure, require_tool, seed_studio, skipped, sql, wrk,
 )
+from tests.support.databases import fresh_pg_database
 
 BENCH = "discovery"
 TEACHERS, SLOTS_PER_TEACHER = 200, 60
 LISTING = "/public/timeslots?available=true"
+LISTING_FIGURE, ERRORS_FIGURE = "GET /public/timeslots?available=true", "non-200 answers / socket errors"
 
 
 def seed_half_booked(url: str) -> int:
@@ -57,28 +59,38 @@ def statements_per_request(env: dict[str, str]) -> dict[str, int]:
 
 
 def run(*, seconds: int = 5, connections: int = 16) -> list[Figure]:
-    """Measure discovery and its baseline; the figures of this benchmark."""
-    with bench_database("bench_discovery") as url:
+    """Measure discovery and its baseline; the figures of this benchmark (without wrk, only the
+    statement count)."""
+    try:
+        require_tool("wrk")
+        missing = None
+    except MissingTool as error:
+        missing = error
+    with fresh_pg_database("bench_discovery") as url:
         slots = seed_half_booked(url)
         env = bench_env(url)
         counts = statements_per_request(env)
-        try:
-            with api_server(env, name="discovery") as server:
-                wrk(server.url + LISTING, seconds=1, connections=connections, name="warm")
-                listing = wrk(server.url + LISTING, seconds=seconds, connections=connections, name="listing")
-                health = wrk(server.url + "/healthz", seconds=seconds, connections=connections, name="healthz")
-        finally:
-            flush_queue(env)
+        if missing is None:
+            try:
+                with api_server(env, name="discovery") as server:
+                    wrk(server.url + LISTING, seconds=1, connections=connections, name="warm")
+                    listing = wrk(server.url + LISTING, seconds=seconds, connections=connections, name="listing")
+                    health = wrk(server.url + "/healthz", seconds=seconds, connections=connections, name="healthz")
+            finally:
+                flush_queue(env)
+    statements = bound_figure(BENCH, "SQL statements per listing request", max(counts.values()), "",
+                              at_most=min(counts.values()), note=", ".join(f"{k}: {v}" for k, v in counts.items())
+                              + " (target: the same for every page size)")
+    if missing is not None:
+        return [statements, *skipped(BENCH, (LISTING_FIGURE, ERRORS_FIGURE), missing)]
     bad = sum(count for status, count in listing.statuses.items() if status != 200) + listing.errors
     return [
-        ratio_figure(BENCH, "GET /public/timeslots?available=true", listing.rps, "req/s",
+        ratio_figure(BENCH, LISTING_FIGURE, listing.rps, "req/s",
                      baseline_name="/healthz", baseline=health.rps, at_least=0.5,
                      note=f"{slots:,} slots, half booked; 50 per page; wrk {connections} connections, {seconds} s; "
                           f"p50 {listing.p50_ms:.1f} ms, p99 {listing.p99_ms:.1f} ms (healthz p99 {health.p99_ms:.1f} ms)"),
-        bound_figure(BENCH, "SQL statements per listing request", max(counts.values()), "",
-                     at_most=min(counts.values()), note=", ".join(f"{k}: {v}" for k, v in counts.items())
-                     + " (target: the same for every page size)"),
-        bound_figure(BENCH, "non-200 answers / socket errors", bad, "", at_most=0),
+        statements,
+        bound_figure(BENCH, ERRORS_FIGURE, bad, "", at_most=0),
     ]
 
 

@@ -18,16 +18,17 @@ import argparse
 import json
 
 from bench.common import (
-    Figure, api_server, bench_database, bench_env, bound_figure, exchange_tokens, flush_queue, http_load,
-    print_figures, rss_mb, seed_studio, sql,
+    Figure, api_server, bench_env, bound_figure, exchange_tokens, flush_queue, http_load, print_figures, rss_mb,
+    seed_studio, sql,
 )
+from tests.support.databases import fresh_pg_database
 
 BENCH = "memory"
 
 
 def run(*, requests: int = 10_000, concurrency: int = 4) -> list[Figure]:
     """Load the API in two halves, reading worker RSS between; the figures of this benchmark."""
-    with bench_database("bench_memory") as url:
+    with fresh_pg_database("bench_memory") as url:
         studio = seed_studio(url, teachers=20, slots_per_teacher=24, payees=8)
         sql(url, """
             INSERT INTO enrollment (student_id, timeslot_id, instrument_id, plan_id, status, offline, start_date,

@@ -25,15 +25,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import threading
 import time
 
 from bench.common import (
-    VENV_BIN, Figure, bench_database, bench_env, bound_figure, flush_queue, print_figures, ratio_figure,
-    restore_environ, seed_studio, sql, stop_process, work_dir,
+    VENV_BIN, Figure, bench_env, bound_figure, flush_queue, print_figures, ratio_figure, restore_environ, seed_studio,
+    sql, work_dir,
 )
+from tests.support import stripe_server
+from tests.support.consumer import Consumer
+from tests.support.databases import fresh_pg_database
 
 BENCH = "pipeline"
 THREADS = 4
@@ -116,21 +117,13 @@ def _arrange_bookings(studio, count: int) -> list[int]:
     return enrollment_ids
 
 
-def _start_consumer(env: dict[str, str], log_path) -> subprocess.Popen:
-    log = open(log_path, "ab")
-    try:
-        process = subprocess.Popen([str(VENV_BIN / "studioctl"), "worker", "--no-periodic", "-w", str(THREADS)],
-                                   env=env, cwd=str(work_dir("pipeline")), stdout=log, stderr=subprocess.STDOUT)
-    finally:
-        log.close()
-    deadline = time.monotonic() + 30
-    while "queue " not in log_path.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_process(process)
-            raise RuntimeError(f"the consumer did not start: {log_path.read_text()[-2000:]}")
-        time.sleep(0.1)
+def _start_consumer(env: dict[str, str], log_path) -> Consumer:
+    """`studioctl worker` as production runs it, started and polling its queue."""
+    consumer = Consumer(env, log_path, cwd=work_dir("pipeline"),
+                        command=[str(VENV_BIN / "studioctl"), "worker", "--no-periodic", "-w", str(THREADS)])
+    consumer.start().wait_for_log("queue ")  # its start-up line names the queue
     time.sleep(0.5)  # its worker threads are polling now
-    return process
+    return consumer
 
 
 def _wait_until_done(url: str, count: int, timeout: float) -> tuple[int, int]:
@@ -146,17 +139,14 @@ def _wait_until_done(url: str, count: int, timeout: float) -> tuple[int, int]:
 
 def run(*, bookings: int = 100, timeout: float = 120.0) -> list[Figure]:
     """Time N bookings through the consumer and N bare call sequences; the figures."""
-    from tests.support.stripe_server import start_subprocess
-
     from models.config import reset_settings
 
     folder = work_dir("pipeline")
     stripe_log = folder / "localstripe.log"
     consumer_log = folder / "consumer.log"
     consumer_log.write_text("")
-    with bench_database("bench_pipeline") as url:
+    with fresh_pg_database("bench_pipeline") as url, stripe_server.running(log_path=str(stripe_log)) as stripe_base:
         studio = seed_studio(url, teachers=10, slots_per_teacher=max(24, bookings // 10 + 1), payees=bookings + 1)
-        stripe_process, stripe_base = start_subprocess(log_path=str(stripe_log))
         env = bench_env(url, STRIPE_SECRET_KEY=STRIPE_KEY, STRIPE_API_BASE=stripe_base,
                         STRIPE_WEBHOOK_SECRET="whsec_bench_0123456789", OUTBOX_DIR=str(folder / "outbox"))
         saved = {key: os.environ.get(key) for key in env}
@@ -197,8 +187,7 @@ def run(*, bookings: int = 100, timeout: float = 120.0) -> list[Figure]:
                                      "WHERE status = 'active' AND id <> %s", (warm_up_id,))[0][0]
         finally:
             if consumer is not None:
-                stop_process(consumer, sig=signal.SIGINT)
-            stop_process(stripe_process)
+                consumer.stop()
             flush_queue(env)
             restore_environ(saved)
     pipeline_rate = bookings / pipeline_seconds * 60

@@ -17,41 +17,24 @@ Fixtures
   parameter types (`tests/support/stripe_contract.py`); a test whose requests real Stripe would
   refuse reports an error listing them. `@pytest.mark.stripe_contract_exempt` for deliberate
   ones; `--stripe-contract=report` lists them at the end instead of failing.
+- from `pytest_plugins`, for every module without an import: `stripe_server`, `stripe_env`,
+  `mailjet`, `consumers` (`tests/support/fixtures.py`); `app`, `client`, `family_a`,
+  `family_b`, `studio` (`tests/support/api.py`).
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import uuid
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PG_ADMIN_URL = os.environ.get("STUDIO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS_TEST_URL = os.environ.get("STUDIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
-SUPABASE_SECRET = "test-supabase-secret-0123456789abcdef01234"
+from tests.support.databases import REDIS_TEST_URL, fresh_pg_database, migrate, postgres_available, redis_available
+from tests.support.settings import BASE_ENV, CLEARED_ENV
 
-BASE_ENV = {
-    "STUDIO_TIMEZONE": "America/New_York",
-    "STUDIO_NAME": "Test Studio",
-    "JWT_SECRET": JWT_SECRET,
-    "SUPABASE_JWT_SECRET": SUPABASE_SECRET,
-    "ADMIN_EMAIL_ALLOWLIST": "admin@studio.test",
-    "CORS_ORIGINS": "https://app.studio.test",
-    "EMAIL_BACKEND": "file",
-    "PROVISIONAL_HOLD_MINUTES": "30",
-    "MAX_HOLDS_PER_PAYEE": "3",
-    "DUNNING_GRACE_DAYS": "7",
-    "CURRENCY": "usd",
-}
-CLEARED_ENV = (
-    "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "MAILJET_API_KEY",
-    "MAILJET_API_SECRET", "MAILJET_API_URL", "SUPABASE_JWKS_URL", "SUPABASE_JWT_ISSUER", "JWT_TTL_SECONDS",
-)
+# Fixtures shared by many modules: every test module sees them without importing them.
+pytest_plugins = ["tests.support.fixtures", "tests.support.api"]
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def pytest_addoption(parser):
@@ -59,24 +42,6 @@ def pytest_addoption(parser):
                      help="comma list of sqlite,postgres (default: both when PostgreSQL answers)")
     parser.addoption("--stripe-contract", choices=("fail", "report"), default="fail",
                      help="a test whose Stripe requests break the API contract: fail it (default) or only report it")
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def postgres_available() -> bool:
-    """True when the test PostgreSQL answers on 127.0.0.1:5432."""
-    return _port_open("127.0.0.1", 5432)
-
-
-def redis_available() -> bool:
-    """True when the test Redis answers on 127.0.0.1:6379."""
-    return _port_open("127.0.0.1", 6379)
 
 
 def _engines(config) -> list[str]:
@@ -192,38 +157,6 @@ def _environment(monkeypatch, tmp_path):
     reset_settings()
 
 
-def migrate(url: str) -> None:
-    """Build the schema exactly as production does: `alembic upgrade head`."""
-    from alembic import command
-
-    from migrations import alembic_config
-
-    command.upgrade(alembic_config(url), "head")
-
-
-def create_pg_database(prefix: str = "studio_test") -> str:
-    """Create a fresh PostgreSQL database and return its URL."""
-    import sqlalchemy as sa
-
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def drop_pg_database(url: str) -> None:
-    """Drop a database made by `create_pg_database` (terminating stray connections)."""
-    import sqlalchemy as sa
-
-    name = url.rsplit("/", 1)[1]
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
-
-
 @pytest.fixture(scope="session")
 def db_url(engine_name, tmp_path_factory):
     """A migrated database for the engine under test, for the whole session."""
@@ -232,13 +165,8 @@ def db_url(engine_name, tmp_path_factory):
             if IN_CI:
                 pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (CI requires it)")
             pytest.skip("PostgreSQL not reachable")
-        url = create_pg_database()
-        migrate(url)
-        yield url
-        from models.db import dispose_engines
-
-        dispose_engines()
-        drop_pg_database(url)
+        with fresh_pg_database() as url:
+            yield url
     else:
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'studio.db'}"
         migrate(url)

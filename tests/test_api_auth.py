@@ -8,12 +8,12 @@ import jwt
 import pytest
 
 from models.config import ConfigError, reset_settings
-from tests.conftest import JWT_SECRET
 from tests.support.api import assert_problem, make_app
 from tests.support.jwt_tokens import (
     JWKSServer, backend_token, ec_key, hmac_token, jwk, public_pem, rsa_key, supabase_claims, supabase_token, tamper,
     unsigned_token,
 )
+from tests.support.settings import JWT_SECRET
 from webapi.security import OUR_AUDIENCE, OUR_ISSUER
 
 

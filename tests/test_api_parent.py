@@ -16,10 +16,7 @@ from models.enrollment import ACTIVE, Enrollment
 from models.outbox import IdempotencyRecord
 from models.people import Student
 from tests import factories
-from tests.support.fixtures import stripe_env, stripe_server  # noqa: F401  (fixtures)
-from tests.support.api import (  # noqa: F401  (fixtures)
-    Studio, app, assert_problem, bearer, booking_body, client, family_a, family_b, make_app, register, studio,
-)
+from tests.support.api import Studio, assert_problem, bearer, booking_body, make_app, register
 
 NY = ZoneInfo("America/New_York")
 
@@ -357,7 +354,7 @@ def test_the_api_process_sends_queued_emails_after_commit():
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.support.processes import ROOT
 
     code = ("from webapi import create_app; from models import dispatch; create_app(); "
             "print(dispatch.email_dispatcher() is not None)")

@@ -11,9 +11,7 @@ import time_machine
 
 from models.enrollment import Enrollment
 from tests import factories
-from tests.support.api import (  # noqa: F401  (fixtures)
-    Studio, app, assert_problem, booking_body, client, family_a, family_b, make_app, studio,
-)
+from tests.support.api import Studio, assert_problem, booking_body, make_app
 
 NY = ZoneInfo("America/New_York")
 

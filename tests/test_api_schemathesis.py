@@ -13,7 +13,6 @@ from hypothesis import HealthCheck
 
 from tests import factories
 from tests.support.api import bearer, make_app
-from tests.support.fixtures import stripe_env, stripe_server  # noqa: F401  (fixtures)
 
 SUB, EMAIL = "fuzz-user", "fuzz@family.test"
 MAX_EXAMPLES = 20

@@ -1,6 +1,6 @@
 """`make demo`'s walkthrough, end to end as a subprocess on a fresh SQLite studio: migrated,
 seeded, then run twice in the same folder (once as a script from that folder, once as
-`python -m bench.demo_walkthrough` from the repository root, as the Makefile does)."""
+`python -m demo.walkthrough` from the repository root, as the Makefile does)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import ROOT
+from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +36,8 @@ def test_the_demo_books_to_active_and_can_run_again(tmp_path):
     _run([python, "-m", "studioctl.main", "db", "upgrade"], cwd=tmp_path, env=env)
     _run([python, "-m", "studioctl.main", "seed", "demo"], cwd=tmp_path, env=env)
 
-    first = _run([python, str(ROOT / "bench" / "demo_walkthrough.py")], cwd=tmp_path, env=env)
-    second = _run([python, "-m", "bench.demo_walkthrough"], cwd=ROOT, env=env)
+    first = _run([python, str(ROOT / "demo" / "walkthrough.py")], cwd=tmp_path, env=env)
+    second = _run([python, "-m", "demo.walkthrough"], cwd=ROOT, env=env)
 
     for output in (first, second):
         for text in ("POST /auth/exchange", "→ provisional", "→ active", "is ACTIVE", "booking_confirmation", "done:"):

@@ -14,7 +14,6 @@ from models import attendance, enrollment as enrollment_ops
 from models.outbox import TEMPLATES, DeadLetter, EmailLog, queue_admin_alert, queue_email
 from tests import factories
 from tests.support.booking import provisional_booking
-from tests.support.fixtures import mailjet  # noqa: F401
 
 
 def _real_emails(session) -> dict[str, EmailLog]:

@@ -19,9 +19,8 @@ from sqlmodel import select
 from models.config import reset_settings
 from models.db import session_scope
 from models.outbox import DeadLetter, EmailLog, queue_admin_alert
-from tests.faults.conftest import consumers, mailjet_env, producer_retry_policy, read  # noqa: F401
+from tests.faults.conftest import mailjet_env, producer_retry_policy, read
 from tests.support.consumer import consumer_env, redis_queue, wait_for
-from tests.support.fixtures import mailjet  # noqa: F401
 
 LATE = "delay:0.8"  # accepted, answered after the client's timeout (0.3 s below)
 

@@ -21,7 +21,7 @@ from models.outbox import EmailLog
 from models.people import Payee
 from tests.support import cli, webhooks
 from tests.support.booking import active_booking, add_card, provisional_booking
-from tests.support.fixtures import WEBHOOK_SECRET, stripe_env, stripe_server  # noqa: F401
+from tests.support.fixtures import WEBHOOK_SECRET
 from workers.stripe_gateway import TerminalStripeError, _id
 
 pytestmark = pytest.mark.slow

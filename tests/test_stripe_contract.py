@@ -17,7 +17,6 @@ import typing_extensions
 from stripe._encode import _api_encode
 
 from tests.support import stripe_contract as contract
-from tests.support.fixtures import stripe_server  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED = contract.pinned_api_version()

@@ -16,7 +16,7 @@ from models.enrollment import Enrollment
 from models.outbox import EmailLog
 from tests.support import webhooks
 from tests.support.booking import active_booking, fail_renewal
-from tests.support.fixtures import WEBHOOK_SECRET, stripe_env, stripe_server  # noqa: F401
+from tests.support.fixtures import WEBHOOK_SECRET
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,8 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, create_engine, select
 
-from tests.conftest import ROOT, migrate
+from tests.support.databases import migrate
+from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,6 @@ from models.billing import Plan, StripeEvent, record_stripe_event
 from models.enrollment import Enrollment
 from models.outbox import DeadLetter, EmailLog, add_dead_letter, queue_admin_alert
 from tests.support.booking import provisional_booking
-from tests.support.fixtures import stripe_env, stripe_server  # noqa: F401
 
 runner = CliRunner()
 

@@ -12,9 +12,8 @@ from models.db import get_engine
 from models.enrollment import Enrollment
 from models.outbox import DeadLetter, EmailLog
 from tests.support.booking import add_card, provisional_booking
-from tests.support.consumer import Consumer, consumer_env, redis_queue, wait_for
-from tests.support.fixtures import stripe_env, stripe_server  # noqa: F401
-from tests.support.stripe_server import free_port
+from tests.support.consumer import consumer_env, redis_queue, wait_for
+from tests.support.processes import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -32,20 +31,6 @@ def _booking(engine_name):
     with Session(get_engine(), expire_on_commit=False) as session:
         enrollment, payee, plan, _ = provisional_booking(session, frequency="monthly")
         return enrollment.id, payee.id
-
-
-@pytest.fixture
-def consumers(tmp_path):
-    started: list[Consumer] = []
-
-    def make(env):
-        consumer = Consumer(env, tmp_path / "consumer.log")
-        started.append(consumer)
-        return consumer.start()
-
-    yield make
-    for consumer in started:
-        consumer.stop()
 
 
 def test_a_booking_goes_all_the_way_to_active_through_the_consumer(engine_name, committed_db, redis_url, stripe_env, task_queue, consumers, tmp_path):

@@ -18,7 +18,7 @@ from models.enrollment import Enrollment, cancel_enrollment
 from models.outbox import DeadLetter, EmailLog, queue_admin_alert
 from tests.support import webhooks
 from tests.support.booking import active_booking, add_card, fail_renewal, provisional_booking
-from tests.support.fixtures import WEBHOOK_SECRET, mailjet, stripe_env, stripe_server  # noqa: F401
+from tests.support.fixtures import WEBHOOK_SECRET
 
 pytestmark = pytest.mark.slow
 

@@ -1,18 +1,15 @@
-"""Shared by the fault tests: a private Redis, a private localstripe, real consumers, and
-reading the committed database.
+"""Shared by the fault tests: a private Redis, a private localstripe, and reading the
+committed database (real consumers: the `consumers` fixture of `tests/support/fixtures.py`).
 
 Every server or process a fixture starts is stopped in its finally; all bind 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from tests.support.consumer import Consumer
 from tests.support.fixtures import STRIPE_KEY, WEBHOOK_SECRET, LocalStripe
 from tests.support.redis_server import PrivateRedis
 
@@ -42,37 +39,13 @@ def private_stripe(tmp_path, monkeypatch):
     from models.config import reset_settings
     from tests.support import stripe_server as launcher
 
-    process, base_url = launcher.start_subprocess(log_path=str(tmp_path / "localstripe.log"))
-    try:
+    # aiohttp waits for held (delayed) answers on SIGTERM: not for long
+    with launcher.running(log_path=str(tmp_path / "localstripe.log"), stop_timeout=1) as base_url:
         monkeypatch.setenv("STRIPE_SECRET_KEY", STRIPE_KEY)
         monkeypatch.setenv("STRIPE_API_BASE", base_url)
         monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
         reset_settings()
         yield LocalStripe(base_url)
-    finally:
-        process.terminate()  # aiohttp waits for held (delayed) answers on SIGTERM: not for long
-        try:
-            process.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-@pytest.fixture
-def consumers(tmp_path):
-    """`consumers(env)` starts a real huey_consumer (log: tmp_path/consumer.log); all are stopped at the end."""
-    started: list[Consumer] = []
-
-    def start(env: dict) -> Consumer:
-        consumer = Consumer(env, tmp_path / "consumer.log")
-        started.append(consumer)
-        return consumer.start()
-
-    try:
-        yield start
-    finally:
-        for consumer in started:
-            consumer.stop()
 
 
 def read(fn, url: str | None = None):

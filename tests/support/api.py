@@ -1,4 +1,5 @@
-"""Fixtures and helpers shared by the API tests (import the fixtures into a test module)."""
+"""Fixtures and helpers shared by the API tests. The fixtures are a plugin of `tests/conftest.py`
+(`pytest_plugins`): test modules use them without importing them."""
 
 from __future__ import annotations
 

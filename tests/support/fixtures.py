@@ -1,4 +1,5 @@
-"""Fixtures for the workers' tests: a local Stripe, a local Mailjet, settings pointing at them."""
+"""Fixtures for the workers' tests: a local Stripe, a local Mailjet, settings pointing at them,
+real consumers. A plugin of `tests/conftest.py` (`pytest_plugins`): no test module imports them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import urllib.request
 import pytest
 
 from tests.support import stripe_server as stripe_launcher
+from tests.support.consumer import Consumer
 
 WEBHOOK_SECRET = "whsec_test_secret_0123456789"
 STRIPE_KEY = "sk_test_studio"
@@ -55,12 +57,8 @@ class LocalStripe:
 def stripe_server(tmp_path_factory):
     """localstripe with our compat layer on a free loopback port (one per test session)."""
     log = tmp_path_factory.mktemp("stripe") / "localstripe.log"
-    process, base_url = stripe_launcher.start_subprocess(log_path=str(log))
-    try:
+    with stripe_launcher.running(log_path=str(log)) as base_url:
         yield LocalStripe(base_url)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -92,3 +90,20 @@ def mailjet(monkeypatch):
     yield stub
     stub.stop()
     reset_settings()
+
+
+@pytest.fixture
+def consumers(tmp_path):
+    """`consumers(env)` starts a real huey_consumer (log: tmp_path/consumer.log); all are stopped at the end."""
+    started: list[Consumer] = []
+
+    def start(env: dict) -> Consumer:
+        consumer = Consumer(env, tmp_path / "consumer.log")
+        started.append(consumer)
+        return consumer.start()
+
+    try:
+        yield start
+    finally:
+        for consumer in started:
+            consumer.stop()

@@ -18,7 +18,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.conftest import JWT_SECRET, SUPABASE_SECRET
+from tests.support.settings import JWT_SECRET, SUPABASE_SECRET
 
 SUPABASE_AUDIENCE = "authenticated"
 

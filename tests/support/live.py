@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.stripe_server import free_port, wait_for_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import ROOT, child_pids, free_port, stop_process, wait_for_port
 
 
 @contextmanager
@@ -37,7 +36,8 @@ def threaded_server(app):
 
 
 class Gunicorn:
-    """`studioctl serve` (gunicorn, gthread) in a child process with its own environment."""
+    """`studioctl serve` (gunicorn; gthread, or the sync worker with `threads=1`) in a child
+    process with its own environment, on a free loopback port; it runs in the log's folder."""
 
     def __init__(self, env: dict, log_path: Path, *, workers: int = 2, threads: int = 4):
         self.env = env
@@ -49,11 +49,11 @@ class Gunicorn:
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "Gunicorn":
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.command, cwd=self.log_path.parent, env=self.env, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.command, cwd=self.log_path.parent, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_for_port(self.port, timeout=30)
+            wait_for_port(self.port, timeout=30, process=self.process)
             wait_until_ok(f"{self.url}/healthz", timeout=30)
         except Exception:
             self.__exit__(None, None, None)
@@ -61,21 +61,21 @@ class Gunicorn:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)  # the arbiter and its workers
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_process(self.process, group=True)  # the arbiter and its workers
+
+    def worker_pids(self) -> list[int]:
+        """gunicorn's worker processes (children of the arbiter)."""
+        return child_pids(self.process.pid)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
 
-def server_env(**values: str) -> dict:
-    """This test's environment (the autouse settings) plus `values`, for a child process."""
-    env = dict(os.environ)
+def server_env(*, without: Iterable[str] = (), **values: str) -> dict:
+    """This process's environment (in a test: the autouse settings) less the names in
+    `without`, plus `values`, for a child process that imports this checkout."""
+    dropped = set(without)
+    env = {name: value for name, value in os.environ.items() if name not in dropped}
     env["PYTHONPATH"] = str(ROOT)
     env.update(values)
     return env
@@ -110,8 +110,7 @@ def call(method: str, url: str, body: dict | None = None, headers: dict | None =
 
 
 def wait_until_ok(url: str, timeout: float = 30) -> None:
-    import time
-
+    """Poll `url` until it answers 200."""
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -12,33 +12,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
 import subprocess
 import sys
-import time
+import urllib.parse
 import urllib.request
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    """Block until something listens on 127.0.0.1:`port`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+from tests.support.processes import ROOT, free_port, stop_process, wait_for_port
 
 
 def start_subprocess(port: int | None = None, *, pickle_path: str | None = None, log_path: str | None = None) -> tuple[subprocess.Popen, str]:
@@ -48,13 +29,29 @@ def start_subprocess(port: int | None = None, *, pickle_path: str | None = None,
     if pickle_path:
         command += ["--pickle", pickle_path]
     output = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(port)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+    finally:
+        if log_path:
+            output.close()  # the child holds its own copy
+    try:
+        wait_for_port(port, process=process)
     except RuntimeError:
         process.kill()
         raise
     return process, f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def running(*, pickle_path: str | None = None, log_path: str | None = None, stop_timeout: float = 10.0) -> Iterator[str]:
+    """The server in a child process for the `with` block; yields its base URL. Stopped on exit:
+    SIGTERM (it then logs the requests it checked, `stripe_contract.py`), SIGKILL after
+    `stop_timeout` seconds."""
+    process, base_url = start_subprocess(pickle_path=pickle_path, log_path=log_path)
+    try:
+        yield base_url
+    finally:
+        stop_process(process, timeout=stop_timeout)
 
 
 def register_webhook(base_url: str, url: str, secret: str, name: str = "studio") -> None:
@@ -84,8 +81,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"local Stripe on http://127.0.0.1:{args.port}", flush=True)
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
 
-
-import urllib.parse  # noqa: E402  (used by register_webhook)
 
 if __name__ == "__main__":
     main()

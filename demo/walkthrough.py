@@ -1,7 +1,7 @@
 """One booking's whole life through the real system, printed step by step (`make demo`).
 
-    python -m bench.demo_walkthrough                 # from the repository root (what `make demo` runs)
-    python /path/to/repo/bench/demo_walkthrough.py   # from any folder with a migrated, seeded studio.db
+    python -m demo.walkthrough                 # from the repository root (what `make demo` runs)
+    python /path/to/repo/demo/walkthrough.py   # from any folder with a migrated, seeded studio.db
 
 On the embedded default (SQLite `studio.db`, Huey's SQLite queue beside it, `.eml` files in
 the outbox) and with no outside service: the local Stripe server (localstripe + our compat
@@ -14,7 +14,9 @@ pipeline → `GET /parent/bookings/<id>` polled until `active` → the confirmat
 
 Safe to run again in the same folder: each run signs up a new family and books another free
 slot; the local Stripe state is kept beside the database (`studio-stripe.pickle`).
-It needs no pytest (only the launcher in `tests/support/stripe_server.py`).
+It needs no pytest: the local Stripe, the sign-in token, the HTTP client, the API server and
+the worker process come from `tests/support/` (`stripe_server`, `jwt_tokens`, `live`,
+`consumer`), as they do for the tests and the benchmarks.
 """
 
 from __future__ import annotations
@@ -24,13 +26,8 @@ import email.policy
 import json
 import os
 import secrets
-import signal
-import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -40,6 +37,11 @@ if str(ROOT) not in sys.path:  # run as a script from another folder
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+
+from tests.support import stripe_server  # noqa: E402
+from tests.support.consumer import Consumer  # noqa: E402
+from tests.support.jwt_tokens import supabase_token  # noqa: E402
+from tests.support.live import call, threaded_server  # noqa: E402
 
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 STRIPE_KEY = "sk_test_demo"
@@ -58,7 +60,7 @@ def detail(text: str) -> None:
     console.print(f"    {text}")
 
 
-# Setting up: database, secrets, local Stripe, the API ------------------------------------
+# Setting up: database, secrets, the Stripe ids of an earlier run ---------------------------
 
 
 def configure() -> tuple[Path, Path]:
@@ -109,23 +111,8 @@ def forget_stripe_ids() -> None:
         detail(f"[dim](a fresh local Stripe: forgot the Stripe ids of {plans} plan(s) and {payees} family(ies) of an earlier run)[/]")
 
 
-def start_api():
-    """The parent API (`webapi.create_app`) on a werkzeug server thread on a free loopback port."""
-    import logging
-
-    from werkzeug.serving import make_server
-
-    from webapi import create_app
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log between the steps
-
-    server = make_server("127.0.0.1", 0, create_app(), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True, name="demo-api").start()
-    return server, f"http://127.0.0.1:{server.server_port}"
-
-
 class Api:
-    """A tiny JSON client for the API (what the parent's app does)."""
+    """The parent's app talking to the API: JSON, its token, the status each step expects."""
 
     def __init__(self, base_url: str):
         self.base_url = base_url
@@ -133,34 +120,14 @@ class Api:
 
     def call(self, method: str, path: str, body: dict | None = None, *, token: str | None = None,
              headers: dict | None = None, expect: int = 200) -> tuple[dict, dict]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
-        request.add_header("Accept", "application/json")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
+        """One request; (JSON body, headers) when it answers `expect`, else a DemoError."""
         bearer = token or self.token
-        if bearer:
-            request.add_header("Authorization", f"Bearer {bearer}")
-        for name, value in (headers or {}).items():
-            request.add_header(name, value)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                status, payload, answer_headers = response.status, response.read(), dict(response.headers)
-        except urllib.error.HTTPError as error:
-            status, payload, answer_headers = error.code, error.read(), dict(error.headers)
-        if status != expect:
-            raise DemoError(f"{method} {path} answered {status}, expected {expect}: {payload.decode(errors='replace')[:300]}")
-        return (json.loads(payload) if payload else {}), answer_headers
-
-
-def supabase_token(sub: str, email_address: str) -> str:
-    """What Supabase Auth hands the parent's app after sign-in (HS256 with the project's JWT secret)."""
-    import jwt
-
-    now = int(time.time())
-    claims = {"sub": sub, "email": email_address, "aud": "authenticated", "role": "authenticated",
-              "iat": now, "exp": now + 3600}
-    return jwt.encode(claims, os.environ["SUPABASE_JWT_SECRET"], algorithm="HS256")
+        sent = {"Accept": "application/json", **({"Authorization": f"Bearer {bearer}"} if bearer else {}),
+                **(headers or {})}
+        answer = call(method, self.base_url + path, body, sent, timeout=30)
+        if answer.status != expect:
+            raise DemoError(f"{method} {path} answered {answer.status}, expected {expect}: {json.dumps(answer.body)[:300]}")
+        return answer.body or {}, answer.headers
 
 
 # The walk -------------------------------------------------------------------------------
@@ -173,7 +140,9 @@ def walk(api: Api, stripe_base: str, database: Path, outbox: Path) -> None:
     sub, email_address = f"demo-parent-{run}", f"demo-{run}@example.com"
 
     step(3, "sign-in: a Supabase-like access token → POST /auth/exchange")
-    exchanged, _ = api.call("POST", "/auth/exchange", token=supabase_token(sub, email_address))
+    # What Supabase Auth hands the parent's app after sign-in (HS256 with the project's JWT secret).
+    signed_in = supabase_token(sub, email_address, secret=os.environ["SUPABASE_JWT_SECRET"])
+    exchanged, _ = api.call("POST", "/auth/exchange", token=signed_in)
     api.token = exchanged["access_token"]
     detail(f"Supabase user {sub} <{email_address}> → our API token ({exchanged['expires_in']} s)")
 
@@ -207,22 +176,15 @@ def walk(api: Api, stripe_base: str, database: Path, outbox: Path) -> None:
 
     step(8, "the worker: `studioctl worker` (a Huey consumer on the SQLite queue beside the database)")
     log_path = database.with_name(database.stem + "-demo-worker.log")
-    with open(log_path, "ab") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "studioctl.main", "worker", "--no-periodic", "--workers", "2"],
-            cwd=database.parent, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
-        )
-    detail(f"consumer pid {worker.pid}, log {log_path}")
+    worker = Consumer(dict(os.environ), log_path, cwd=database.parent,
+                      command=[sys.executable, "-m", "studioctl.main", "worker", "--no-periodic", "--workers", "2"])
+    worker.start()
+    detail(f"consumer pid {worker.process.pid}, log {log_path}")
     try:
         status = poll_booking(api, booking["id"])
         confirmation = wait_for_confirmation(booking["id"])
     finally:
-        worker.send_signal(signal.SIGINT)  # lets a running task finish
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        worker.stop()  # SIGINT lets a running task finish
     if status["status"] != "active":
         raise DemoError(f"booking {booking['id']} ended {status['status']}: {status.get('failure_reason')} (see {log_path})")
 
@@ -315,7 +277,7 @@ def show_emails(enrollment_id: int) -> None:
 
 
 def main() -> int:
-    from tests.support import stripe_server
+    from models.config import reset_settings
 
     console.rule("[bold]One booking through the studio: API → worker → Stripe → email")
     try:
@@ -324,31 +286,29 @@ def main() -> int:
         pickle_path = database.with_name(database.stem + "-stripe.pickle")
         if not pickle_path.exists():
             forget_stripe_ids()
-        process, stripe_base = stripe_server.start_subprocess(pickle_path=str(pickle_path))
-    except DemoError as error:
-        console.print(f"[red]demo failed: {error}[/]")
-        return 1
-    os.environ["STRIPE_API_BASE"] = stripe_base
-    from models.config import reset_settings
-
-    reset_settings()
-    server = None
-    try:
-        detail(f"{stripe_base}, state in {pickle_path.name}")
-        step(2, "the parent API in-process (webapi.create_app on a werkzeug server thread)")
-        server, api_base = start_api()
-        detail(f"{api_base}, database {database}, JWT secrets made up for this run")
-        walk(Api(api_base), stripe_base, database, outbox)
+        with stripe_server.running(pickle_path=str(pickle_path)) as stripe_base:
+            os.environ["STRIPE_API_BASE"] = stripe_base
+            reset_settings()
+            detail(f"{stripe_base}, state in {pickle_path.name}")
+            step(2, "the parent API in-process (webapi.create_app on a werkzeug server thread)")
+            with threaded_server(_parent_api()) as api_base:
+                detail(f"{api_base}, database {database}, JWT secrets made up for this run")
+                walk(Api(api_base), stripe_base, database, outbox)
     except DemoError as error:
         console.print(f"\n[bold red]demo failed:[/] {error}")
         return 1
-    finally:
-        if server is not None:
-            server.shutdown()
-        process.terminate()
-        process.wait(timeout=10)
     console.rule("[bold green]done: one booking, provisional → active, billed in Stripe, confirmed by email")
     return 0
+
+
+def _parent_api():
+    """`webapi.create_app()`, with werkzeug's access log off (it would interleave with the steps)."""
+    import logging
+
+    from webapi import create_app
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    return create_app()
 
 
 if __name__ == "__main__":
