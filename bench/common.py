@@ -79,7 +79,7 @@ class Figure:
         """The figure as table cells: name, value, baseline, ratio, target, verdict."""
         value = "—" if self.value is None else f"{_fmt(self.value)} {self.unit}".strip()
         ratio = "" if self.ratio is None else f"{self.ratio:.2f}"
-        verdict = {True: "met", False: "MISSED", None: ""}[self.met]
+        verdict = "skipped" if self.value is None else {True: "met", False: "MISSED", None: ""}[self.met]
         return [self.name, value, self.baseline, ratio, self.target, verdict]
 
 
@@ -210,9 +210,10 @@ def require_tool(command: str, package: str | None = None) -> str:
 
 
 def skipped(bench: str, names: Sequence[str], missing: MissingTool) -> list[Figure]:
-    """The figures `names` could not be measured: one line on stderr, a '—' row each saying why."""
+    """The figures `names` could not be measured: one line on stderr, a 'skipped' row each, the
+    reason in the first one's note."""
     print(f"bench.{bench}: {missing}; skipping: {', '.join(names)}", file=sys.stderr, flush=True)
-    return [Figure(bench, name, None, note=f"skipped: {missing}") for name in names]
+    return [Figure(bench, name, None, note="" if index else f"skipped: {missing}") for index, name in enumerate(names)]
 
 
 def tool_version(argv: Sequence[str]) -> str:
