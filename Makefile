@@ -36,6 +36,7 @@ test: typecheck
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.run_all

@@ -96,7 +96,7 @@ def _arrange_bookings(studio, count: int) -> list[int]:
     import stripe
 
     from models.db import session_scope
-    from models.enrollment import hold_slot
+    from models.booking import hold_slot
     from models.people import Payee
     from workers.payments import create_payment_setup
     from workers.pipeline import ensure_plan_price

@@ -17,22 +17,30 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from models.audit import change_audited, record_audit, snapshot
 from models.base import enum_check, utc_column, utcnow
+from models.clock import format_minute, studio_today, weekday_label
 from models.config import get_settings
 from models.db import lock_row
 from models.enrollment import (
-    ACTIVE, CANCELLED, LIVE_STATUSES, PAST_DUE, Enrollment, email_context, get_enrollment, is_occurrence,
-    lesson_end, payee_of,
+    LIVE_STATUSES, TAUGHT_STATUSES, Enrollment, email_context, get_enrollment, is_occurrence, lesson_end, payee_of,
 )
 from models.errors import Conflict, Invalid, NotFound, SlotTaken
 from models.outbox import queue_email
-from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument, get_student
-from models.scheduling import (
-    Semester, SemesterClosure, Timeslot, WEEKDAYS, current_or_next_semester, format_minute, semester_on, slot_dates,
-)
+from models.people import Payee, Student, Teacher, TeacherInstrument, get_instrument, get_student
+from models.scheduling import Semester, SemesterClosure, Timeslot, current_or_next_semester, semester_on, slot_dates
 
-ATTENDANCE_STATUSES = ("present", "excused", "no_show", "teacher_cancelled")
-EARNS_MAKEUP = ("excused", "teacher_cancelled")
-MAKEUP_STATUSES = ("available", "booked", "used", "expired")
+PRESENT, EXCUSED, NO_SHOW, TEACHER_CANCELLED = "present", "excused", "no_show", "teacher_cancelled"
+ATTENDANCE_STATUSES = (PRESENT, EXCUSED, NO_SHOW, TEACHER_CANCELLED)
+EARNS_MAKEUP = (EXCUSED, TEACHER_CANCELLED)
+
+# A make-up credit:  available ──> booked ──> used (its date passed)
+#                      │    ^        │
+#                      │    └────────┤ un-booked (`cancel_makeup`)
+#                      v             v
+#                    expired <───────┘ (window over; un-booked after it ended)
+AVAILABLE, BOOKED, USED, EXPIRED = "available", "booked", "used", "expired"
+MAKEUP_STATUSES = (AVAILABLE, BOOKED, USED, EXPIRED)
+# A booked or used make-up owns its slot-date (a partial unique index: one per slot-date).
+TAKEN_STATUSES = (BOOKED, USED)
 _TAKEN_SQL = "status IN ('booked', 'used')"
 
 
@@ -75,7 +83,7 @@ class MakeUp(SQLModel, table=True):
     )
     instrument_id: int | None = Field(default=None, foreign_key="instrument.id", ondelete="RESTRICT")
     reason: str | None = Field(default=None, max_length=500)
-    status: str = Field(default="available", max_length=16, index=True)
+    status: str = Field(default=AVAILABLE, max_length=16, index=True)
     timeslot_id: int | None = Field(default=None, foreign_key="timeslot.id", ondelete="RESTRICT")
     lesson_date: date | None = None
     expires_on: date
@@ -84,10 +92,6 @@ class MakeUp(SQLModel, table=True):
 
 
 # Attendance ----------------------------------------------------------------------------
-
-
-def _local_today() -> date:
-    return utcnow().astimezone(get_settings().tz).date()
 
 
 def _window_for(session: Session, day: date) -> Semester | None:
@@ -122,7 +126,7 @@ def mark_attendance(
     if status not in ATTENDANCE_STATUSES:
         raise Invalid(f"status must be one of {', '.join(ATTENDANCE_STATUSES)}", field="status")
     enrollment = get_enrollment(session, enrollment_id)
-    if enrollment.status not in (ACTIVE, PAST_DUE, CANCELLED):
+    if enrollment.status not in TAUGHT_STATUSES:
         raise Conflict(f"enrollment {enrollment.id} is {enrollment.status}; only booked lessons take attendance")
     if not is_occurrence(session, enrollment, lesson_date):
         raise Invalid(f"{lesson_date} is not a lesson of enrollment {enrollment.id}", field="date")
@@ -136,7 +140,7 @@ def mark_attendance(
     else:
         if row.status == status and (note is None or note == row.note):
             return row, credit
-        if credit is not None and status not in EARNS_MAKEUP and credit.status in ("booked", "used"):
+        if credit is not None and status not in EARNS_MAKEUP and credit.status in TAKEN_STATUSES:
             raise Conflict(f"make-up {credit.id} earned by this lesson is {credit.status}; cancel it first")
         row.status, row.marked_at = status, utcnow()
         if note is not None:
@@ -154,7 +158,7 @@ def mark_attendance(
         session.delete(credit)
         session.flush()
         credit = None
-    if status == "no_show":
+    if status == NO_SHOW:
         payee = payee_of(session, enrollment)
         context = email_context(session, enrollment) | {"lesson_date": lesson_date.isoformat()}
         queue_email(session, template="no_show_notice", recipient=payee.email, context=context,
@@ -179,7 +183,7 @@ def _makeup_context(session: Session, credit: MakeUp) -> dict:
         slot = session.get(Timeslot, credit.timeslot_id)
         teacher = session.get(Teacher, slot.teacher_id)
         context |= {"lesson_date": credit.lesson_date.isoformat(), "time": format_minute(slot.start_minute),
-                    "teacher_name": teacher.name, "weekday": WEEKDAYS[slot.weekday].title()}
+                    "teacher_name": teacher.name, "weekday": weekday_label(slot.weekday)}
     return context
 
 
@@ -202,7 +206,6 @@ def grant_makeup(session: Session, *, student_id: int, reason: str, instrument: 
         raise Invalid("a reason is needed", field="reason")
     instrument_id = None
     if instrument:
-        from models.people import get_instrument
         instrument_id = get_instrument(session, instrument).id
     else:
         last = session.exec(
@@ -210,7 +213,7 @@ def grant_makeup(session: Session, *, student_id: int, reason: str, instrument: 
         ).first()
         instrument_id = last.instrument_id if last else None
     return _new_credit(session, student_id=student.id, instrument_id=instrument_id, origin=None,
-                       reason=reason.strip(), day=_local_today(), actor=actor)
+                       reason=reason.strip(), day=studio_today(), actor=actor)
 
 
 def _window(session: Session, credit: MakeUp, today: date) -> tuple[date, date] | None:
@@ -224,7 +227,7 @@ def _taken_slot_dates(session: Session, slot_ids: list[int], first: date, last: 
     taken: set[tuple[int, date]] = set()
     for slot_id, day in session.exec(
         select(MakeUp.timeslot_id, MakeUp.lesson_date).where(
-            MakeUp.status.in_(("booked", "used")), MakeUp.lesson_date >= first, MakeUp.lesson_date <= last
+            MakeUp.status.in_(TAKEN_STATUSES), MakeUp.lesson_date >= first, MakeUp.lesson_date <= last
         )
     ).all():
         taken.add((slot_id, day))
@@ -242,9 +245,9 @@ def _taken_slot_dates(session: Session, slot_ids: list[int], first: date, last: 
 def eligible_makeup_slots(session: Session, credit: MakeUp, *, today: date | None = None, limit: int = 200) -> list[tuple[Timeslot, date]]:
     """Free slot-dates where `credit` can be used: inside the window, a teacher who teaches the
     instrument, no lesson or other make-up there, not a closure. Sorted by date and time."""
-    if credit.status != "available":
+    if credit.status != AVAILABLE:
         return []
-    today = today or _local_today()
+    today = today or studio_today()
     window = _window(session, credit, today)
     if window is None:
         return []
@@ -275,17 +278,17 @@ def book_makeup(session: Session, credit: MakeUp, *, timeslot_id: int, lesson_da
     other make-ups and with enrollments on the slot.
     """
     credit = lock_row(session, MakeUp, credit.id)
-    if credit.status != "available":
+    if credit.status != AVAILABLE:
         raise Conflict(f"make-up {credit.id} is {credit.status}, not available")
     slot = lock_row(session, Timeslot, timeslot_id)
     if slot is None:
         raise NotFound(f"no timeslot {timeslot_id}", field="timeslot_id")
-    today = _local_today()
+    today = studio_today()
     window = _window(session, credit, today)
     if window is None or not window[0] <= lesson_date <= window[1]:
         raise Invalid(f"{lesson_date} is outside this make-up's window", field="date")
     if lesson_date.weekday() != slot.weekday:
-        raise Invalid(f"{lesson_date} is not a {WEEKDAYS[slot.weekday].title()}", field="date")
+        raise Invalid(f"{lesson_date} is not a {weekday_label(slot.weekday)}", field="date")
     teacher = session.get(Teacher, slot.teacher_id)
     if not slot.active or not teacher.active:
         raise Invalid(f"timeslot {slot.id} is not open", field="timeslot_id")
@@ -296,7 +299,7 @@ def book_makeup(session: Session, credit: MakeUp, *, timeslot_id: int, lesson_da
     if (slot.id, lesson_date) in _taken_slot_dates(session, [slot.id], lesson_date, lesson_date):
         raise SlotTaken(f"timeslot {slot.id} on {lesson_date} is taken")
     before = snapshot(credit)
-    credit.status, credit.timeslot_id, credit.lesson_date, credit.updated_at = "booked", slot.id, lesson_date, utcnow()
+    credit.status, credit.timeslot_id, credit.lesson_date, credit.updated_at = BOOKED, slot.id, lesson_date, utcnow()
     try:
         with session.begin_nested():
             session.add(credit)
@@ -314,11 +317,11 @@ def book_makeup(session: Session, credit: MakeUp, *, timeslot_id: int, lesson_da
 def cancel_makeup(session: Session, credit: MakeUp, *, actor: str) -> MakeUp:
     """Un-book a booked make-up; the credit is available again (until it expires)."""
     credit = lock_row(session, MakeUp, credit.id)
-    if credit.status != "booked":
+    if credit.status != BOOKED:
         raise Conflict(f"make-up {credit.id} is {credit.status}, not booked")
     return change_audited(
         session, credit, actor=actor, action="makeup.cancel",
-        status="available" if credit.expires_on >= _local_today() else "expired",
+        status=AVAILABLE if credit.expires_on >= studio_today() else EXPIRED,
         timeslot_id=None, lesson_date=None, updated_at=utcnow(),
     )
 
@@ -326,20 +329,12 @@ def cancel_makeup(session: Session, credit: MakeUp, *, actor: str) -> MakeUp:
 def expire_makeup_credits(session: Session, *, today: date | None = None, actor: str = "worker") -> tuple[int, int]:
     """Daily: available credits past their expiry → expired; booked ones whose date passed → used.
     Returns (expired, used). Safe to run twice."""
-    today = today or _local_today()
+    today = today or studio_today()
     expired = used = 0
-    for credit in session.exec(select(MakeUp).where(MakeUp.status == "available", MakeUp.expires_on < today)).all():
-        change_audited(session, credit, actor=actor, action="makeup.expire", status="expired", updated_at=utcnow())
+    for credit in session.exec(select(MakeUp).where(MakeUp.status == AVAILABLE, MakeUp.expires_on < today)).all():
+        change_audited(session, credit, actor=actor, action="makeup.expire", status=EXPIRED, updated_at=utcnow())
         expired += 1
-    for credit in session.exec(select(MakeUp).where(MakeUp.status == "booked", MakeUp.lesson_date < today)).all():
-        change_audited(session, credit, actor=actor, action="makeup.use", status="used", updated_at=utcnow())
+    for credit in session.exec(select(MakeUp).where(MakeUp.status == BOOKED, MakeUp.lesson_date < today)).all():
+        change_audited(session, credit, actor=actor, action="makeup.use", status=USED, updated_at=utcnow())
         used += 1
     return expired, used
-
-
-def makeups_of_payee(session: Session, payee_id: int) -> list[MakeUp]:
-    """A family's make-up credits, newest first."""
-    return list(session.exec(
-        select(MakeUp).join(Student, Student.id == MakeUp.student_id)
-        .where(Student.payee_id == payee_id).order_by(MakeUp.id.desc())
-    ).all())

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
-from decimal import Decimal
+from datetime import datetime
 
 from sqlmodel import Field, Session, SQLModel
 
 from models.base import json_column, utc_column, utcnow
+from models.plain import plain
 
 
 class AuditLog(SQLModel, table=True):
@@ -25,14 +25,6 @@ class AuditLog(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False, index=True))
 
 
-def _plain(value):
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
-
-
 # Columns that are credentials: the audit trail (and its CSV export) records that they
 # exist, never their value.
 SECRET_COLUMNS = frozenset({"calendar_token", "action_client_secret"})
@@ -42,7 +34,7 @@ REDACTED = "[redacted]"
 def snapshot(obj: SQLModel) -> dict:
     """A JSON-safe dict of a row's columns (for audit before/after); secrets are redacted."""
     return {
-        column.name: REDACTED if column.name in SECRET_COLUMNS else _plain(getattr(obj, column.name))
+        column.name: REDACTED if column.name in SECRET_COLUMNS else plain(getattr(obj, column.name))
         for column in obj.__table__.columns
     }
 

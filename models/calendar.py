@@ -13,10 +13,11 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from models.attendance import MakeUp
+from models.attendance import TAKEN_STATUSES, MakeUp
+from models.clock import occurrence_start
 from models.enrollment import HOLD_STATUSES, LIVE_STATUSES, PAUSED, Enrollment, lesson_dates
 from models.people import Instrument, Student, Teacher
-from models.scheduling import SLOT_MINUTES, SemesterClosure, Timeslot, occurrence_start
+from models.scheduling import SLOT_MINUTES, SemesterClosure, Timeslot
 
 # How far a subscribed calendar looks back and ahead (open-ended enrollments stop here).
 PAST_DAYS = 28
@@ -65,7 +66,7 @@ def family_calendar(session: Session, payee_id: int, *, tz: ZoneInfo, today: dat
         .join(Timeslot, Timeslot.id == MakeUp.timeslot_id)
         .join(Teacher, Teacher.id == Timeslot.teacher_id)
         .where(
-            Student.payee_id == payee_id, MakeUp.status.in_(("booked", "used")),
+            Student.payee_id == payee_id, MakeUp.status.in_(TAKEN_STATUSES),
             MakeUp.lesson_date >= first, MakeUp.lesson_date <= last,
         )
     ).all()

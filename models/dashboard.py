@@ -13,20 +13,22 @@ from sqlmodel import Session, select
 
 from models import light
 from models.base import utcnow
-from models.clock import WEEKDAYS, format_minute, is_dst_change_week, occurrence_start
+from models.clock import format_minute, is_dst_change_week, occurrence_start
 from models.config import get_settings
 
 if TYPE_CHECKING:
     from models.billing import Plan
-    from models.scheduling import Semester, Timeslot
+    from models.scheduling import Semester
 
 # `day_schedule` (the `studioctl dashboard today` path) selects columns through the light
 # Core handles of `models.light`: importing the SQLModel table classes would cost that
 # command ~150 ms of CPU. The other read models import the table classes when called.
 
-# Enrollments whose lessons take place: a provisional hold is not a lesson yet
-# (models.enrollment's ACTIVE, PAST_DUE, CANCELLED; checked in tests/test_dashboard_queries.py).
-_TAUGHT = ("active", "past_due", "cancelled")
+# The statuses the light path filters on, spelled out here because importing their modules
+# would import the table classes; tests/test_dashboard_queries.py checks them against
+# models.enrollment's TAUGHT_STATUSES and models.attendance's TAKEN_STATUSES.
+_TAUGHT = ("active", "past_due", "cancelled")  # enrollments whose lessons take place
+_TAKEN = ("booked", "used")  # make-ups that own their slot-date
 
 
 def day_schedule(session: Session, day: date) -> dict:
@@ -84,7 +86,7 @@ def day_schedule(session: Session, day: date) -> dict:
         .join(teacher, teacher.c.id == t.c.teacher_id)
         .join(student, student.c.id == m.c.student_id)
         .outerjoin(instrument, instrument.c.id == m.c.instrument_id)
-        .where(m.c.lesson_date == day, m.c.status.in_(("booked", "used")))
+        .where(m.c.lesson_date == day, m.c.status.in_(_TAKEN))
     ).all():
         lessons.append(_entry(clock(minute), slot_id, teacher=teacher_name, student=student_name,
                               instrument=instrument_name, kind="make_up", enrollment_id=None, attendance=None,
@@ -125,15 +127,11 @@ def provisional_holds(session: Session, *, now: datetime | None = None) -> list[
         left = int((enrollment.provisional_expires_at - now).total_seconds())
         rows.append({
             "id": enrollment.id, "teacher": teacher, "student": student, "instrument": instrument,
-            "payee": payee_email, "slot": f"{_day(slot)} {format_minute(slot.start_minute)}",
+            "payee": payee_email, "slot": slot.label,
             "expires_at": enrollment.provisional_expires_at.isoformat(), "seconds_left": max(left, 0),
             "overdue": left < 0, "pipeline_state": enrollment.pipeline_state, "status": enrollment.status,
         })
     return rows
-
-
-def _day(slot: Timeslot) -> str:
-    return WEEKDAYS[slot.weekday].title()
 
 
 def payment_activity(session: Session, *, days: int = 7, now: datetime | None = None) -> dict:
@@ -209,7 +207,7 @@ def term_preview(session: Session, semester: Semester, *, payee_id: int | None =
         enrollments.append({
             "id": enrollment.id, "status": enrollment.status, "payee_id": payee.id, "payee": payee.name,
             "teacher": teacher, "student": student.name, "instrument": instrument,
-            "slot": f"{_day(slot)} {format_minute(slot.start_minute)}", "plan": plan.frequency if plan else "offline",
+            "slot": slot.label, "plan": plan.frequency if plan else "offline",
             "lessons": [{"date": day.isoformat(), "dst_change": is_dst_change_week(day, slot.start_minute, tz)} for day in dates],
             "lesson_count": len(dates), "amount_cents": amount, "currency": plan.currency if plan else get_settings().CURRENCY,
         })

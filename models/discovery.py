@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models.base import utcnow
+from models.clock import next_occurrence
 from models.enrollment import LIVE_STATUSES, Enrollment
 from models.people import Instrument, Teacher, TeacherInstrument
-from models.scheduling import SemesterClosure, Timeslot, occurrence_start
+from models.scheduling import SemesterClosure, Timeslot
 
 
 # The hot listing runs Core statements on the tables, built once per filter shape with
@@ -154,13 +155,12 @@ def list_timeslots(
         return []
     instruments = _instruments_by_teacher(session, sorted({row[1] for row in rows}))
     closures = set(session.execute(_CLOSURES).scalars())
-    local_day = now.astimezone(tz).date()
     starts: dict[tuple[int, int], datetime | None] = {}  # (weekday, start minute) → next start
 
     def next_start(weekday: int, minute: int) -> datetime | None:
         key = (weekday, minute)
         if key not in starts:
-            starts[key] = _next_start(weekday, minute, after=now, local_day=local_day, tz=tz, closures=closures)
+            starts[key] = next_occurrence(weekday, minute, after=now, tz=tz, closures=closures)
         return starts[key]
 
     return [
@@ -170,17 +170,3 @@ def list_timeslots(
         )
         for slot_id, teacher, day, minute, teacher_name, is_available in rows
     ]
-
-
-def _next_start(weekday: int, minute: int, *, after: datetime, local_day, tz: ZoneInfo,
-                closures: set) -> datetime | None:
-    """`models.scheduling.next_occurrence` for a (weekday, start minute): the first start
-    after `after`, closures skipped, up to 60 weeks ahead; it steps a week at a time."""
-    day = local_day + timedelta(days=(weekday - local_day.weekday()) % 7)
-    for _ in range(60):
-        if day not in closures:
-            start = occurrence_start(day, minute, tz)
-            if start > after:
-                return start
-        day += timedelta(days=7)
-    return None

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models.attendance import MakeUp
+from models.db import is_postgres
 from models.enrollment import Enrollment
 from models.people import Instrument, Payee, Student, Teacher
 
@@ -79,8 +80,6 @@ def payee_for_user(session: Session, supabase_user_id: str, *, lock: bool = Fals
     one family's holds on it.
     """
     if lock:
-        from models.db import is_postgres
-
         statement = _PAYEE_BY_SUB_LOCKED if is_postgres(session) else _PAYEE_BY_SUB_FRESH
     else:
         statement = _PAYEE_BY_SUB

@@ -1,8 +1,9 @@
 """`Idempotency-Key` for POSTs that create things: the first answer is stored with the work.
 
 The record is written in the same transaction as the booking it answers for, so either
-both exist or neither does. The payee's row is locked first (FOR UPDATE on PostgreSQL;
-SQLite's write transaction began IMMEDIATE), so two concurrent requests with one key run
+both exist or neither does. The caller locks the payee's row first
+(`models.family.payee_for_user(..., lock=True)`: FOR UPDATE on PostgreSQL; SQLite's write
+transaction began IMMEDIATE), so two concurrent requests with one key run
 one after the other and the second finds the first's record. Only successful answers are
 stored: a refused request changed nothing, and its retry is simply judged again. A key
 reused with a different body is refused (422, `idempotency-key-reused`), never replayed.
@@ -16,10 +17,8 @@ import json
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models.db import lock_row
 from models.errors import Invalid
 from models.outbox import IdempotencyRecord
-from models.people import Payee
 
 
 class IdempotencyRace(Exception):
@@ -30,11 +29,6 @@ def fingerprint(payload: dict) -> str:
     """A stable hash of a request body (key order does not matter)."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def lock_payee(session: Session, payee_id: int) -> None:
-    """Serialise a family's idempotent requests (row lock on PostgreSQL)."""
-    lock_row(session, Payee, payee_id)
 
 
 def stored_response(session: Session, *, payee_id: int, key: str, request_fingerprint: str) -> IdempotencyRecord | None:

@@ -10,12 +10,14 @@ finds the row `sent` and sends nothing.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
 from models.audit import change_audited, record_audit
 from models.base import enum_check, json_column, utc_column, utcnow
+from models.config import get_settings
 from models.db import after_commit, lock_row
 from models.dispatch import email_dispatcher
 from models.errors import Conflict, NotFound
@@ -101,10 +103,11 @@ def queue_email(
     return email
 
 
-def queue_admin_alert(session: Session, *, subject: str, message: str, dedupe_key: str, admins: list[str]) -> list[EmailLog]:
-    """Queue an `admin_alert` to every admin address (none configured: nothing is queued)."""
+def queue_admin_alert(session: Session, *, subject: str, message: str, dedupe_key: str) -> list[EmailLog]:
+    """Queue an `admin_alert` to every admin address of the settings (ADMIN_EMAIL_ALLOWLIST;
+    none configured: nothing is queued), each deduplicated by `dedupe_key` and the address."""
     queued = []
-    for admin in admins:
+    for admin in get_settings().admin_emails:
         email = queue_email(
             session, template="admin_alert", recipient=admin,
             context={"alert_subject": subject, "message": message}, dedupe_key=f"{dedupe_key}:{admin}",
@@ -112,6 +115,21 @@ def queue_admin_alert(session: Session, *, subject: str, message: str, dedupe_ke
         if email:
             queued.append(email)
     return queued
+
+
+class Family(Protocol):
+    """Whom a family's email goes to: a `models.people.Payee` (only its address is read)."""
+
+    email: str
+
+
+def notify(
+    session: Session, *, family: Family, template: str, context: dict, dedupe_key: str, admin_subject: str,
+    admin_message: str,
+) -> None:
+    """Email the family (`template` with `context`) and alert the admins, both under `dedupe_key`."""
+    queue_email(session, template=template, recipient=family.email, context=context, dedupe_key=dedupe_key)
+    queue_admin_alert(session, subject=admin_subject, message=admin_message, dedupe_key=dedupe_key)
 
 
 def add_dead_letter(session: Session, *, kind: str, payload: dict, error: str) -> DeadLetter:

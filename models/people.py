@@ -8,8 +8,9 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
-from models.audit import change_audited, record_audit, snapshot
+from models.audit import record_audit, snapshot
 from models.base import MAX_ID, utc_column, utcnow
+from models.clock import studio_today
 from models.errors import Conflict, Invalid, NotFound
 
 SEED_INSTRUMENTS = ("piano", "guitar", "drums", "bass")
@@ -164,11 +165,6 @@ def teacher_instruments(session: Session, teacher_id: int) -> list[str]:
     return list(rows)
 
 
-def teaches(session: Session, teacher_id: int, instrument_id: int) -> bool:
-    """True when the teacher teaches the instrument."""
-    return session.get(TeacherInstrument, (teacher_id, instrument_id)) is not None
-
-
 def add_teacher(
     session: Session, *, name: str, email: str, instruments: list[str] = (), bio: str | None = None, actor: str
 ) -> Teacher:
@@ -317,7 +313,7 @@ def add_student(
     """Add a student to a payee's family."""
     if not name.strip():
         raise Invalid("student name is empty", field="name")
-    if birth_date is not None and birth_date > date.today():
+    if birth_date is not None and birth_date > studio_today():
         raise Invalid("birth date is in the future", field="birth_date")
     student = Student(payee_id=payee.id, name=name.strip(), birth_date=birth_date, notes=notes)
     session.add(student)
@@ -339,7 +335,7 @@ def update_student(
             raise Invalid("student name is empty", field="name")
         student.name = name.strip()
     if birth_date is not _UNSET:
-        if birth_date is not None and birth_date > date.today():
+        if birth_date is not None and birth_date > studio_today():
             raise Invalid("birth date is in the future", field="birth_date")
         student.birth_date = birth_date
     if notes is not _UNSET:
@@ -350,30 +346,21 @@ def update_student(
     return student
 
 
-def archive_student(session: Session, student: Student, *, actor: str) -> Student:
-    """Remove a student from the family list; refused while they hold a live enrollment."""
-    from models.enrollment import LIVE_STATUSES, Enrollment
-
-    live = session.exec(
-        select(Enrollment.id).where(Enrollment.student_id == student.id, Enrollment.status.in_(LIVE_STATUSES))
-    ).first()
-    if live is not None:
-        raise Conflict(f"student {student.id} has a live enrollment ({live}); cancel it first")
-    return change_audited(session, student, actor=actor, action="student.remove", archived_at=utcnow())
-
-
 def remove_instrument(session: Session, *, name: str, actor: str) -> None:
-    """Remove an instrument nobody teaches and no enrollment or make-up uses; Conflict otherwise."""
-    from models.attendance import MakeUp
-    from models.enrollment import Enrollment
+    """Remove an instrument nobody teaches and no enrollment or make-up uses; Conflict otherwise.
 
+    Enrollments and make-ups reference their instrument ON DELETE RESTRICT: the database
+    itself refuses the delete of one with history (this module knows neither table).
+    """
     instrument = get_instrument(session, name)
     teachers = session.exec(select(TeacherInstrument).where(TeacherInstrument.instrument_id == instrument.id)).all()
     if teachers:
         raise Conflict(f"{len(teachers)} teacher(s) teach {instrument.name}; update them first")
-    if session.exec(select(Enrollment.id).where(Enrollment.instrument_id == instrument.id)).first() is not None or \
-            session.exec(select(MakeUp.id).where(MakeUp.instrument_id == instrument.id)).first() is not None:
-        raise Conflict(f"{instrument.name} has enrollment or make-up history and cannot be removed")
-    record_audit(session, actor=actor, action="instrument.remove", entity=instrument, before=snapshot(instrument))
-    session.delete(instrument)
-    session.flush()
+    before = snapshot(instrument)
+    try:
+        with session.begin_nested():
+            session.delete(instrument)
+            session.flush()
+    except sa.exc.IntegrityError:
+        raise Conflict(f"{instrument.name} has enrollment or make-up history and cannot be removed") from None
+    record_audit(session, actor=actor, action="instrument.remove", entity=instrument, before=before)

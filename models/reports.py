@@ -7,16 +7,20 @@ student, family, instrument, `Mon 16:00`), so the CLI only formats what it gets 
 
 from __future__ import annotations
 
+import csv
+import json
 from datetime import date, timedelta
 
 from sqlmodel import Session, func, select
 
-from models.attendance import MAKEUP_STATUSES, ATTENDANCE_STATUSES, Attendance, MakeUp
+from models.attendance import ATTENDANCE_STATUSES, AVAILABLE, MAKEUP_STATUSES, Attendance, MakeUp
 from models.billing import Plan
+from models.clock import WEEKDAYS, format_minute, studio_today
 from models.enrollment import LIVE_STATUSES, STATUSES, Enrollment
 from models.errors import Invalid
 from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument, teacher_instruments
-from models.scheduling import WEEKDAYS, Semester, Timeslot, closures_of, format_minute
+from models.scheduling import Semester, Timeslot, closures_of
+from models.tables import TABLES
 
 
 def _iso(value):
@@ -26,11 +30,6 @@ def _iso(value):
 def _name(session: Session, model, row_id: int | None) -> str | None:
     row = session.get(model, row_id) if row_id is not None else None
     return row.name if row is not None else None
-
-
-def slot_label(slot: Timeslot) -> str:
-    """`Mon 16:00`."""
-    return f"{WEEKDAYS[slot.weekday].title()} {format_minute(slot.start_minute)}"
 
 
 # Instruments and people -----------------------------------------------------------------
@@ -156,7 +155,7 @@ def enrollment_view(session: Session, enrollment: Enrollment) -> dict:
     plan = session.get(Plan, enrollment.plan_id) if enrollment.plan_id else None
     return {
         "id": enrollment.id, "status": enrollment.status, "student_id": student.id, "student": student.name,
-        "payee": _name(session, Payee, student.payee_id), "timeslot_id": slot.id, "slot": slot_label(slot),
+        "payee": _name(session, Payee, student.payee_id), "timeslot_id": slot.id, "slot": slot.label,
         "teacher": _name(session, Teacher, slot.teacher_id), "instrument": _name(session, Instrument, enrollment.instrument_id),
         "plan": plan.frequency if plan else None, "offline": enrollment.offline,
         "start_date": _iso(enrollment.start_date), "end_date": _iso(enrollment.end_date),
@@ -211,7 +210,7 @@ def makeup_view(session: Session, credit: MakeUp) -> dict:
         "id": credit.id, "student_id": credit.student_id, "student": _name(session, Student, credit.student_id),
         "status": credit.status, "reason": credit.reason, "instrument": _name(session, Instrument, credit.instrument_id),
         "expires_on": _iso(credit.expires_on), "timeslot_id": credit.timeslot_id,
-        "slot": slot_label(slot) if slot else None, "lesson_date": _iso(credit.lesson_date),
+        "slot": slot.label if slot else None, "lesson_date": _iso(credit.lesson_date),
         "origin_attendance_id": credit.origin_attendance_id,
     }
 
@@ -231,9 +230,9 @@ def list_makeups(
     if expiring_within is not None:
         if expiring_within < 0:
             raise Invalid("--expiring-within must be zero or more days", field="expiring_within")
-        today = today or date.today()
+        today = today or studio_today()
         statement = statement.where(
-            MakeUp.status == "available", MakeUp.expires_on >= today,
+            MakeUp.status == AVAILABLE, MakeUp.expires_on >= today,
             MakeUp.expires_on <= today + timedelta(days=expiring_within),
         )
     return [makeup_view(session, credit) for credit in session.exec(statement).all()]
@@ -251,19 +250,12 @@ def check_attendance_status(status: str) -> str:
 
 def table_names() -> list[str]:
     """Every table that can be exported, sorted."""
-    from models.tables import TABLES
-
     return sorted(TABLES)
 
 
 def export_rows(session: Session, table: str, path, *, progress=None, advance=None) -> int:
     """Write every row of `table` to the CSV file `path` (ordered by primary key); return the
     count. `progress(total)` returns a handle that `advance(handle)` moves once per row."""
-    import csv
-    import json
-
-    from models.tables import TABLES
-
     model = TABLES[table]
     columns = [column.name for column in model.__table__.columns]
     total = session.exec(select(func.count()).select_from(model)).one()

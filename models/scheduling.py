@@ -4,22 +4,23 @@ A timeslot is 30 minutes on a teacher's weekly grid, stored as minutes after mid
 (studio-local wall clock). Because every slot is 30 minutes long and starts on the half
 hour, the unique key (teacher, weekday, start) alone guarantees no two slots of a teacher
 overlap. Occurrences are never stored: they are the slot's weekday dates in a range,
-minus closures, each placed in STUDIO_TIMEZONE so a 16:00 lesson stays at 16:00 across DST.
+minus closures, each placed in STUDIO_TIMEZONE so a 16:00 lesson stays at 16:00 across DST
+(`models.clock`). Adding a semester and closing a day live in `models.terms`: closing a day
+reads the attendance marked and the make-ups booked on it.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
 from models.audit import change_audited, record_audit, snapshot
 from models.base import utc_column, utcnow
-from models.clock import WEEKDAYS, format_minute, is_dst_change_week, occurrence_start  # noqa: F401 (re-exported)
+from models.clock import WEEKDAYS, format_minute, slot_label
 from models.errors import Conflict, Invalid, NotFound
-from models.people import Teacher, get_teacher
+from models.people import Teacher
 
 SLOT_MINUTES = 30
 
@@ -41,20 +42,9 @@ class Timeslot(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
 
     @property
-    def start_time(self) -> time:
-        """Wall-clock start in the studio's zone."""
-        return time(self.start_minute // 60, self.start_minute % 60)
-
-    @property
-    def end_time(self) -> time:
-        """Wall-clock end (start + 30 minutes)."""
-        end = self.start_minute + SLOT_MINUTES
-        return time(end // 60 % 24, end % 60)
-
-    @property
     def label(self) -> str:
-        """`Mon 15:30`."""
-        return f"{WEEKDAYS[self.weekday].title()} {self.start_time:%H:%M}"
+        """`Mon 15:30` (`models.clock.slot_label`)."""
+        return slot_label(self.weekday, self.start_minute)
 
 
 class Semester(SQLModel, table=True):
@@ -154,22 +144,6 @@ def current_or_next_semester(session: Session, day: date) -> Semester | None:
     ).first()
 
 
-def next_occurrence(
-    session: Session, slot: Timeslot, *, after: datetime, tz: ZoneInfo, closures: set[date] | None = None
-) -> datetime | None:
-    """The slot's next lesson start after `after`, closures skipped, looking up to 60 weeks ahead."""
-    closures = all_closures(session) if closures is None else closures
-    local_day = after.astimezone(tz).date()
-    for offset in range(0, 7 * 60):
-        day = local_day + timedelta(days=offset)
-        if day.weekday() != slot.weekday or day in closures:
-            continue
-        start = occurrence_start(day, slot.start_minute, tz)
-        if start > after:
-            return start
-    return None
-
-
 # Operations ----------------------------------------------------------------------------
 
 
@@ -238,76 +212,3 @@ def get_semester(session: Session, semester_id: int) -> Semester:
     if semester is None:
         raise NotFound(f"no semester {semester_id}", field="semester")
     return semester
-
-
-def add_semester(
-    session: Session, *, name: str, starts_on: date, ends_on: date, makeup_starts_on: date | None = None,
-    makeup_ends_on: date | None = None, closures: list[date] = (), actor: str,
-) -> Semester:
-    """Add a semester; the make-up window defaults to the semester itself."""
-    if ends_on < starts_on:
-        raise Invalid("the semester ends before it starts", field="ends")
-    makeup_starts_on = makeup_starts_on or starts_on
-    makeup_ends_on = makeup_ends_on or ends_on
-    if makeup_ends_on < makeup_starts_on:
-        raise Invalid("the make-up window ends before it starts", field="makeup_ends")
-    if session.exec(select(Semester).where(Semester.name == name.strip())).first():
-        raise Conflict(f"a semester named {name!r} exists already")
-    overlap = session.exec(
-        select(Semester).where(Semester.starts_on <= ends_on, Semester.ends_on >= starts_on)
-    ).first()
-    if overlap:
-        raise Conflict(f"dates overlap semester {overlap.name!r} ({overlap.starts_on}–{overlap.ends_on})")
-    semester = Semester(
-        name=name.strip(), starts_on=starts_on, ends_on=ends_on,
-        makeup_starts_on=makeup_starts_on, makeup_ends_on=makeup_ends_on,
-    )
-    session.add(semester)
-    session.flush()
-    record_audit(session, actor=actor, action="semester.add", entity=semester, after=snapshot(semester))
-    for day in sorted(set(closures)):
-        add_closure(session, semester=semester, closed_on=day, actor=actor)
-    return semester
-
-
-def add_closure(session: Session, *, semester: Semester, closed_on: date, reason: str | None = None, actor: str) -> SemesterClosure:
-    """Close the studio on a date of the semester."""
-    if not semester.starts_on <= closed_on <= semester.ends_on:
-        raise Invalid(f"{closed_on} is outside {semester.name} ({semester.starts_on}–{semester.ends_on})", field="date")
-    if session.exec(
-        select(SemesterClosure).where(SemesterClosure.semester_id == semester.id, SemesterClosure.closed_on == closed_on)
-    ).first():
-        raise Conflict(f"{closed_on} is already a closure of {semester.name}")
-    _refuse_closure_over_history(session, closed_on)
-    closure = SemesterClosure(semester_id=semester.id, closed_on=closed_on, reason=reason)
-    session.add(closure)
-    session.flush()
-    record_audit(session, actor=actor, action="semester.closure.add", entity=closure, after=snapshot(closure))
-    return closure
-
-
-def _refuse_closure_over_history(session: Session, closed_on: date) -> None:
-    """A day with marked attendance or a booked make-up cannot become a closure silently:
-    the admin un-marks or cancels first, so credits and bills stay consistent."""
-    from models.attendance import Attendance, MakeUp
-
-    marked = session.exec(select(Attendance.id).where(Attendance.lesson_date == closed_on)).first()
-    if marked is not None:
-        raise Conflict(f"attendance is already marked on {closed_on}; closures are for days without lessons")
-    booked = session.exec(
-        select(MakeUp.id).where(MakeUp.lesson_date == closed_on, MakeUp.status.in_(("booked", "used")))
-    ).first()
-    if booked is not None:
-        raise Conflict(f"make-up {booked} is booked on {closed_on}; cancel it before closing the day")
-
-
-def remove_closure(session: Session, *, semester: Semester, closed_on: date, actor: str) -> None:
-    """Reopen a closed date."""
-    closure = session.exec(
-        select(SemesterClosure).where(SemesterClosure.semester_id == semester.id, SemesterClosure.closed_on == closed_on)
-    ).first()
-    if closure is None:
-        raise NotFound(f"{closed_on} is not a closure of {semester.name}", field="date")
-    record_audit(session, actor=actor, action="semester.closure.remove", entity=closure, before=snapshot(closure))
-    session.delete(closure)
-    session.flush()

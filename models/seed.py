@@ -13,7 +13,8 @@ from datetime import date, timedelta
 from sqlmodel import Session, select
 
 from models import attendance as attendance_ops
-from models import billing, enrollment as enrollment_ops, people, scheduling
+from models import billing, booking, people, scheduling, terms
+from models.enrollment import lesson_dates
 from models.base import utcnow
 from models.config import get_settings
 from models.errors import Conflict, DomainError
@@ -125,7 +126,7 @@ def seed_demo_studio(
     teachers = _teachers_and_slots(session, actor=actor)
     step()
     semesters = [
-        scheduling.add_semester(
+        terms.add_semester(
             session, name=name, starts_on=starts, ends_on=ends, makeup_starts_on=starts,
             makeup_ends_on=makeup_ends, closures=closures, actor=actor,
         )
@@ -151,7 +152,7 @@ def seed_demo_studio(
     for student, (timeslot_id, teacher_id) in zip(students[:24], slots):
         instrument = rng.choice(people.teacher_instruments(session, teacher_id))
         try:
-            enrollment = enrollment_ops.assign_enrollment(
+            enrollment = booking.assign_enrollment(
                 session, student_id=student.id, timeslot_id=timeslot_id, instrument=instrument,
                 plan=rng.choice(plans).id, offline=True, actor=actor,
                 now=utcnow() - timedelta(days=(today - running.starts_on).days) if running else None,
@@ -164,10 +165,10 @@ def seed_demo_studio(
     marked = 0
     if running:
         for enrollment in enrollments:
-            for day in enrollment_ops.lesson_dates(session, enrollment, last=today - timedelta(days=1)):
-                status = rng.choices(("present", "excused", "no_show", "teacher_cancelled"), (90, 5, 3, 2))[0]
-                if status != "present" and day < today - timedelta(days=21):
-                    status = "present"  # keep the demo's make-up list short and recent
+            for day in lesson_dates(session, enrollment, last=today - timedelta(days=1)):
+                status = rng.choices(attendance_ops.ATTENDANCE_STATUSES, (90, 5, 3, 2))[0]
+                if status != attendance_ops.PRESENT and day < today - timedelta(days=21):
+                    status = attendance_ops.PRESENT  # keep the demo's make-up list short and recent
                 attendance_ops.mark_attendance(
                     session, enrollment_id=enrollment.id, lesson_date=day, status=status, actor=actor,
                 )

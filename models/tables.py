@@ -2,11 +2,11 @@
 
 from sqlmodel import SQLModel
 
-from models import attendance, audit, billing, enrollment, outbox, people, scheduling  # noqa: F401
 from models.attendance import Attendance, MakeUp
 from models.audit import AuditLog
-from models.billing import Dispute, Plan, StripeEvent, StripeRefund
+from models.billing import Plan, StripeEvent
 from models.enrollment import Enrollment
+from models.money_events import Dispute, StripeRefund
 from models.outbox import DeadLetter, EmailLog, IdempotencyRecord
 from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument
 from models.scheduling import Semester, SemesterClosure, Timeslot

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import date, datetime, time
-from decimal import Decimal
+from datetime import date
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
+
+from models.plain import plain
 
 
 _consoles: dict[bool, object] = {}
@@ -117,19 +118,6 @@ def parse_date(value: str, *, field: str = "date") -> date:
         return date.fromisoformat(value.strip())
     except ValueError:
         raise Invalid(f"{value!r} is not a date (YYYY-MM-DD)", field=field) from None
-
-
-def plain(value: Any) -> Any:
-    """JSON-safe version of a value (dates ISO, decimals as strings)."""
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    return value
 
 
 def emit_json(data: Any) -> None:

@@ -21,12 +21,11 @@ def today(
 
     Example: studioctl dashboard today --date 2026-11-02 --json
     """
-    from models.base import utcnow
-    from models.config import get_settings
+    from models.clock import studio_today
     from models.dashboard import day_schedule
     from models.db import session_scope
 
-    day = parse_date(date) if date else utcnow().astimezone(get_settings().tz).date()
+    day = parse_date(date) if date else studio_today()
     with session_scope(write=False) as session:
         schedule = day_schedule(session, day)
     if json_output:

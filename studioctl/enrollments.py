@@ -77,7 +77,8 @@ def assign(
     Example: studioctl enrollments assign --student 12 --timeslot 5 --instrument piano --plan monthly
     """
     from models.db import after_commit, session_scope
-    from models.enrollment import PROVISIONAL, assign_enrollment
+    from models.booking import assign_enrollment
+    from models.enrollment import PROVISIONAL
     from models.reports import enrollment_view
 
     start_date = parse_date(start, field="start") if start else None

@@ -28,12 +28,11 @@ def list_(
 
     Example: studioctl makeups list --status available --expiring-within 14
     """
-    from models.base import utcnow
-    from models.config import get_settings
+    from models.clock import studio_today
     from models.db import session_scope
     from models.reports import list_makeups
 
-    today = utcnow().astimezone(get_settings().tz).date()
+    today = studio_today()
     with session_scope(write=False) as session:
         rows = list_makeups(session, student_id=student, status=status, expiring_within=expiring_within, today=today)
     if json_output:

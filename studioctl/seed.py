@@ -39,12 +39,11 @@ def demo(
     """
     from rich.progress import Progress
 
-    from models.base import utcnow
-    from models.config import get_settings
+    from models.clock import studio_today
     from models.db import session_scope
     from models.seed import DEMO_STAGES, ensure_studio_empty, seed_demo_studio, studio_has_teachers
 
-    today = utcnow().astimezone(get_settings().tz).date()
+    today = studio_today()
     with session_scope() as session:
         if skip_if_seeded and studio_has_teachers(session):
             console.print("[dim]the studio already has teachers; demo seed skipped[/]")

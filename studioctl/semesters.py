@@ -58,7 +58,7 @@ def add(
     """
     from models.db import session_scope
     from models.reports import semester_view
-    from models.scheduling import add_semester
+    from models.terms import add_semester
 
     dates = dict(
         starts_on=parse_date(starts, field="starts"), ends_on=parse_date(ends, field="ends"),
@@ -98,7 +98,8 @@ def closures_add(
     """
     from models.db import session_scope
     from models.reports import semester_view
-    from models.scheduling import add_closure, get_semester
+    from models.scheduling import get_semester
+    from models.terms import add_closure
 
     closed_on = parse_date(day)
     with session_scope() as session:
@@ -116,7 +117,8 @@ def closures_remove(semester: SemesterId, day: DateArgument, json_output: bool =
     """
     from models.db import session_scope
     from models.reports import semester_view
-    from models.scheduling import get_semester, remove_closure
+    from models.scheduling import get_semester
+    from models.terms import remove_closure
 
     closed_on = parse_date(day)
     with session_scope() as session:

@@ -74,7 +74,7 @@ def disputes(
 
     Example: studioctl stripe disputes --open
     """
-    from models.billing import list_disputes
+    from models.money_events import list_disputes
     from models.config import get_settings
     from models.db import session_scope
 
@@ -95,7 +95,7 @@ def refunds(json_output: bool = JsonOption) -> None:
 
     Example: studioctl stripe refunds --json
     """
-    from models.billing import list_stripe_refunds
+    from models.money_events import list_stripe_refunds
     from models.config import get_settings
     from models.db import session_scope
 

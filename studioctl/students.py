@@ -113,7 +113,8 @@ def remove(student: StudentId) -> None:
     Example: studioctl students remove 12
     """
     from models.db import session_scope
-    from models.people import archive_student, get_student
+    from models.enrollment import archive_student
+    from models.people import get_student
 
     with session_scope() as session:
         row = archive_student(session, get_student(session, student), actor="admin")

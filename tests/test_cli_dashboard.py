@@ -10,7 +10,7 @@ import pytest
 import time_machine
 
 from models.billing import StripeEvent
-from models.enrollment import assign_enrollment, hold_slot
+from models.booking import assign_enrollment, hold_slot
 from tests import factories
 from tests.support.cli import ok, ok_json, refused
 

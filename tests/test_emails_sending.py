@@ -10,7 +10,7 @@ import pytest
 from models.config import reset_settings
 from sqlmodel import select
 
-from models import attendance, enrollment as enrollment_ops
+from models import attendance, dunning, enrollment as enrollment_ops
 from models.outbox import TEMPLATES, DeadLetter, EmailLog, queue_admin_alert, queue_email
 from tests import factories
 from tests.support.booking import provisional_booking
@@ -34,7 +34,7 @@ def _real_emails(session) -> dict[str, EmailLog]:
                        weekday=booked_slot.weekday, start="17:30")
     slot, day = attendance.eligible_makeup_slots(session, credit)[0]
     attendance.book_makeup(session, credit, timeslot_id=slot.id, lesson_date=day, actor="admin")
-    enrollment_ops.mark_past_due(session, enrollment, actor="worker")
+    dunning.mark_past_due(session, enrollment, actor="worker")
     other, _, _, _ = provisional_booking(session, frequency="monthly")
     other.provisional_expires_at = enrollment_ops.utcnow()
     session.add(other)
@@ -91,7 +91,7 @@ def test_a_missing_value_is_an_error_not_a_blank():
 
 
 def _admin_alert(session, key="alert:1") -> int:
-    [row] = queue_admin_alert(session, subject="Disk <full>", message="the disk is full", dedupe_key=key, admins=["admin@studio.test"])
+    [row] = queue_admin_alert(session, subject="Disk <full>", message="the disk is full", dedupe_key=key)
     session.commit()
     return row.id
 

@@ -12,10 +12,9 @@ from sqlmodel import Session, select
 
 from models.audit import AuditLog
 from models.db import session_scope
-from models.enrollment import (
-    Enrollment, activate_enrollment, assign_enrollment, cancel_enrollment, expire_provisional_holds, hold_slot,
-    lesson_dates, mark_past_due,
-)
+from models.booking import assign_enrollment, hold_slot
+from models.dunning import mark_past_due
+from models.enrollment import Enrollment, activate_enrollment, cancel_enrollment, expire_provisional_holds, lesson_dates
 from models.errors import Invalid, NotFound, SlotTaken, TooManyHolds
 from models.outbox import EmailLog
 from tests import factories
@@ -243,7 +242,7 @@ def test_the_live_slot_index_refuses_a_hold_even_when_the_taken_check_was_stale(
     """The slot lock statement reads `taken` with its snapshot: a hold committed while the
     booking waited for the lock is not in it. The insert then does nothing on the partial
     unique index (ON CONFLICT DO NOTHING) and reports it, so no second live row is added."""
-    from models.enrollment import _insert_unless_slot_live
+    from models.booking import _insert_unless_slot_live
 
     blocker = session.get(Enrollment, _hold(studio))
 

@@ -34,7 +34,7 @@ def short_timeout(monkeypatch):
 
 def _alert(session, key: str) -> int:
     [row] = queue_admin_alert(session, subject=f"Notice {key}", message="the roof leaks",
-                              dedupe_key=key, admins=["admin@studio.test"])
+                              dedupe_key=key)
     session.commit()
     return row.id
 
@@ -43,7 +43,7 @@ def _dispatched_alert(key: str) -> int:
     """Queue an alert in a unit of work of its own: its send task is enqueued after the commit."""
     with session_scope() as unit:
         [row] = queue_admin_alert(unit, subject=f"Notice {key}", message="the roof leaks",
-                                  dedupe_key=key, admins=["admin@studio.test"])
+                                  dedupe_key=key)
     return row.id
 
 
@@ -184,7 +184,7 @@ def test_a_refused_lookup_is_terminal_and_nothing_is_resent(session, mailjet, sh
 
     mailjet.script = [LATE]
     mailjet.lookup_script = [401]
-    row = queue_admin_alert(session, subject="x", message="y", dedupe_key="refused-lookup", admins=["parent@family.test"])[0]
+    row = queue_admin_alert(session, subject="x", message="y", dedupe_key="refused-lookup")[0]
     session.commit()
     with pytest.raises(AmbiguousEmailError):
         deliver(row.id)
@@ -273,7 +273,7 @@ def test_a_consumer_killed_mid_send_ends_in_exactly_one_delivery(
     with redis_queue(task_queue, env):
         first = consumers(env)
         with session_scope() as session:
-            queue_admin_alert(session, subject="Kill notice", message="m", dedupe_key="kill-9", admins=["admin@studio.test"])
+            queue_admin_alert(session, subject="Kill notice", message="m", dedupe_key="kill-9")
         wait_for(lambda: len(mailjet.requests) == 1, what="the consumer's send reached the stand-in")
         first.kill_9()
         row = email()

@@ -13,7 +13,7 @@ from models.attendance import (
     MakeUp, book_makeup, cancel_makeup, eligible_makeup_slots, expire_makeup_credits, grant_makeup, mark_attendance,
 )
 from models.db import session_scope
-from models.enrollment import assign_enrollment
+from models.booking import assign_enrollment
 from models.errors import Conflict, Invalid, SlotTaken
 from models.outbox import EmailLog
 from tests import factories
@@ -149,7 +149,8 @@ def test_cancel_returns_the_credit_and_expiry_job(studio, session):
 
 
 def test_a_day_with_history_cannot_become_a_closure(studio, session):
-    from models.scheduling import Semester, add_closure
+    from models.scheduling import Semester
+    from models.terms import add_closure
 
     _, credit_id = _mark(studio, date(2026, 11, 16), "excused")
     semester = session.get(Semester, studio["semester"].id)

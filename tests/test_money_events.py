@@ -14,7 +14,8 @@ from sqlmodel import select
 
 from models import billing
 from models.audit import AuditLog
-from models.billing import Dispute, StripeEvent, StripeRefund
+from models.billing import StripeEvent
+from models.money_events import Dispute, StripeRefund
 from models.config import get_settings
 from models.enrollment import Enrollment
 from models.outbox import EmailLog

@@ -5,7 +5,8 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import given, strategies as st
 
-from models.scheduling import is_dst_change_week, occurrence_start, slot_dates
+from models.clock import is_dst_change_week, occurrence_start
+from models.scheduling import slot_dates
 
 NY = ZoneInfo("America/New_York")
 

@@ -75,7 +75,7 @@ def test_jobs_run_and_list(session, task_queue):
 
 
 def test_emails_and_dead_letters(session, task_queue):
-    [alert] = queue_admin_alert(session, subject="s", message="m", dedupe_key="k", admins=["admin@studio.test"])
+    [alert] = queue_admin_alert(session, subject="s", message="m", dedupe_key="k")
     alert.status, alert.error = "failed", "boom"
     session.add(alert)
     letter = add_dead_letter(session, kind="send_email", payload={"email_id": alert.id}, error="boom")

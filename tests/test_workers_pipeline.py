@@ -136,7 +136,7 @@ def test_a_rerun_after_the_semester_price_changed_does_not_charge_a_second_time(
     the re-run prices the semester one lesson lower. The earlier charge must be found, not
     repeated under a new amount (and so a new idempotency key)."""
     from models.enrollment import touch_pipeline
-    from models.scheduling import add_closure
+    from models.terms import add_closure
     from workers.pipeline import run_booking, stable_key
     from workers.stripe_gateway import StripeGateway
 

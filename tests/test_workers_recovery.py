@@ -96,7 +96,7 @@ def test_reconcile_stripe_with_nothing_billed_checks_nothing(session, stripe_env
 
 
 def _alert(session, key: str) -> int:
-    [row] = queue_admin_alert(session, subject=f"alert {key}", message="m", dedupe_key=key, admins=["admin@studio.test"])
+    [row] = queue_admin_alert(session, subject=f"alert {key}", message="m", dedupe_key=key)
     session.commit()
     return row.id
 

@@ -15,13 +15,14 @@ from flask_openapi3 import APIBlueprint, Tag
 from models import family
 from models.attendance import book_makeup, eligible_makeup_slots, get_makeup
 from models.base import utcnow
+from models.booking import hold_slot
 from models.calendar import family_calendar
+from models.clock import occurrence_start
 from models.db import after_commit, session_scope
-from models.enrollment import ACTION_REQUIRED, PAST_DUE, Enrollment, get_enrollment, hold_slot
+from models.enrollment import ACTION_REQUIRED, PAST_DUE, Enrollment, archive_student, get_enrollment
 from models.errors import Forbidden, Unauthorized
 from models.idempotency import IdempotencyRace, fingerprint, store_response, stored_response
-from models.people import Payee, Student, add_student, archive_student, get_student, update_student, upsert_payee_for_user
-from models.scheduling import occurrence_start
+from models.people import Payee, Student, add_student, get_student, update_student, upsert_payee_for_user
 from webapi.ics import render_calendar
 from webapi.schemas import (
     BookingAccepted, BookingCreate, BookingHeaders, BookingOut, BookingPage, BookingPath, CalendarQuery,

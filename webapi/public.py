@@ -7,7 +7,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from models.db import ping, session_scope
 from models.discovery import list_instruments, list_teachers, list_timeslots
-from models.scheduling import format_minute
+from models.clock import format_minute
 from webapi.schemas import (
     HealthOut, InstrumentOut, InstrumentPage, PageQuery, Problem, TeacherOut, TeacherPage, TeacherQuery,
     TimeslotPage, TimeslotQuery, decode_cursor, page,

@@ -256,7 +256,7 @@ def _give_up(email_id: int, error: str) -> None:
         if email.template != "admin_alert":
             queue_admin_alert(
                 session, subject=f"Email {email_id} ({email.template}) to {email.recipient} failed",
-                message=error, dedupe_key=f"email_failed:{email_id}", admins=get_settings().admin_emails,
+                message=error, dedupe_key=f"email_failed:{email_id}",
             )
 
 

@@ -21,9 +21,9 @@ from typing import Any
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from models import billing
+from models import billing, dunning, money_events
 from models import enrollment as enrollment_ops
-from models.billing import REFUND_SOURCE_STUDIO
+from models.money_events import REFUND_SOURCE_STUDIO
 from models.config import get_settings
 from models.db import session_scope
 from models.outbox import queue_email
@@ -64,7 +64,7 @@ def _whose_payment(gateway: StripeGateway, charge: dict) -> dict:
 
     def known() -> int | None:
         with session_scope(write=False) as session:
-            return billing.billed_enrollment_id(session, **clues)
+            return dunning.billed_enrollment_id(session, **clues)
 
     enrollment_id = known()
     if enrollment_id is None and clues["payment_intent_id"]:
@@ -99,7 +99,7 @@ def on_dispute(gateway: StripeGateway, obj: dict) -> str:
     charge = (_reread(gateway.retrieve_charge, charge_id) if charge_id else None) or {"id": charge_id}
     whose = _whose_payment(gateway, charge | {"payment_intent": charge.get("payment_intent") or dispute.get("payment_intent")})
     with session_scope() as session:
-        billing.record_dispute(
+        money_events.record_dispute(
             session, stripe_dispute_id=dispute["id"], amount_cents=int(dispute.get("amount") or 0),
             currency=dispute.get("currency") or "", reason=dispute.get("reason"), status=dispute.get("status") or "unknown",
             evidence_due_by=_timestamp((dispute.get("evidence_details") or {}).get("due_by")), actor=ACTOR, **whose,
@@ -124,7 +124,7 @@ def on_refund(gateway: StripeGateway, obj: dict) -> str:
     whose = _whose_payment(gateway, charge)
     with session_scope() as session:
         for refund in refunds:
-            billing.record_refund(
+            money_events.record_refund(
                 session, stripe_refund_id=refund["id"], amount_cents=int(refund.get("amount") or 0),
                 currency=refund.get("currency") or charge.get("currency") or "", status=refund.get("status"),
                 reason=refund.get("reason"), ours=(refund.get("metadata") or {}).get("source") == REFUND_SOURCE_STUDIO,
@@ -188,7 +188,7 @@ def on_customer_deleted(gateway: StripeGateway, obj: dict) -> str:
     if customer is not None and not customer.get("deleted"):
         return "ignored"
     with session_scope() as session:
-        payee = billing.forget_stripe_customer(session, customer_id=obj["id"], actor=ACTOR)
+        payee = dunning.forget_stripe_customer(session, customer_id=obj["id"], actor=ACTOR)
     return "processed" if payee is not None else "ignored"
 
 

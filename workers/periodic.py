@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from huey import crontab
 
-from models import attendance
+from models import attendance, dunning
 from models import enrollment as enrollment_ops
 from models.base import utcnow
 from models.config import get_settings
@@ -90,7 +90,7 @@ def reconcile_stripe() -> dict:
     from workers.webhook_events import sync_subscription_state
 
     with session_scope(write=False) as session:
-        billed = [(row.id, row.stripe_subscription_id) for row in enrollment_ops.billed_enrollments(session)]
+        billed = [(row.id, row.stripe_subscription_id) for row in dunning.billed_enrollments(session)]
     if not billed:
         return {"checked": 0, "drift": []}
     gateway = StripeGateway()
@@ -111,7 +111,7 @@ def reconcile_stripe() -> dict:
         with session_scope() as session:
             queue_admin_alert(
                 session, subject=f"Stripe reconciliation: {len(drift)} difference(s)", message="\n".join(drift),
-                dedupe_key=f"reconcile_stripe:{utcnow():%Y%m%d%H%M}", admins=get_settings().admin_emails,
+                dedupe_key=f"reconcile_stripe:{utcnow():%Y%m%d%H%M}",
             )
     return {"checked": len(billed), "drift": drift}
 
@@ -122,7 +122,7 @@ def enforce_dunning() -> dict:
     from workers.stripe_gateway import StripeGateway, TerminalStripeError, is_not_found
 
     with session_scope(write=False) as session:
-        overdue = [(row.id, row.stripe_subscription_id) for row in enrollment_ops.dunning_overdue(session)]
+        overdue = [(row.id, row.stripe_subscription_id) for row in dunning.dunning_overdue(session)]
     cancelled, recovered = [], []
     gateway = StripeGateway() if any(subscription for _, subscription in overdue) else None
     for enrollment_id, subscription_id in overdue:
@@ -136,14 +136,14 @@ def enforce_dunning() -> dict:
             if subscription.get("status") in ("active", "trialing"):
                 with session_scope() as session:
                     enrollment = enrollment_ops.lock_enrollment(session, enrollment_id)
-                    if enrollment_ops.mark_paid(session, enrollment, actor=ACTOR):
+                    if dunning.mark_paid(session, enrollment, actor=ACTOR):
                         recovered.append(enrollment_id)
                 continue
             if subscription.get("status") != "canceled":
                 gateway.cancel_subscription(subscription_id)
         with session_scope() as session:
             enrollment = enrollment_ops.lock_enrollment(session, enrollment_id)
-            if enrollment_ops.cancel_for_nonpayment(session, enrollment, actor=ACTOR):
+            if dunning.cancel_for_nonpayment(session, enrollment, actor=ACTOR):
                 cancelled.append(enrollment_id)
     return {"cancelled": cancelled, "paid_in_time": recovered}
 

@@ -22,9 +22,8 @@ from typing import Any
 
 from models import billing
 from models import enrollment as enrollment_ops
-from models.base import utcnow
 from models.billing import Plan
-from models.config import get_settings
+from models.clock import studio_today
 from models.db import session_scope
 from models.enrollment import ACTION_REQUIRED, HOLD_STATUSES, PROVISIONAL, PaymentAction
 from models.errors import DomainError
@@ -131,7 +130,7 @@ def _load(enrollment_id: int) -> Booking | None:
         payee = enrollment_ops.payee_of(session, enrollment)
         lessons_left = 0
         if plan.frequency == "semester":
-            today = utcnow().astimezone(get_settings().tz).date()
+            today = studio_today()
             try:
                 lessons_left = len(enrollment_ops.lesson_dates(session, enrollment, first=today))
             except DomainError as error:
@@ -222,7 +221,7 @@ def _undo_late_charge(gateway: StripeGateway, enrollment_id: int, *, subscriptio
             queue_admin_alert(
                 session, subject=f"Booking {enrollment_id} was charged after its hold ended",
                 message=f"The charge ({subscription_id or payment_intent_id}) was refunded automatically; no action needed.",
-                dedupe_key=f"late_charge:{enrollment_id}", admins=get_settings().admin_emails,
+                dedupe_key=f"late_charge:{enrollment_id}",
             )
     return refunded
 

@@ -42,6 +42,7 @@ from stripe.params import (
 )
 
 from models.config import Settings, get_settings
+from models.plain import plain
 
 log = logging.getLogger(__name__)
 
@@ -159,13 +160,6 @@ def note_event_api_version(event_version: str | None) -> bool:
                     "set the webhook endpoint's version to %s in the Stripe dashboard", event_version, API_VERSION,
                     API_VERSION)
     return True
-
-
-def plain(obj: Any) -> Any:
-    """A Stripe object (or anything) as plain dicts and lists."""
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    return obj
 
 
 class _RequestsReadingTheEnvironmentOnce:

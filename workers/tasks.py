@@ -117,7 +117,6 @@ def enqueue_follow_ups(outcome) -> None:
 
 
 def _cancel_failed(enrollment_id: int, error: str) -> None:
-    from models.config import get_settings
     from models.db import session_scope
 
     with session_scope() as session:
@@ -126,12 +125,11 @@ def _cancel_failed(enrollment_id: int, error: str) -> None:
         outbox.queue_admin_alert(
             session, subject=f"Cancelling the subscription of enrollment {enrollment_id} failed",
             message=f"{error}. Cancel it in the Stripe dashboard, then resolve the dead letter.",
-            dedupe_key=f"cancel_failed:{enrollment_id}", admins=get_settings().admin_emails,
+            dedupe_key=f"cancel_failed:{enrollment_id}",
         )
 
 
 def _undo_failed(enrollment_id: int, error: str) -> None:
-    from models.config import get_settings
     from models.db import session_scope
 
     with session_scope() as session:
@@ -141,7 +139,7 @@ def _undo_failed(enrollment_id: int, error: str) -> None:
             session, subject=f"Checking Stripe for charges of ended booking {enrollment_id} failed",
             message=f"{error}. Look for a subscription or payment with metadata enrollment_id={enrollment_id} "
                     "in the Stripe dashboard, cancel and refund it, then resolve the dead letter.",
-            dedupe_key=f"undo_failed:{enrollment_id}", admins=get_settings().admin_emails,
+            dedupe_key=f"undo_failed:{enrollment_id}",
         )
 
 

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from models import billing
+from models import dunning
 from models import enrollment as enrollment_ops
 from models.billing import StripeEvent
-from models.config import get_settings
 from models.db import session_scope
 from models.enrollment import ACTION_REQUIRED, ACTIVE, HOLD_STATUSES, LIVE_STATUSES, PAST_DUE, PAUSED, Enrollment, PaymentAction
 from models.outbox import add_dead_letter, queue_admin_alert
@@ -64,7 +64,7 @@ def sync_subscription_state(subscription: dict, *, source: str) -> Sync:
     # `customer.subscription.paused`), or collection paused on a live one (`pause_collection`).
     paused = status == "paused" or (status in ("active", "trialing", "past_due") and bool(subscription.get("pause_collection")))
     with session_scope() as session:
-        for row in enrollment_ops.enrollments_by_subscription(session, subscription["id"]):
+        for row in dunning.enrollments_by_subscription(session, subscription["id"]):
             enrollment = enrollment_ops.lock_enrollment(session, row.id)
             if enrollment.status == ACTION_REQUIRED:
                 # The first payment waits for the parent: the pipeline reads Stripe and decides.
@@ -73,25 +73,25 @@ def sync_subscription_state(subscription: dict, *, source: str) -> Sync:
                     changes.append(f"enrollment {enrollment.id}: first payment {status}, booking resumed")
                 continue
             if paused:
-                if enrollment_ops.mark_paused(session, enrollment, actor=ACTOR):
+                if dunning.mark_paused(session, enrollment, actor=ACTOR):
                     changes.append(f"enrollment {enrollment.id}: paused (subscription {status}, collection paused)")
                 continue
             if enrollment.status == PAUSED and status in ("active", "trialing", "past_due"):
-                enrollment_ops.mark_resumed(session, enrollment, actor=ACTOR)
+                dunning.mark_resumed(session, enrollment, actor=ACTOR)
                 changes.append(f"enrollment {enrollment.id}: resumed (subscription {status})")
             if status in ("canceled", "incomplete_expired") and enrollment.status in (ACTIVE, PAST_DUE, PAUSED):
                 enrollment_ops.cancel_enrollment(session, enrollment, reason=f"subscription {status} in Stripe", actor=ACTOR)
                 queue_admin_alert(
                     session, subject=f"Enrollment {enrollment.id} cancelled: Stripe subscription {status}",
                     message=f"Subscription {subscription['id']} is {status} in Stripe ({source}); the slot is free again.",
-                    dedupe_key=f"subscription_ended:{enrollment.id}", admins=get_settings().admin_emails,
+                    dedupe_key=f"subscription_ended:{enrollment.id}",
                 )
                 changes.append(f"enrollment {enrollment.id}: cancelled (subscription {status})")
             elif status in ("past_due", "unpaid") and enrollment.status == ACTIVE:
-                enrollment_ops.mark_past_due(session, enrollment, actor=ACTOR)
+                dunning.mark_past_due(session, enrollment, actor=ACTOR)
                 changes.append(f"enrollment {enrollment.id}: past_due (subscription {status})")
             elif status in ("active", "trialing") and enrollment.status == PAST_DUE:
-                enrollment_ops.mark_paid(session, enrollment, actor=ACTOR)
+                dunning.mark_paid(session, enrollment, actor=ACTOR)
                 changes.append(f"enrollment {enrollment.id}: active again (subscription {status})")
     return result
 
@@ -123,10 +123,10 @@ def on_invoice_payment_failed(gateway: StripeGateway, obj: dict) -> str | Outcom
     if subscription.get("status") in ("canceled", "incomplete_expired"):
         return _synced(sync_subscription_state(subscription, source="invoice payment failed"))
     with session_scope() as session:
-        for row in enrollment_ops.enrollments_by_subscription(session, subscription_id):
+        for row in dunning.enrollments_by_subscription(session, subscription_id):
             enrollment = enrollment_ops.lock_enrollment(session, row.id)
             if enrollment.status == ACTIVE:
-                enrollment_ops.mark_past_due(session, enrollment, actor=ACTOR)
+                dunning.mark_past_due(session, enrollment, actor=ACTOR)
     return "processed"
 
 
@@ -184,12 +184,12 @@ def on_invoice_payment_action_required(gateway: StripeGateway, obj: dict) -> str
     secret = (invoice.get("confirmation_secret") or {}).get("client_secret") or intent.get("client_secret")
     resume = []
     with session_scope() as session:
-        for row in enrollment_ops.enrollments_by_subscription(session, subscription_id):
+        for row in dunning.enrollments_by_subscription(session, subscription_id):
             enrollment = enrollment_ops.lock_enrollment(session, row.id)
             if enrollment.status in HOLD_STATUSES:
                 resume.append(enrollment.id)
             elif secret:
-                enrollment_ops.require_renewal_action(session, enrollment, actor=ACTOR, action=PaymentAction(
+                dunning.require_renewal_action(session, enrollment, actor=ACTOR, action=PaymentAction(
                     client_secret=secret, url=invoice.get("hosted_invoice_url")))
     return Outcome("processed", resume=tuple(resume))
 

@@ -26,7 +26,7 @@ from models.config import reset_settings
 from huey.exceptions import TaskLockedException
 from sqlmodel import select
 
-from models import enrollment as enrollment_ops
+from models import booking
 from models.base import utcnow
 from models.db import after_commit, session_scope
 from models.enrollment import Enrollment
@@ -53,7 +53,7 @@ def _hold(*, expires_in: timedelta | None = None, enqueue: bool = False) -> tupl
         student = factories.student(session, payee_row=payee)
         slot = factories.timeslot(session, weekday=(local_today().weekday() + 1) % 7, start=f"{8 + next(_hours)}:00")
         plan = factories.plan(session)
-        enrollment = enrollment_ops.hold_slot(session, payee=payee, student_id=student.id, timeslot_id=slot.id,
+        enrollment = booking.hold_slot(session, payee=payee, student_id=student.id, timeslot_id=slot.id,
                                               instrument="piano", plan=plan.id, actor=f"payee:{payee.id}", now=now)
         enrollment_id = enrollment.id
         if enqueue:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from models import enrollment as enrollment_ops
+from models import booking
 from models.base import utcnow
 from models.config import get_settings
 from models.enrollment import Enrollment
@@ -30,7 +30,7 @@ def provisional_booking(session, *, frequency: str = "monthly", amount_cents: in
     student = factories.student(session, payee_row=payee)
     slot = factories.timeslot(session, weekday=(today.weekday() + 1) % 7)
     plan = factories.plan(session, frequency=frequency, amount_cents=amount_cents)
-    enrollment = enrollment_ops.hold_slot(
+    enrollment = booking.hold_slot(
         session, payee=payee, student_id=student.id, timeslot_id=slot.id, instrument="piano",
         plan=plan.id, actor=f"payee:{payee.id}",
     )
