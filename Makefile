@@ -30,11 +30,15 @@ demo: $(DEV_STAMP)
 	$(BIN)/studioctl dashboard today
 
 ## The whole test suite: SQLite always, PostgreSQL and Redis when reachable (required under CI=true).
-## The type check first: workers/ against stripe-python's generated parameter types.
+## The static checks first (`make typecheck`).
 test: typecheck
 	$(BIN)/python -m pytest -q
 
+## Static checks, before the tests: lint and format (ruff), types (mypy: workers/ against
+## stripe-python's generated parameter types), one-way layers (import-linter).
 typecheck: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 

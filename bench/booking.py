@@ -24,15 +24,38 @@ import time
 from collections import Counter
 
 from bench.common import (
-    Figure, MissingTool, api_server, bench_env, bound_figure, exchange_tokens, flush_queue, libpq_url, lua_string,
-    print_figures, ratio_figure, require_tool, seed_studio, skipped, sql, work_dir, wrk,
+    Figure,
+    MissingTool,
+    api_server,
+    bench_env,
+    bound_figure,
+    exchange_tokens,
+    flush_queue,
+    libpq_url,
+    lua_string,
+    print_figures,
+    ratio_figure,
+    require_tool,
+    seed_studio,
+    skipped,
+    sql,
+    work_dir,
+    wrk,
 )
 from tests.support.databases import fresh_pg_database
 from tests.support.live import call
 
 BENCH = "booking"
-FIGURES = ("booking req/s (POST /parent/bookings)", "latency p50", "latency p99", "202 accepted", "409 conflicts",
-           "contested attempts", "double bookings (answers + database)", "other answers / socket errors")
+FIGURES = (
+    "booking req/s (POST /parent/bookings)",
+    "latency p50",
+    "latency p99",
+    "202 accepted",
+    "409 conflicts",
+    "contested attempts",
+    "double bookings (answers + database)",
+    "other answers / socket errors",
+)
 TEACHERS, SLOTS_PER_TEACHER = 200, 24  # 4,800 slots: no client walks past the end in a short run
 PAYEES_PER_CLIENT = 4  # each client rotates over 4 families (the hold cap is per family)
 LIVE = "('provisional', 'active', 'past_due')"
@@ -85,16 +108,49 @@ end
 """
 
 
-def run_pgbench(url: str, *, clients: int, seconds: int, first_slot: int, nslots: int, first_student: int,
-                nstudents: int, instrument_id: int, plan_id: int) -> dict:
+def run_pgbench(
+    url: str,
+    *,
+    clients: int,
+    seconds: int,
+    first_slot: int,
+    nslots: int,
+    first_student: int,
+    nstudents: int,
+    instrument_id: int,
+    plan_id: int,
+) -> dict:
     """The booking transaction under pgbench at `clients` concurrency; TPS and counts."""
     pgbench = require_tool("pgbench", "postgresql-client")
     script = work_dir("pgbench") / "booking.sql"
     script.write_text(PGBENCH_SCRIPT)
-    argv = [pgbench, "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", str(script),
-            "-D", "k=0", "-D", f"first_slot={first_slot}", "-D", f"nslots={nslots}",
-            "-D", f"first_student={first_student}", "-D", f"nstudents={nstudents}",
-            "-D", f"instrument={instrument_id}", "-D", f"plan={plan_id}", libpq_url(url)]
+    argv = [
+        pgbench,
+        "-n",
+        "-c",
+        str(clients),
+        "-j",
+        "2",
+        "-T",
+        str(seconds),
+        "-f",
+        str(script),
+        "-D",
+        "k=0",
+        "-D",
+        f"first_slot={first_slot}",
+        "-D",
+        f"nslots={nslots}",
+        "-D",
+        f"first_student={first_student}",
+        "-D",
+        f"nstudents={nstudents}",
+        "-D",
+        f"instrument={instrument_id}",
+        "-D",
+        f"plan={plan_id}",
+        libpq_url(url),
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     match = re.search(r"tps = ([\d.]+) \(without initial", done.stdout)
     if done.returncode != 0 or not match:
@@ -102,10 +158,18 @@ def run_pgbench(url: str, *, clients: int, seconds: int, first_slot: int, nslots
     transactions = int(re.search(r"number of transactions actually processed: (\d+)", done.stdout).group(1))
     latency = re.search(r"latency average = ([\d.]+) ms", done.stdout)
     inserted = sql(url, "SELECT count(*) FROM enrollment WHERE pipeline_state = 'pgbench'")[0][0]
-    doubles = sql(url, f"SELECT count(*) FROM (SELECT timeslot_id FROM enrollment WHERE status IN {LIVE} "
-                       "GROUP BY timeslot_id HAVING count(*) > 1) AS d")[0][0]
-    return {"tps": float(match.group(1)), "transactions": transactions, "inserted": inserted,
-            "latency_ms": float(latency.group(1)) if latency else None, "double_bookings": doubles}
+    doubles = sql(
+        url,
+        f"SELECT count(*) FROM (SELECT timeslot_id FROM enrollment WHERE status IN {LIVE} "
+        "GROUP BY timeslot_id HAVING count(*) > 1) AS d",
+    )[0][0]
+    return {
+        "tps": float(match.group(1)),
+        "transactions": transactions,
+        "inserted": inserted,
+        "latency_ms": float(latency.group(1)) if latency else None,
+        "double_bookings": doubles,
+    }
 
 
 def run(*, clients: int = 8, seconds: int = 15, pgbench_seconds: int = 5, threads: int = 4) -> list[Figure]:
@@ -121,17 +185,24 @@ def run(*, clients: int = 8, seconds: int = 15, pgbench_seconds: int = 5, thread
     except MissingTool as missing:
         return skipped(BENCH, FIGURES, missing)
     with fresh_pg_database("bench_booking") as url:
-        studio = seed_studio(url, teachers=TEACHERS, slots_per_teacher=SLOTS_PER_TEACHER,
-                             payees=clients * PAYEES_PER_CLIENT)
+        studio = seed_studio(url, teachers=TEACHERS, slots_per_teacher=SLOTS_PER_TEACHER, payees=clients * PAYEES_PER_CLIENT)
         slots = studio.slot_ids
         assert slots == list(range(slots[0], slots[0] + len(slots))), "slot ids must be contiguous"
         students = [student_id for _, _, student_id in studio.payees]
         # The last 2 × clients slots are kept for warming the API up; the walk uses the rest.
         walk = len(slots) - 2 * clients
 
-        pgbench = run_pgbench(url, clients=clients, seconds=pgbench_seconds, first_slot=slots[0], nslots=walk,
-                              first_student=min(students), nstudents=len(students),
-                              instrument_id=studio.instrument_id, plan_id=studio.plan_id)
+        pgbench = run_pgbench(
+            url,
+            clients=clients,
+            seconds=pgbench_seconds,
+            first_slot=slots[0],
+            nslots=walk,
+            first_student=min(students),
+            nstudents=len(students),
+            instrument_id=studio.instrument_id,
+            plan_id=studio.plan_id,
+        )
         sql(url, "DELETE FROM enrollment")
         sql(url, "VACUUM ANALYZE")
 
@@ -144,15 +215,26 @@ def run(*, clients: int = 8, seconds: int = 15, pgbench_seconds: int = 5, thread
                 before = sql(url, "SELECT count(*) FROM enrollment")[0][0]
                 lua = LUA_BOOKING.format(
                     creds="{" + ",".join(f"{{{lua_string(token)},{student}}}" for token, student in creds) + "}",
-                    first_slot=slots[0], nslots=walk, per_client=PAYEES_PER_CLIENT,
+                    first_slot=slots[0],
+                    nslots=walk,
+                    per_client=PAYEES_PER_CLIENT,
                 )
-                result = wrk(server.url + "/parent/bookings", seconds=seconds, connections=clients,
-                             threads=clients, script=lua, name="booking")
+                result = wrk(
+                    server.url + "/parent/bookings",
+                    seconds=seconds,
+                    connections=clients,
+                    threads=clients,
+                    script=lua,
+                    name="booking",
+                )
         finally:
             flush_queue(env)
         created = sql(url, "SELECT count(*) FROM enrollment")[0][0] - before
-        db_doubles = sql(url, f"SELECT count(*) FROM (SELECT timeslot_id FROM enrollment WHERE status IN {LIVE} "
-                              "GROUP BY timeslot_id HAVING count(*) > 1) AS d")[0][0]
+        db_doubles = sql(
+            url,
+            f"SELECT count(*) FROM (SELECT timeslot_id FROM enrollment WHERE status IN {LIVE} "
+            "GROUP BY timeslot_id HAVING count(*) > 1) AS d",
+        )[0][0]
 
     won = Counter(result.collected)
     answer_doubles = sum(1 for count in won.values() if count > 1)
@@ -162,30 +244,57 @@ def run(*, clients: int = 8, seconds: int = 15, pgbench_seconds: int = 5, thread
     slots_attempted = len(won) if won else 0
     contested = conflicts  # every 409 lost a race for a slot someone else holds
     return [
-        ratio_figure(BENCH, "booking req/s (POST /parent/bookings)", result.rps, "req/s",
-                     baseline_name="pgbench booking txn", baseline=pgbench["tps"], baseline_unit="TPS", at_least=0.25,
-                     note=f"{clients} clients; API {seconds} s on gunicorn 2 workers × {threads} threads; pgbench {pgbench_seconds} s, {pgbench['transactions']} txns "
-                          f"({pgbench['inserted']} inserts, avg {pgbench['latency_ms']} ms)"),
+        ratio_figure(
+            BENCH,
+            "booking req/s (POST /parent/bookings)",
+            result.rps,
+            "req/s",
+            baseline_name="pgbench booking txn",
+            baseline=pgbench["tps"],
+            baseline_unit="TPS",
+            at_least=0.25,
+            note=f"{clients} clients; API {seconds} s on gunicorn 2 workers × {threads} threads; pgbench {pgbench_seconds} s, {pgbench['transactions']} txns "
+            f"({pgbench['inserted']} inserts, avg {pgbench['latency_ms']} ms)",
+        ),
         Figure(BENCH, "latency p50", result.p50_ms, "ms"),
         Figure(BENCH, "latency p99", result.p99_ms, "ms"),
         Figure(BENCH, "202 accepted", accepted, "", note=f"{slots_attempted} slots won, {created} rows created"),
-        Figure(BENCH, "409 conflicts", conflicts, "",
-               note=f"slot-taken {result.extra.get('slot_taken', 0)}, too-many-holds "
-                    f"{result.extra.get('too_many_holds', 0)}"),
+        Figure(
+            BENCH,
+            "409 conflicts",
+            conflicts,
+            "",
+            note=f"slot-taken {result.extra.get('slot_taken', 0)}, too-many-holds {result.extra.get('too_many_holds', 0)}",
+        ),
         bound_figure(BENCH, "contested attempts", contested, "", at_least=1000),
-        bound_figure(BENCH, "double bookings (answers + database)", answer_doubles + db_doubles, "", at_most=0,
-                     baseline=f"pgbench: {pgbench['double_bookings']}"),
-        bound_figure(BENCH, "other answers / socket errors", other + result.errors, "", at_most=0,
-                     note=str({k: v for k, v in result.statuses.items() if k not in (202, 409)})),
+        bound_figure(
+            BENCH,
+            "double bookings (answers + database)",
+            answer_doubles + db_doubles,
+            "",
+            at_most=0,
+            baseline=f"pgbench: {pgbench['double_bookings']}",
+        ),
+        bound_figure(
+            BENCH,
+            "other answers / socket errors",
+            other + result.errors,
+            "",
+            at_most=0,
+            note=str({k: v for k, v in result.statuses.items() if k not in (202, 409)}),
+        ),
     ]
 
 
 def _warm_up(base_url: str, creds: list[tuple[str, int]], spare_slots: list[int]) -> None:
     """One booking per client on spare slots, so both workers have imported and connected."""
-    for (token, student), slot in zip(creds[::PAYEES_PER_CLIENT], spare_slots):
-        call("POST", base_url + "/parent/bookings", {
-            "student_id": student, "timeslot_id": slot, "instrument": "piano", "plan": "monthly"},
-            headers={"Authorization": "Bearer " + token})
+    for (token, student), slot in zip(creds[::PAYEES_PER_CLIENT], spare_slots, strict=False):
+        call(
+            "POST",
+            base_url + "/parent/bookings",
+            {"student_id": student, "timeslot_id": slot, "instrument": "piano", "plan": "monthly"},
+            headers={"Authorization": "Bearer " + token},
+        )
     time.sleep(0.2)
 
 
@@ -197,8 +306,10 @@ def main() -> None:
     parser.add_argument("--pgbench-seconds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (1: sync worker)")
     args = parser.parse_args()
-    print_figures("bench.booking", run(clients=args.clients, seconds=args.seconds,
-                                       pgbench_seconds=args.pgbench_seconds, threads=args.threads))
+    print_figures(
+        "bench.booking",
+        run(clients=args.clients, seconds=args.seconds, pgbench_seconds=args.pgbench_seconds, threads=args.threads),
+    )
 
 
 if __name__ == "__main__":

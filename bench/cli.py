@@ -19,7 +19,7 @@ import argparse
 import os
 import subprocess
 
-from bench.common import VENV_BIN, Figure, PYTHON, bound_figure, median_time, print_figures, ratio_figure, work_dir
+from bench.common import PYTHON, VENV_BIN, Figure, bound_figure, median_time, print_figures, ratio_figure, work_dir
 
 BENCH = "cli"
 
@@ -27,10 +27,18 @@ BENCH = "cli"
 def demo_env() -> dict[str, str]:
     """Environment of a CLI run on the demo SQLite database in `bench/.work/cli/`."""
     folder = work_dir("cli")
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_API_BASE", "MAILJET_API_KEY", "HUEY_NAME")}
-    env.update({"DATABASE_URL": f"sqlite:///{folder / 'demo.db'}", "OUTBOX_DIR": str(folder / "outbox"),
-                "STUDIO_TIMEZONE": "America/New_York"})
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_API_BASE", "MAILJET_API_KEY", "HUEY_NAME")
+    }
+    env.update(
+        {
+            "DATABASE_URL": f"sqlite:///{folder / 'demo.db'}",
+            "OUTBOX_DIR": str(folder / "outbox"),
+            "STUDIO_TIMEZONE": "America/New_York",
+        }
+    )
     return env
 
 
@@ -47,13 +55,14 @@ def build_demo_database(env: dict[str, str]) -> None:
 
 def slowest_imports(argv: list[str], env: dict[str, str], *, top: int = 12) -> list[tuple[float, str]]:
     """The `top` biggest cumulative import times (ms) of running `argv` under `-X importtime`."""
-    done = subprocess.run([PYTHON, "-X", "importtime", *argv], env=env, cwd=work_dir("cli"),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [PYTHON, "-X", "importtime", *argv], env=env, cwd=work_dir("cli"), capture_output=True, text=True, timeout=60
+    )
     rows = []
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
             continue
-        _self_us, cumulative_us, name = line[len("import time:"):].split("|", 2)
+        _self_us, cumulative_us, name = line[len("import time:") :].split("|", 2)
         rows.append((int(cumulative_us) / 1000, name.strip()))
     return sorted(rows, reverse=True)[:top]
 
@@ -69,12 +78,32 @@ def run(*, repeat: int = 7, importtime: bool = False) -> list[Figure]:
     help_time, help_rss = median_time([studioctl, "--help"], repeat=repeat, env=env, cwd=cwd)
     dash_time, dash_rss = median_time([studioctl, "dashboard", "today", "--json"], repeat=repeat, env=env, cwd=cwd)
     figures = [
-        ratio_figure(BENCH, "studioctl --help", help_time * 1000, "ms", baseline_name="import typer",
-                     baseline=typer_time * 1000, at_most=2.0),
-        ratio_figure(BENCH, "studioctl dashboard today --json (demo DB)", dash_time * 1000, "ms",
-                     baseline_name="import sqlmodel", baseline=sqlmodel_time * 1000, at_most=1.5),
-        bound_figure(BENCH, "peak RSS of studioctl", max(help_rss, dash_rss), "MB", at_most=100,
-                     note=f"--help {help_rss:.0f} MB, dashboard {dash_rss:.0f} MB"),
+        ratio_figure(
+            BENCH,
+            "studioctl --help",
+            help_time * 1000,
+            "ms",
+            baseline_name="import typer",
+            baseline=typer_time * 1000,
+            at_most=2.0,
+        ),
+        ratio_figure(
+            BENCH,
+            "studioctl dashboard today --json (demo DB)",
+            dash_time * 1000,
+            "ms",
+            baseline_name="import sqlmodel",
+            baseline=sqlmodel_time * 1000,
+            at_most=1.5,
+        ),
+        bound_figure(
+            BENCH,
+            "peak RSS of studioctl",
+            max(help_rss, dash_rss),
+            "MB",
+            at_most=100,
+            note=f"--help {help_rss:.0f} MB, dashboard {dash_rss:.0f} MB",
+        ),
     ]
     if importtime:
         imports = slowest_imports(["-m", "studioctl.main", "dashboard", "today", "--json"], env)

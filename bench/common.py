@@ -92,8 +92,17 @@ def _fmt(number: float) -> str:
 
 
 def ratio_figure(
-    bench: str, name: str, value: float, unit: str, *, baseline_name: str, baseline: float, baseline_unit: str = "",
-    at_least: float | None = None, at_most: float | None = None, note: str = "",
+    bench: str,
+    name: str,
+    value: float,
+    unit: str,
+    *,
+    baseline_name: str,
+    baseline: float,
+    baseline_unit: str = "",
+    at_least: float | None = None,
+    at_most: float | None = None,
+    note: str = "",
 ) -> Figure:
     """A figure whose verdict is `value / baseline` against a lower or upper bound."""
     ratio = value / baseline if baseline else None
@@ -108,8 +117,15 @@ def ratio_figure(
 
 
 def bound_figure(
-    bench: str, name: str, value: float, unit: str, *, at_most: float | None = None, at_least: float | None = None,
-    baseline: str = "", note: str = "",
+    bench: str,
+    name: str,
+    value: float,
+    unit: str,
+    *,
+    at_most: float | None = None,
+    at_least: float | None = None,
+    baseline: str = "",
+    note: str = "",
 ) -> Figure:
     """A figure checked against an absolute bound (memory, query counts, double bookings)."""
     if at_most is not None:
@@ -146,8 +162,10 @@ def print_figures(title: str, figures: Sequence[Figure]) -> None:
             console.print(f"  [dim]{figure.name}: {figure.note}[/]")
 
 
-_RSS_PROBE = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+_RSS_PROBE = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
 
 
 def peak_rss_mb(argv: Sequence[str], *, env: dict | None = None, cwd: Path | None = None) -> float:
@@ -157,8 +175,9 @@ def peak_rss_mb(argv: Sequence[str], *, env: dict | None = None, cwd: Path | Non
     across exec, so a child forked straight from a big benchmark process would report the
     benchmark's own size.
     """
-    done = subprocess.run([sys.executable, "-S", "-c", _RSS_PROBE, *argv], env=env, cwd=cwd, check=True,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", _RSS_PROBE, *argv], env=env, cwd=cwd, check=True, capture_output=True, text=True, timeout=120
+    )
     return int(done.stdout.split()[-1]) / 1024
 
 
@@ -269,24 +288,38 @@ def seed_studio(url: str, *, teachers: int, slots_per_teacher: int, payees: int 
             "VALUES ('monthly plan', 'monthly', 12000, 'usd', true, now()) RETURNING id"
         ).fetchone()[0]
         if semester:
-            run("INSERT INTO semester (name, starts_on, ends_on, makeup_starts_on, makeup_ends_on, created_at) "
-                "VALUES ('Bench term', current_date - 30, current_date + 150, current_date - 30, current_date + 170, now())")
-        run("INSERT INTO teacher (name, email, active, created_at) "
+            run(
+                "INSERT INTO semester (name, starts_on, ends_on, makeup_starts_on, makeup_ends_on, created_at) "
+                "VALUES ('Bench term', current_date - 30, current_date + 150, current_date - 30, current_date + 170, now())"
+            )
+        run(
+            "INSERT INTO teacher (name, email, active, created_at) "
             "SELECT 'Teacher ' || n, 'teacher' || n || '@bench.test', true, now() FROM generate_series(1, %s) AS n",
-            (teachers,))
+            (teachers,),
+        )
         run("INSERT INTO teacher_instrument (teacher_id, instrument_id) SELECT id, %s FROM teacher", (instrument_id,))
-        run("INSERT INTO timeslot (teacher_id, weekday, start_minute, active, created_at) "
+        run(
+            "INSERT INTO timeslot (teacher_id, weekday, start_minute, active, created_at) "
             "SELECT t.id, k %% 6, 840 + (k / 6) * 30, true, now() "
-            "FROM teacher t CROSS JOIN generate_series(0, %s - 1) AS k ORDER BY t.id, k", (slots_per_teacher,))
+            "FROM teacher t CROSS JOIN generate_series(0, %s - 1) AS k ORDER BY t.id, k",
+            (slots_per_teacher,),
+        )
         slot_ids = [row[0] for row in run("SELECT id FROM timeslot ORDER BY id")]
         people = []
         if payees:
-            run("INSERT INTO payee (supabase_user_id, email, name, calendar_token, created_at, updated_at) "
+            run(
+                "INSERT INTO payee (supabase_user_id, email, name, calendar_token, created_at, updated_at) "
                 "SELECT 'bench-user-' || n, 'parent' || n || '@bench.test', 'Parent ' || n, md5(random()::text || n), "
-                "now(), now() FROM generate_series(1, %s) AS n", (payees,))
+                "now(), now() FROM generate_series(1, %s) AS n",
+                (payees,),
+            )
             run("INSERT INTO student (payee_id, name, created_at) SELECT id, 'Student of ' || name, now() FROM payee")
-            people = [(sub, payee_id, student_id) for sub, payee_id, student_id in run(
-                "SELECT p.supabase_user_id, p.id, s.id FROM payee p JOIN student s ON s.payee_id = p.id ORDER BY p.id")]
+            people = [
+                (sub, payee_id, student_id)
+                for sub, payee_id, student_id in run(
+                    "SELECT p.supabase_user_id, p.id, s.id FROM payee p JOIN student s ON s.payee_id = p.id ORDER BY p.id"
+                )
+            ]
         connection.commit()
     return Studio(slot_ids=slot_ids, payees=people, plan_id=plan_id, instrument_id=instrument_id)
 
@@ -352,7 +385,7 @@ def flush_queue(env: dict[str, str]) -> None:
         for pattern in (f"*{env['HUEY_NAME']}*", "*studio-api*bench-user-*"):
             keys = list(client.scan_iter(match=pattern, count=1000))
             for start in range(0, len(keys), 500):
-                client.delete(*keys[start:start + 500])
+                client.delete(*keys[start : start + 500])
     finally:
         client.close()
 
@@ -370,8 +403,9 @@ def exchange_tokens(base_url: str, subs: Sequence[str]) -> dict[str, str]:
     """Our API tokens for each Supabase subject, through the real `POST /auth/exchange`."""
     tokens = {}
     for sub in subs:
-        answer = call("POST", base_url + "/auth/exchange", headers={
-            "Authorization": "Bearer " + supabase_token(sub, f"{sub}@bench.test")})
+        answer = call(
+            "POST", base_url + "/auth/exchange", headers={"Authorization": "Bearer " + supabase_token(sub, f"{sub}@bench.test")}
+        )
         if answer.status != 200:
             raise RuntimeError(f"/auth/exchange answered {answer.status}: {answer.body}")
         tokens[sub] = answer.body["access_token"]
@@ -454,8 +488,16 @@ class WrkResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-def wrk(url: str, *, seconds: int = 5, connections: int = 16, threads: int = 2, script: str = "",
-        headers: dict | None = None, name: str = "wrk") -> WrkResult:
+def wrk(
+    url: str,
+    *,
+    seconds: int = 5,
+    connections: int = 16,
+    threads: int = 2,
+    script: str = "",
+    headers: dict | None = None,
+    name: str = "wrk",
+) -> WrkResult:
     """Run `wrk` against `url` with an optional Lua `script`.
 
     The script may define `request()`, `on_response(status, headers, body)` and `init(args)`,
@@ -466,8 +508,7 @@ def wrk(url: str, *, seconds: int = 5, connections: int = 16, threads: int = 2, 
     binary = require_tool("wrk")
     script_path = work_dir("lua") / f"{name}-{uuid.uuid4().hex[:6]}.lua"
     script_path.write_text(script + "\n" + _WRK_FOOTER)
-    argv = [binary, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
-            "-s", str(script_path)]
+    argv = [binary, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s", "-s", str(script_path)]
     for key, value in (headers or {}).items():
         argv += ["-H", f"{key}: {value}"]
     try:
@@ -477,12 +518,16 @@ def wrk(url: str, *, seconds: int = 5, connections: int = 16, threads: int = 2, 
     line = next((line for line in done.stdout.splitlines() if line.startswith("WRKJSON ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout[-1500:]} {done.stderr[-1500:]}")
-    data = json.loads(line[len("WRKJSON "):])
+    data = json.loads(line[len("WRKJSON ") :])
     errors = sum(int(data.get(key, 0)) for key in ("connect_errors", "read_errors", "write_errors", "timeouts"))
     return WrkResult(
-        requests=int(data["requests"]), seconds=data["duration_us"] / 1e6,
-        p50_ms=data["p50_us"] / 1000, p90_ms=data["p90_us"] / 1000, p99_ms=data["p99_us"] / 1000,
-        statuses={int(k): int(v) for k, v in data.get("statuses", {}).items()}, errors=errors,
+        requests=int(data["requests"]),
+        seconds=data["duration_us"] / 1e6,
+        p50_ms=data["p50_us"] / 1000,
+        p90_ms=data["p90_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        statuses={int(k): int(v) for k, v in data.get("statuses", {}).items()},
+        errors=errors,
         extra=data.get("extra", {}),
         collected=[item for item in data.get("collected", "").split(",") if item],
     )
@@ -499,14 +544,18 @@ def machine_facts() -> dict[str, str]:
 
     facts = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "nproc": str(os.cpu_count())}
     try:
-        mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal:"))
+        mem_kb = next(
+            int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:")
+        )
         facts["memory"] = f"{mem_kb / 1024 / 1024:.1f} GiB"
     except (OSError, StopIteration):
         pass
     try:
-        facts["cpu"] = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                            if line.startswith("model name"))
+        facts["cpu"] = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         facts["cpu"] = platform.processor() or "unknown"
     facts["kernel"] = platform.release()
@@ -542,8 +591,14 @@ class LoadResult:
         return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
 
 
-def http_load(base_url: str, requests: Sequence[tuple[str, str, bytes | None, dict]], *, total: int,
-              concurrency: int = 4, timeout: float = 30.0) -> LoadResult:
+def http_load(
+    base_url: str,
+    requests: Sequence[tuple[str, str, bytes | None, dict]],
+    *,
+    total: int,
+    concurrency: int = 4,
+    timeout: float = 30.0,
+) -> LoadResult:
     """Send exactly `total` requests, cycling through `requests` (method, path, body, headers),
     from `concurrency` threads, each on its own keep-alive `http.client` connection."""
     import http.client

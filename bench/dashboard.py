@@ -26,8 +26,18 @@ import time
 from datetime import date, timedelta
 
 from bench.common import (
-    Figure, MissingTool, bound_figure, libpq_url, print_figures, ratio_figure, require_tool, restore_environ,
-    seed_studio, skipped, sql, work_dir,
+    Figure,
+    MissingTool,
+    bound_figure,
+    libpq_url,
+    print_figures,
+    ratio_figure,
+    require_tool,
+    restore_environ,
+    seed_studio,
+    skipped,
+    sql,
+    work_dir,
 )
 from tests.support.databases import fresh_pg_database
 
@@ -41,12 +51,17 @@ def seed_big_studio(url: str) -> date:
     today = date.today()
     board_day = today - timedelta(days=(today.weekday() - 1) % 7)  # the latest Tuesday (weekday 1)
     first_monday = board_day - timedelta(days=board_day.weekday() + 7 * (WEEKS - 1))
-    sql(url, "INSERT INTO semester (name, starts_on, ends_on, makeup_starts_on, makeup_ends_on, created_at) "
-             "VALUES ('Big term', %s, %s, %s, %s, now())",
-        (first_monday, board_day + timedelta(days=70), first_monday, board_day + timedelta(days=90)))
+    sql(
+        url,
+        "INSERT INTO semester (name, starts_on, ends_on, makeup_starts_on, makeup_ends_on, created_at) "
+        "VALUES ('Big term', %s, %s, %s, %s, now())",
+        (first_monday, board_day + timedelta(days=70), first_monday, board_day + timedelta(days=90)),
+    )
     sql(url, "INSERT INTO student (payee_id, name, created_at) SELECT id, 'Sibling of ' || name, now() FROM payee")
     # Slot n goes to student n; 1 in 20 is a provisional hold, 1 in 20 past due, the rest active.
-    sql(url, """
+    sql(
+        url,
+        """
         WITH s AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM student),
              t AS (SELECT id, weekday, row_number() OVER (ORDER BY id) AS n FROM timeslot)
         INSERT INTO enrollment (student_id, timeslot_id, instrument_id, plan_id, semester_id, status, offline,
@@ -60,13 +75,19 @@ def seed_big_studio(url: str) -> date:
                CASE WHEN t.n %% 20 = 1 THEN now() - interval '2 days' END,
                now() - interval '200 days', now() - (t.n %% 9) * interval '1 day'
         FROM t JOIN s ON s.n = t.n
-    """, (first_monday,))
-    sql(url, """
+    """,
+        (first_monday,),
+    )
+    sql(
+        url,
+        """
         INSERT INTO attendance (enrollment_id, lesson_date, status, marked_at)
         SELECT e.id, e.start_date + 7 * w,
                (ARRAY['present', 'present', 'present', 'excused', 'no_show'])[1 + (e.id + w) %% 5], now()
         FROM enrollment e CROSS JOIN generate_series(0, %s - 1) AS w
-    """, (WEEKS,))
+    """,
+        (WEEKS,),
+    )
     sql(url, "VACUUM ANALYZE")
     return board_day
 
@@ -122,7 +143,7 @@ def run(*, repeat: int = 3) -> list[Figure]:
                     json.dumps(command(session), default=str)
                 recorded: list[str] = []
 
-                def record(_conn, cursor, statement, params, _context, _many):
+                def record(_conn, cursor, statement, params, _context, _many, recorded=recorded):
                     recorded.append(psycopg.ClientCursor(cursor.connection).mogrify(statement, params))
 
                 times = []
@@ -136,22 +157,32 @@ def run(*, repeat: int = 3) -> list[Figure]:
                     if attempt == 0:
                         event.remove(engine, "before_cursor_execute", record)
                 app_seconds = statistics.median(times)
-                figures.append(bound_figure(BENCH, f"{name}: SQL statements", len(recorded), "", at_most=5,
-                                            note=f"{len(output):,} bytes of JSON"))
+                figures.append(
+                    bound_figure(
+                        BENCH, f"{name}: SQL statements", len(recorded), "", at_most=5, note=f"{len(output):,} bytes of JSON"
+                    )
+                )
                 if psql is None:
                     untimed.append(f"{name}: time")
                     continue
                 script = "BEGIN;\n" + ";\n".join(recorded) + ";\nCOMMIT;\n"
                 psql_seconds = _psql_seconds(psql, url, script, repeat)
-                figures.append(ratio_figure(BENCH, f"{name}: time", app_seconds * 1000, "ms",
-                                            baseline_name="same SQL in psql", baseline=psql_seconds * 1000,
-                                            at_most=2.0))
+                figures.append(
+                    ratio_figure(
+                        BENCH,
+                        f"{name}: time",
+                        app_seconds * 1000,
+                        "ms",
+                        baseline_name="same SQL in psql",
+                        baseline=psql_seconds * 1000,
+                        at_most=2.0,
+                    )
+                )
         finally:
             restore_environ({"DATABASE_URL": saved})
     if untimed:
         figures += skipped(BENCH, untimed, missing)
-    figures[0].note = (f"{counts[0]:,} enrollments, {counts[1]:,} attendance rows; board day {board_day}; "
-                       + figures[0].note)
+    figures[0].note = f"{counts[0]:,} enrollments, {counts[1]:,} attendance rows; board day {board_day}; " + figures[0].note
     return figures
 
 

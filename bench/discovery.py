@@ -16,8 +16,21 @@ from __future__ import annotations
 import argparse
 
 from bench.common import (
-    Figure, MissingTool, QueryCounter, api_server, bench_env, bound_figure, flush_queue, in_process_app, print_figures,
-    ratio_figure, require_tool, seed_studio, skipped, sql, wrk,
+    Figure,
+    MissingTool,
+    QueryCounter,
+    api_server,
+    bench_env,
+    bound_figure,
+    flush_queue,
+    in_process_app,
+    print_figures,
+    ratio_figure,
+    require_tool,
+    seed_studio,
+    skipped,
+    sql,
+    wrk,
 )
 from tests.support.databases import fresh_pg_database
 
@@ -30,12 +43,16 @@ LISTING_FIGURE, ERRORS_FIGURE = "GET /public/timeslots?available=true", "non-200
 def seed_half_booked(url: str) -> int:
     """12,000 slots, every other one taken by an active enrollment; returns the slot count."""
     studio = seed_studio(url, teachers=TEACHERS, slots_per_teacher=SLOTS_PER_TEACHER, payees=100)
-    sql(url, """
+    sql(
+        url,
+        """
         INSERT INTO enrollment (student_id, timeslot_id, instrument_id, plan_id, status, offline, start_date,
                                 created_at, updated_at)
         SELECT (SELECT min(id) FROM student) + (t.id %% 100), t.id, %s, %s, 'active', false, current_date, now(), now()
         FROM timeslot t WHERE t.id %% 2 = 0
-    """, (studio.instrument_id, studio.plan_id))
+    """,
+        (studio.instrument_id, studio.plan_id),
+    )
     sql(url, "VACUUM ANALYZE")
     return len(studio.slot_ids)
 
@@ -49,8 +66,11 @@ def statements_per_request(env: dict[str, str]) -> dict[str, int]:
         client = app.test_client()
         client.get(LISTING + "&limit=5")  # warm-up
         first = client.get(LISTING + "&limit=100").get_json()
-        for name, path in (("10 slots", LISTING + "&limit=10"), ("100 slots", LISTING + "&limit=100"),
-                           ("page 2 of 100", LISTING + f"&limit=100&cursor={first['next_cursor']}")):
+        for name, path in (
+            ("10 slots", LISTING + "&limit=10"),
+            ("100 slots", LISTING + "&limit=100"),
+            ("page 2 of 100", LISTING + f"&limit=100&cursor={first['next_cursor']}"),
+        ):
             with QueryCounter(get_engine()) as counter:
                 response = client.get(path)
             assert response.status_code == 200, response.get_data(as_text=True)
@@ -78,17 +98,29 @@ def run(*, seconds: int = 5, connections: int = 16) -> list[Figure]:
                     health = wrk(server.url + "/healthz", seconds=seconds, connections=connections, name="healthz")
             finally:
                 flush_queue(env)
-    statements = bound_figure(BENCH, "SQL statements per listing request", max(counts.values()), "",
-                              at_most=min(counts.values()), note=", ".join(f"{k}: {v}" for k, v in counts.items())
-                              + " (target: the same for every page size)")
+    statements = bound_figure(
+        BENCH,
+        "SQL statements per listing request",
+        max(counts.values()),
+        "",
+        at_most=min(counts.values()),
+        note=", ".join(f"{k}: {v}" for k, v in counts.items()) + " (target: the same for every page size)",
+    )
     if missing is not None:
         return [statements, *skipped(BENCH, (LISTING_FIGURE, ERRORS_FIGURE), missing)]
     bad = sum(count for status, count in listing.statuses.items() if status != 200) + listing.errors
     return [
-        ratio_figure(BENCH, LISTING_FIGURE, listing.rps, "req/s",
-                     baseline_name="/healthz", baseline=health.rps, at_least=0.5,
-                     note=f"{slots:,} slots, half booked; 50 per page; wrk {connections} connections, {seconds} s; "
-                          f"p50 {listing.p50_ms:.1f} ms, p99 {listing.p99_ms:.1f} ms (healthz p99 {health.p99_ms:.1f} ms)"),
+        ratio_figure(
+            BENCH,
+            LISTING_FIGURE,
+            listing.rps,
+            "req/s",
+            baseline_name="/healthz",
+            baseline=health.rps,
+            at_least=0.5,
+            note=f"{slots:,} slots, half booked; 50 per page; wrk {connections} connections, {seconds} s; "
+            f"p50 {listing.p50_ms:.1f} ms, p99 {listing.p99_ms:.1f} ms (healthz p99 {health.p99_ms:.1f} ms)",
+        ),
         statements,
         bound_figure(BENCH, ERRORS_FIGURE, bad, "", at_most=0),
     ]

@@ -18,8 +18,17 @@ import argparse
 import json
 
 from bench.common import (
-    Figure, api_server, bench_env, bound_figure, exchange_tokens, flush_queue, http_load, print_figures, rss_mb,
-    seed_studio, sql,
+    Figure,
+    api_server,
+    bench_env,
+    bound_figure,
+    exchange_tokens,
+    flush_queue,
+    http_load,
+    print_figures,
+    rss_mb,
+    seed_studio,
+    sql,
 )
 from tests.support.databases import fresh_pg_database
 
@@ -30,12 +39,16 @@ def run(*, requests: int = 10_000, concurrency: int = 4) -> list[Figure]:
     """Load the API in two halves, reading worker RSS between; the figures of this benchmark."""
     with fresh_pg_database("bench_memory") as url:
         studio = seed_studio(url, teachers=20, slots_per_teacher=24, payees=8)
-        sql(url, """
+        sql(
+            url,
+            """
             INSERT INTO enrollment (student_id, timeslot_id, instrument_id, plan_id, status, offline, start_date,
                                     created_at, updated_at)
             SELECT (SELECT min(id) FROM student), t.id, %s, %s, 'active', false, current_date, now(), now()
             FROM timeslot t WHERE t.id %% 2 = 0
-        """, (studio.instrument_id, studio.plan_id))
+        """,
+            (studio.instrument_id, studio.plan_id),
+        )
         taken_slot = sql(url, "SELECT min(timeslot_id) FROM enrollment")[0][0]
         env = bench_env(url)
         try:
@@ -44,8 +57,9 @@ def run(*, requests: int = 10_000, concurrency: int = 4) -> list[Figure]:
                 mix = []
                 for sub, _, student_id in studio.payees:
                     auth = {"Authorization": "Bearer " + tokens[sub]}
-                    booking = json.dumps({"student_id": student_id, "timeslot_id": taken_slot,
-                                          "instrument": "piano", "plan": "monthly"}).encode()
+                    booking = json.dumps(
+                        {"student_id": student_id, "timeslot_id": taken_slot, "instrument": "piano", "plan": "monthly"}
+                    ).encode()
                     mix += [
                         ("GET", "/public/timeslots?available=true", None, {}),
                         ("GET", "/public/teachers", None, {}),
@@ -71,15 +85,34 @@ def run(*, requests: int = 10_000, concurrency: int = 4) -> list[Figure]:
             statuses[status] = statuses.get(status, 0) + count
     unexpected = sum(count for status, count in statuses.items() if status not in (200, 409))
     growth = max(end[pid] - middle[pid] for pid in pids)
-    per_worker = "; ".join(f"worker {n}: {warm[pid]:.1f} → {middle[pid]:.1f} → {end[pid]:.1f} MB"
-                           for n, pid in enumerate(pids, 1))
+    per_worker = "; ".join(
+        f"worker {n}: {warm[pid]:.1f} → {middle[pid]:.1f} → {end[pid]:.1f} MB" for n, pid in enumerate(pids, 1)
+    )
     return [
-        bound_figure(BENCH, f"worker RSS after {requests:,} requests", max(end.values()), "MB", at_most=120,
-                     note=f"warm-up, {requests // 2:,}th, {requests:,}th request: {per_worker}"),
-        bound_figure(BENCH, f"RSS growth {requests // 2:,}th → {requests:,}th", growth, "MB", at_most=2.0,
-                     note="target: no growth (2 MB allowed for allocator noise)"),
-        bound_figure(BENCH, "unexpected answers / socket errors", unexpected + first.errors + second.errors, "",
-                     at_most=0, note=f"statuses {statuses}; {(first.rps + second.rps) / 2:.0f} req/s"),
+        bound_figure(
+            BENCH,
+            f"worker RSS after {requests:,} requests",
+            max(end.values()),
+            "MB",
+            at_most=120,
+            note=f"warm-up, {requests // 2:,}th, {requests:,}th request: {per_worker}",
+        ),
+        bound_figure(
+            BENCH,
+            f"RSS growth {requests // 2:,}th → {requests:,}th",
+            growth,
+            "MB",
+            at_most=2.0,
+            note="target: no growth (2 MB allowed for allocator noise)",
+        ),
+        bound_figure(
+            BENCH,
+            "unexpected answers / socket errors",
+            unexpected + first.errors + second.errors,
+            "",
+            at_most=0,
+            note=f"statuses {statuses}; {(first.rps + second.rps) / 2:.0f} req/s",
+        ),
     ]
 
 

@@ -29,8 +29,17 @@ import threading
 import time
 
 from bench.common import (
-    VENV_BIN, Figure, bench_env, bound_figure, flush_queue, print_figures, ratio_figure, restore_environ, seed_studio,
-    sql, work_dir,
+    VENV_BIN,
+    Figure,
+    bench_env,
+    bound_figure,
+    flush_queue,
+    print_figures,
+    ratio_figure,
+    restore_environ,
+    seed_studio,
+    sql,
+    work_dir,
 )
 from tests.support import stripe_server
 from tests.support.consumer import Consumer
@@ -67,11 +76,18 @@ def _bare_sequences(base_url: str, price_id: str, count: int, *, prefix: str) ->
                     failures.append(f"{customer_id} has a default card already")  # not the pipeline's case
                 methods = client.v1.payment_methods.list({"customer": customer_id, "type": "card"})
                 card = methods.data[-1].id
-                client.v1.customers.update(customer_id, {"invoice_settings": {"default_payment_method": card}},
-                                           {"idempotency_key": f"bare-{prefix}-{n}-default-{card}"})
+                client.v1.customers.update(
+                    customer_id,
+                    {"invoice_settings": {"default_payment_method": card}},
+                    {"idempotency_key": f"bare-{prefix}-{n}-default-{card}"},
+                )
                 subscription = client.v1.subscriptions.create(
-                    {"customer": customer_id, "items": [{"price": price_id}], "payment_behavior": "error_if_incomplete",
-                     "metadata": {"enrollment_id": f"{prefix}{n}"}},
+                    {
+                        "customer": customer_id,
+                        "items": [{"price": price_id}],
+                        "payment_behavior": "error_if_incomplete",
+                        "metadata": {"enrollment_id": f"{prefix}{n}"},
+                    },
                     {"idempotency_key": f"bare-{prefix}-{n}-subscription"},
                 )
                 if subscription.status != "active":
@@ -95,8 +111,8 @@ def _arrange_bookings(studio, count: int) -> list[int]:
     """Cards on file for `count` families, the plan's price, one provisional hold each."""
     import stripe
 
-    from models.db import session_scope
     from models.booking import hold_slot
+    from models.db import session_scope
     from models.people import Payee
     from workers.payments import create_payment_setup
     from workers.pipeline import ensure_plan_price
@@ -106,21 +122,32 @@ def _arrange_bookings(studio, count: int) -> list[int]:
     client = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": settings_base}, max_network_retries=0)
     ensure_plan_price(StripeGateway(), studio.plan_id)
     enrollment_ids = []
-    for (_, payee_id, student_id), slot_id in zip(studio.payees[:count], studio.slot_ids):
+    for (_, payee_id, student_id), slot_id in zip(studio.payees[:count], studio.slot_ids, strict=False):
         setup = create_payment_setup(payee_id)
         client.v1.setup_intents.confirm(setup["setup_intent_id"], {"payment_method": "pm_card_visa"})
         with session_scope() as session:
             payee = session.get(Payee, payee_id)
-            enrollment = hold_slot(session, payee=payee, student_id=student_id, timeslot_id=slot_id,
-                                   instrument="piano", plan=studio.plan_id, actor=f"payee:{payee_id}")
+            enrollment = hold_slot(
+                session,
+                payee=payee,
+                student_id=student_id,
+                timeslot_id=slot_id,
+                instrument="piano",
+                plan=studio.plan_id,
+                actor=f"payee:{payee_id}",
+            )
             enrollment_ids.append(enrollment.id)
     return enrollment_ids
 
 
 def _start_consumer(env: dict[str, str], log_path) -> Consumer:
     """`studioctl worker` as production runs it, started and polling its queue."""
-    consumer = Consumer(env, log_path, cwd=work_dir("pipeline"),
-                        command=[str(VENV_BIN / "studioctl"), "worker", "--no-periodic", "-w", str(THREADS)])
+    consumer = Consumer(
+        env,
+        log_path,
+        cwd=work_dir("pipeline"),
+        command=[str(VENV_BIN / "studioctl"), "worker", "--no-periodic", "-w", str(THREADS)],
+    )
     consumer.start().wait_for_log("queue ")  # its start-up line names the queue
     time.sleep(0.5)  # its worker threads are polling now
     return consumer
@@ -130,8 +157,10 @@ def _wait_until_done(url: str, count: int, timeout: float) -> tuple[int, int]:
     """Poll until `count` enrollments left `provisional` (or `timeout`); (active, finished)."""
     deadline = time.monotonic() + timeout
     while True:
-        active, finished = sql(url, "SELECT count(*) FILTER (WHERE status = 'active'), "
-                                    "count(*) FILTER (WHERE status <> 'provisional') FROM enrollment")[0]
+        active, finished = sql(
+            url,
+            "SELECT count(*) FILTER (WHERE status = 'active'), count(*) FILTER (WHERE status <> 'provisional') FROM enrollment",
+        )[0]
         if finished >= count or time.monotonic() > deadline:
             return active, finished
         time.sleep(0.02)
@@ -147,8 +176,13 @@ def run(*, bookings: int = 100, timeout: float = 120.0) -> list[Figure]:
     consumer_log.write_text("")
     with fresh_pg_database("bench_pipeline") as url, stripe_server.running(log_path=str(stripe_log)) as stripe_base:
         studio = seed_studio(url, teachers=10, slots_per_teacher=max(24, bookings // 10 + 1), payees=bookings + 1)
-        env = bench_env(url, STRIPE_SECRET_KEY=STRIPE_KEY, STRIPE_API_BASE=stripe_base,
-                        STRIPE_WEBHOOK_SECRET="whsec_bench_0123456789", OUTBOX_DIR=str(folder / "outbox"))
+        env = bench_env(
+            url,
+            STRIPE_SECRET_KEY=STRIPE_KEY,
+            STRIPE_API_BASE=stripe_base,
+            STRIPE_WEBHOOK_SECRET="whsec_bench_0123456789",
+            OUTBOX_DIR=str(folder / "outbox"),
+        )
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
         reset_settings()
@@ -183,8 +217,11 @@ def run(*, bookings: int = 100, timeout: float = 120.0) -> list[Figure]:
             pipeline_seconds = time.perf_counter() - started
             active, finished = active - 1, finished - 1
             bare_seconds += _bare_sequences(stripe_base, price_id, bookings - bookings // 2, prefix="after")
-            subscriptions = sql(url, "SELECT count(DISTINCT stripe_subscription_id) FROM enrollment "
-                                     "WHERE status = 'active' AND id <> %s", (warm_up_id,))[0][0]
+            subscriptions = sql(
+                url,
+                "SELECT count(DISTINCT stripe_subscription_id) FROM enrollment WHERE status = 'active' AND id <> %s",
+                (warm_up_id,),
+            )[0][0]
         finally:
             if consumer is not None:
                 consumer.stop()
@@ -193,12 +230,25 @@ def run(*, bookings: int = 100, timeout: float = 120.0) -> list[Figure]:
     pipeline_rate = bookings / pipeline_seconds * 60
     bare_rate = bookings / bare_seconds * 60
     return [
-        ratio_figure(BENCH, "bookings/min through the consumer", pipeline_rate, "/min",
-                     baseline_name="bare Stripe call sequences", baseline=bare_rate, at_least=0.7,
-                     note=f"{bookings} bookings in {pipeline_seconds:.2f} s (studioctl worker, {THREADS} threads); "
-                          f"bare: {bare_seconds:.2f} s from {THREADS} threads"),
-        bound_figure(BENCH, "enrollments active with their own subscription", subscriptions, "", at_least=bookings,
-                     note=f"{active} active of {bookings}" + ("" if finished >= bookings else " (timed out)")),
+        ratio_figure(
+            BENCH,
+            "bookings/min through the consumer",
+            pipeline_rate,
+            "/min",
+            baseline_name="bare Stripe call sequences",
+            baseline=bare_rate,
+            at_least=0.7,
+            note=f"{bookings} bookings in {pipeline_seconds:.2f} s (studioctl worker, {THREADS} threads); "
+            f"bare: {bare_seconds:.2f} s from {THREADS} threads",
+        ),
+        bound_figure(
+            BENCH,
+            "enrollments active with their own subscription",
+            subscriptions,
+            "",
+            at_least=bookings,
+            note=f"{active} active of {bookings}" + ("" if finished >= bookings else " (timed out)"),
+        ),
     ]
 
 

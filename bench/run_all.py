@@ -29,7 +29,7 @@ def kept_section(path: Path) -> str:
     except OSError:
         return ""
     start = text.find("\n" + KEPT_SECTION)
-    return text[start + 1:].rstrip() + "\n" if start >= 0 else ""
+    return text[start + 1 :].rstrip() + "\n" if start >= 0 else ""
 
 
 def render_markdown(figures: list[Figure], failures: dict[str, str], facts: dict[str, str], seconds: float) -> str:

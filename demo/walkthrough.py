@@ -103,12 +103,16 @@ def forget_stripe_ids() -> None:
     from models.people import Payee
 
     with session_scope() as session:
-        plans = session.execute(sa.update(Plan).where(Plan.stripe_price_id.is_not(None))
-                                .values(stripe_price_id=None, stripe_product_id=None)).rowcount
-        payees = session.execute(sa.update(Payee).where(Payee.stripe_customer_id.is_not(None))
-                                 .values(stripe_customer_id=None)).rowcount
+        plans = session.execute(
+            sa.update(Plan).where(Plan.stripe_price_id.is_not(None)).values(stripe_price_id=None, stripe_product_id=None)
+        ).rowcount
+        payees = session.execute(
+            sa.update(Payee).where(Payee.stripe_customer_id.is_not(None)).values(stripe_customer_id=None)
+        ).rowcount
     if plans or payees:
-        detail(f"[dim](a fresh local Stripe: forgot the Stripe ids of {plans} plan(s) and {payees} family(ies) of an earlier run)[/]")
+        detail(
+            f"[dim](a fresh local Stripe: forgot the Stripe ids of {plans} plan(s) and {payees} family(ies) of an earlier run)[/]"
+        )
 
 
 class Api:
@@ -118,12 +122,19 @@ class Api:
         self.base_url = base_url
         self.token: str | None = None
 
-    def call(self, method: str, path: str, body: dict | None = None, *, token: str | None = None,
-             headers: dict | None = None, expect: int = 200) -> tuple[dict, dict]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        *,
+        token: str | None = None,
+        headers: dict | None = None,
+        expect: int = 200,
+    ) -> tuple[dict, dict]:
         """One request; (JSON body, headers) when it answers `expect`, else a DemoError."""
         bearer = token or self.token
-        sent = {"Accept": "application/json", **({"Authorization": f"Bearer {bearer}"} if bearer else {}),
-                **(headers or {})}
+        sent = {"Accept": "application/json", **({"Authorization": f"Bearer {bearer}"} if bearer else {}), **(headers or {})}
         answer = call(method, self.base_url + path, body, sent, timeout=30)
         if answer.status != expect:
             raise DemoError(f"{method} {path} answered {answer.status}, expected {expect}: {json.dumps(answer.body)[:300]}")
@@ -157,8 +168,10 @@ def walk(api: Api, stripe_base: str, database: Path, outbox: Path) -> None:
     if slot is None:
         raise DemoError("every slot is taken: nothing left to book (re-seed with `studioctl seed demo`)")
     weekdays = "Mon Tue Wed Thu Fri Sat Sun".split()
-    detail(f"slot {slot['id']}: {weekdays[slot['weekday']]} {slot['start']}–{slot['end']} with {slot['teacher_name']}, "
-           f"{slot['instruments'][0]}; next lesson {slot['next_occurrence']}")
+    detail(
+        f"slot {slot['id']}: {weekdays[slot['weekday']]} {slot['start']}–{slot['end']} with {slot['teacher_name']}, "
+        f"{slot['instruments'][0]}; next lesson {slot['next_occurrence']}"
+    )
 
     step(6, "payment setup: POST /parent/payment-setup → a SetupIntent, confirmed with a test card")
     setup, _ = api.call("POST", "/parent/payment-setup")
@@ -169,15 +182,23 @@ def walk(api: Api, stripe_base: str, database: Path, outbox: Path) -> None:
     detail(f"the parent's browser (Stripe.js) confirms it with a test Visa: {intent.status}, card {intent.payment_method}")
 
     step(7, "booking: POST /parent/bookings → 202, a provisional hold, the booking task queued after commit")
-    booking, headers = api.call("POST", "/parent/bookings", {
-        "student_id": student["id"], "timeslot_id": slot["id"], "instrument": slot["instruments"][0], "plan": "monthly",
-    }, headers={"Idempotency-Key": f"demo-{run}"}, expect=202)
+    booking, headers = api.call(
+        "POST",
+        "/parent/bookings",
+        {"student_id": student["id"], "timeslot_id": slot["id"], "instrument": slot["instruments"][0], "plan": "monthly"},
+        headers={"Idempotency-Key": f"demo-{run}"},
+        expect=202,
+    )
     detail(f"booking {booking['id']}: {booking['status']}, held until {booking['expires_at']}, poll {headers.get('Location')}")
 
     step(8, "the worker: `studioctl worker` (a Huey consumer on the SQLite queue beside the database)")
     log_path = database.with_name(database.stem + "-demo-worker.log")
-    worker = Consumer(dict(os.environ), log_path, cwd=database.parent,
-                      command=[sys.executable, "-m", "studioctl.main", "worker", "--no-periodic", "--workers", "2"])
+    worker = Consumer(
+        dict(os.environ),
+        log_path,
+        cwd=database.parent,
+        command=[sys.executable, "-m", "studioctl.main", "worker", "--no-periodic", "--workers", "2"],
+    )
     worker.start()
     detail(f"consumer pid {worker.process.pid}, log {log_path}")
     try:
@@ -245,7 +266,11 @@ def show_stripe(client, enrollment_id: int) -> None:
 
     with session_scope(write=False) as session:
         enrollment = session.get(Enrollment, enrollment_id)
-        subscription_id, invoice_id, state = enrollment.stripe_subscription_id, enrollment.stripe_invoice_id, enrollment.pipeline_state
+        subscription_id, invoice_id, state = (
+            enrollment.stripe_subscription_id,
+            enrollment.stripe_invoice_id,
+            enrollment.pipeline_state,
+        )
     subscription = client.v1.subscriptions.retrieve(subscription_id)
     invoice = client.v1.invoices.retrieve(invoice_id)
     table = Table(title=f"enrollment {enrollment_id} (pipeline {state}) in the local Stripe server", title_justify="left")
@@ -253,8 +278,12 @@ def show_stripe(client, enrollment_id: int) -> None:
         table.add_column(column)
     plan = subscription["items"]["data"][0]["plan"]
     table.add_row("customer", subscription.customer, "", "")
-    table.add_row("subscription", subscription.id, subscription.status,
-                  f"{plan['amount'] / 100:.2f} {plan['currency']} every {plan['interval']}, metadata {subscription.metadata.to_dict()}")
+    table.add_row(
+        "subscription",
+        subscription.id,
+        subscription.status,
+        f"{plan['amount'] / 100:.2f} {plan['currency']} every {plan['interval']}, metadata {subscription.metadata.to_dict()}",
+    )
     table.add_row("invoice", invoice.id, invoice.status, f"{invoice.amount_paid / 100:.2f} {invoice.currency} paid")
     console.print(table)
 
@@ -266,8 +295,7 @@ def show_emails(enrollment_id: int) -> None:
     from models.outbox import EmailLog
 
     with session_scope(write=False) as session:
-        rows = session.exec(select(EmailLog).where(EmailLog.dedupe_key.like(f"%:{enrollment_id}"))
-                            .order_by(EmailLog.id)).all()
+        rows = session.exec(select(EmailLog).where(EmailLog.dedupe_key.like(f"%:{enrollment_id}")).order_by(EmailLog.id)).all()
         table = Table(title="EmailLog rows of this booking", title_justify="left")
         for column in ("id", "template", "recipient", "status", "attempts", "provider id"):
             table.add_column(column)

@@ -62,8 +62,8 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from models.db import make_engine
     from models.config import get_settings
+    from models.db import make_engine
 
     url = config.get_main_option("sqlalchemy.url") or get_settings().DATABASE_URL
     engine = make_engine(url, create=True)  # the one place a SQLite file may be created

@@ -21,7 +21,14 @@ from models.clock import format_minute, studio_today, weekday_label
 from models.config import get_settings
 from models.db import lock_row
 from models.enrollment import (
-    LIVE_STATUSES, TAUGHT_STATUSES, Enrollment, email_context, get_enrollment, is_occurrence, lesson_end, payee_of,
+    LIVE_STATUSES,
+    TAUGHT_STATUSES,
+    Enrollment,
+    email_context,
+    get_enrollment,
+    is_occurrence,
+    lesson_end,
+    payee_of,
 )
 from models.errors import Conflict, Invalid, NotFound, SlotTaken
 from models.outbox import queue_email
@@ -67,12 +74,15 @@ class MakeUp(SQLModel, table=True):
     __table_args__ = (
         enum_check("status", MAKEUP_STATUSES, "status_known"),
         sa.CheckConstraint(
-            "status NOT IN ('booked', 'used') OR (timeslot_id IS NOT NULL AND lesson_date IS NOT NULL)",
-            name="booked_has_slot",
+            "status NOT IN ('booked', 'used') OR (timeslot_id IS NOT NULL AND lesson_date IS NOT NULL)", name="booked_has_slot"
         ),
         sa.Index(
-            "uq_makeup_taken_slot_date", "timeslot_id", "lesson_date", unique=True,
-            postgresql_where=sa.text(_TAKEN_SQL), sqlite_where=sa.text(_TAKEN_SQL),
+            "uq_makeup_taken_slot_date",
+            "timeslot_id",
+            "lesson_date",
+            unique=True,
+            postgresql_where=sa.text(_TAKEN_SQL),
+            sqlite_where=sa.text(_TAKEN_SQL),
         ),
     )
 
@@ -98,14 +108,18 @@ def _window_for(session: Session, day: date) -> Semester | None:
     return semester_on(session, day) or current_or_next_semester(session, day)
 
 
-def _new_credit(session: Session, *, student_id: int, instrument_id: int | None, origin: Attendance | None,
-                reason: str, day: date, actor: str) -> MakeUp:
+def _new_credit(
+    session: Session, *, student_id: int, instrument_id: int | None, origin: Attendance | None, reason: str, day: date, actor: str
+) -> MakeUp:
     semester = _window_for(session, day)
     if semester is None:
         raise Invalid("no semester (make-up window) to grant the credit in", field="date")
     credit = MakeUp(
-        student_id=student_id, instrument_id=instrument_id, reason=reason,
-        origin_attendance_id=origin.id if origin else None, expires_on=semester.makeup_ends_on,
+        student_id=student_id,
+        instrument_id=instrument_id,
+        reason=reason,
+        origin_attendance_id=origin.id if origin else None,
+        expires_on=semester.makeup_ends_on,
     )
     session.add(credit)
     session.flush()
@@ -113,8 +127,11 @@ def _new_credit(session: Session, *, student_id: int, instrument_id: int | None,
     student = session.get(Student, student_id)
     payee = session.get(Payee, student.payee_id)
     queue_email(
-        session, template="make_up_invite", recipient=payee.email,
-        context=_makeup_context(session, credit), dedupe_key=f"make_up_invite:{credit.id}",
+        session,
+        template="make_up_invite",
+        recipient=payee.email,
+        context=_makeup_context(session, credit),
+        dedupe_key=f"make_up_invite:{credit.id}",
     )
     return credit
 
@@ -150,8 +167,13 @@ def mark_attendance(
     record_audit(session, actor=actor, action="attendance.mark", entity=row, before=before, after=snapshot(row))
     if status in EARNS_MAKEUP and credit is None:
         credit = _new_credit(
-            session, student_id=enrollment.student_id, instrument_id=enrollment.instrument_id, origin=row,
-            reason=f"{status.replace('_', ' ')} on {lesson_date}", day=lesson_date, actor=actor,
+            session,
+            student_id=enrollment.student_id,
+            instrument_id=enrollment.instrument_id,
+            origin=row,
+            reason=f"{status.replace('_', ' ')} on {lesson_date}",
+            day=lesson_date,
+            actor=actor,
         )
     elif status not in EARNS_MAKEUP and credit is not None:
         record_audit(session, actor=actor, action="makeup.revoke", entity=credit, before=snapshot(credit))
@@ -161,8 +183,9 @@ def mark_attendance(
     if status == NO_SHOW:
         payee = payee_of(session, enrollment)
         context = email_context(session, enrollment) | {"lesson_date": lesson_date.isoformat()}
-        queue_email(session, template="no_show_notice", recipient=payee.email, context=context,
-                    dedupe_key=f"no_show_notice:{row.id}")
+        queue_email(
+            session, template="no_show_notice", recipient=payee.email, context=context, dedupe_key=f"no_show_notice:{row.id}"
+        )
     return row, credit
 
 
@@ -174,16 +197,27 @@ def _makeup_context(session: Session, credit: MakeUp) -> dict:
     student = session.get(Student, credit.student_id)
     payee = session.get(Payee, student.payee_id)
     context = {
-        "studio_name": settings.STUDIO_NAME, "timezone": settings.STUDIO_TIMEZONE, "makeup_id": credit.id,
-        "payee_name": payee.name, "student_name": student.name, "reason": credit.reason,
-        "expires_on": credit.expires_on.isoformat(), "lesson_date": None, "time": None, "teacher_name": None,
+        "studio_name": settings.STUDIO_NAME,
+        "timezone": settings.STUDIO_TIMEZONE,
+        "makeup_id": credit.id,
+        "payee_name": payee.name,
+        "student_name": student.name,
+        "reason": credit.reason,
+        "expires_on": credit.expires_on.isoformat(),
+        "lesson_date": None,
+        "time": None,
+        "teacher_name": None,
         "weekday": None,
     }
     if credit.timeslot_id:
         slot = session.get(Timeslot, credit.timeslot_id)
         teacher = session.get(Teacher, slot.teacher_id)
-        context |= {"lesson_date": credit.lesson_date.isoformat(), "time": format_minute(slot.start_minute),
-                    "teacher_name": teacher.name, "weekday": weekday_label(slot.weekday)}
+        context |= {
+            "lesson_date": credit.lesson_date.isoformat(),
+            "time": format_minute(slot.start_minute),
+            "teacher_name": teacher.name,
+            "weekday": weekday_label(slot.weekday),
+        }
     return context
 
 
@@ -208,12 +242,17 @@ def grant_makeup(session: Session, *, student_id: int, reason: str, instrument: 
     if instrument:
         instrument_id = get_instrument(session, instrument).id
     else:
-        last = session.exec(
-            select(Enrollment).where(Enrollment.student_id == student.id).order_by(Enrollment.id.desc())
-        ).first()
+        last = session.exec(select(Enrollment).where(Enrollment.student_id == student.id).order_by(Enrollment.id.desc())).first()
         instrument_id = last.instrument_id if last else None
-    return _new_credit(session, student_id=student.id, instrument_id=instrument_id, origin=None,
-                       reason=reason.strip(), day=studio_today(), actor=actor)
+    return _new_credit(
+        session,
+        student_id=student.id,
+        instrument_id=instrument_id,
+        origin=None,
+        reason=reason.strip(),
+        day=studio_today(),
+        actor=actor,
+    )
 
 
 def _window(session: Session, credit: MakeUp, today: date) -> tuple[date, date] | None:
@@ -242,7 +281,9 @@ def _taken_slot_dates(session: Session, slot_ids: list[int], first: date, last: 
     return taken
 
 
-def eligible_makeup_slots(session: Session, credit: MakeUp, *, today: date | None = None, limit: int = 200) -> list[tuple[Timeslot, date]]:
+def eligible_makeup_slots(
+    session: Session, credit: MakeUp, *, today: date | None = None, limit: int = 200
+) -> list[tuple[Timeslot, date]]:
     """Free slot-dates where `credit` can be used: inside the window, a teacher who teaches the
     instrument, no lesson or other make-up there, not a closure. Sorted by date and time."""
     if credit.status != AVAILABLE:
@@ -252,19 +293,20 @@ def eligible_makeup_slots(session: Session, credit: MakeUp, *, today: date | Non
     if window is None:
         return []
     first, last = window
-    statement = select(Timeslot).join(Teacher, Teacher.id == Timeslot.teacher_id).where(
-        Timeslot.active.is_(True), Teacher.active.is_(True)
+    statement = (
+        select(Timeslot)
+        .join(Teacher, Teacher.id == Timeslot.teacher_id)
+        .where(Timeslot.active.is_(True), Teacher.active.is_(True))
     )
     if credit.instrument_id is not None:
-        statement = statement.join(
-            TeacherInstrument, TeacherInstrument.teacher_id == Teacher.id
-        ).where(TeacherInstrument.instrument_id == credit.instrument_id)
+        statement = statement.join(TeacherInstrument, TeacherInstrument.teacher_id == Teacher.id).where(
+            TeacherInstrument.instrument_id == credit.instrument_id
+        )
     slots = list(session.exec(statement).all())
     taken = _taken_slot_dates(session, [slot.id for slot in slots], first, last)
     closures = set(session.exec(select(SemesterClosure.closed_on)).all())
     options = [
-        (slot, day) for slot in slots for day in slot_dates(slot.weekday, first, last, closures)
-        if (slot.id, day) not in taken
+        (slot, day) for slot in slots for day in slot_dates(slot.weekday, first, last, closures) if (slot.id, day) not in taken
     ]
     options.sort(key=lambda option: (option[1], option[0].start_minute, option[0].id))
     return options[:limit]
@@ -309,8 +351,13 @@ def book_makeup(session: Session, credit: MakeUp, *, timeslot_id: int, lesson_da
     record_audit(session, actor=actor, action="makeup.book", entity=credit, before=before, after=snapshot(credit))
     student = session.get(Student, credit.student_id)
     payee = session.get(Payee, student.payee_id)
-    queue_email(session, template="make_up_confirmation", recipient=payee.email,
-                context=_makeup_context(session, credit), dedupe_key=f"make_up_confirmation:{credit.id}:{lesson_date}")
+    queue_email(
+        session,
+        template="make_up_confirmation",
+        recipient=payee.email,
+        context=_makeup_context(session, credit),
+        dedupe_key=f"make_up_confirmation:{credit.id}:{lesson_date}",
+    )
     return credit
 
 
@@ -320,9 +367,14 @@ def cancel_makeup(session: Session, credit: MakeUp, *, actor: str) -> MakeUp:
     if credit.status != BOOKED:
         raise Conflict(f"make-up {credit.id} is {credit.status}, not booked")
     return change_audited(
-        session, credit, actor=actor, action="makeup.cancel",
+        session,
+        credit,
+        actor=actor,
+        action="makeup.cancel",
         status=AVAILABLE if credit.expires_on >= studio_today() else EXPIRED,
-        timeslot_id=None, lesson_date=None, updated_at=utcnow(),
+        timeslot_id=None,
+        lesson_date=None,
+        updated_at=utcnow(),
     )
 
 

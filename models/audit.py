@@ -51,16 +51,26 @@ def change_audited(session: Session, row: SQLModel, *, actor: str, action: str, 
 
 
 def record_audit(
-    session: Session, *, actor: str, action: str, entity: SQLModel | str, entity_id=None,
-    before: dict | None = None, after: dict | None = None,
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    entity: SQLModel | str,
+    entity_id=None,
+    before: dict | None = None,
+    after: dict | None = None,
 ) -> AuditLog:
     """Add an audit row in the caller's transaction."""
     if isinstance(entity, SQLModel):
         entity_id = entity_id if entity_id is not None else getattr(entity, "id", None)
         entity = entity.__tablename__
     row = AuditLog(
-        actor=actor, action=action, entity=str(entity),
-        entity_id=None if entity_id is None else str(entity_id), before=before, after=after,
+        actor=actor,
+        action=action,
+        entity=str(entity),
+        entity_id=None if entity_id is None else str(entity_id),
+        before=before,
+        after=after,
     )
     session.add(row)
     return row

@@ -93,8 +93,10 @@ def add_plan(session: Session, *, name: str, frequency: str, amount_cents: int, 
 
 # Built once (every booking names its plan by frequency).
 _NEWEST_ACTIVE_PLAN = (
-    select(Plan).where(Plan.frequency == sa.bindparam("frequency", type_=sa.String), Plan.active.is_(True))
-    .order_by(Plan.id.desc()).limit(1)
+    select(Plan)
+    .where(Plan.frequency == sa.bindparam("frequency", type_=sa.String), Plan.active.is_(True))
+    .order_by(Plan.id.desc())
+    .limit(1)
 )
 
 
@@ -128,18 +130,23 @@ def record_stripe_event(session: Session, *, event_id: str, type: str, payload: 
 
 def stuck_stripe_events(session: Session, *, older_than: datetime) -> list[int]:
     """Ids of events still `received` since before `older_than` (their processing task was lost)."""
-    return list(session.exec(
-        select(StripeEvent.id).where(StripeEvent.status == "received", StripeEvent.received_at <= older_than)
-        .order_by(StripeEvent.id)
-    ).all())
+    return list(
+        session.exec(
+            select(StripeEvent.id)
+            .where(StripeEvent.status == "received", StripeEvent.received_at <= older_than)
+            .order_by(StripeEvent.id)
+        ).all()
+    )
 
 
 def get_stripe_event(session: Session, ref: str | int) -> StripeEvent:
     """An event by local id or Stripe event id."""
     text = str(ref).strip()
-    event = session.get(StripeEvent, int(text)) if text.isdigit() else session.exec(
-        select(StripeEvent).where(StripeEvent.stripe_event_id == text)
-    ).first()
+    event = (
+        session.get(StripeEvent, int(text))
+        if text.isdigit()
+        else session.exec(select(StripeEvent).where(StripeEvent.stripe_event_id == text)).first()
+    )
     if event is None:
         raise NotFound(f"no Stripe event {ref!r}", field="event")
     return event
@@ -149,8 +156,9 @@ def set_plan_stripe_ids(session: Session, plan: Plan, *, product_id: str, price_
     """Store the Stripe Product/Price mirroring a plan (first writer wins; the ids never change)."""
     if plan.stripe_price_id:
         return plan
-    return change_audited(session, plan, actor=actor, action="plan.stripe",
-                          stripe_product_id=product_id, stripe_price_id=price_id)
+    return change_audited(
+        session, plan, actor=actor, action="plan.stripe", stripe_product_id=product_id, stripe_price_id=price_id
+    )
 
 
 def finish_stripe_event(session: Session, event: StripeEvent, *, status: str, error: str | None = None) -> StripeEvent:
@@ -208,8 +216,9 @@ def remember_default_card(session: Session, payee_id: int, payment_method_id: st
     payee = session.get(Payee, payee_id)
     if payee is None or payee.stripe_payment_method_id == payment_method_id:
         return False
-    change_audited(session, payee, actor=actor, action="payee.default_card",
-                   stripe_payment_method_id=payment_method_id, updated_at=utcnow())
+    change_audited(
+        session, payee, actor=actor, action="payee.default_card", stripe_payment_method_id=payment_method_id, updated_at=utcnow()
+    )
     return True
 
 
@@ -218,6 +227,7 @@ def forget_default_card(session: Session, *, payment_method_id: str, actor: str)
     (audited). Returns their ids (none: nothing to do, e.g. a replayed event)."""
     payees = session.exec(select(Payee).where(Payee.stripe_payment_method_id == payment_method_id)).all()
     for payee in payees:
-        change_audited(session, payee, actor=actor, action="payee.default_card_detached",
-                       stripe_payment_method_id=None, updated_at=utcnow())
+        change_audited(
+            session, payee, actor=actor, action="payee.default_card_detached", stripe_payment_method_id=None, updated_at=utcnow()
+        )
     return [payee.id for payee in payees]

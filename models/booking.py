@@ -41,8 +41,17 @@ def _first_lesson_on_or_after(slot: Timeslot, day: date, closures: set[date], se
 
 
 def _new_enrollment(
-    session: Session, *, student: Student, timeslot_id: int, instrument: str, plan: str | int | None,
-    start_date: date | None, status: str, offline: bool, now: datetime, actor: str,
+    session: Session,
+    *,
+    student: Student,
+    timeslot_id: int,
+    instrument: str,
+    plan: str | int | None,
+    start_date: date | None,
+    status: str,
+    offline: bool,
+    now: datetime,
+    actor: str,
 ) -> Enrollment:
     settings = get_settings()
     # Everything that needs no lock is read first, the checks in the order they always had:
@@ -101,17 +110,29 @@ def _new_enrollment(
     if last_makeup is not None and last_makeup >= first_lesson:
         first_lesson = _first_lesson_on_or_after(slot, last_makeup + timedelta(days=1), closures, semester)
     enrollment = Enrollment(
-        student_id=student.id, timeslot_id=slot.id, instrument_id=instrument_id,
-        plan_id=plan_row.id if plan_row else None, semester_id=semester.id if semester else None,
-        status=status, offline=offline, start_date=first_lesson,
+        student_id=student.id,
+        timeslot_id=slot.id,
+        instrument_id=instrument_id,
+        plan_id=plan_row.id if plan_row else None,
+        semester_id=semester.id if semester else None,
+        status=status,
+        offline=offline,
+        start_date=first_lesson,
         provisional_expires_at=now + timedelta(minutes=settings.PROVISIONAL_HOLD_MINUTES) if status == PROVISIONAL else None,
-        created_at=now, updated_at=now,
+        created_at=now,
+        updated_at=now,
     )
     # The partial unique index is the last line: the insert does nothing on a live
     # enrollment of the slot, and no row back means the slot is taken.
     if not _insert_unless_slot_live(session, enrollment):
         raise SlotTaken(f"timeslot {slot.id} ({slot.label}) is taken")
-    record_audit(session, actor=actor, action=f"enrollment.{'assign' if offline else 'hold'}", entity=enrollment, after=snapshot(enrollment))
+    record_audit(
+        session,
+        actor=actor,
+        action=f"enrollment.{'assign' if offline else 'hold'}",
+        entity=enrollment,
+        after=snapshot(enrollment),
+    )
     return enrollment
 
 
@@ -132,9 +153,12 @@ _STUDENT_AND_HOLDS = select(
 # statement building costs more than PostgreSQL's answer.
 _SLOT_FACTS = (
     select(
-        Timeslot, Teacher.name, Teacher.active, Instrument.id, Instrument.name,
-        sa.exists().where(TeacherInstrument.teacher_id == Timeslot.teacher_id,
-                          TeacherInstrument.instrument_id == Instrument.id),
+        Timeslot,
+        Teacher.name,
+        Teacher.active,
+        Instrument.id,
+        Instrument.name,
+        sa.exists().where(TeacherInstrument.teacher_id == Timeslot.teacher_id, TeacherInstrument.instrument_id == Instrument.id),
         sa.exists().where(Enrollment.timeslot_id == Timeslot.id, Enrollment.status.in_(LIVE_STATUSES)),
     )
     .join(Teacher, Teacher.id == Timeslot.teacher_id)
@@ -147,9 +171,9 @@ _SLOT_FACTS = (
 # used make-up on it, in one statement (run under the slot's lock).
 _LIVE_AND_LAST_MAKEUP = select(
     select(Enrollment.id)
-    .where(Enrollment.timeslot_id == sa.bindparam("timeslot_id", type_=sa.Integer),
-           Enrollment.status.in_(LIVE_STATUSES))
-    .limit(1).scalar_subquery(),
+    .where(Enrollment.timeslot_id == sa.bindparam("timeslot_id", type_=sa.Integer), Enrollment.status.in_(LIVE_STATUSES))
+    .limit(1)
+    .scalar_subquery(),
     select(func.max(MakeUp.lesson_date))
     .where(MakeUp.timeslot_id == sa.bindparam("timeslot_id", type_=sa.Integer), MakeUp.status.in_(TAKEN_STATUSES))
     .scalar_subquery(),
@@ -180,7 +204,8 @@ def _insert_unless_slot_live(session: Session, enrollment: Enrollment) -> bool:
     table = Enrollment.__table__
     values = {column.name: getattr(enrollment, column.name) for column in table.columns if column.name != "id"}
     statement = (
-        insert(table).values(**values)
+        insert(table)
+        .values(**values)
         .on_conflict_do_nothing(index_elements=["timeslot_id"], index_where=sa.text(LIVE_SQL))
         .returning(table.c.id)
     )
@@ -194,8 +219,16 @@ def _insert_unless_slot_live(session: Session, enrollment: Enrollment) -> bool:
 
 
 def hold_slot(
-    session: Session, *, payee: Payee, student_id: int, timeslot_id: int, instrument: str,
-    plan: str | int, start_date: date | None = None, actor: str, now: datetime | None = None,
+    session: Session,
+    *,
+    payee: Payee,
+    student_id: int,
+    timeslot_id: int,
+    instrument: str,
+    plan: str | int,
+    start_date: date | None = None,
+    actor: str,
+    now: datetime | None = None,
     payee_locked: bool = False,
 ) -> Enrollment:
     """Put a provisional hold on a slot for one of `payee`'s students.
@@ -217,14 +250,30 @@ def hold_slot(
     if holds >= settings.MAX_HOLDS_PER_PAYEE:
         raise TooManyHolds(f"you already hold {holds} provisional bookings (the limit is {settings.MAX_HOLDS_PER_PAYEE})")
     return _new_enrollment(
-        session, student=student, timeslot_id=timeslot_id, instrument=instrument, plan=plan,
-        start_date=start_date, status=PROVISIONAL, offline=False, now=now, actor=actor,
+        session,
+        student=student,
+        timeslot_id=timeslot_id,
+        instrument=instrument,
+        plan=plan,
+        start_date=start_date,
+        status=PROVISIONAL,
+        offline=False,
+        now=now,
+        actor=actor,
     )
 
 
 def assign_enrollment(
-    session: Session, *, student_id: int, timeslot_id: int, instrument: str, plan: str | int | None,
-    start_date: date | None = None, offline: bool = False, actor: str, now: datetime | None = None,
+    session: Session,
+    *,
+    student_id: int,
+    timeslot_id: int,
+    instrument: str,
+    plan: str | int | None,
+    start_date: date | None = None,
+    offline: bool = False,
+    actor: str,
+    now: datetime | None = None,
 ) -> Enrollment:
     """The admin's door: `offline` (paid outside Stripe) is active at once, else a provisional hold."""
     now = now or utcnow()
@@ -232,6 +281,14 @@ def assign_enrollment(
     if not offline and plan is None:
         raise Invalid("a plan is needed unless the enrollment is --offline", field="plan")
     return _new_enrollment(
-        session, student=student, timeslot_id=timeslot_id, instrument=instrument, plan=plan,
-        start_date=start_date, status=ACTIVE if offline else PROVISIONAL, offline=offline, now=now, actor=actor,
+        session,
+        student=student,
+        timeslot_id=timeslot_id,
+        instrument=instrument,
+        plan=plan,
+        start_date=start_date,
+        status=ACTIVE if offline else PROVISIONAL,
+        offline=offline,
+        now=now,
+        actor=actor,
     )

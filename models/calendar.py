@@ -53,32 +53,40 @@ def family_calendar(session: Session, payee_id: int, *, tz: ZoneInfo, today: dat
     for enrollment, student, slot, teacher, instrument in enrollments:
         for day in lesson_dates(session, enrollment, first=first, last=last, closures=closures):
             start = occurrence_start(day, slot.start_minute, tz)
-            entries.append(CalendarEntry(
-                uid=f"enrollment-{enrollment.id}-{day.isoformat()}",
-                start=start, end=start + timedelta(minutes=SLOT_MINUTES),
-                summary=f"{student.name}: {instrument.name} with {teacher.name}",
-                description=f"Weekly lesson (booking {enrollment.id}, {enrollment.status}).",
-                tentative=enrollment.status in HOLD_STATUSES,
-            ))
+            entries.append(
+                CalendarEntry(
+                    uid=f"enrollment-{enrollment.id}-{day.isoformat()}",
+                    start=start,
+                    end=start + timedelta(minutes=SLOT_MINUTES),
+                    summary=f"{student.name}: {instrument.name} with {teacher.name}",
+                    description=f"Weekly lesson (booking {enrollment.id}, {enrollment.status}).",
+                    tentative=enrollment.status in HOLD_STATUSES,
+                )
+            )
     makeups = session.exec(
         select(MakeUp, Student, Timeslot, Teacher)
         .join(Student, Student.id == MakeUp.student_id)
         .join(Timeslot, Timeslot.id == MakeUp.timeslot_id)
         .join(Teacher, Teacher.id == Timeslot.teacher_id)
         .where(
-            Student.payee_id == payee_id, MakeUp.status.in_(TAKEN_STATUSES),
-            MakeUp.lesson_date >= first, MakeUp.lesson_date <= last,
+            Student.payee_id == payee_id,
+            MakeUp.status.in_(TAKEN_STATUSES),
+            MakeUp.lesson_date >= first,
+            MakeUp.lesson_date <= last,
         )
     ).all()
     for credit, student, slot, teacher in makeups:
         if credit.lesson_date in closures:
             continue
         start = occurrence_start(credit.lesson_date, slot.start_minute, tz)
-        entries.append(CalendarEntry(
-            uid=f"makeup-{credit.id}-{credit.lesson_date.isoformat()}",
-            start=start, end=start + timedelta(minutes=SLOT_MINUTES),
-            summary=f"{student.name}: make-up lesson with {teacher.name}",
-            description=f"Make-up lesson (credit {credit.id}).",
-        ))
+        entries.append(
+            CalendarEntry(
+                uid=f"makeup-{credit.id}-{credit.lesson_date.isoformat()}",
+                start=start,
+                end=start + timedelta(minutes=SLOT_MINUTES),
+                summary=f"{student.name}: make-up lesson with {teacher.name}",
+                description=f"Make-up lesson (credit {credit.id}).",
+            )
+        )
     entries.sort(key=lambda entry: (entry.start, entry.uid))
     return entries

@@ -9,7 +9,7 @@ is `studio_today()` (the date in STUDIO_TIMEZONE, whatever the server's zone), e
 from __future__ import annotations
 
 from collections.abc import Container
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from models.config import get_settings
@@ -21,7 +21,7 @@ NEXT_OCCURRENCE_WEEKS = 60
 
 def studio_today(now: datetime | None = None) -> date:
     """The date at the studio (STUDIO_TIMEZONE) at the instant `now`, by default this one."""
-    return (now or datetime.now(timezone.utc)).astimezone(get_settings().tz).date()
+    return (now or datetime.now(UTC)).astimezone(get_settings().tz).date()
 
 
 def format_minute(minute: int) -> str:
@@ -45,7 +45,7 @@ def occurrence_start(lesson_date: date, start_minute: int, tz: ZoneInfo) -> date
 
 
 def next_occurrence(
-    weekday: int, start_minute: int, *, after: datetime, tz: ZoneInfo, closures: Container[date] = frozenset(),
+    weekday: int, start_minute: int, *, after: datetime, tz: ZoneInfo, closures: Container[date] = frozenset()
 ) -> datetime | None:
     """The first start of the weekly slot (weekday, start minute) later than `after`, closures
     skipped, placed in `tz` (right across DST changes); None when none falls in the next

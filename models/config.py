@@ -26,9 +26,7 @@ def _split_csv(value: str | None) -> list[str]:
 class Settings(BaseSettings):
     """The studio's configuration; field names are the environment variable names."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
-    )
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True)
 
     DATABASE_URL: str = "sqlite:///studio.db"
     REDIS_URL: str | None = None
@@ -83,10 +81,20 @@ class Settings(BaseSettings):
     RATELIMIT_BOOKINGS: str = "10/minute"
 
     @field_validator(
-        "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE",
-        "MAILJET_API_KEY", "MAILJET_API_SECRET", "MAILJET_API_URL", "EMAIL_BACKEND",
-        "JWT_SECRET", "SUPABASE_JWT_SECRET", "SUPABASE_JWKS_URL", "SUPABASE_JWT_ISSUER",
-        "PARENT_APP_URL", mode="before",
+        "REDIS_URL",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "STRIPE_API_BASE",
+        "MAILJET_API_KEY",
+        "MAILJET_API_SECRET",
+        "MAILJET_API_URL",
+        "EMAIL_BACKEND",
+        "JWT_SECRET",
+        "SUPABASE_JWT_SECRET",
+        "SUPABASE_JWKS_URL",
+        "SUPABASE_JWT_ISSUER",
+        "PARENT_APP_URL",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value):
@@ -164,7 +172,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _mailjet_needs_keys(self) -> "Settings":
+    def _mailjet_needs_keys(self) -> Settings:
         if self.EMAIL_BACKEND == "mailjet" and not (self.MAILJET_API_KEY and self.MAILJET_API_SECRET):
             raise ValueError("EMAIL_BACKEND=mailjet needs MAILJET_API_KEY and MAILJET_API_SECRET")
         return self

@@ -43,11 +43,24 @@ def day_schedule(session: Session, day: date) -> dict:
     tz = get_settings().tz
     e, t, a = light.enrollment, light.timeslot, light.attendance
     teacher, student, instrument, semester = light.teacher, light.student, light.instrument, light.semester
-    closed_semesters = set(session.execute(
-        sa.select(light.semester_closure.c.semester_id).where(light.semester_closure.c.closed_on == day)).scalars())
+    closed_semesters = set(
+        session.execute(
+            sa.select(light.semester_closure.c.semester_id).where(light.semester_closure.c.closed_on == day)
+        ).scalars()
+    )
     rows = session.execute(
-        sa.select(e.c.id, e.c.semester_id, e.c.end_date, semester.c.ends_on, t.c.id, t.c.start_minute,
-                  teacher.c.name, student.c.name, instrument.c.name, a.c.status)
+        sa.select(
+            e.c.id,
+            e.c.semester_id,
+            e.c.end_date,
+            semester.c.ends_on,
+            t.c.id,
+            t.c.start_minute,
+            teacher.c.name,
+            student.c.name,
+            instrument.c.name,
+            a.c.status,
+        )
         .select_from(e)
         .join(t, t.c.id == e.c.timeslot_id)
         .join(teacher, teacher.c.id == t.c.teacher_id)
@@ -62,22 +75,46 @@ def day_schedule(session: Session, day: date) -> dict:
     def clock(minute: int) -> tuple[str, str, str, bool]:
         found = times.get(minute)
         if found is None:
-            found = times[minute] = (format_minute(minute), format_minute(minute + 30),
-                                     occurrence_start(day, minute, tz).isoformat(), is_dst_change_week(day, minute, tz))
+            found = times[minute] = (
+                format_minute(minute),
+                format_minute(minute + 30),
+                occurrence_start(day, minute, tz).isoformat(),
+                is_dst_change_week(day, minute, tz),
+            )
         return found
 
     lessons = []
-    for enrollment_id, semester_id, end_date, semester_end, slot_id, minute, teacher_name, student_name, \
-            instrument_name, mark in rows:
+    for (
+        enrollment_id,
+        semester_id,
+        end_date,
+        semester_end,
+        slot_id,
+        minute,
+        teacher_name,
+        student_name,
+        instrument_name,
+        mark,
+    ) in rows:
         end = end_date or semester_end
         if end is not None and day > end:
             continue
         closed = semester_id in closed_semesters if semester_id else bool(closed_semesters)
         if closed:
             continue
-        lessons.append(_entry(clock(minute), slot_id, teacher=teacher_name, student=student_name,
-                              instrument=instrument_name, kind="lesson", enrollment_id=enrollment_id, attendance=mark,
-                              makeup_id=None))
+        lessons.append(
+            _entry(
+                clock(minute),
+                slot_id,
+                teacher=teacher_name,
+                student=student_name,
+                instrument=instrument_name,
+                kind="lesson",
+                enrollment_id=enrollment_id,
+                attendance=mark,
+                makeup_id=None,
+            )
+        )
     m = light.makeup
     for makeup_id, slot_id, minute, teacher_name, student_name, instrument_name in session.execute(
         sa.select(m.c.id, t.c.id, t.c.start_minute, teacher.c.name, student.c.name, instrument.c.name)
@@ -88,20 +125,39 @@ def day_schedule(session: Session, day: date) -> dict:
         .outerjoin(instrument, instrument.c.id == m.c.instrument_id)
         .where(m.c.lesson_date == day, m.c.status.in_(_TAKEN))
     ).all():
-        lessons.append(_entry(clock(minute), slot_id, teacher=teacher_name, student=student_name,
-                              instrument=instrument_name, kind="make_up", enrollment_id=None, attendance=None,
-                              makeup_id=makeup_id))
+        lessons.append(
+            _entry(
+                clock(minute),
+                slot_id,
+                teacher=teacher_name,
+                student=student_name,
+                instrument=instrument_name,
+                kind="make_up",
+                enrollment_id=None,
+                attendance=None,
+                makeup_id=makeup_id,
+            )
+        )
     lessons.sort(key=lambda entry: (entry["start"], entry["teacher"], entry["student"]))
     return {"date": day.isoformat(), "closed": bool(closed_semesters), "lessons": lessons}
 
 
-def _entry(clock: tuple[str, str, str, bool], slot_id: int, *, teacher, student, instrument, kind, enrollment_id,
-           attendance, makeup_id) -> dict:
+def _entry(
+    clock: tuple[str, str, str, bool], slot_id: int, *, teacher, student, instrument, kind, enrollment_id, attendance, makeup_id
+) -> dict:
     start, end, starts_at, dst_change = clock
     return {
-        "start": start, "end": end, "starts_at": starts_at, "dst_change": dst_change,
-        "teacher": teacher, "student": student, "instrument": instrument,
-        "kind": kind, "enrollment_id": enrollment_id, "makeup_id": makeup_id, "timeslot_id": slot_id,
+        "start": start,
+        "end": end,
+        "starts_at": starts_at,
+        "dst_change": dst_change,
+        "teacher": teacher,
+        "student": student,
+        "instrument": instrument,
+        "kind": kind,
+        "enrollment_id": enrollment_id,
+        "makeup_id": makeup_id,
+        "timeslot_id": slot_id,
         "attendance": attendance,
     }
 
@@ -122,15 +178,25 @@ def provisional_holds(session: Session, *, now: datetime | None = None) -> list[
         .join(Student, Student.id == Enrollment.student_id)
         .join(Payee, Payee.id == Student.payee_id)
         .join(Instrument, Instrument.id == Enrollment.instrument_id)
-        .where(Enrollment.status.in_(HOLD_STATUSES)).order_by(Enrollment.provisional_expires_at)
+        .where(Enrollment.status.in_(HOLD_STATUSES))
+        .order_by(Enrollment.provisional_expires_at)
     ).all():
         left = int((enrollment.provisional_expires_at - now).total_seconds())
-        rows.append({
-            "id": enrollment.id, "teacher": teacher, "student": student, "instrument": instrument,
-            "payee": payee_email, "slot": slot.label,
-            "expires_at": enrollment.provisional_expires_at.isoformat(), "seconds_left": max(left, 0),
-            "overdue": left < 0, "pipeline_state": enrollment.pipeline_state, "status": enrollment.status,
-        })
+        rows.append(
+            {
+                "id": enrollment.id,
+                "teacher": teacher,
+                "student": student,
+                "instrument": instrument,
+                "payee": payee_email,
+                "slot": slot.label,
+                "expires_at": enrollment.provisional_expires_at.isoformat(),
+                "seconds_left": max(left, 0),
+                "overdue": left < 0,
+                "pipeline_state": enrollment.pipeline_state,
+                "status": enrollment.status,
+            }
+        )
     return rows
 
 
@@ -144,25 +210,37 @@ def payment_activity(session: Session, *, days: int = 7, now: datetime | None = 
     now = now or utcnow()
     since = now - timedelta(days=days)
     events = [
-        {"id": event.id, "stripe_event_id": event.stripe_event_id, "type": event.type, "status": event.status,
-         "received_at": event.received_at.isoformat(), "error": event.error}
+        {
+            "id": event.id,
+            "stripe_event_id": event.stripe_event_id,
+            "type": event.type,
+            "status": event.status,
+            "received_at": event.received_at.isoformat(),
+            "error": event.error,
+        }
         for event in session.exec(
             select(StripeEvent).where(StripeEvent.received_at >= since).order_by(StripeEvent.received_at.desc())
         ).all()
     ]
     failures = [
         {"kind": "stripe_event", "id": event["id"], "what": event["type"], "error": event["error"]}
-        for event in events if event["status"] == "failed"
+        for event in events
+        if event["status"] == "failed"
     ]
     for enrollment, student_name in session.exec(
-        select(Enrollment, Student.name).join(Student, Student.id == Enrollment.student_id)
+        select(Enrollment, Student.name)
+        .join(Student, Student.id == Enrollment.student_id)
         .where(Enrollment.status.in_((FAILED, PAST_DUE)), Enrollment.updated_at >= since)
         .order_by(Enrollment.updated_at.desc())
     ).all():
-        failures.append({
-            "kind": f"enrollment_{enrollment.status}", "id": enrollment.id, "what": student_name,
-            "error": enrollment.failure_reason or ("payment failed" if enrollment.status == PAST_DUE else None),
-        })
+        failures.append(
+            {
+                "kind": f"enrollment_{enrollment.status}",
+                "id": enrollment.id,
+                "what": student_name,
+                "error": enrollment.failure_reason or ("payment failed" if enrollment.status == PAST_DUE else None),
+            }
+        )
     return {"days": days, "events": events, "failures": failures}
 
 
@@ -194,7 +272,9 @@ def term_preview(session: Session, semester: Semester, *, payee_id: int | None =
         .join(Payee, Payee.id == Student.payee_id)
         .join(Instrument, Instrument.id == Enrollment.instrument_id)
         .outerjoin(Plan, Plan.id == Enrollment.plan_id)
-        .where(Enrollment.semester_id == semester.id, Enrollment.status.in_((PROVISIONAL, ACTION_REQUIRED, ACTIVE, PAST_DUE, PAUSED)))
+        .where(
+            Enrollment.semester_id == semester.id, Enrollment.status.in_((PROVISIONAL, ACTION_REQUIRED, ACTIVE, PAST_DUE, PAUSED))
+        )
         .order_by(Enrollment.id)
     )
     if payee_id is not None:
@@ -204,21 +284,38 @@ def term_preview(session: Session, semester: Semester, *, payee_id: int | None =
         last = min(semester.ends_on, enrollment.end_date) if enrollment.end_date else semester.ends_on
         dates = slot_dates(slot.weekday, max(semester.starts_on, enrollment.start_date), last, closures)
         amount = _amount_cents(plan, dates)
-        enrollments.append({
-            "id": enrollment.id, "status": enrollment.status, "payee_id": payee.id, "payee": payee.name,
-            "teacher": teacher, "student": student.name, "instrument": instrument,
-            "slot": slot.label, "plan": plan.frequency if plan else "offline",
-            "lessons": [{"date": day.isoformat(), "dst_change": is_dst_change_week(day, slot.start_minute, tz)} for day in dates],
-            "lesson_count": len(dates), "amount_cents": amount, "currency": plan.currency if plan else get_settings().CURRENCY,
-        })
+        enrollments.append(
+            {
+                "id": enrollment.id,
+                "status": enrollment.status,
+                "payee_id": payee.id,
+                "payee": payee.name,
+                "teacher": teacher,
+                "student": student.name,
+                "instrument": instrument,
+                "slot": slot.label,
+                "plan": plan.frequency if plan else "offline",
+                "lessons": [
+                    {"date": day.isoformat(), "dst_change": is_dst_change_week(day, slot.start_minute, tz)} for day in dates
+                ],
+                "lesson_count": len(dates),
+                "amount_cents": amount,
+                "currency": plan.currency if plan else get_settings().CURRENCY,
+            }
+        )
         family = families[payee.id]
         family.update(payee_id=payee.id, payee=payee.name, email=payee.email)
         family["lessons"] += len(dates)
         family["amount_cents"] += amount
         family["enrollment_ids"].append(enrollment.id)
     return {
-        "semester": {"id": semester.id, "name": semester.name, "starts_on": semester.starts_on.isoformat(),
-                     "ends_on": semester.ends_on.isoformat(), "closures": sorted(day.isoformat() for day in closures)},
+        "semester": {
+            "id": semester.id,
+            "name": semester.name,
+            "starts_on": semester.starts_on.isoformat(),
+            "ends_on": semester.ends_on.isoformat(),
+            "closures": sorted(day.isoformat() for day in closures),
+        },
         "enrollments": enrollments,
         "families": sorted(families.values(), key=lambda family: family["payee"]),
         "total_cents": sum(family["amount_cents"] for family in families.values()),

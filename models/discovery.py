@@ -22,14 +22,16 @@ from models.enrollment import LIVE_STATUSES, Enrollment
 from models.people import Instrument, Teacher, TeacherInstrument
 from models.scheduling import SemesterClosure, Timeslot
 
-
 # The hot listing runs Core statements on the tables, built once per filter shape with
 # bound parameters: building a statement (~0.3 ms) and the ORM execution layer cost more
 # than PostgreSQL takes to answer the page.
 _INSTRUMENTS_OF = (
     sa.select(TeacherInstrument.__table__.c.teacher_id, Instrument.__table__.c.name)
-    .select_from(TeacherInstrument.__table__.join(
-        Instrument.__table__, Instrument.__table__.c.id == TeacherInstrument.__table__.c.instrument_id))
+    .select_from(
+        TeacherInstrument.__table__.join(
+            Instrument.__table__, Instrument.__table__.c.id == TeacherInstrument.__table__.c.instrument_id
+        )
+    )
     .where(TeacherInstrument.__table__.c.teacher_id.in_(sa.bindparam("teacher_ids", expanding=True)))
     .order_by(Instrument.__table__.c.name)
 )
@@ -48,10 +50,19 @@ def _listing_statement(after: bool, teacher: bool, weekday: bool, instrument: bo
     slot, teacher_t = Timeslot.__table__, Teacher.__table__
     live = Enrollment.__table__.alias("live")
     statement = (
-        sa.select(slot.c.id, slot.c.teacher_id, slot.c.weekday, slot.c.start_minute, teacher_t.c.name,
-                  live.c.timeslot_id.is_(None).label("available"))
-        .select_from(slot.join(teacher_t, teacher_t.c.id == slot.c.teacher_id).outerjoin(
-            live, sa.and_(live.c.timeslot_id == slot.c.id, live.c.status.in_(LIVE_STATUSES))))
+        sa.select(
+            slot.c.id,
+            slot.c.teacher_id,
+            slot.c.weekday,
+            slot.c.start_minute,
+            teacher_t.c.name,
+            live.c.timeslot_id.is_(None).label("available"),
+        )
+        .select_from(
+            slot.join(teacher_t, teacher_t.c.id == slot.c.teacher_id).outerjoin(
+                live, sa.and_(live.c.timeslot_id == slot.c.id, live.c.status.in_(LIVE_STATUSES))
+            )
+        )
         .where(slot.c.active.is_(True), teacher_t.c.active.is_(True))
         .order_by(slot.c.id)
         .limit(sa.bindparam("limit", type_=sa.Integer))
@@ -64,9 +75,13 @@ def _listing_statement(after: bool, teacher: bool, weekday: bool, instrument: bo
         statement = statement.where(slot.c.weekday == sa.bindparam("weekday", type_=sa.Integer))
     if instrument:
         taught, named = TeacherInstrument.__table__, Instrument.__table__
-        statement = statement.where(sa.exists().where(
-            taught.c.teacher_id == slot.c.teacher_id, taught.c.instrument_id == named.c.id,
-            named.c.name == sa.bindparam("instrument", type_=sa.String)))
+        statement = statement.where(
+            sa.exists().where(
+                taught.c.teacher_id == slot.c.teacher_id,
+                taught.c.instrument_id == named.c.id,
+                named.c.name == sa.bindparam("instrument", type_=sa.String),
+            )
+        )
     if available is True:
         statement = statement.where(live.c.timeslot_id.is_(None))
     elif available is False:
@@ -113,8 +128,9 @@ def _instruments_by_teacher(session: Session, teacher_ids: list[int]) -> dict[in
     return by_teacher
 
 
-def list_teachers(session: Session, *, instrument: str | None = None, after_id: int | None = None,
-                  limit: int = 50) -> list[TeacherListing]:
+def list_teachers(
+    session: Session, *, instrument: str | None = None, after_id: int | None = None, limit: int = 50
+) -> list[TeacherListing]:
     """Active teachers with their instruments (optionally only those teaching `instrument`)."""
     statement = select(Teacher).where(Teacher.active.is_(True)).order_by(Teacher.id).limit(limit + 1)
     if after_id is not None:
@@ -135,8 +151,15 @@ def _teaches(teacher_id_column, instrument: str):
 
 
 def list_timeslots(
-    session: Session, *, tz: ZoneInfo, teacher_id: int | None = None, instrument: str | None = None,
-    weekday: int | None = None, available: bool | None = None, after_id: int | None = None, limit: int = 50,
+    session: Session,
+    *,
+    tz: ZoneInfo,
+    teacher_id: int | None = None,
+    instrument: str | None = None,
+    weekday: int | None = None,
+    available: bool | None = None,
+    after_id: int | None = None,
+    limit: int = 50,
     now: datetime | None = None,
 ) -> list[SlotListing]:
     """Active slots of active teachers with availability and the next lesson start.
@@ -146,10 +169,14 @@ def list_timeslots(
     `next_occurrence` skips closures and is placed in `tz` (right across DST changes).
     """
     now = now or utcnow()
-    params = {"limit": limit + 1, "after_id": after_id, "teacher_id": teacher_id, "weekday": weekday,
-              "instrument": instrument.strip().lower() if instrument else None}
-    statement = _listing_statement(after_id is not None, teacher_id is not None, weekday is not None,
-                                   bool(instrument), available)
+    params = {
+        "limit": limit + 1,
+        "after_id": after_id,
+        "teacher_id": teacher_id,
+        "weekday": weekday,
+        "instrument": instrument.strip().lower() if instrument else None,
+    }
+    statement = _listing_statement(after_id is not None, teacher_id is not None, weekday is not None, bool(instrument), available)
     rows = session.execute(statement, {key: value for key, value in params.items() if value is not None}).all()
     if not rows:
         return []
@@ -165,8 +192,14 @@ def list_timeslots(
 
     return [
         SlotListing(
-            id=slot_id, weekday=day, start_minute=minute, teacher_id=teacher, teacher_name=teacher_name,
-            instruments=instruments[teacher], available=bool(is_available), next_occurrence=next_start(day, minute),
+            id=slot_id,
+            weekday=day,
+            start_minute=minute,
+            teacher_id=teacher,
+            teacher_name=teacher_name,
+            instruments=instruments[teacher],
+            available=bool(is_available),
+            next_occurrence=next_start(day, minute),
         )
         for slot_id, teacher, day, minute, teacher_name, is_available in rows
     ]

@@ -15,16 +15,24 @@ from models.base import utcnow
 from models.billing import payee_by_customer
 from models.config import get_settings
 from models.enrollment import (
-    ACTIVE, CANCELLED, LIVE_STATUSES, PAST_DUE, PAUSED, Enrollment, PaymentAction, cancel_enrollment, change_status,
-    email_context, payee_of,
+    ACTIVE,
+    CANCELLED,
+    LIVE_STATUSES,
+    PAST_DUE,
+    PAUSED,
+    Enrollment,
+    cancel_enrollment,
+    change_status,
+    email_context,
+    payee_of,
 )
 from models.outbox import notify, queue_admin_alert, queue_email
+from models.payment_action import PaymentAction
 from models.people import Payee, Student
 
 
 def mark_past_due(
-    session: Session, enrollment: Enrollment, *, actor: str, now: datetime | None = None,
-    action: PaymentAction | None = None,
+    session: Session, enrollment: Enrollment, *, actor: str, now: datetime | None = None, action: PaymentAction | None = None
 ) -> bool:
     """active → past_due on a failed renewal; queues `payment_failed` (or, when the bank wants
     the parent to authenticate the renewal, `payment_action_required` with the link) and an
@@ -33,19 +41,33 @@ def mark_past_due(
         return False
     now = now or utcnow()
     change_status(
-        session, enrollment, PAST_DUE, actor=actor, action="enrollment.past_due", past_due_since=now,
-        action_client_secret=action.client_secret if action else None, action_url=action.url if action else None,
+        session,
+        enrollment,
+        PAST_DUE,
+        actor=actor,
+        action="enrollment.past_due",
+        past_due_since=now,
+        action_client_secret=action.client_secret if action else None,
+        action_url=action.url if action else None,
     )
     payee = payee_of(session, enrollment)
     context = email_context(session, enrollment)
     context["grace_days"] = get_settings().DUNNING_GRACE_DAYS
     dedupe_key = f"payment_failed:{enrollment.id}:{now:%Y%m%d}"
     subject = f"Payment failed for enrollment {enrollment.id}"
-    message = (f"{payee.name} ({payee.email}): payment for {context['student_name']} failed; "
-               f"slot held {context['grace_days']} days.")
+    message = (
+        f"{payee.name} ({payee.email}): payment for {context['student_name']} failed; slot held {context['grace_days']} days."
+    )
     if action is None:
-        notify(session, family=payee, template="payment_failed", context=context, dedupe_key=dedupe_key,
-               admin_subject=subject, admin_message=message)
+        notify(
+            session,
+            family=payee,
+            template="payment_failed",
+            context=context,
+            dedupe_key=dedupe_key,
+            admin_subject=subject,
+            admin_message=message,
+        )
     else:  # the family's email carries the link, under its own (daily) key
         _queue_renewal_action_email(session, enrollment, action, now=now)
         queue_admin_alert(session, subject=subject, message=message, dedupe_key=dedupe_key)
@@ -54,14 +76,22 @@ def mark_past_due(
 
 def _queue_renewal_action_email(session: Session, enrollment: Enrollment, action: PaymentAction, *, now: datetime) -> None:
     context = email_context(session, enrollment) | {
-        "grace_days": get_settings().DUNNING_GRACE_DAYS, "action_url": action.url, "renewal": True,
+        "grace_days": get_settings().DUNNING_GRACE_DAYS,
+        "action_url": action.url,
+        "renewal": True,
     }
-    queue_email(session, template="payment_action_required", recipient=payee_of(session, enrollment).email,
-                context=context, dedupe_key=f"payment_action_required:{enrollment.id}:{now:%Y%m%d}")
+    queue_email(
+        session,
+        template="payment_action_required",
+        recipient=payee_of(session, enrollment).email,
+        context=context,
+        dedupe_key=f"payment_action_required:{enrollment.id}:{now:%Y%m%d}",
+    )
 
 
-def require_renewal_action(session: Session, enrollment: Enrollment, *, action: PaymentAction, actor: str,
-                           now: datetime | None = None) -> bool:
+def require_renewal_action(
+    session: Session, enrollment: Enrollment, *, action: PaymentAction, actor: str, now: datetime | None = None
+) -> bool:
     """A renewal the bank wants the parent to authenticate: active → past_due, or a past_due
     enrollment (its failed-payment event came first) gets the link. Either way the parent gets
     `payment_action_required` with the link, once a day at most. False for other statuses."""
@@ -71,8 +101,15 @@ def require_renewal_action(session: Session, enrollment: Enrollment, *, action: 
     if enrollment.status != PAST_DUE:
         return False
     if enrollment.action_client_secret != action.client_secret:
-        change_audited(session, enrollment, actor=actor, action="enrollment.action_required",
-                       action_client_secret=action.client_secret, action_url=action.url, updated_at=now)
+        change_audited(
+            session,
+            enrollment,
+            actor=actor,
+            action="enrollment.action_required",
+            action_client_secret=action.client_secret,
+            action_url=action.url,
+            updated_at=now,
+        )
     _queue_renewal_action_email(session, enrollment, action, now=now)
     return True
 
@@ -81,8 +118,16 @@ def mark_paid(session: Session, enrollment: Enrollment, *, actor: str) -> bool:
     """past_due → active when the invoice got paid within the grace period."""
     if enrollment.status != PAST_DUE:
         return False
-    change_status(session, enrollment, ACTIVE, actor=actor, action="enrollment.paid", past_due_since=None,
-                  action_client_secret=None, action_url=None)
+    change_status(
+        session,
+        enrollment,
+        ACTIVE,
+        actor=actor,
+        action="enrollment.paid",
+        past_due_since=None,
+        action_client_secret=None,
+        action_url=None,
+    )
     return True
 
 
@@ -107,9 +152,7 @@ def dunning_overdue(session: Session, *, now: datetime | None = None) -> list[En
     """past_due enrollments whose grace period is over."""
     now = now or utcnow()
     limit = now - timedelta(days=get_settings().DUNNING_GRACE_DAYS)
-    return list(session.exec(
-        select(Enrollment).where(Enrollment.status == PAST_DUE, Enrollment.past_due_since <= limit)
-    ).all())
+    return list(session.exec(select(Enrollment).where(Enrollment.status == PAST_DUE, Enrollment.past_due_since <= limit)).all())
 
 
 def cancel_for_nonpayment(session: Session, enrollment: Enrollment, *, actor: str, now: datetime | None = None) -> bool:
@@ -122,11 +165,15 @@ def cancel_for_nonpayment(session: Session, enrollment: Enrollment, *, actor: st
     context |= {"grace_days": get_settings().DUNNING_GRACE_DAYS, "final_notice": True, "status": CANCELLED}
     payee = payee_of(session, enrollment)
     notify(
-        session, family=payee, template="payment_failed", context=context, dedupe_key=f"dunning_cancelled:{enrollment.id}",
+        session,
+        family=payee,
+        template="payment_failed",
+        context=context,
+        dedupe_key=f"dunning_cancelled:{enrollment.id}",
         admin_subject=f"Enrollment {enrollment.id} cancelled for non-payment",
         admin_message=f"{payee.name} ({payee.email}) did not pay for {context['student_name']} within "
-                      f"{context['grace_days']} days; {context['weekday']} {context['time']} with "
-                      f"{context['teacher_name']} is free again.",
+        f"{context['grace_days']} days; {context['weekday']} {context['time']} with "
+        f"{context['teacher_name']} is free again.",
     )
     return True
 
@@ -138,24 +185,37 @@ def enrollments_by_subscription(session: Session, subscription_id: str) -> list[
 
 def billed_enrollments(session: Session) -> list[Enrollment]:
     """Active, past-due and paused enrollments billed through Stripe (for reconciliation)."""
-    return list(session.exec(
-        select(Enrollment).where(Enrollment.status.in_((ACTIVE, PAST_DUE, PAUSED)), Enrollment.offline.is_(False),
-                                 Enrollment.stripe_subscription_id.is_not(None)).order_by(Enrollment.id)
-    ).all())
+    return list(
+        session.exec(
+            select(Enrollment)
+            .where(
+                Enrollment.status.in_((ACTIVE, PAST_DUE, PAUSED)),
+                Enrollment.offline.is_(False),
+                Enrollment.stripe_subscription_id.is_not(None),
+            )
+            .order_by(Enrollment.id)
+        ).all()
+    )
 
 
 def billed_enrollment_id(
-    session: Session, *, enrollment_id: int | None = None, payment_intent_id: str | None = None,
-    invoice_id: str | None = None, subscription_id: str | None = None,
+    session: Session,
+    *,
+    enrollment_id: int | None = None,
+    payment_intent_id: str | None = None,
+    invoice_id: str | None = None,
+    subscription_id: str | None = None,
 ) -> int | None:
     """The local enrollment a Stripe payment belongs to, from what Stripe named: our own
     `metadata.enrollment_id` (only when that enrollment exists here), else the enrollment
     linked to the PaymentIntent, the first invoice or the subscription. None when unknown."""
     if enrollment_id is not None and session.get(Enrollment, enrollment_id) is not None:
         return enrollment_id
-    for column, value in ((Enrollment.stripe_payment_intent_id, payment_intent_id),
-                          (Enrollment.stripe_invoice_id, invoice_id),
-                          (Enrollment.stripe_subscription_id, subscription_id)):
+    for column, value in (
+        (Enrollment.stripe_payment_intent_id, payment_intent_id),
+        (Enrollment.stripe_invoice_id, invoice_id),
+        (Enrollment.stripe_subscription_id, subscription_id),
+    ):
         if value:
             found = session.exec(select(Enrollment.id).where(column == value).order_by(Enrollment.id.desc())).first()
             if found is not None:
@@ -171,22 +231,35 @@ def forget_stripe_customer(session: Session, *, customer_id: str, actor: str) ->
     payee = payee_by_customer(session, customer_id)
     if payee is None:
         return None
-    change_audited(session, payee, actor=actor, action="payee.stripe_customer_deleted",
-                   stripe_customer_id=None, stripe_payment_method_id=None,
-                   stripe_customer_generation=payee.stripe_customer_generation + 1, updated_at=utcnow())
+    change_audited(
+        session,
+        payee,
+        actor=actor,
+        action="payee.stripe_customer_deleted",
+        stripe_customer_id=None,
+        stripe_payment_method_id=None,
+        stripe_customer_generation=payee.stripe_customer_generation + 1,
+        updated_at=utcnow(),
+    )
     billed = session.exec(
-        select(Enrollment.id).join(Student, Student.id == Enrollment.student_id)
-        .where(Student.payee_id == payee.id, Enrollment.status.in_(LIVE_STATUSES), Enrollment.offline.is_(False),
-               Enrollment.stripe_subscription_id.is_not(None))
+        select(Enrollment.id)
+        .join(Student, Student.id == Enrollment.student_id)
+        .where(
+            Student.payee_id == payee.id,
+            Enrollment.status.in_(LIVE_STATUSES),
+            Enrollment.offline.is_(False),
+            Enrollment.stripe_subscription_id.is_not(None),
+        )
         .order_by(Enrollment.id)
     ).all()
     if billed:
         ids = ", ".join(str(enrollment_id) for enrollment_id in billed)
         queue_admin_alert(
-            session, subject=f"Stripe customer of {payee.name} deleted: {len(billed)} billed enrollment(s)",
+            session,
+            subject=f"Stripe customer of {payee.name} deleted: {len(billed)} billed enrollment(s)",
             message=f"The Stripe customer {customer_id} of {payee.name} ({payee.email}) was deleted, and with it the "
-                    f"subscriptions billing enrollment(s) {ids}: nothing will be charged for them any more. The "
-                    f"family's next booking or card setup creates a new customer; re-enrol them or cancel the enrollments.",
+            f"subscriptions billing enrollment(s) {ids}: nothing will be charged for them any more. The "
+            f"family's next booking or card setup creates a new customer; re-enrol them or cancel the enrollments.",
             dedupe_key=f"customer_deleted:{customer_id}",
         )
     return payee

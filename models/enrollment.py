@@ -19,7 +19,6 @@ is read of an enrollment, and the hold's transitions; the renewals of a billed e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
@@ -50,9 +49,6 @@ TAUGHT_STATUSES = (ACTIVE, PAST_DUE, CANCELLED)
 # The predicate of the one-live-enrollment-per-slot partial unique index (`models.booking`
 # names it in its INSERT ... ON CONFLICT).
 LIVE_SQL = "status IN ('provisional', 'active', 'past_due', 'action_required', 'paused')"
-# Stripe expires an incomplete subscription (and voids its first invoice) 23 hours after it
-# was made: a booking waiting for its first payment's 3-D Secure check waits at most this long.
-SUBSCRIPTION_ACTION_HOURS = 22.0
 
 
 class Enrollment(SQLModel, table=True):
@@ -61,12 +57,16 @@ class Enrollment(SQLModel, table=True):
     __table_args__ = (
         enum_check("status", STATUSES, "status_known"),
         sa.CheckConstraint("end_date IS NULL OR end_date >= start_date", name="dates_ordered"),
-        sa.CheckConstraint("status NOT IN ('provisional', 'action_required') OR provisional_expires_at IS NOT NULL",
-                           name="hold_expires"),
+        sa.CheckConstraint(
+            "status NOT IN ('provisional', 'action_required') OR provisional_expires_at IS NOT NULL", name="hold_expires"
+        ),
         # One live enrollment per slot, enforced by the database itself on both engines.
         sa.Index(
-            "uq_enrollment_live_timeslot", "timeslot_id", unique=True,
-            postgresql_where=sa.text(LIVE_SQL), sqlite_where=sa.text(LIVE_SQL),
+            "uq_enrollment_live_timeslot",
+            "timeslot_id",
+            unique=True,
+            postgresql_where=sa.text(LIVE_SQL),
+            sqlite_where=sa.text(LIVE_SQL),
         ),
     )
 
@@ -130,7 +130,11 @@ def lesson_end(session: Session, enrollment: Enrollment) -> date | None:
 
 
 def lesson_dates(
-    session: Session, enrollment: Enrollment, *, first: date | None = None, last: date | None = None,
+    session: Session,
+    enrollment: Enrollment,
+    *,
+    first: date | None = None,
+    last: date | None = None,
     closures: set[date] | None = None,
 ) -> list[date]:
     """The enrollment's lesson dates (closures removed) within [first, last]."""
@@ -181,7 +185,8 @@ def email_context(session: Session, enrollment: Enrollment) -> dict:
         "plan": plan.frequency if plan else "offline",
         "amount": f"{plan.amount:.2f} {plan.currency.upper()}" if plan else None,
         "expires_at": enrollment.provisional_expires_at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M %Z")
-        if enrollment.provisional_expires_at else None,
+        if enrollment.provisional_expires_at
+        else None,
         "failure_reason": enrollment.failure_reason,
         "booking_url": f"{settings.PARENT_APP_URL.rstrip('/')}/bookings/{enrollment.id}" if settings.PARENT_APP_URL else None,
     }
@@ -221,62 +226,40 @@ def touch_pipeline(session: Session, enrollment: Enrollment, state: str) -> None
 
 
 def activate_enrollment(
-    session: Session, enrollment: Enrollment, *, actor: str, subscription_id: str | None = None,
-    payment_intent_id: str | None = None, invoice_id: str | None = None,
+    session: Session,
+    enrollment: Enrollment,
+    *,
+    actor: str,
+    subscription_id: str | None = None,
+    payment_intent_id: str | None = None,
+    invoice_id: str | None = None,
 ) -> bool:
     """provisional or action_required → active once billing is set up (or the parent's 3-D Secure
     check passed); queues `booking_confirmation`. False if not such a hold."""
     if enrollment.status not in HOLD_STATUSES:
         return False
     change_status(
-        session, enrollment, ACTIVE, actor=actor, action="enrollment.activate",
+        session,
+        enrollment,
+        ACTIVE,
+        actor=actor,
+        action="enrollment.activate",
         stripe_subscription_id=subscription_id or enrollment.stripe_subscription_id,
         stripe_payment_intent_id=payment_intent_id or enrollment.stripe_payment_intent_id,
         stripe_invoice_id=invoice_id or enrollment.stripe_invoice_id,
-        provisional_expires_at=None, pipeline_state="done", action_client_secret=None, action_url=None,
+        provisional_expires_at=None,
+        pipeline_state="done",
+        action_client_secret=None,
+        action_url=None,
     )
     payee = payee_of(session, enrollment)
     queue_email(
-        session, template="booking_confirmation", recipient=payee.email,
-        context=email_context(session, enrollment), dedupe_key=f"booking_confirmation:{enrollment.id}",
+        session,
+        template="booking_confirmation",
+        recipient=payee.email,
+        context=email_context(session, enrollment),
+        dedupe_key=f"booking_confirmation:{enrollment.id}",
     )
-    return True
-
-
-@dataclass(frozen=True)
-class PaymentAction:
-    """A payment waiting for the parent: Stripe's client secret for Stripe.js, and a page to pay on."""
-
-    client_secret: str
-    url: str | None = None
-
-
-def await_payment_action(
-    session: Session, enrollment: Enrollment, *, actor: str, action: PaymentAction,
-    subscription_id: str | None = None, invoice_id: str | None = None, payment_intent_id: str | None = None,
-    now: datetime | None = None,
-) -> bool:
-    """provisional → action_required: the first payment needs the parent's 3-D Secure check. The
-    slot stays held for ACTION_REQUIRED_HOURS (at most SUBSCRIPTION_ACTION_HOURS for a
-    subscription: Stripe gives up on its first invoice after 23 hours); the parent gets
-    `payment_action_required` with the link (once). False if no longer provisional."""
-    if enrollment.status != PROVISIONAL:
-        return False
-    now = now or utcnow()
-    hours = get_settings().ACTION_REQUIRED_HOURS
-    if subscription_id or enrollment.stripe_subscription_id:
-        hours = min(hours, SUBSCRIPTION_ACTION_HOURS)
-    change_status(
-        session, enrollment, ACTION_REQUIRED, actor=actor, action="enrollment.action_required",
-        provisional_expires_at=now + timedelta(hours=hours),
-        stripe_subscription_id=subscription_id or enrollment.stripe_subscription_id,
-        stripe_invoice_id=invoice_id or enrollment.stripe_invoice_id,
-        stripe_payment_intent_id=payment_intent_id or enrollment.stripe_payment_intent_id,
-        action_client_secret=action.client_secret, action_url=action.url, pipeline_state="action_required",
-    )
-    context = email_context(session, enrollment) | {"action_url": action.url, "renewal": False}
-    queue_email(session, template="payment_action_required", recipient=payee_of(session, enrollment).email,
-                context=context, dedupe_key=f"payment_action_required:{enrollment.id}")
     return True
 
 
@@ -286,13 +269,19 @@ def fail_enrollment(session: Session, enrollment: Enrollment, *, reason: str, ac
     if enrollment.status not in HOLD_STATUSES:
         return False
     change_status(
-        session, enrollment, FAILED, actor=actor, action="enrollment.fail",
-        failure_reason=reason[:500], provisional_expires_at=None, pipeline_state="failed",
-        action_client_secret=None, action_url=None,
+        session,
+        enrollment,
+        FAILED,
+        actor=actor,
+        action="enrollment.fail",
+        failure_reason=reason[:500],
+        provisional_expires_at=None,
+        pipeline_state="failed",
+        action_client_secret=None,
+        action_url=None,
     )
     queue_admin_alert(
-        session, subject=f"Booking {enrollment.id} failed", message=reason,
-        dedupe_key=f"booking_failed:{enrollment.id}",
+        session, subject=f"Booking {enrollment.id} failed", message=reason, dedupe_key=f"booking_failed:{enrollment.id}"
     )
     return True
 
@@ -303,13 +292,25 @@ def expire_hold(session: Session, enrollment: Enrollment, *, actor: str) -> bool
     if enrollment.status not in HOLD_STATUSES:
         return False
     context = email_context(session, enrollment)
-    change_status(session, enrollment, EXPIRED, actor=actor, action="enrollment.expire", pipeline_state="expired",
-                  action_client_secret=None, action_url=None)
+    change_status(
+        session,
+        enrollment,
+        EXPIRED,
+        actor=actor,
+        action="enrollment.expire",
+        pipeline_state="expired",
+        action_client_secret=None,
+        action_url=None,
+    )
     notify(
-        session, family=payee_of(session, enrollment), template="hold_expired", context=context,
-        dedupe_key=f"hold_expired:{enrollment.id}", admin_subject=f"Hold {enrollment.id} expired",
+        session,
+        family=payee_of(session, enrollment),
+        template="hold_expired",
+        context=context,
+        dedupe_key=f"hold_expired:{enrollment.id}",
+        admin_subject=f"Hold {enrollment.id} expired",
         admin_message=f"{context['student_name']}'s hold on {context['weekday']} {context['time']} with "
-                      f"{context['teacher_name']} expired.",
+        f"{context['teacher_name']} expired.",
     )
     return True
 
@@ -318,13 +319,13 @@ def holds_past_expiry(session: Session, *, status: str, now: datetime | None = N
     """Ids of holds of `status` whose expiry has passed (the expiry job re-reads Stripe for the
     action_required ones before expiring them)."""
     now = now or utcnow()
-    return list(session.exec(
-        select(Enrollment.id).where(Enrollment.status == status, Enrollment.provisional_expires_at <= now)
-    ).all())
+    return list(
+        session.exec(select(Enrollment.id).where(Enrollment.status == status, Enrollment.provisional_expires_at <= now)).all()
+    )
 
 
 def expire_provisional_holds(
-    session: Session, *, now: datetime | None = None, actor: str = "worker", spare: frozenset[int] = frozenset(),
+    session: Session, *, now: datetime | None = None, actor: str = "worker", spare: frozenset[int] = frozenset()
 ) -> list[Enrollment]:
     """Every hold (provisional, or action_required: a payment the parent did not authenticate in
     time) past its expiry becomes `expired` (`expire_hold`), except the ids in `spare` (Stripe
@@ -348,8 +349,13 @@ def cancel_enrollment(session: Session, enrollment: Enrollment, *, reason: str |
     if enrollment.status not in LIVE_STATUSES:
         raise Conflict(f"enrollment {enrollment.id} is {enrollment.status}, not live")
     return change_status(
-        session, enrollment, CANCELLED, actor=actor, action="enrollment.cancel",
-        cancel_reason=reason, provisional_expires_at=None,
+        session,
+        enrollment,
+        CANCELLED,
+        actor=actor,
+        action="enrollment.cancel",
+        cancel_reason=reason,
+        provisional_expires_at=None,
         end_date=max(enrollment.start_date, studio_today()),
     )
 
@@ -358,17 +364,23 @@ def stale_provisionals(session: Session, *, older_than: timedelta, now: datetime
     """Holds (provisional, action_required) with no pipeline progress for `older_than` (for
     reconciliation: a lost task is re-run; a payment the parent authenticated is found)."""
     now = now or utcnow()
-    return list(session.exec(
-        select(Enrollment).where(
-            Enrollment.status.in_(HOLD_STATUSES), Enrollment.updated_at <= now - older_than,
-            Enrollment.provisional_expires_at > now,
-        )
-    ).all())
+    return list(
+        session.exec(
+            select(Enrollment).where(
+                Enrollment.status.in_(HOLD_STATUSES),
+                Enrollment.updated_at <= now - older_than,
+                Enrollment.provisional_expires_at > now,
+            )
+        ).all()
+    )
 
 
 def awaiting_payment_method(session: Session, payee_id: int) -> list[Enrollment]:
     """A family's provisional enrollments whose pipeline waits for a card."""
-    return list(session.exec(
-        select(Enrollment).join(Student, Student.id == Enrollment.student_id)
-        .where(Student.payee_id == payee_id, Enrollment.status == PROVISIONAL)
-    ).all())
+    return list(
+        session.exec(
+            select(Enrollment)
+            .join(Student, Student.id == Enrollment.student_id)
+            .where(Student.payee_id == payee_id, Enrollment.status == PROVISIONAL)
+        ).all()
+    )

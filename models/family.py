@@ -20,10 +20,7 @@ from models.people import Instrument, Payee, Student, Teacher
 def students_page(session: Session, payee_id: int, *, after_id: int | None = None, limit: int = 50) -> list[Student]:
     """The family's current (not archived) students by id."""
     statement = (
-        select(Student)
-        .where(Student.payee_id == payee_id, Student.archived_at.is_(None))
-        .order_by(Student.id)
-        .limit(limit + 1)
+        select(Student).where(Student.payee_id == payee_id, Student.archived_at.is_(None)).order_by(Student.id).limit(limit + 1)
     )
     if after_id is not None:
         statement = statement.where(Student.id > after_id)

@@ -39,7 +39,8 @@ def stored_response(session: Session, *, payee_id: int, key: str, request_finger
     if record is not None and record.fingerprint != request_fingerprint:
         raise Invalid(
             "this Idempotency-Key was used with a different request body; use a new key",
-            type="idempotency-key-reused", field="Idempotency-Key",
+            type="idempotency-key-reused",
+            field="Idempotency-Key",
         )
     return record
 
@@ -49,7 +50,7 @@ def store_response(
 ) -> IdempotencyRecord:
     """Remember the answer for `key` in the caller's transaction; IdempotencyRace on a clash."""
     record = IdempotencyRecord(
-        payee_id=payee_id, key=key, fingerprint=request_fingerprint, response_status=status, response_body=body,
+        payee_id=payee_id, key=key, fingerprint=request_fingerprint, response_status=status, response_body=body
     )
     try:
         with session.begin_nested():

@@ -16,20 +16,33 @@ import sqlalchemy as sa
 _int, _str, _date = sa.Integer, sa.String, sa.Date
 
 enrollment = sa.table(
-    "enrollment", sa.column("id", _int), sa.column("student_id", _int), sa.column("timeslot_id", _int),
-    sa.column("instrument_id", _int), sa.column("semester_id", _int), sa.column("status", _str),
-    sa.column("start_date", _date), sa.column("end_date", _date),
+    "enrollment",
+    sa.column("id", _int),
+    sa.column("student_id", _int),
+    sa.column("timeslot_id", _int),
+    sa.column("instrument_id", _int),
+    sa.column("semester_id", _int),
+    sa.column("status", _str),
+    sa.column("start_date", _date),
+    sa.column("end_date", _date),
 )
-timeslot = sa.table("timeslot", sa.column("id", _int), sa.column("teacher_id", _int), sa.column("weekday", _int),
-                    sa.column("start_minute", _int))
+timeslot = sa.table(
+    "timeslot", sa.column("id", _int), sa.column("teacher_id", _int), sa.column("weekday", _int), sa.column("start_minute", _int)
+)
 teacher = sa.table("teacher", sa.column("id", _int), sa.column("name", _str))
 student = sa.table("student", sa.column("id", _int), sa.column("name", _str))
 instrument = sa.table("instrument", sa.column("id", _int), sa.column("name", _str))
 semester = sa.table("semester", sa.column("id", _int), sa.column("ends_on", _date))
 semester_closure = sa.table("semester_closure", sa.column("semester_id", _int), sa.column("closed_on", _date))
-attendance = sa.table("attendance", sa.column("enrollment_id", _int), sa.column("lesson_date", _date),
-                      sa.column("status", _str))
-makeup = sa.table("makeup", sa.column("id", _int), sa.column("student_id", _int), sa.column("timeslot_id", _int),
-                  sa.column("instrument_id", _int), sa.column("lesson_date", _date), sa.column("status", _str))
+attendance = sa.table("attendance", sa.column("enrollment_id", _int), sa.column("lesson_date", _date), sa.column("status", _str))
+makeup = sa.table(
+    "makeup",
+    sa.column("id", _int),
+    sa.column("student_id", _int),
+    sa.column("timeslot_id", _int),
+    sa.column("instrument_id", _int),
+    sa.column("lesson_date", _date),
+    sa.column("status", _str),
+)
 
 TABLES = (enrollment, timeslot, teacher, student, instrument, semester, semester_closure, attendance, makeup)

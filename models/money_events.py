@@ -22,8 +22,14 @@ from models.outbox import queue_admin_alert
 from models.people import Payee
 
 DISPUTE_STATUSES = (
-    "warning_needs_response", "warning_under_review", "warning_closed", "needs_response", "under_review",
-    "won", "lost", "prevented",
+    "warning_needs_response",
+    "warning_under_review",
+    "warning_closed",
+    "needs_response",
+    "under_review",
+    "won",
+    "lost",
+    "prevented",
 )
 
 
@@ -63,7 +69,6 @@ class StripeRefund(SQLModel, table=True):
     status: str | None = Field(default=None, max_length=32)
     reason: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
-
 
 
 # A dispute in one of these states is decided (`warning_closed`: an inquiry that ended
@@ -130,9 +135,20 @@ def _local_time(moment: datetime | None) -> str:
 
 
 def record_dispute(
-    session: Session, *, stripe_dispute_id: str, charge_id: str | None, payment_intent_id: str | None,
-    payee_id: int | None, enrollment_id: int | None, amount_cents: int, currency: str, reason: str | None,
-    status: str, evidence_due_by: datetime | None, customer_id: str | None = None, actor: str,
+    session: Session,
+    *,
+    stripe_dispute_id: str,
+    charge_id: str | None,
+    payment_intent_id: str | None,
+    payee_id: int | None,
+    enrollment_id: int | None,
+    amount_cents: int,
+    currency: str,
+    reason: str | None,
+    status: str,
+    evidence_due_by: datetime | None,
+    customer_id: str | None = None,
+    actor: str,
 ) -> Dispute:
     """Record a chargeback as Stripe shows it now (insert or update by its Stripe id) and tell
     the admin: once when it is first seen open (family, amount, evidence deadline in the
@@ -141,41 +157,60 @@ def record_dispute(
     closed = status in DISPUTE_CLOSED
     existing = _locked_by_stripe_id(session, Dispute, Dispute.stripe_dispute_id, stripe_dispute_id)
     values = {
-        "charge_id": charge_id, "payment_intent_id": payment_intent_id, "amount_cents": amount_cents,
-        "currency": (currency or "").lower()[:3], "reason": reason, "status": status, "evidence_due_by": evidence_due_by,
+        "charge_id": charge_id,
+        "payment_intent_id": payment_intent_id,
+        "amount_cents": amount_cents,
+        "currency": (currency or "").lower()[:3],
+        "reason": reason,
+        "status": status,
+        "evidence_due_by": evidence_due_by,
         # What we learnt before is kept when a later read cannot tell (a customer deleted since).
         "payee_id": payee_id or (existing.payee_id if existing else None),
         "enrollment_id": enrollment_id or (existing.enrollment_id if existing else None),
         "closed_at": ((existing.closed_at if existing else None) or utcnow()) if closed else None,
     }
-    dispute, created = _upsert(session, Dispute, Dispute.stripe_dispute_id, stripe_dispute_id, values,
-                               actor=actor, action="dispute")
+    dispute, created = _upsert(
+        session, Dispute, Dispute.stripe_dispute_id, stripe_dispute_id, values, actor=actor, action="dispute"
+    )
     family = _family(session, dispute.payee_id, customer_id)
     amount = format_money(dispute.amount_cents, dispute.currency)
     about = f"charge {charge_id or '?'}" + (f", enrollment {dispute.enrollment_id}" if dispute.enrollment_id else "")
     if created and not closed:
         queue_admin_alert(
-            session, subject=f"Dispute opened: {amount} from {family}",
+            session,
+            subject=f"Dispute opened: {amount} from {family}",
             message=f"{family} disputed {amount} ({about}; reason: {reason or 'not given'}; Stripe status {status}). "
-                    f"Evidence is due by {_local_time(evidence_due_by)}: respond in the Stripe dashboard "
-                    f"(dispute {stripe_dispute_id}).",
+            f"Evidence is due by {_local_time(evidence_due_by)}: respond in the Stripe dashboard "
+            f"(dispute {stripe_dispute_id}).",
             dedupe_key=f"dispute_opened:{stripe_dispute_id}",
         )
     if closed:
         outcome = _DISPUTE_OUTCOMES.get(status, status)
         queue_admin_alert(
-            session, subject=f"Dispute {status.replace('_', ' ')}: {amount} from {family}",
+            session,
+            subject=f"Dispute {status.replace('_', ' ')}: {amount} from {family}",
             message=f"The dispute of {amount} by {family} ({about}; reason: {reason or 'not given'}) is {outcome}. "
-                    f"Stripe dispute {stripe_dispute_id}.",
+            f"Stripe dispute {stripe_dispute_id}.",
             dedupe_key=f"dispute_closed:{stripe_dispute_id}",
         )
     return dispute
 
 
 def record_refund(
-    session: Session, *, stripe_refund_id: str, charge_id: str | None, payment_intent_id: str | None,
-    payee_id: int | None, enrollment_id: int | None, amount_cents: int, currency: str, status: str | None,
-    reason: str | None, ours: bool, customer_id: str | None = None, actor: str,
+    session: Session,
+    *,
+    stripe_refund_id: str,
+    charge_id: str | None,
+    payment_intent_id: str | None,
+    payee_id: int | None,
+    enrollment_id: int | None,
+    amount_cents: int,
+    currency: str,
+    status: str | None,
+    reason: str | None,
+    ours: bool,
+    customer_id: str | None = None,
+    actor: str,
 ) -> StripeRefund:
     """Record a refund as Stripe shows it now (insert or update by its Stripe id). A refund
     the studio's code did not make (`ours` False: made in the Stripe dashboard) is told to the
@@ -183,29 +218,36 @@ def record_refund(
     paid). Nothing else changes: what a refund means for the enrollment is the admin's call."""
     existing = _locked_by_stripe_id(session, StripeRefund, StripeRefund.stripe_refund_id, stripe_refund_id)
     values = {
-        "charge_id": charge_id, "payment_intent_id": payment_intent_id, "amount_cents": amount_cents,
-        "currency": (currency or "").lower()[:3], "status": status, "reason": reason,
+        "charge_id": charge_id,
+        "payment_intent_id": payment_intent_id,
+        "amount_cents": amount_cents,
+        "currency": (currency or "").lower()[:3],
+        "status": status,
+        "reason": reason,
         "payee_id": payee_id or (existing.payee_id if existing else None),
         "enrollment_id": enrollment_id or (existing.enrollment_id if existing else None),
     }
-    refund, _ = _upsert(session, StripeRefund, StripeRefund.stripe_refund_id, stripe_refund_id, values,
-                        actor=actor, action="stripe_refund")
+    refund, _ = _upsert(
+        session, StripeRefund, StripeRefund.stripe_refund_id, stripe_refund_id, values, actor=actor, action="stripe_refund"
+    )
     family = _family(session, refund.payee_id, customer_id)
     amount = format_money(refund.amount_cents, refund.currency)
     about = f"charge {charge_id or '?'}" + (f", enrollment {refund.enrollment_id}" if refund.enrollment_id else "")
     if not ours:
         queue_admin_alert(
-            session, subject=f"Refund made in Stripe: {amount} to {family}",
+            session,
+            subject=f"Refund made in Stripe: {amount} to {family}",
             message=f"A refund of {amount} to {family} ({about}; reason: {reason or 'not given'}; status {status}) was "
-                    f"made outside the studio's system (the Stripe dashboard). The enrollment is unchanged: cancel "
-                    f"it if the family is leaving. Stripe refund {stripe_refund_id}.",
+            f"made outside the studio's system (the Stripe dashboard). The enrollment is unchanged: cancel "
+            f"it if the family is leaving. Stripe refund {stripe_refund_id}.",
             dedupe_key=f"stripe_refund:{stripe_refund_id}",
         )
     if status == "failed":
         queue_admin_alert(
-            session, subject=f"Refund failed: {amount} to {family}",
+            session,
+            subject=f"Refund failed: {amount} to {family}",
             message=f"Stripe could not give {amount} back to {family} ({about}); the family still paid. "
-                    f"Stripe refund {stripe_refund_id}.",
+            f"Stripe refund {stripe_refund_id}.",
             dedupe_key=f"stripe_refund_failed:{stripe_refund_id}",
         )
     return refund
@@ -215,8 +257,11 @@ def _money_rows(session: Session, model, statement) -> list[dict]:
     rows = []
     for row, payee in session.exec(statement.outerjoin(Payee, Payee.id == model.payee_id)).all():
         view = snapshot(row)
-        view |= {"amount": format_money(row.amount_cents, row.currency), "payee": payee.name if payee else None,
-                 "payee_email": payee.email if payee else None}
+        view |= {
+            "amount": format_money(row.amount_cents, row.currency),
+            "payee": payee.name if payee else None,
+            "payee_email": payee.email if payee else None,
+        }
         rows.append(view)
     return rows
 
@@ -232,5 +277,6 @@ def list_disputes(session: Session, *, open_only: bool = False) -> list[dict]:
 
 def list_stripe_refunds(session: Session) -> list[dict]:
     """Refunds seen in Stripe, newest first, with the family's name and email."""
-    return _money_rows(session, StripeRefund, select(StripeRefund, Payee).order_by(
-        StripeRefund.created_at.desc(), StripeRefund.id.desc()))
+    return _money_rows(
+        session, StripeRefund, select(StripeRefund, Payee).order_by(StripeRefund.created_at.desc(), StripeRefund.id.desc())
+    )

@@ -24,8 +24,14 @@ from models.errors import Conflict, NotFound
 
 EMAIL_STATUSES = ("queued", "sending", "sent", "failed")
 TEMPLATES = (
-    "booking_confirmation", "provisional_notice", "no_show_notice", "make_up_invite",
-    "make_up_confirmation", "admin_alert", "hold_expired", "payment_failed",
+    "booking_confirmation",
+    "provisional_notice",
+    "no_show_notice",
+    "make_up_invite",
+    "make_up_confirmation",
+    "admin_alert",
+    "hold_expired",
+    "payment_failed",
     "payment_action_required",
     "card_setup_failed",
 )
@@ -88,9 +94,7 @@ def _dispatch_after_commit(session: Session, email_id: int) -> None:
         after_commit(session, lambda: dispatcher(email_id))
 
 
-def queue_email(
-    session: Session, *, template: str, recipient: str, context: dict, dedupe_key: str
-) -> EmailLog | None:
+def queue_email(session: Session, *, template: str, recipient: str, context: dict, dedupe_key: str) -> EmailLog | None:
     """Queue an email in the caller's transaction; None when `dedupe_key` was queued before."""
     if template not in TEMPLATES:
         raise ValueError(f"unknown email template {template!r}")
@@ -109,8 +113,11 @@ def queue_admin_alert(session: Session, *, subject: str, message: str, dedupe_ke
     queued = []
     for admin in get_settings().admin_emails:
         email = queue_email(
-            session, template="admin_alert", recipient=admin,
-            context={"alert_subject": subject, "message": message}, dedupe_key=f"{dedupe_key}:{admin}",
+            session,
+            template="admin_alert",
+            recipient=admin,
+            context={"alert_subject": subject, "message": message},
+            dedupe_key=f"{dedupe_key}:{admin}",
         )
         if email:
             queued.append(email)
@@ -124,8 +131,7 @@ class Family(Protocol):
 
 
 def notify(
-    session: Session, *, family: Family, template: str, context: dict, dedupe_key: str, admin_subject: str,
-    admin_message: str,
+    session: Session, *, family: Family, template: str, context: dict, dedupe_key: str, admin_subject: str, admin_message: str
 ) -> None:
     """Email the family (`template` with `context`) and alert the admins, both under `dedupe_key`."""
     queue_email(session, template=template, recipient=family.email, context=context, dedupe_key=dedupe_key)
@@ -207,18 +213,27 @@ def requeue_email(session: Session, email: EmailLog, *, actor: str = "admin") ->
     email.status, email.error, email.updated_at = "queued", None, utcnow()
     session.add(email)
     session.flush()
-    record_audit(session, actor=actor, action="email.requeue", entity=email, before=before,
-                 after={"status": email.status, "error": None, "attempts": email.attempts})
+    record_audit(
+        session,
+        actor=actor,
+        action="email.requeue",
+        entity=email,
+        before=before,
+        after={"status": email.status, "error": None, "attempts": email.attempts},
+    )
     _dispatch_after_commit(session, email.id)
     return email
 
 
 def stuck_emails(session: Session, *, older_than: datetime) -> list[EmailLog]:
     """Emails never sent: `queued` (dispatch lost) or `sending` (worker died) since before `older_than`."""
-    return list(session.exec(
-        select(EmailLog).where(EmailLog.status.in_(("queued", "sending")), EmailLog.updated_at <= older_than)
-        .order_by(EmailLog.id)
-    ).all())
+    return list(
+        session.exec(
+            select(EmailLog)
+            .where(EmailLog.status.in_(("queued", "sending")), EmailLog.updated_at <= older_than)
+            .order_by(EmailLog.id)
+        ).all()
+    )
 
 
 def mark_dead_letter_retried(session: Session, letter: DeadLetter, *, actor: str = "admin") -> DeadLetter:
@@ -230,9 +245,18 @@ def mark_dead_letter_retried(session: Session, letter: DeadLetter, *, actor: str
 
 
 def _email_row(email: EmailLog) -> dict:
-    return {"id": email.id, "template": email.template, "recipient": email.recipient, "status": email.status,
-            "attempts": email.attempts, "subject": email.subject, "provider_message_id": email.provider_message_id,
-            "error": email.error, "created_at": email.created_at, "sent_at": email.sent_at}
+    return {
+        "id": email.id,
+        "template": email.template,
+        "recipient": email.recipient,
+        "status": email.status,
+        "attempts": email.attempts,
+        "subject": email.subject,
+        "provider_message_id": email.provider_message_id,
+        "error": email.error,
+        "created_at": email.created_at,
+        "sent_at": email.sent_at,
+    }
 
 
 def list_emails(session: Session, *, status: str | None = None, limit: int = 50) -> list[dict]:
@@ -244,8 +268,15 @@ def list_emails(session: Session, *, status: str | None = None, limit: int = 50)
 
 
 def _dead_letter_row(letter: DeadLetter) -> dict:
-    return {"id": letter.id, "kind": letter.kind, "payload": dict(letter.payload), "error": letter.error,
-            "created_at": letter.created_at, "retried_at": letter.retried_at, "resolved_at": letter.resolved_at}
+    return {
+        "id": letter.id,
+        "kind": letter.kind,
+        "payload": dict(letter.payload),
+        "error": letter.error,
+        "created_at": letter.created_at,
+        "retried_at": letter.retried_at,
+        "resolved_at": letter.resolved_at,
+    }
 
 
 def list_dead_letters(session: Session, *, include_resolved: bool = False) -> list[dict]:

@@ -182,15 +182,25 @@ def add_teacher(
         session.add(TeacherInstrument(teacher_id=teacher.id, instrument_id=instrument.id))
     session.flush()
     record_audit(
-        session, actor=actor, action="teacher.add", entity=teacher,
+        session,
+        actor=actor,
+        action="teacher.add",
+        entity=teacher,
         after={**snapshot(teacher), "instruments": [i.name for i in resolved]},
     )
     return teacher
 
 
 def update_teacher(
-    session: Session, teacher: Teacher, *, name: str | None = None, email: str | None = None,
-    bio: str | None = None, active: bool | None = None, instruments: list[str] | None = None, actor: str,
+    session: Session,
+    teacher: Teacher,
+    *,
+    name: str | None = None,
+    email: str | None = None,
+    bio: str | None = None,
+    active: bool | None = None,
+    instruments: list[str] | None = None,
+    actor: str,
 ) -> Teacher:
     """Change a teacher's fields; `instruments`, when given, replaces the list."""
     before = {**snapshot(teacher), "instruments": teacher_instruments(session, teacher.id)}
@@ -223,8 +233,7 @@ def update_teacher(
 
 
 def add_payee(
-    session: Session, *, name: str, email: str, phone: str | None = None,
-    supabase_user_id: str | None = None, actor: str,
+    session: Session, *, name: str, email: str, phone: str | None = None, supabase_user_id: str | None = None, actor: str
 ) -> Payee:
     """Add a payee; Conflict on a duplicate email or Supabase user."""
     email = normalise_email(email)
@@ -242,8 +251,7 @@ def add_payee(
 
 
 def update_payee(
-    session: Session, payee: Payee, *, name: str | None = None, email: str | None = None,
-    phone: str | None = None, actor: str,
+    session: Session, payee: Payee, *, name: str | None = None, email: str | None = None, phone: str | None = None, actor: str
 ) -> Payee:
     """Change a payee's contact fields."""
     before = snapshot(payee)
@@ -266,8 +274,13 @@ def update_payee(
 
 
 def upsert_payee_for_user(
-    session: Session, *, supabase_user_id: str, email: str, name: str | None = None,
-    phone: str | None = None, actor: str | None = None,
+    session: Session,
+    *,
+    supabase_user_id: str,
+    email: str,
+    name: str | None = None,
+    phone: str | None = None,
+    actor: str | None = None,
 ) -> Payee:
     """The payee signed in as `supabase_user_id`, created or updated (idempotent).
 
@@ -302,13 +315,14 @@ def upsert_payee_for_user(
         payee.updated_at = utcnow()
         session.add(payee)
         session.flush()
-        record_audit(session, actor=actor or f"payee:{payee.id}", action="payee.update", entity=payee, before=before, after=snapshot(payee))
+        record_audit(
+            session, actor=actor or f"payee:{payee.id}", action="payee.update", entity=payee, before=before, after=snapshot(payee)
+        )
     return payee
 
 
 def add_student(
-    session: Session, *, payee: Payee, name: str, birth_date: date | None = None,
-    notes: str | None = None, actor: str,
+    session: Session, *, payee: Payee, name: str, birth_date: date | None = None, notes: str | None = None, actor: str
 ) -> Student:
     """Add a student to a payee's family."""
     if not name.strip():

@@ -37,9 +37,9 @@ def _name(session: Session, model, row_id: int | None) -> str | None:
 
 def list_instruments(session: Session) -> list[dict]:
     """Every instrument with how many teachers teach it, by name."""
-    counts = dict(session.exec(
-        select(TeacherInstrument.instrument_id, func.count()).group_by(TeacherInstrument.instrument_id)
-    ).all())
+    counts = dict(
+        session.exec(select(TeacherInstrument.instrument_id, func.count()).group_by(TeacherInstrument.instrument_id)).all()
+    )
     return [
         {"id": row.id, "name": row.name, "teachers": counts.get(row.id, 0)}
         for row in session.exec(select(Instrument).order_by(Instrument.name)).all()
@@ -52,8 +52,13 @@ def teacher_view(session: Session, teacher: Teacher) -> dict:
         select(func.count(Timeslot.id)).where(Timeslot.teacher_id == teacher.id, Timeslot.active.is_(True))
     ).one()
     return {
-        "id": teacher.id, "name": teacher.name, "email": teacher.email, "active": teacher.active,
-        "instruments": teacher_instruments(session, teacher.id), "slots": slots, "bio": teacher.bio,
+        "id": teacher.id,
+        "name": teacher.name,
+        "email": teacher.email,
+        "active": teacher.active,
+        "instruments": teacher_instruments(session, teacher.id),
+        "slots": slots,
+        "bio": teacher.bio,
     }
 
 
@@ -68,9 +73,13 @@ def list_teachers(session: Session, *, include_inactive: bool = False) -> list[d
 def student_view(session: Session, student: Student) -> dict:
     """A student with the family's name."""
     return {
-        "id": student.id, "name": student.name, "payee_id": student.payee_id,
-        "payee": _name(session, Payee, student.payee_id), "birth_date": _iso(student.birth_date),
-        "notes": student.notes, "archived": student.archived_at is not None,
+        "id": student.id,
+        "name": student.name,
+        "payee_id": student.payee_id,
+        "payee": _name(session, Payee, student.payee_id),
+        "birth_date": _iso(student.birth_date),
+        "notes": student.notes,
+        "archived": student.archived_at is not None,
     }
 
 
@@ -86,8 +95,12 @@ def payee_view(session: Session, payee: Payee, *, with_students: bool = False) -
     """A payee; `with_students` adds the family's current students."""
     students = list_students(session, payee_id=payee.id)
     view = {
-        "id": payee.id, "name": payee.name, "email": payee.email, "phone": payee.phone,
-        "signed_up": payee.supabase_user_id is not None, "stripe_customer_id": payee.stripe_customer_id,
+        "id": payee.id,
+        "name": payee.name,
+        "email": payee.email,
+        "phone": payee.phone,
+        "signed_up": payee.supabase_user_id is not None,
+        "stripe_customer_id": payee.stripe_customer_id,
         "student_count": len(students),
     }
     if with_students:
@@ -107,9 +120,14 @@ def timeslot_view(session: Session, slot: Timeslot, *, holder: Enrollment | None
     """A slot with its teacher and whether it can be booked (active, teacher active, not held)."""
     teacher = session.get(Teacher, slot.teacher_id)
     return {
-        "id": slot.id, "teacher_id": slot.teacher_id, "teacher": teacher.name, "weekday": WEEKDAYS[slot.weekday],
-        "start": format_minute(slot.start_minute), "end": format_minute(slot.start_minute + 30),
-        "active": slot.active, "available": slot.active and teacher.active and holder is None,
+        "id": slot.id,
+        "teacher_id": slot.teacher_id,
+        "teacher": teacher.name,
+        "weekday": WEEKDAYS[slot.weekday],
+        "start": format_minute(slot.start_minute),
+        "end": format_minute(slot.start_minute + 30),
+        "active": slot.active,
+        "available": slot.active and teacher.active and holder is None,
         "enrollment_id": holder.id if holder else None,
     }
 
@@ -134,8 +152,12 @@ def list_timeslots(
 def semester_view(session: Session, semester: Semester) -> dict:
     """A semester with its closures and make-up window."""
     return {
-        "id": semester.id, "name": semester.name, "starts_on": _iso(semester.starts_on), "ends_on": _iso(semester.ends_on),
-        "makeup_starts_on": _iso(semester.makeup_starts_on), "makeup_ends_on": _iso(semester.makeup_ends_on),
+        "id": semester.id,
+        "name": semester.name,
+        "starts_on": _iso(semester.starts_on),
+        "ends_on": _iso(semester.ends_on),
+        "makeup_starts_on": _iso(semester.makeup_starts_on),
+        "makeup_ends_on": _iso(semester.makeup_ends_on),
         "closures": [_iso(day) for day in sorted(closures_of(session, semester.id))],
     }
 
@@ -154,13 +176,23 @@ def enrollment_view(session: Session, enrollment: Enrollment) -> dict:
     slot = session.get(Timeslot, enrollment.timeslot_id)
     plan = session.get(Plan, enrollment.plan_id) if enrollment.plan_id else None
     return {
-        "id": enrollment.id, "status": enrollment.status, "student_id": student.id, "student": student.name,
-        "payee": _name(session, Payee, student.payee_id), "timeslot_id": slot.id, "slot": slot.label,
-        "teacher": _name(session, Teacher, slot.teacher_id), "instrument": _name(session, Instrument, enrollment.instrument_id),
-        "plan": plan.frequency if plan else None, "offline": enrollment.offline,
-        "start_date": _iso(enrollment.start_date), "end_date": _iso(enrollment.end_date),
-        "semester_id": enrollment.semester_id, "provisional_expires_at": _iso(enrollment.provisional_expires_at),
-        "failure_reason": enrollment.failure_reason, "cancel_reason": enrollment.cancel_reason,
+        "id": enrollment.id,
+        "status": enrollment.status,
+        "student_id": student.id,
+        "student": student.name,
+        "payee": _name(session, Payee, student.payee_id),
+        "timeslot_id": slot.id,
+        "slot": slot.label,
+        "teacher": _name(session, Teacher, slot.teacher_id),
+        "instrument": _name(session, Instrument, enrollment.instrument_id),
+        "plan": plan.frequency if plan else None,
+        "offline": enrollment.offline,
+        "start_date": _iso(enrollment.start_date),
+        "end_date": _iso(enrollment.end_date),
+        "semester_id": enrollment.semester_id,
+        "provisional_expires_at": _iso(enrollment.provisional_expires_at),
+        "failure_reason": enrollment.failure_reason,
+        "cancel_reason": enrollment.cancel_reason,
         "stripe_subscription_id": enrollment.stripe_subscription_id,
     }
 
@@ -187,8 +219,12 @@ def attendance_view(session: Session, row: Attendance, *, makeup: MakeUp | None 
     if makeup is None:
         makeup = session.exec(select(MakeUp).where(MakeUp.origin_attendance_id == row.id)).first()
     return {
-        "id": row.id, "enrollment_id": row.enrollment_id, "lesson_date": _iso(row.lesson_date), "status": row.status,
-        "student": _name(session, Student, enrollment.student_id), "note": row.note,
+        "id": row.id,
+        "enrollment_id": row.enrollment_id,
+        "lesson_date": _iso(row.lesson_date),
+        "status": row.status,
+        "student": _name(session, Student, enrollment.student_id),
+        "note": row.note,
         "makeup_id": makeup.id if makeup else None,
     }
 
@@ -207,17 +243,27 @@ def makeup_view(session: Session, credit: MakeUp) -> dict:
     """A make-up credit with the student and, when booked, the slot-date."""
     slot = session.get(Timeslot, credit.timeslot_id) if credit.timeslot_id else None
     return {
-        "id": credit.id, "student_id": credit.student_id, "student": _name(session, Student, credit.student_id),
-        "status": credit.status, "reason": credit.reason, "instrument": _name(session, Instrument, credit.instrument_id),
-        "expires_on": _iso(credit.expires_on), "timeslot_id": credit.timeslot_id,
-        "slot": slot.label if slot else None, "lesson_date": _iso(credit.lesson_date),
+        "id": credit.id,
+        "student_id": credit.student_id,
+        "student": _name(session, Student, credit.student_id),
+        "status": credit.status,
+        "reason": credit.reason,
+        "instrument": _name(session, Instrument, credit.instrument_id),
+        "expires_on": _iso(credit.expires_on),
+        "timeslot_id": credit.timeslot_id,
+        "slot": slot.label if slot else None,
+        "lesson_date": _iso(credit.lesson_date),
         "origin_attendance_id": credit.origin_attendance_id,
     }
 
 
 def list_makeups(
-    session: Session, *, student_id: int | None = None, status: str | None = None,
-    expiring_within: int | None = None, today: date | None = None,
+    session: Session,
+    *,
+    student_id: int | None = None,
+    status: str | None = None,
+    expiring_within: int | None = None,
+    today: date | None = None,
 ) -> list[dict]:
     """Make-up credits by expiry; `expiring_within` days keeps available credits expiring soon."""
     statement = select(MakeUp).order_by(MakeUp.expires_on, MakeUp.id)
@@ -232,8 +278,7 @@ def list_makeups(
             raise Invalid("--expiring-within must be zero or more days", field="expiring_within")
         today = today or studio_today()
         statement = statement.where(
-            MakeUp.status == AVAILABLE, MakeUp.expires_on >= today,
-            MakeUp.expires_on <= today + timedelta(days=expiring_within),
+            MakeUp.status == AVAILABLE, MakeUp.expires_on >= today, MakeUp.expires_on <= today + timedelta(days=expiring_within)
         )
     return [makeup_view(session, credit) for credit in session.exec(statement).all()]
 

@@ -139,9 +139,10 @@ def semester_on(session: Session, day: date) -> Semester | None:
 
 def current_or_next_semester(session: Session, day: date) -> Semester | None:
     """The semester running on `day`, else the next one to start."""
-    return semester_on(session, day) or session.exec(
-        select(Semester).where(Semester.starts_on > day).order_by(Semester.starts_on)
-    ).first()
+    return (
+        semester_on(session, day)
+        or session.exec(select(Semester).where(Semester.starts_on > day).order_by(Semester.starts_on)).first()
+    )
 
 
 # Operations ----------------------------------------------------------------------------
@@ -176,8 +177,7 @@ def add_timeslot(session: Session, *, teacher: Teacher, weekday: int, start_minu
 
 
 def publish_timeslots(
-    session: Session, *, teacher: Teacher, weekday: int, from_minute: int, to_minute: int, actor: str,
-    progress=None,
+    session: Session, *, teacher: Teacher, weekday: int, from_minute: int, to_minute: int, actor: str, progress=None
 ) -> tuple[list[Timeslot], list[Timeslot]]:
     """Make the 30-minute slots of [from, to) on a weekday; return (created, skipped-existing).
 

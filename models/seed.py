@@ -14,9 +14,9 @@ from sqlmodel import Session, select
 
 from models import attendance as attendance_ops
 from models import billing, booking, people, scheduling, terms
-from models.enrollment import lesson_dates
 from models.base import utcnow
 from models.config import get_settings
+from models.enrollment import lesson_dates
 from models.errors import Conflict, DomainError
 
 DEMO_TEACHERS = (
@@ -26,12 +26,58 @@ DEMO_TEACHERS = (
     ("Clara Keys", "clara@studio.example", ["piano", "guitar"], (2, 5), "14:00", "16:30"),
 )
 FAMILY_NAMES = (
-    "Garcia", "Smith", "Nguyen", "Okafor", "Rossi", "Kim", "Haddad", "Larsen", "Silva", "Cohen",
-    "Murphy", "Patel", "Dubois", "Novak", "Tanaka", "Walker", "Ibrahim", "Fischer", "Lopez", "Moreau",
+    "Garcia",
+    "Smith",
+    "Nguyen",
+    "Okafor",
+    "Rossi",
+    "Kim",
+    "Haddad",
+    "Larsen",
+    "Silva",
+    "Cohen",
+    "Murphy",
+    "Patel",
+    "Dubois",
+    "Novak",
+    "Tanaka",
+    "Walker",
+    "Ibrahim",
+    "Fischer",
+    "Lopez",
+    "Moreau",
 )
 FIRST_NAMES = (
-    "Mia", "Leo", "Ava", "Noah", "Zoe", "Eli", "Ivy", "Max", "Lila", "Sam", "Nora", "Finn", "Ruby", "Omar", "June",
-    "Theo", "Iris", "Jude", "Esme", "Kai", "Rosa", "Ezra", "Maya", "Luca", "Ines", "Ben", "Cleo", "Dev", "Ella", "Gus",
+    "Mia",
+    "Leo",
+    "Ava",
+    "Noah",
+    "Zoe",
+    "Eli",
+    "Ivy",
+    "Max",
+    "Lila",
+    "Sam",
+    "Nora",
+    "Finn",
+    "Ruby",
+    "Omar",
+    "June",
+    "Theo",
+    "Iris",
+    "Jude",
+    "Esme",
+    "Kai",
+    "Rosa",
+    "Ezra",
+    "Maya",
+    "Luca",
+    "Ines",
+    "Ben",
+    "Cleo",
+    "Dev",
+    "Ella",
+    "Gus",
 )
 # What `seed_demo_studio` reports progress in: one `advance()` after each.
 DEMO_STAGES = ("teachers and slots", "semesters", "plans", "families", "enrollments", "attendance")
@@ -76,20 +122,32 @@ def _teachers_and_slots(session: Session, *, actor: str) -> list:
     teachers = []
     for name, email, instruments, weekdays, start, end in DEMO_TEACHERS:
         teacher = people.add_teacher(
-            session, name=name, email=email, instruments=instruments,
-            bio=f"{name.split()[0]} teaches {' and '.join(instruments)}.", actor=actor,
+            session,
+            name=name,
+            email=email,
+            instruments=instruments,
+            bio=f"{name.split()[0]} teaches {' and '.join(instruments)}.",
+            actor=actor,
         )
         teachers.append(teacher)
         for weekday in weekdays:
             scheduling.publish_timeslots(
-                session, teacher=teacher, weekday=weekday, from_minute=scheduling.parse_hhmm(start),
-                to_minute=scheduling.parse_hhmm(end), actor=actor,
+                session,
+                teacher=teacher,
+                weekday=weekday,
+                from_minute=scheduling.parse_hhmm(start),
+                to_minute=scheduling.parse_hhmm(end),
+                actor=actor,
             )
     # Top up to ~60 slots with a Saturday morning for everyone.
     for teacher in teachers:
         scheduling.publish_timeslots(
-            session, teacher=teacher, weekday=5 if teacher.email != "clara@studio.example" else 6,
-            from_minute=9 * 60, to_minute=11 * 60, actor=actor,
+            session,
+            teacher=teacher,
+            weekday=5 if teacher.email != "clara@studio.example" else 6,
+            from_minute=9 * 60,
+            to_minute=11 * 60,
+            actor=actor,
         )
     return teachers
 
@@ -99,20 +157,27 @@ def _families(session: Session, rng: random.Random, *, actor: str) -> list:
     for index, family in enumerate(FAMILY_NAMES):
         parent_first = rng.choice(("Alex", "Sam", "Jordan", "Taylor", "Morgan", "Casey", "Robin", "Jamie"))
         payee = people.add_payee(
-            session, name=f"{parent_first} {family}", email=f"{parent_first.lower()}.{family.lower()}@family.example",
-            phone=f"+1 555 01{index:02d}", actor=actor,
+            session,
+            name=f"{parent_first} {family}",
+            email=f"{parent_first.lower()}.{family.lower()}@family.example",
+            phone=f"+1 555 01{index:02d}",
+            actor=actor,
         )
         for _ in range(2 if index < 10 else 1):
-            students.append(people.add_student(
-                session, payee=payee, name=f"{FIRST_NAMES[len(students) % len(FIRST_NAMES)]} {family}",
-                notes=rng.choice((None, "beginner", "second year", "prepping a recital")), actor=actor,
-            ))
+            students.append(
+                people.add_student(
+                    session,
+                    payee=payee,
+                    name=f"{FIRST_NAMES[len(students) % len(FIRST_NAMES)]} {family}",
+                    notes=rng.choice((None, "beginner", "second year", "prepping a recital")),
+                    actor=actor,
+                )
+            )
     return students
 
 
 def seed_demo_studio(
-    session: Session, *, today: date, seed: int = 42, actor: str = "admin",
-    advance: Callable[[], object] | None = None,
+    session: Session, *, today: date, seed: int = 42, actor: str = "admin", advance: Callable[[], object] | None = None
 ) -> dict:
     """Fill an empty studio: 4 teachers, ~60 slots, 2 semesters with closures, 3 plans, 20
     families, 30 students, 24 enrollments of the running semester (offline, active) and the
@@ -127,16 +192,26 @@ def seed_demo_studio(
     step()
     semesters = [
         terms.add_semester(
-            session, name=name, starts_on=starts, ends_on=ends, makeup_starts_on=starts,
-            makeup_ends_on=makeup_ends, closures=closures, actor=actor,
+            session,
+            name=name,
+            starts_on=starts,
+            ends_on=ends,
+            makeup_starts_on=starts,
+            makeup_ends_on=makeup_ends,
+            closures=closures,
+            actor=actor,
         )
         for name, starts, ends, makeup_ends, closures in demo_semesters(today)
     ]
     step()
     plans = [
         billing.add_plan(session, name="Weekly lessons", frequency="weekly", amount_cents=3500, currency=currency, actor=actor),
-        billing.add_plan(session, name="Monthly lessons", frequency="monthly", amount_cents=13000, currency=currency, actor=actor),
-        billing.add_plan(session, name="Semester (per lesson)", frequency="semester", amount_cents=3200, currency=currency, actor=actor),
+        billing.add_plan(
+            session, name="Monthly lessons", frequency="monthly", amount_cents=13000, currency=currency, actor=actor
+        ),
+        billing.add_plan(
+            session, name="Semester (per lesson)", frequency="semester", amount_cents=3200, currency=currency, actor=actor
+        ),
     ]
     step()
     students = _families(session, rng, actor=actor)
@@ -144,17 +219,22 @@ def seed_demo_studio(
     # Enrollments: 24 of 30 students hold a slot in the running semester. The slots in id
     # order before the shuffle: the same seed gives the same studio on either engine.
     running = semesters[0] if semesters[0].starts_on <= today <= semesters[0].ends_on else None
-    slots = list(session.exec(
-        select(scheduling.Timeslot.id, scheduling.Timeslot.teacher_id).order_by(scheduling.Timeslot.id)
-    ).all())
+    slots = list(
+        session.exec(select(scheduling.Timeslot.id, scheduling.Timeslot.teacher_id).order_by(scheduling.Timeslot.id)).all()
+    )
     rng.shuffle(slots)
     enrollments = []
-    for student, (timeslot_id, teacher_id) in zip(students[:24], slots):
+    for student, (timeslot_id, teacher_id) in zip(students[:24], slots, strict=False):
         instrument = rng.choice(people.teacher_instruments(session, teacher_id))
         try:
             enrollment = booking.assign_enrollment(
-                session, student_id=student.id, timeslot_id=timeslot_id, instrument=instrument,
-                plan=rng.choice(plans).id, offline=True, actor=actor,
+                session,
+                student_id=student.id,
+                timeslot_id=timeslot_id,
+                instrument=instrument,
+                plan=rng.choice(plans).id,
+                offline=True,
+                actor=actor,
                 now=utcnow() - timedelta(days=(today - running.starts_on).days) if running else None,
             )
         except DomainError:
@@ -169,11 +249,16 @@ def seed_demo_studio(
                 status = rng.choices(attendance_ops.ATTENDANCE_STATUSES, (90, 5, 3, 2))[0]
                 if status != attendance_ops.PRESENT and day < today - timedelta(days=21):
                     status = attendance_ops.PRESENT  # keep the demo's make-up list short and recent
-                attendance_ops.mark_attendance(
-                    session, enrollment_id=enrollment.id, lesson_date=day, status=status, actor=actor,
-                )
+                attendance_ops.mark_attendance(session, enrollment_id=enrollment.id, lesson_date=day, status=status, actor=actor)
                 marked += 1
     step()
-    return {"teachers": len(teachers), "slots": len(slots), "semesters": len(semesters), "plans": len(plans),
-            "families": len(FAMILY_NAMES), "students": len(students), "enrollments": len(enrollments),
-            "attendance_marks": marked}
+    return {
+        "teachers": len(teachers),
+        "slots": len(slots),
+        "semesters": len(semesters),
+        "plans": len(plans),
+        "families": len(FAMILY_NAMES),
+        "students": len(students),
+        "enrollments": len(enrollments),
+        "attendance_marks": marked,
+    }

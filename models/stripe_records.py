@@ -16,9 +16,16 @@ from models.errors import NotFound
 
 
 def _plan_row(plan: Plan) -> dict:
-    return {"id": plan.id, "name": plan.name, "frequency": plan.frequency, "amount": f"{plan.amount:.2f}",
-            "currency": plan.currency, "active": plan.active, "stripe_product_id": plan.stripe_product_id,
-            "stripe_price_id": plan.stripe_price_id}
+    return {
+        "id": plan.id,
+        "name": plan.name,
+        "frequency": plan.frequency,
+        "amount": f"{plan.amount:.2f}",
+        "currency": plan.currency,
+        "active": plan.active,
+        "stripe_product_id": plan.stripe_product_id,
+        "stripe_price_id": plan.stripe_price_id,
+    }
 
 
 def list_plans(session: Session) -> list[dict]:
@@ -40,10 +47,19 @@ def list_stripe_events(session: Session, *, status: str | None = None, limit: in
     statement = select(StripeEvent).order_by(StripeEvent.id.desc()).limit(limit)
     if status:
         statement = statement.where(StripeEvent.status == status)
-    return [{"id": event.id, "stripe_event_id": event.stripe_event_id, "type": event.type, "status": event.status,
-             "attempts": event.attempts, "error": event.error, "received_at": event.received_at,
-             "processed_at": event.processed_at}
-            for event in session.exec(statement).all()]
+    return [
+        {
+            "id": event.id,
+            "stripe_event_id": event.stripe_event_id,
+            "type": event.type,
+            "status": event.status,
+            "attempts": event.attempts,
+            "error": event.error,
+            "received_at": event.received_at,
+            "processed_at": event.processed_at,
+        }
+        for event in session.exec(statement).all()
+    ]
 
 
 def reopen_stripe_event(session: Session, *, ref: str | int, actor: str) -> StripeEvent:

@@ -16,8 +16,24 @@ metadata = SQLModel.metadata
 TABLES = {
     model.__tablename__: model
     for model in (
-        Instrument, Teacher, TeacherInstrument, Payee, Student, Timeslot, Semester, SemesterClosure, Plan,
-        Enrollment, Attendance, MakeUp, EmailLog, StripeEvent, DeadLetter, AuditLog, IdempotencyRecord,
-        Dispute, StripeRefund,
+        Instrument,
+        Teacher,
+        TeacherInstrument,
+        Payee,
+        Student,
+        Timeslot,
+        Semester,
+        SemesterClosure,
+        Plan,
+        Enrollment,
+        Attendance,
+        MakeUp,
+        EmailLog,
+        StripeEvent,
+        DeadLetter,
+        AuditLog,
+        IdempotencyRecord,
+        Dispute,
+        StripeRefund,
     )
 }

@@ -18,8 +18,15 @@ from models.scheduling import Semester, SemesterClosure
 
 
 def add_semester(
-    session: Session, *, name: str, starts_on: date, ends_on: date, makeup_starts_on: date | None = None,
-    makeup_ends_on: date | None = None, closures: list[date] = (), actor: str,
+    session: Session,
+    *,
+    name: str,
+    starts_on: date,
+    ends_on: date,
+    makeup_starts_on: date | None = None,
+    makeup_ends_on: date | None = None,
+    closures: list[date] = (),
+    actor: str,
 ) -> Semester:
     """Add a semester; the make-up window defaults to the semester itself."""
     if ends_on < starts_on:
@@ -30,14 +37,11 @@ def add_semester(
         raise Invalid("the make-up window ends before it starts", field="makeup_ends")
     if session.exec(select(Semester).where(Semester.name == name.strip())).first():
         raise Conflict(f"a semester named {name!r} exists already")
-    overlap = session.exec(
-        select(Semester).where(Semester.starts_on <= ends_on, Semester.ends_on >= starts_on)
-    ).first()
+    overlap = session.exec(select(Semester).where(Semester.starts_on <= ends_on, Semester.ends_on >= starts_on)).first()
     if overlap:
         raise Conflict(f"dates overlap semester {overlap.name!r} ({overlap.starts_on}–{overlap.ends_on})")
     semester = Semester(
-        name=name.strip(), starts_on=starts_on, ends_on=ends_on,
-        makeup_starts_on=makeup_starts_on, makeup_ends_on=makeup_ends_on,
+        name=name.strip(), starts_on=starts_on, ends_on=ends_on, makeup_starts_on=makeup_starts_on, makeup_ends_on=makeup_ends_on
     )
     session.add(semester)
     session.flush()
@@ -47,7 +51,9 @@ def add_semester(
     return semester
 
 
-def add_closure(session: Session, *, semester: Semester, closed_on: date, reason: str | None = None, actor: str) -> SemesterClosure:
+def add_closure(
+    session: Session, *, semester: Semester, closed_on: date, reason: str | None = None, actor: str
+) -> SemesterClosure:
     """Close the studio on a date of the semester."""
     if not semester.starts_on <= closed_on <= semester.ends_on:
         raise Invalid(f"{closed_on} is outside {semester.name} ({semester.starts_on}–{semester.ends_on})", field="date")
@@ -69,9 +75,7 @@ def _refuse_closure_over_history(session: Session, closed_on: date) -> None:
     marked = session.exec(select(Attendance.id).where(Attendance.lesson_date == closed_on)).first()
     if marked is not None:
         raise Conflict(f"attendance is already marked on {closed_on}; closures are for days without lessons")
-    booked = session.exec(
-        select(MakeUp.id).where(MakeUp.lesson_date == closed_on, MakeUp.status.in_(TAKEN_STATUSES))
-    ).first()
+    booked = session.exec(select(MakeUp.id).where(MakeUp.lesson_date == closed_on, MakeUp.status.in_(TAKEN_STATUSES))).first()
     if booked is not None:
         raise Conflict(f"make-up {booked} is booked on {closed_on}; cancel it before closing the day")
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from studioctl.common import JsonOption, console, emit_json, parse_date, print_table
 
-app = typer.Typer(help="Lesson attendance.\n\nExample: studioctl attendance mark --enrollment 7 --date 2026-11-02 --status present",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Lesson attendance.\n\nExample: studioctl attendance mark --enrollment 7 --date 2026-11-02 --status present",
+    no_args_is_help=True,
+)
 
 
 @app.command()
@@ -17,7 +19,7 @@ def mark(
     enrollment: Annotated[int, typer.Option(help="Enrollment id.")],
     date: Annotated[str, typer.Option("--date", help="Lesson date YYYY-MM-DD (a real occurrence).")],
     status: Annotated[str, typer.Option(help="present, excused, no_show or teacher_cancelled.")],
-    note: Annotated[Optional[str], typer.Option(help="A note for the record.")] = None,
+    note: Annotated[str | None, typer.Option(help="A note for the record.")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """Mark (or re-mark) one lesson. excused / teacher_cancelled earn one make-up credit and
@@ -33,20 +35,22 @@ def mark(
     lesson_date = parse_date(date)
     check_attendance_status(status)
     with session_scope() as session:
-        row, credit = mark_attendance(session, enrollment_id=enrollment, lesson_date=lesson_date, status=status,
-                                      note=note, actor="admin")
+        row, credit = mark_attendance(
+            session, enrollment_id=enrollment, lesson_date=lesson_date, status=status, note=note, actor="admin"
+        )
         view = attendance_view(session, row, makeup=credit)
     if json_output:
         return emit_json(view)
     extra = f"; make-up credit {view['makeup_id']}" if view["makeup_id"] else ""
-    console.print(f"marked enrollment {enrollment} on {view['lesson_date']} ({view['student']}): "
-                  f"[bold]{view['status']}[/]{extra}")
+    console.print(
+        f"marked enrollment {enrollment} on {view['lesson_date']} ({view['student']}): [bold]{view['status']}[/]{extra}"
+    )
 
 
 @app.command("list")
 def list_(
-    date: Annotated[Optional[str], typer.Option("--date", help="Only this lesson date YYYY-MM-DD.")] = None,
-    enrollment: Annotated[Optional[int], typer.Option(help="Only this enrollment.")] = None,
+    date: Annotated[str | None, typer.Option("--date", help="Only this lesson date YYYY-MM-DD.")] = None,
+    enrollment: Annotated[int | None, typer.Option(help="Only this enrollment.")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """List attendance marks, newest lesson first.
@@ -61,6 +65,9 @@ def list_(
         rows = list_attendance(session, day=day, enrollment_id=enrollment)
     if json_output:
         return emit_json(rows)
-    print_table("Attendance", ["id", "date", "enrollment", "student", "status", "make-up", "note"],
-                [[r["id"], r["lesson_date"], r["enrollment_id"], r["student"], r["status"], r["makeup_id"], r["note"]]
-                 for r in rows], empty="no attendance marked")
+    print_table(
+        "Attendance",
+        ["id", "date", "enrollment", "student", "status", "make-up", "note"],
+        [[r["id"], r["lesson_date"], r["enrollment_id"], r["student"], r["status"], r["makeup_id"], r["note"]] for r in rows],
+        empty="no attendance marked",
+    )

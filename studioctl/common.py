@@ -17,7 +17,6 @@ from typer.core import TyperGroup
 
 from models.plain import plain
 
-
 _consoles: dict[bool, object] = {}
 
 
@@ -39,12 +38,29 @@ def __getattr__(name: str):
         return get_console(stderr=True)
     raise AttributeError(name)
 
+
 STATUS_STYLES = {
-    "active": "green", "present": "green", "sent": "green", "processed": "green", "available": "green",
-    "provisional": "yellow", "queued": "yellow", "booked": "cyan", "received": "yellow", "sending": "yellow",
-    "past_due": "red", "failed": "red", "no_show": "red", "expired": "dim", "cancelled": "dim", "used": "dim",
-    "excused": "magenta", "teacher_cancelled": "magenta", "ignored": "dim",
-    "action_required": "yellow", "paused": "cyan",
+    "active": "green",
+    "present": "green",
+    "sent": "green",
+    "processed": "green",
+    "available": "green",
+    "provisional": "yellow",
+    "queued": "yellow",
+    "booked": "cyan",
+    "received": "yellow",
+    "sending": "yellow",
+    "past_due": "red",
+    "failed": "red",
+    "no_show": "red",
+    "expired": "dim",
+    "cancelled": "dim",
+    "used": "dim",
+    "excused": "magenta",
+    "teacher_cancelled": "magenta",
+    "ignored": "dim",
+    "action_required": "yellow",
+    "paused": "cyan",
 }
 
 
@@ -99,7 +115,10 @@ class StudioGroup(TyperGroup):
             import click
 
             # Typer 0.29 vendors its own click: its usage errors are not click's classes.
-            usage_errors = (click.exceptions.ClickException, *(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException"))
+            usage_errors = (
+                click.exceptions.ClickException,
+                *(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException"),
+            )
             if isinstance(error, usage_errors):
                 raise
             message = _domain_error(error)
@@ -167,8 +186,7 @@ def print_record(title: str, record: dict[str, Any], *, skip: tuple[str, ...] = 
 
 
 def show_record(
-    kind: str, view: dict[str, Any], json_output: bool, verb: str = "", *, style: str | None = "green",
-    skip: tuple[str, ...] = (),
+    kind: str, view: dict[str, Any], json_output: bool, verb: str = "", *, style: str | None = "green", skip: tuple[str, ...] = ()
 ) -> None:
     """One object after a command: JSON with --json; else an optional verb line (in `style`,
     or as given when it carries its own markup) and the record titled `<kind> <id>`."""

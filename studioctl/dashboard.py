@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,7 +13,7 @@ app = typer.Typer(help="What needs the admin's eye.\n\nExample: studioctl dashbo
 
 @app.command()
 def today(
-    date: Annotated[Optional[str], typer.Option("--date", help="Another day YYYY-MM-DD (default: today, studio time).")] = None,
+    date: Annotated[str | None, typer.Option("--date", help="Another day YYYY-MM-DD (default: today, studio time).")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """Every lesson and make-up of the day by start time, with teacher, student, instrument and
@@ -32,11 +32,19 @@ def today(
         return emit_json(schedule)
     title = f"{day:%A %Y-%m-%d}" + (" — studio closed" if schedule["closed"] else "")
     print_table(
-        title, ["start", "teacher", "student", "instrument", "kind", "attendance"],
-        [[entry["start"] + (" [yellow]DST[/]" if entry["dst_change"] else ""), entry["teacher"], entry["student"],
-          entry["instrument"], "make-up" if entry["kind"] == "make_up" else "lesson",
-          entry["attendance"] or ("-" if entry["kind"] == "make_up" else "unmarked")]
-         for entry in schedule["lessons"]],
+        title,
+        ["start", "teacher", "student", "instrument", "kind", "attendance"],
+        [
+            [
+                entry["start"] + (" [yellow]DST[/]" if entry["dst_change"] else ""),
+                entry["teacher"],
+                entry["student"],
+                entry["instrument"],
+                "make-up" if entry["kind"] == "make_up" else "lesson",
+                entry["attendance"] or ("-" if entry["kind"] == "make_up" else "unmarked"),
+            ]
+            for entry in schedule["lessons"]
+        ],
         empty=f"{title}: no lessons",
     )
     if any(entry["dst_change"] for entry in schedule["lessons"]):
@@ -58,11 +66,20 @@ def provisionals(json_output: bool = JsonOption) -> None:
     if json_output:
         return emit_json(rows)
     print_table(
-        "Provisional holds", ["id", "student", "teacher", "slot", "payee", "time left", "pipeline"],
-        [[r["id"], r["student"], r["teacher"], r["slot"], r["payee"],
-          "[red]overdue[/]" if r["overdue"] else _left(r["seconds_left"]),
-          "waiting for the parent's 3-D Secure check" if r["status"] == "action_required" else r["pipeline_state"] or "-"]
-         for r in rows],
+        "Provisional holds",
+        ["id", "student", "teacher", "slot", "payee", "time left", "pipeline"],
+        [
+            [
+                r["id"],
+                r["student"],
+                r["teacher"],
+                r["slot"],
+                r["payee"],
+                "[red]overdue[/]" if r["overdue"] else _left(r["seconds_left"]),
+                "waiting for the parent's 3-D Secure check" if r["status"] == "action_required" else r["pipeline_state"] or "-",
+            ]
+            for r in rows
+        ],
         empty="no provisional holds",
     )
 
@@ -74,8 +91,7 @@ def _left(seconds: int) -> str:
 
 @app.command()
 def payments(
-    days: Annotated[int, typer.Option(min=1, max=3660, help="How many days back.")] = 7,
-    json_output: bool = JsonOption,
+    days: Annotated[int, typer.Option(min=1, max=3660, help="How many days back.")] = 7, json_output: bool = JsonOption
 ) -> None:
     """Recent Stripe events (as recorded locally) and the failures to act on.
 
@@ -88,9 +104,15 @@ def payments(
         activity = payment_activity(session, days=days)
     if json_output:
         return emit_json(activity)
-    print_table(f"Stripe events, last {days} days", ["id", "received", "type", "status", "error"],
-                [[e["id"], e["received_at"][:16].replace("T", " "), e["type"], e["status"], e["error"]]
-                 for e in activity["events"]], empty=f"no Stripe events in the last {days} days")
-    print_table("Failures", ["kind", "id", "what", "error"],
-                [[f["kind"], f["id"], f["what"], f["error"]] for f in activity["failures"]],
-                empty="no failures")
+    print_table(
+        f"Stripe events, last {days} days",
+        ["id", "received", "type", "status", "error"],
+        [[e["id"], e["received_at"][:16].replace("T", " "), e["type"], e["status"], e["error"]] for e in activity["events"]],
+        empty=f"no Stripe events in the last {days} days",
+    )
+    print_table(
+        "Failures",
+        ["kind", "id", "what", "error"],
+        [[f["kind"], f["id"], f["what"], f["error"]] for f in activity["failures"]],
+        empty="no failures",
+    )

@@ -13,8 +13,7 @@ app = typer.Typer(help="Dead letters (failed jobs).\n\nExample: studioctl deadle
 
 @app.command("list")
 def list_(
-    all_: Annotated[bool, typer.Option("--all", help="Include resolved ones.")] = False,
-    json_output: bool = JsonOption,
+    all_: Annotated[bool, typer.Option("--all", help="Include resolved ones.")] = False, json_output: bool = JsonOption
 ) -> None:
     """List open dead letters, newest first.
 
@@ -27,9 +26,12 @@ def list_(
         rows = list_dead_letters(session, include_resolved=all_)
     if json_output:
         return emit_json(rows)
-    print_table("Dead letters", ["id", "kind", "payload", "error", "created", "resolved"],
-                [[r["id"], r["kind"], r["payload"], r["error"][:70], r["created_at"], r["resolved_at"] or "-"] for r in rows],
-                empty="no dead letters")
+    print_table(
+        "Dead letters",
+        ["id", "kind", "payload", "error", "created", "resolved"],
+        [[r["id"], r["kind"], r["payload"], r["error"][:70], r["created_at"], r["resolved_at"] or "-"] for r in rows],
+        empty="no dead letters",
+    )
 
 
 @app.command()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,7 +13,7 @@ app = typer.Typer(help="Emails sent and to send.\n\nExample: studioctl emails li
 
 @app.command("list")
 def list_(
-    status: Annotated[Optional[str], typer.Option(help="queued | sending | sent | failed")] = None,
+    status: Annotated[str | None, typer.Option(help="queued | sending | sent | failed")] = None,
     limit: Annotated[int, typer.Option(help="Newest N.")] = 50,
     json_output: bool = JsonOption,
 ) -> None:
@@ -28,9 +28,12 @@ def list_(
         rows = list_emails(session, status=status, limit=limit)
     if json_output:
         return emit_json(rows)
-    print_table("Emails", ["id", "template", "recipient", "status", "attempts", "error"],
-                [[r["id"], r["template"], r["recipient"], r["status"], r["attempts"], (r["error"] or "")[:60]] for r in rows],
-                empty="no emails")
+    print_table(
+        "Emails",
+        ["id", "template", "recipient", "status", "attempts", "error"],
+        [[r["id"], r["template"], r["recipient"], r["status"], r["attempts"], (r["error"] or "")[:60]] for r in rows],
+        empty="no emails",
+    )
 
 
 @app.command()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from studioctl.common import JsonOption, emit_json, parse_date, print_table, show_record
 
-app = typer.Typer(help="Enrollments: a student's weekly lesson.\n\nExample: studioctl enrollments list --status provisional",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Enrollments: a student's weekly lesson.\n\nExample: studioctl enrollments list --status provisional",
+    no_args_is_help=True,
+)
 
 EnrollmentId = Annotated[int, typer.Argument(help="Enrollment id.")]
 
@@ -20,9 +22,11 @@ _show = functools.partial(show_record, "Enrollment", style=None)
 
 @app.command("list")
 def list_(
-    status: Annotated[Optional[str], typer.Option(help="provisional, action_required, active, past_due, paused, failed, expired or cancelled.")] = None,
-    teacher: Annotated[Optional[str], typer.Option(help="Only this teacher's (id or email).")] = None,
-    student: Annotated[Optional[int], typer.Option(help="Only this student's (id).")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="provisional, action_required, active, past_due, paused, failed, expired or cancelled.")
+    ] = None,
+    teacher: Annotated[str | None, typer.Option(help="Only this teacher's (id or email).")] = None,
+    student: Annotated[int | None, typer.Option(help="Only this student's (id).")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """List enrollments, newest first.
@@ -39,9 +43,20 @@ def list_(
     if json_output:
         return emit_json(rows)
     print_table(
-        "Enrollments", ["id", "student", "teacher", "slot", "instrument", "plan", "status"],
-        [[r["id"], r["student"], r["teacher"], r["slot"], r["instrument"], "offline" if r["offline"] else r["plan"],
-          r["status"]] for r in rows],
+        "Enrollments",
+        ["id", "student", "teacher", "slot", "instrument", "plan", "status"],
+        [
+            [
+                r["id"],
+                r["student"],
+                r["teacher"],
+                r["slot"],
+                r["instrument"],
+                "offline" if r["offline"] else r["plan"],
+                r["status"],
+            ]
+            for r in rows
+        ],
         empty="no enrollments match",
     )
 
@@ -66,8 +81,8 @@ def assign(
     student: Annotated[int, typer.Option(help="Student id.")],
     timeslot: Annotated[int, typer.Option(help="Timeslot id.")],
     instrument: Annotated[str, typer.Option(help="Instrument the teacher teaches.")],
-    plan: Annotated[Optional[str], typer.Option(help="Plan id or frequency (weekly, monthly, semester).")] = None,
-    start: Annotated[Optional[str], typer.Option(help="First lesson on or after YYYY-MM-DD (default: next one).")] = None,
+    plan: Annotated[str | None, typer.Option(help="Plan id or frequency (weekly, monthly, semester).")] = None,
+    start: Annotated[str | None, typer.Option(help="First lesson on or after YYYY-MM-DD (default: next one).")] = None,
     offline: Annotated[bool, typer.Option("--offline", help="Paid outside Stripe: active at once.")] = False,
     json_output: bool = JsonOption,
 ) -> None:
@@ -76,16 +91,22 @@ def assign(
 
     Example: studioctl enrollments assign --student 12 --timeslot 5 --instrument piano --plan monthly
     """
-    from models.db import after_commit, session_scope
     from models.booking import assign_enrollment
+    from models.db import after_commit, session_scope
     from models.enrollment import PROVISIONAL
     from models.reports import enrollment_view
 
     start_date = parse_date(start, field="start") if start else None
     with session_scope() as session:
         enrollment = assign_enrollment(
-            session, student_id=student, timeslot_id=timeslot, instrument=instrument, plan=plan,
-            start_date=start_date, offline=offline, actor="admin",
+            session,
+            student_id=student,
+            timeslot_id=timeslot,
+            instrument=instrument,
+            plan=plan,
+            start_date=start_date,
+            offline=offline,
+            actor="admin",
         )
         if enrollment.status == PROVISIONAL:
             from workers.tasks import book_enrollment
@@ -100,7 +121,7 @@ def assign(
 @app.command()
 def cancel(
     enrollment: EnrollmentId,
-    reason: Annotated[Optional[str], typer.Option(help="Why (kept on the enrollment).")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (kept on the enrollment).")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """Cancel a live enrollment; the slot is free again and the Stripe subscription is

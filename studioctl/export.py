@@ -20,18 +20,23 @@ def export(
 
     Example: studioctl export enrollment --out enrollments.csv
     """
+    from rich.progress import Progress
+
     from models.db import session_scope
     from models.reports import export_rows, table_names
-
-    from rich.progress import Progress
 
     if table not in table_names():
         from models.errors import Invalid
 
         raise Invalid(f"no table {table!r}; choose one of {', '.join(table_names())}", field="table")
     with session_scope(write=False) as session, Progress(console=console, transient=True) as progress:
-        written = export_rows(session, table, out, progress=lambda total: progress.add_task(f"exporting {table}", total=total),
-                              advance=lambda task: progress.advance(task))
+        written = export_rows(
+            session,
+            table,
+            out,
+            progress=lambda total: progress.add_task(f"exporting {table}", total=total),
+            advance=lambda task: progress.advance(task),
+        )
     console.print(f"[green]exported {written} row(s)[/] of {table} to {out}")
 
 

@@ -24,14 +24,17 @@ def list_(json_output: bool = JsonOption) -> None:
         rows = list_instruments(session)
     if json_output:
         return emit_json(rows)
-    print_table("Instruments", ["id", "name", "teachers"], [[r["id"], r["name"], r["teachers"]] for r in rows],
-                empty="no instruments yet: studioctl seed instruments")
+    print_table(
+        "Instruments",
+        ["id", "name", "teachers"],
+        [[r["id"], r["name"], r["teachers"]] for r in rows],
+        empty="no instruments yet: studioctl seed instruments",
+    )
 
 
 @app.command()
 def add(
-    name: Annotated[str, typer.Argument(help="Instrument name (stored lower-case).")],
-    json_output: bool = JsonOption,
+    name: Annotated[str, typer.Argument(help="Instrument name (stored lower-case).")], json_output: bool = JsonOption
 ) -> None:
     """Add an instrument.
 

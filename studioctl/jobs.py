@@ -27,8 +27,7 @@ def list_(json_output: bool = JsonOption) -> None:
 
 @app.command()
 def run(
-    name: Annotated[str, typer.Argument(help="Job name (see `studioctl jobs list`).")],
-    json_output: bool = JsonOption,
+    name: Annotated[str, typer.Argument(help="Job name (see `studioctl jobs list`).")], json_output: bool = JsonOption
 ) -> None:
     """Run one periodic job now, under the lock the worker uses (safe to run twice).
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,9 +19,9 @@ _show = functools.partial(show_record, "Make-up", style=None)
 
 @app.command("list")
 def list_(
-    student: Annotated[Optional[int], typer.Option(help="Only this student's (id).")] = None,
-    status: Annotated[Optional[str], typer.Option(help="available, booked, used or expired.")] = None,
-    expiring_within: Annotated[Optional[int], typer.Option(min=0, max=3660, help="Available credits expiring within DAYS.")] = None,
+    student: Annotated[int | None, typer.Option(help="Only this student's (id).")] = None,
+    status: Annotated[str | None, typer.Option(help="available, booked, used or expired.")] = None,
+    expiring_within: Annotated[int | None, typer.Option(min=0, max=3660, help="Available credits expiring within DAYS.")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """List make-up credits, soonest expiry first.
@@ -37,17 +37,29 @@ def list_(
         rows = list_makeups(session, student_id=student, status=status, expiring_within=expiring_within, today=today)
     if json_output:
         return emit_json(rows)
-    print_table("Make-ups", ["id", "student", "status", "reason", "expires", "booked"],
-                [[r["id"], r["student"], r["status"], r["reason"], r["expires_on"],
-                  f"{r['lesson_date']} {r['slot']}" if r["lesson_date"] else ""] for r in rows],
-                empty="no make-up credits match")
+    print_table(
+        "Make-ups",
+        ["id", "student", "status", "reason", "expires", "booked"],
+        [
+            [
+                r["id"],
+                r["student"],
+                r["status"],
+                r["reason"],
+                r["expires_on"],
+                f"{r['lesson_date']} {r['slot']}" if r["lesson_date"] else "",
+            ]
+            for r in rows
+        ],
+        empty="no make-up credits match",
+    )
 
 
 @app.command()
 def grant(
     student: Annotated[int, typer.Option(help="Student id.")],
     reason: Annotated[str, typer.Option(help="Why the credit is granted.")],
-    instrument: Annotated[Optional[str], typer.Option(help="Instrument (default: the student's latest enrollment's).")] = None,
+    instrument: Annotated[str | None, typer.Option(help="Instrument (default: the student's latest enrollment's).")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """Grant a make-up credit by hand; it expires at the make-up window's end and the family
@@ -60,8 +72,9 @@ def grant(
     from models.reports import makeup_view
 
     with session_scope() as session:
-        view = makeup_view(session, grant_makeup(session, student_id=student, reason=reason, instrument=instrument,
-                                                 actor="admin"))
+        view = makeup_view(
+            session, grant_makeup(session, student_id=student, reason=reason, instrument=instrument, actor="admin")
+        )
     _show(view, json_output, "[green]granted make-up[/]")
 
 
@@ -82,8 +95,7 @@ def book(
 
     lesson_date = parse_date(date)
     with session_scope() as session:
-        credit = book_makeup(session, get_makeup(session, makeup), timeslot_id=timeslot, lesson_date=lesson_date,
-                             actor="admin")
+        credit = book_makeup(session, get_makeup(session, makeup), timeslot_id=timeslot, lesson_date=lesson_date, actor="admin")
         view = makeup_view(session, credit)
     _show(view, json_output, "[cyan]booked make-up[/]")
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from studioctl.common import JsonOption, emit_json, print_table, show_record
 
-app = typer.Typer(help="Payees: the paying parents.\n\nExample: studioctl payees show parent@family.example", no_args_is_help=True)
+app = typer.Typer(
+    help="Payees: the paying parents.\n\nExample: studioctl payees show parent@family.example", no_args_is_help=True
+)
 
 PayeeRef = Annotated[str, typer.Argument(help="Payee id or email.")]
 
@@ -16,8 +18,11 @@ PayeeRef = Annotated[str, typer.Argument(help="Payee id or email.")]
 def _show(view: dict, json_output: bool, verb: str = "") -> None:
     show_record("Payee", view, json_output, verb, skip=("students",))
     if not json_output and view.get("students"):
-        print_table("Students", ["id", "name", "birth date", "notes"],
-                    [[s["id"], s["name"], s["birth_date"], s["notes"]] for s in view["students"]])
+        print_table(
+            "Students",
+            ["id", "name", "birth date", "notes"],
+            [[s["id"], s["name"], s["birth_date"], s["notes"]] for s in view["students"]],
+        )
 
 
 @app.command("list")
@@ -34,7 +39,8 @@ def list_(json_output: bool = JsonOption) -> None:
     if json_output:
         return emit_json(rows)
     print_table(
-        "Payees", ["id", "name", "email", "phone", "students", "signed up"],
+        "Payees",
+        ["id", "name", "email", "phone", "students", "signed up"],
         [[r["id"], r["name"], r["email"], r["phone"], r["student_count"], "yes" if r["signed_up"] else "no"] for r in rows],
         empty="no payees yet: studioctl payees add --name ... --email ...",
     )
@@ -44,7 +50,7 @@ def list_(json_output: bool = JsonOption) -> None:
 def add(
     name: Annotated[str, typer.Option(help="Full name.")],
     email: Annotated[str, typer.Option(help="Email (unique).")],
-    phone: Annotated[Optional[str], typer.Option(help="Phone number.")] = None,
+    phone: Annotated[str | None, typer.Option(help="Phone number.")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """Add a payee (the parent can later sign in with the same email and is linked).
@@ -78,9 +84,9 @@ def show(payee: PayeeRef, json_output: bool = JsonOption) -> None:
 @app.command()
 def update(
     payee: PayeeRef,
-    name: Annotated[Optional[str], typer.Option(help="New name.")] = None,
-    email: Annotated[Optional[str], typer.Option(help="New email.")] = None,
-    phone: Annotated[Optional[str], typer.Option(help="New phone (empty string clears it).")] = None,
+    name: Annotated[str | None, typer.Option(help="New name.")] = None,
+    email: Annotated[str | None, typer.Option(help="New email.")] = None,
+    phone: Annotated[str | None, typer.Option(help="New phone (empty string clears it).")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """Change a payee's name, email or phone.

@@ -8,7 +8,10 @@ import typer
 
 from studioctl.common import JsonOption, console, emit_json, print_table
 
-app = typer.Typer(help="Plans and their Stripe prices.\n\nExample: studioctl plans add --frequency monthly --amount 120.00", no_args_is_help=True)
+app = typer.Typer(
+    help="Plans and their Stripe prices.\n\nExample: studioctl plans add --frequency monthly --amount 120.00",
+    no_args_is_help=True,
+)
 
 
 @app.command()
@@ -17,7 +20,9 @@ def add(
     amount: Annotated[str, typer.Option(help="Amount in currency units, e.g. 30.00.")],
     name: Annotated[str, typer.Option(help="Display name (default: the frequency).")] = "",
     currency: Annotated[str, typer.Option(help="ISO currency (default: CURRENCY).")] = "",
-    offline: Annotated[bool, typer.Option("--offline", help="Do not create the Stripe Product/Price now (the first booking does).")] = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Do not create the Stripe Product/Price now (the first booking does).")
+    ] = False,
     json_output: bool = JsonOption,
 ) -> None:
     """Add a plan and create its Stripe Product and Price (recurring for weekly/monthly).
@@ -30,13 +35,19 @@ def add(
     from models.stripe_records import plan_row
 
     with session_scope() as session:
-        plan = add_plan(session, name=name or frequency.title(), frequency=frequency.strip().lower(),
-                        amount_cents=parse_amount(amount), currency=(currency or get_settings().CURRENCY).lower(), actor="admin")
+        plan = add_plan(
+            session,
+            name=name or frequency.title(),
+            frequency=frequency.strip().lower(),
+            amount_cents=parse_amount(amount),
+            currency=(currency or get_settings().CURRENCY).lower(),
+            actor="admin",
+        )
         plan_id = plan.id
     if not offline:
+        from models.errors import DomainError
         from workers.pipeline import ensure_plan_price
         from workers.stripe_gateway import StripeGateway, StripeGatewayError
-        from models.errors import DomainError
 
         try:
             ensure_plan_price(StripeGateway(), plan_id)
@@ -46,8 +57,10 @@ def add(
         view = plan_row(session, plan_id=plan_id)
     if json_output:
         return emit_json(view)
-    console.print(f"[green]plan {view['id']} added[/]: {view['name']} {view['frequency']} {view['amount']} {view['currency']} "
-                  f"(Stripe price {view['stripe_price_id'] or 'not yet created'})")
+    console.print(
+        f"[green]plan {view['id']} added[/]: {view['name']} {view['frequency']} {view['amount']} {view['currency']} "
+        f"(Stripe price {view['stripe_price_id'] or 'not yet created'})"
+    )
 
 
 @app.command("list")
@@ -63,6 +76,12 @@ def list_(json_output: bool = JsonOption) -> None:
         rows = list_plans(session)
     if json_output:
         return emit_json(rows)
-    print_table("Plans", ["id", "name", "frequency", "amount", "currency", "active", "Stripe price"],
-                [[r["id"], r["name"], r["frequency"], r["amount"], r["currency"], r["active"], r["stripe_price_id"] or "-"] for r in rows],
-                empty="no plans yet: studioctl plans add --frequency monthly --amount 120.00")
+    print_table(
+        "Plans",
+        ["id", "name", "frequency", "amount", "currency", "active", "Stripe price"],
+        [
+            [r["id"], r["name"], r["frequency"], r["amount"], r["currency"], r["active"], r["stripe_price_id"] or "-"]
+            for r in rows
+        ],
+        empty="no plans yet: studioctl plans add --frequency monthly --amount 120.00",
+    )

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from studioctl.common import JsonOption, emit_json, parse_date, print_table, show_record
 
 app = typer.Typer(help="Semesters, make-up windows and closures.\n\nExample: studioctl semesters list", no_args_is_help=True)
-closures_app = typer.Typer(help="Closure dates (no lessons, not billed).\n\nExample: studioctl semesters closures add 2 2026-11-26",
-                           no_args_is_help=True)
+closures_app = typer.Typer(
+    help="Closure dates (no lessons, not billed).\n\nExample: studioctl semesters closures add 2 2026-11-26", no_args_is_help=True
+)
 app.add_typer(closures_app, name="closures")
 
 SemesterId = Annotated[int, typer.Argument(help="Semester id.")]
@@ -35,9 +36,18 @@ def list_(json_output: bool = JsonOption) -> None:
     if json_output:
         return emit_json(rows)
     print_table(
-        "Semesters", ["id", "name", "lessons", "make-ups", "closures"],
-        [[r["id"], r["name"], f"{r['starts_on']} → {r['ends_on']}", f"{r['makeup_starts_on']} → {r['makeup_ends_on']}",
-          len(r["closures"])] for r in rows],
+        "Semesters",
+        ["id", "name", "lessons", "make-ups", "closures"],
+        [
+            [
+                r["id"],
+                r["name"],
+                f"{r['starts_on']} → {r['ends_on']}",
+                f"{r['makeup_starts_on']} → {r['makeup_ends_on']}",
+                len(r["closures"]),
+            ]
+            for r in rows
+        ],
         empty="no semesters yet: studioctl semesters add ...",
     )
 
@@ -47,9 +57,9 @@ def add(
     name: Annotated[str, typer.Option(help="Unique name, e.g. 'Fall 2026'.")],
     starts: Annotated[str, typer.Option(help="First lesson day YYYY-MM-DD.")],
     ends: Annotated[str, typer.Option(help="Last lesson day YYYY-MM-DD.")],
-    makeup_starts: Annotated[Optional[str], typer.Option(help="Make-up window start (default: --starts).")] = None,
-    makeup_ends: Annotated[Optional[str], typer.Option(help="Make-up window end (default: --ends).")] = None,
-    closure: Annotated[Optional[list[str]], typer.Option(help="A closure date (repeat the option).")] = None,
+    makeup_starts: Annotated[str | None, typer.Option(help="Make-up window start (default: --starts).")] = None,
+    makeup_ends: Annotated[str | None, typer.Option(help="Make-up window end (default: --ends).")] = None,
+    closure: Annotated[list[str] | None, typer.Option(help="A closure date (repeat the option).")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """Add a semester; refused when its dates overlap another one.
@@ -61,7 +71,8 @@ def add(
     from models.terms import add_semester
 
     dates = dict(
-        starts_on=parse_date(starts, field="starts"), ends_on=parse_date(ends, field="ends"),
+        starts_on=parse_date(starts, field="starts"),
+        ends_on=parse_date(ends, field="ends"),
         makeup_starts_on=parse_date(makeup_starts, field="makeup_starts") if makeup_starts else None,
         makeup_ends_on=parse_date(makeup_ends, field="makeup_ends") if makeup_ends else None,
         closures=[parse_date(day, field="closure") for day in closure or []],
@@ -88,8 +99,9 @@ def show(semester: SemesterId, json_output: bool = JsonOption) -> None:
 
 @closures_app.command("add")
 def closures_add(
-    semester: SemesterId, day: DateArgument,
-    reason: Annotated[Optional[str], typer.Option(help="Why the studio is closed.")] = None,
+    semester: SemesterId,
+    day: DateArgument,
+    reason: Annotated[str | None, typer.Option(help="Why the studio is closed.")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """Close the studio on a date of the semester (no lessons, not billed).

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from studioctl.common import JsonOption, console, emit_json, print_table
 
-app = typer.Typer(help="Stripe events, reconciliation, disputes and refunds.\n\nExample: studioctl stripe events --status failed", no_args_is_help=True)
+app = typer.Typer(
+    help="Stripe events, reconciliation, disputes and refunds.\n\nExample: studioctl stripe events --status failed",
+    no_args_is_help=True,
+)
 
 
 @app.command()
 def events(
-    status: Annotated[Optional[str], typer.Option(help="received | processed | ignored | failed")] = None,
+    status: Annotated[str | None, typer.Option(help="received | processed | ignored | failed")] = None,
     limit: Annotated[int, typer.Option(help="Newest N.")] = 50,
     json_output: bool = JsonOption,
 ) -> None:
@@ -28,9 +31,12 @@ def events(
         rows = list_stripe_events(session, status=status, limit=limit)
     if json_output:
         return emit_json(rows)
-    print_table("Stripe events", ["id", "event", "type", "status", "received", "error"],
-                [[r["id"], r["stripe_event_id"], r["type"], r["status"], r["received_at"], (r["error"] or "")[:50]] for r in rows],
-                empty="no Stripe events received")
+    print_table(
+        "Stripe events",
+        ["id", "event", "type", "status", "received", "error"],
+        [[r["id"], r["stripe_event_id"], r["type"], r["status"], r["received_at"], (r["error"] or "")[:50]] for r in rows],
+        empty="no Stripe events received",
+    )
 
 
 @app.command()
@@ -74,19 +80,31 @@ def disputes(
 
     Example: studioctl stripe disputes --open
     """
-    from models.money_events import list_disputes
     from models.config import get_settings
     from models.db import session_scope
+    from models.money_events import list_disputes
 
     with session_scope(write=False) as session:
         rows = list_disputes(session, open_only=open_only)
     if json_output:
         return emit_json(rows)
     tz = get_settings().tz
-    print_table("Stripe disputes", ["dispute", "family", "amount", "status", "evidence due", "enrollment"],
-                [[r["stripe_dispute_id"], r["payee"] or "-", r["amount"], r["status"], _local(r["evidence_due_by"], tz),
-                  r["enrollment_id"] or ""] for r in rows],
-                empty="no open disputes" if open_only else "no disputes seen in Stripe")
+    print_table(
+        "Stripe disputes",
+        ["dispute", "family", "amount", "status", "evidence due", "enrollment"],
+        [
+            [
+                r["stripe_dispute_id"],
+                r["payee"] or "-",
+                r["amount"],
+                r["status"],
+                _local(r["evidence_due_by"], tz),
+                r["enrollment_id"] or "",
+            ]
+            for r in rows
+        ],
+        empty="no open disputes" if open_only else "no disputes seen in Stripe",
+    )
 
 
 @app.command()
@@ -95,19 +113,31 @@ def refunds(json_output: bool = JsonOption) -> None:
 
     Example: studioctl stripe refunds --json
     """
-    from models.money_events import list_stripe_refunds
     from models.config import get_settings
     from models.db import session_scope
+    from models.money_events import list_stripe_refunds
 
     with session_scope(write=False) as session:
         rows = list_stripe_refunds(session)
     if json_output:
         return emit_json(rows)
     tz = get_settings().tz
-    print_table("Stripe refunds", ["refund", "family", "amount", "status", "enrollment", "seen"],
-                [[r["stripe_refund_id"], r["payee"] or "-", r["amount"], r["status"] or "", r["enrollment_id"] or "",
-                  _local(r["created_at"], tz)] for r in rows],
-                empty="no refunds seen in Stripe")
+    print_table(
+        "Stripe refunds",
+        ["refund", "family", "amount", "status", "enrollment", "seen"],
+        [
+            [
+                r["stripe_refund_id"],
+                r["payee"] or "-",
+                r["amount"],
+                r["status"] or "",
+                r["enrollment_id"] or "",
+                _local(r["created_at"], tz),
+            ]
+            for r in rows
+        ],
+        empty="no refunds seen in Stripe",
+    )
 
 
 def _local(value: str | None, tz) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,7 +19,7 @@ _show = functools.partial(show_record, "Student")
 
 @app.command("list")
 def list_(
-    payee: Annotated[Optional[str], typer.Option(help="Only this payee's students (id or email).")] = None,
+    payee: Annotated[str | None, typer.Option(help="Only this payee's students (id or email).")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """List current students, optionally one family's.
@@ -35,16 +35,20 @@ def list_(
         rows = list_students(session, payee_id=payee_id)
     if json_output:
         return emit_json(rows)
-    print_table("Students", ["id", "name", "payee", "birth date", "notes"],
-                [[r["id"], r["name"], r["payee"], r["birth_date"], r["notes"]] for r in rows], empty="no students")
+    print_table(
+        "Students",
+        ["id", "name", "payee", "birth date", "notes"],
+        [[r["id"], r["name"], r["payee"], r["birth_date"], r["notes"]] for r in rows],
+        empty="no students",
+    )
 
 
 @app.command()
 def add(
     payee: Annotated[str, typer.Option(help="The paying parent (id or email).")],
     name: Annotated[str, typer.Option(help="Student's name.")],
-    birth_date: Annotated[Optional[str], typer.Option(help="YYYY-MM-DD.")] = None,
-    notes: Annotated[Optional[str], typer.Option(help="Free notes for the teacher.")] = None,
+    birth_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD.")] = None,
+    notes: Annotated[str | None, typer.Option(help="Free notes for the teacher.")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """Add a student to a family.
@@ -80,9 +84,9 @@ def show(student: StudentId, json_output: bool = JsonOption) -> None:
 @app.command()
 def update(
     student: StudentId,
-    name: Annotated[Optional[str], typer.Option(help="New name.")] = None,
-    birth_date: Annotated[Optional[str], typer.Option(help="YYYY-MM-DD; empty string clears it.")] = None,
-    notes: Annotated[Optional[str], typer.Option(help="New notes; empty string clears them.")] = None,
+    name: Annotated[str | None, typer.Option(help="New name.")] = None,
+    birth_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD; empty string clears it.")] = None,
+    notes: Annotated[str | None, typer.Option(help="New notes; empty string clears them.")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """Change a student's name, birth date or notes.

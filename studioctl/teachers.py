@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,8 +19,7 @@ _show = functools.partial(show_record, "Teacher")
 
 @app.command("list")
 def list_(
-    all_: Annotated[bool, typer.Option("--all", help="Include deactivated teachers.")] = False,
-    json_output: bool = JsonOption,
+    all_: Annotated[bool, typer.Option("--all", help="Include deactivated teachers.")] = False, json_output: bool = JsonOption
 ) -> None:
     """List teachers with their instruments and number of active slots.
 
@@ -34,9 +33,12 @@ def list_(
     if json_output:
         return emit_json(rows)
     print_table(
-        "Teachers", ["id", "name", "email", "instruments", "slots", "status"],
-        [[r["id"], r["name"], r["email"], ", ".join(r["instruments"]), r["slots"], "active" if r["active"] else "inactive"]
-         for r in rows],
+        "Teachers",
+        ["id", "name", "email", "instruments", "slots", "status"],
+        [
+            [r["id"], r["name"], r["email"], ", ".join(r["instruments"]), r["slots"], "active" if r["active"] else "inactive"]
+            for r in rows
+        ],
         empty="no teachers yet: studioctl teachers add --name ... --email ...",
     )
 
@@ -45,8 +47,8 @@ def list_(
 def add(
     name: Annotated[str, typer.Option(help="Full name.")],
     email: Annotated[str, typer.Option(help="Email (unique).")],
-    instrument: Annotated[Optional[list[str]], typer.Option(help="An instrument taught (repeat the option).")] = None,
-    bio: Annotated[Optional[str], typer.Option(help="Short biography shown to parents.")] = None,
+    instrument: Annotated[list[str] | None, typer.Option(help="An instrument taught (repeat the option).")] = None,
+    bio: Annotated[str | None, typer.Option(help="Short biography shown to parents.")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """Add a teacher.
@@ -81,10 +83,10 @@ def show(teacher: TeacherRef, json_output: bool = JsonOption) -> None:
 @app.command()
 def update(
     teacher: TeacherRef,
-    name: Annotated[Optional[str], typer.Option(help="New name.")] = None,
-    email: Annotated[Optional[str], typer.Option(help="New email.")] = None,
-    bio: Annotated[Optional[str], typer.Option(help="New biography.")] = None,
-    instrument: Annotated[Optional[list[str]], typer.Option(help="Replaces the instruments taught (repeat).")] = None,
+    name: Annotated[str | None, typer.Option(help="New name.")] = None,
+    email: Annotated[str | None, typer.Option(help="New email.")] = None,
+    bio: Annotated[str | None, typer.Option(help="New biography.")] = None,
+    instrument: Annotated[list[str] | None, typer.Option(help="Replaces the instruments taught (repeat).")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """Change a teacher's name, email, bio or instruments (given instruments replace the list).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,7 @@ def _money(cents: int, currency: str) -> str:
 
 def term_preview(
     semester: Annotated[int, typer.Option(help="Semester id.")],
-    payee: Annotated[Optional[str], typer.Option(help="Only this family (id or email).")] = None,
+    payee: Annotated[str | None, typer.Option(help="Only this family (id or email).")] = None,
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Preview a semester: every lesson date and what each family pays.
@@ -37,20 +37,33 @@ def term_preview(
     if json_output:
         return emit_json(data)
     info = data["semester"]
-    console.print(f"[bold]{info['name']}[/] {info['starts_on']} → {info['ends_on']}; "
-                  f"closures: {', '.join(info['closures']) or 'none'}")
+    console.print(
+        f"[bold]{info['name']}[/] {info['starts_on']} → {info['ends_on']}; closures: {', '.join(info['closures']) or 'none'}"
+    )
     print_table(
-        "Lessons", ["id", "student", "slot", "plan", "lessons", "amount", "dates"],
-        [[e["id"], e["student"], f"{e['slot']} {e['teacher']}", e["plan"], e["lesson_count"],
-          _money(e["amount_cents"], e["currency"]),
-          " ".join(lesson["date"][5:] + ("*" if lesson["dst_change"] else "") for lesson in e["lessons"])]
-         for e in data["enrollments"]],
+        "Lessons",
+        ["id", "student", "slot", "plan", "lessons", "amount", "dates"],
+        [
+            [
+                e["id"],
+                e["student"],
+                f"{e['slot']} {e['teacher']}",
+                e["plan"],
+                e["lesson_count"],
+                _money(e["amount_cents"], e["currency"]),
+                " ".join(lesson["date"][5:] + ("*" if lesson["dst_change"] else "") for lesson in e["lessons"]),
+            ]
+            for e in data["enrollments"]
+        ],
         empty="no live enrollments in this semester",
     )
     currency = data["enrollments"][0]["currency"] if data["enrollments"] else "usd"
-    print_table("Families", ["payee", "email", "lessons", "amount"],
-                [[f["payee"], f["email"], f["lessons"], _money(f["amount_cents"], currency)] for f in data["families"]],
-                empty="")
+    print_table(
+        "Families",
+        ["payee", "email", "lessons", "amount"],
+        [[f["payee"], f["email"], f["lessons"], _money(f["amount_cents"], currency)] for f in data["families"]],
+        empty="",
+    )
     if data["families"]:
         console.print(f"total: [bold]{_money(data['total_cents'], currency)}[/]   (* = DST changed that week)")
 

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from studioctl.common import JsonOption, console, emit_json, print_table
 
-app = typer.Typer(help="Weekly 30-minute timeslots.\n\nExample: studioctl timeslots list --teacher ada@studio.example --available",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Weekly 30-minute timeslots.\n\nExample: studioctl timeslots list --teacher ada@studio.example --available",
+    no_args_is_help=True,
+)
 
 TeacherOption = Annotated[str, typer.Option(help="Teacher id or email.")]
 WeekdayOption = Annotated[str, typer.Option(help="mon…sun or 0–6 (0 = Monday).")]
 
 
 def _rows(rows: list[dict]) -> list[list]:
-    return [[r["id"], r["teacher"], r["weekday"].title(), r["start"], "active" if r["active"] else "inactive",
-             "free" if r["available"] else (f"enrollment {r['enrollment_id']}" if r["enrollment_id"] else "-")] for r in rows]
+    return [
+        [
+            r["id"],
+            r["teacher"],
+            r["weekday"].title(),
+            r["start"],
+            "active" if r["active"] else "inactive",
+            "free" if r["available"] else (f"enrollment {r['enrollment_id']}" if r["enrollment_id"] else "-"),
+        ]
+        for r in rows
+    ]
 
 
 COLUMNS = ["id", "teacher", "day", "start", "status", "booking"]
@@ -25,8 +36,8 @@ COLUMNS = ["id", "teacher", "day", "start", "status", "booking"]
 
 @app.command("list")
 def list_(
-    teacher: Annotated[Optional[str], typer.Option(help="Only this teacher's slots (id or email).")] = None,
-    weekday: Annotated[Optional[str], typer.Option(help="Only this weekday (mon…sun or 0–6).")] = None,
+    teacher: Annotated[str | None, typer.Option(help="Only this teacher's slots (id or email).")] = None,
+    weekday: Annotated[str | None, typer.Option(help="Only this weekday (mon…sun or 0–6).")] = None,
     available: Annotated[bool, typer.Option("--available", help="Only slots that can be booked now.")] = False,
     json_output: bool = JsonOption,
 ) -> None:
@@ -98,11 +109,18 @@ def publish(
         with Progress(console=console, transient=True, disable=json_output) as progress:
             task = progress.add_task("publishing slots", total=max(0, (last - first) // SLOT_MINUTES))
             created, skipped = publish_timeslots(
-                session, teacher=teacher_row, weekday=day, from_minute=first, to_minute=last, actor="admin",
+                session,
+                teacher=teacher_row,
+                weekday=day,
+                from_minute=first,
+                to_minute=last,
+                actor="admin",
                 progress=lambda step: progress.advance(task, step),
             )
-        result = {"created": [timeslot_view(session, slot) for slot in created],
-                  "skipped": [timeslot_view(session, slot) for slot in skipped]}
+        result = {
+            "created": [timeslot_view(session, slot) for slot in created],
+            "skipped": [timeslot_view(session, slot) for slot in skipped],
+        }
     if json_output:
         return emit_json(result)
     console.print(f"[green]published {len(created)} slot(s)[/], skipped {len(skipped)} existing")

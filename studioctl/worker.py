@@ -40,11 +40,19 @@ def register(app: typer.Typer) -> None:
 
         _warm_up()
         settings = get_settings()
-        config = ConsumerConfig(workers=workers, worker_type=worker_type, periodic=periodic, flush_locks=True,
-                                verbose=True if verbose else None, initial_delay=0.1, max_delay=2.0)
+        config = ConsumerConfig(
+            workers=workers,
+            worker_type=worker_type,
+            periodic=periodic,
+            flush_locks=True,
+            verbose=True if verbose else None,
+            initial_delay=0.1,
+            max_delay=2.0,
+        )
         config.setup_logger()
         logging.getLogger("huey").info(
-            "queue %s on %s", huey.name, "Redis" if settings.REDIS_URL else "SQLite beside the database")
+            "queue %s on %s", huey.name, "Redis" if settings.REDIS_URL else "SQLite beside the database"
+        )
         consumer = huey.create_consumer(**config.values)
         consumer.run()
 

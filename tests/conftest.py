@@ -38,10 +38,17 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def pytest_addoption(parser):
-    parser.addoption("--engines", default=os.environ.get("STUDIO_TEST_ENGINES"),
-                     help="comma list of sqlite,postgres (default: both when PostgreSQL answers)")
-    parser.addoption("--stripe-contract", choices=("fail", "report"), default="fail",
-                     help="a test whose Stripe requests break the API contract: fail it (default) or only report it")
+    parser.addoption(
+        "--engines",
+        default=os.environ.get("STUDIO_TEST_ENGINES"),
+        help="comma list of sqlite,postgres (default: both when PostgreSQL answers)",
+    )
+    parser.addoption(
+        "--stripe-contract",
+        choices=("fail", "report"),
+        default="fail",
+        help="a test whose Stripe requests break the API contract: fail it (default) or only report it",
+    )
 
 
 def _engines(config) -> list[str]:
@@ -58,7 +65,11 @@ def pytest_generate_tests(metafunc):
         if only:
             engines = ["postgres"] if "postgres" in engines or IN_CI else []
             if not engines:
-                metafunc.parametrize("engine_name", [pytest.param("postgres", marks=pytest.mark.skip(reason="PostgreSQL not reachable"))], scope="session")
+                metafunc.parametrize(
+                    "engine_name",
+                    [pytest.param("postgres", marks=pytest.mark.skip(reason="PostgreSQL not reachable"))],
+                    scope="session",
+                )
                 return
         metafunc.parametrize("engine_name", engines, scope="session")
 
@@ -114,9 +125,12 @@ def stripe_contract(request, _stripe_contract_log):
     state["found"] += [(request.node.nodeid, violation) for violation in found]
     if request.config.getoption("--stripe-contract") == "fail":
         lines = "\n".join(f"  {line}" for line in summarize(found))
-        pytest.fail(f"Stripe request contract: this test sent {len(found)} request(s) the current Stripe API "
-                    f"would refuse (tests/support/stripe_contract.py; mark the test stripe_contract_exempt if "
-                    f"that is deliberate):\n{lines}", pytrace=False)
+        pytest.fail(
+            f"Stripe request contract: this test sent {len(found)} request(s) the current Stripe API "
+            f"would refuse (tests/support/stripe_contract.py; mark the test stripe_contract_exempt if "
+            f"that is deliberate):\n{lines}",
+            pytrace=False,
+        )
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -130,8 +144,9 @@ def pytest_terminal_summary(terminalreporter, config):
     found = state["found"]
     terminalreporter.section("Stripe request contract")
     exempt = f", {state['exempt']} more in tests marked stripe_contract_exempt" if state.get("exempt") else ""
-    terminalreporter.write_line(f"{checked} request(s) checked by the local Stripe servers that have stopped; "
-                                f"{len(found)} violation(s){exempt}")
+    terminalreporter.write_line(
+        f"{checked} request(s) checked by the local Stripe servers that have stopped; {len(found)} violation(s){exempt}"
+    )
     first_seen: dict[str, str] = {}
     for nodeid, violation in found:
         for line in summarize([violation]):

@@ -35,7 +35,9 @@ def teacher(session: Session, *, name: str | None = None, instruments=("piano",)
     return row
 
 
-def timeslot(session: Session, *, teacher_row: Teacher | None = None, weekday: int = 0, start: str = "16:00", active: bool = True) -> Timeslot:
+def timeslot(
+    session: Session, *, teacher_row: Teacher | None = None, weekday: int = 0, start: str = "16:00", active: bool = True
+) -> Timeslot:
     teacher_row = teacher_row or teacher(session)
     hours, minutes = map(int, start.split(":"))
     row = Timeslot(teacher_id=teacher_row.id, weekday=weekday, start_minute=hours * 60 + minutes, active=active)
@@ -67,9 +69,16 @@ def plan(session: Session, *, frequency: str = "monthly", amount_cents: int = 12
     return row
 
 
-def semester(session: Session, *, starts: date, ends: date, closures=(), makeup_ends: date | None = None, name: str | None = None) -> Semester:
-    row = Semester(name=name or f"Semester {next(_counter)}", starts_on=starts, ends_on=ends,
-                   makeup_starts_on=starts, makeup_ends_on=makeup_ends or ends)
+def semester(
+    session: Session, *, starts: date, ends: date, closures=(), makeup_ends: date | None = None, name: str | None = None
+) -> Semester:
+    row = Semester(
+        name=name or f"Semester {next(_counter)}",
+        starts_on=starts,
+        ends_on=ends,
+        makeup_starts_on=starts,
+        makeup_ends_on=makeup_ends or ends,
+    )
     session.add(row)
     session.flush()
     for day in closures:

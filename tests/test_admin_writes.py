@@ -73,8 +73,13 @@ def test_stripe_replay_reopens_through_the_audited_operation(session):
 
 
 def test_retryable_is_keyed_by_the_task_objects():
-    wrappers = (tasks.book_enrollment, tasks.cancel_subscription, tasks.undo_orphan_charges, tasks.send_email,
-                tasks.process_stripe_event)
+    wrappers = (
+        tasks.book_enrollment,
+        tasks.cancel_subscription,
+        tasks.undo_orphan_charges,
+        tasks.send_email,
+        tasks.process_stripe_event,
+    )
     assert set(tasks.RETRYABLE) == {tasks.task_name(task) for task in wrappers}
     for name, entry in tasks.RETRYABLE.items():
         assert entry.task in wrappers and entry.name == name
@@ -132,8 +137,9 @@ def test_a_cancellation_failed_for_good_is_replayed_by_its_task(session, task_qu
 
 def test_a_failed_stripe_event_is_replayed_through_the_audited_reopen(session, task_queue):
     event = _stored_event(session)
-    letter = add_dead_letter(session, kind=tasks.task_name(tasks.process_stripe_event), payload={"event_id": event.id},
-                             error="boom")
+    letter = add_dead_letter(
+        session, kind=tasks.task_name(tasks.process_stripe_event), payload={"event_id": event.id}, error="boom"
+    )
     session.commit()
     result = ok("deadletters", "retry", letter.id)
     assert f"Stripe event {event.id} queued again" in result.stdout
@@ -157,10 +163,10 @@ def test_a_failed_email_is_requeued_with_audit_rows(session, task_queue):
     assert audit_actions(session) == [("admin", "email.requeue"), ("admin", "dead_letter.retry")]
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("book_enrollment", "a failed booking is final"),
-    ("shred_invoices", "no replay for dead letters of kind 'shred_invoices'"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [("book_enrollment", "a failed booking is final"), ("shred_invoices", "no replay for dead letters of kind 'shred_invoices'")],
+)
 def test_a_dead_letter_without_replay_is_refused_and_nothing_changes(session, task_queue, kind, message):
     letter = add_dead_letter(session, kind=kind, payload={"enrollment_id": 1}, error="card declined")
     session.commit()
@@ -198,8 +204,9 @@ def test_the_demo_seed_audits_every_row_it_makes(session):
 
     steps = []
     with session_scope() as unit:
-        made = seed_demo_studio(unit, today=utcnow().astimezone(get_settings().tz).date(), seed=7,
-                                actor="admin", advance=lambda: steps.append(1))
+        made = seed_demo_studio(
+            unit, today=utcnow().astimezone(get_settings().tz).date(), seed=7, actor="admin", advance=lambda: steps.append(1)
+        )
     assert len(steps) == 6 and made["teachers"] == 4 and made["students"] == 30
     session.expire_all()
     audited = {(row.entity, row.entity_id) for row in session.exec(select(AuditLog).where(AuditLog.actor == "admin")).all()}

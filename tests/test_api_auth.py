@@ -10,7 +10,16 @@ import pytest
 from models.config import ConfigError, reset_settings
 from tests.support.api import assert_problem, make_app
 from tests.support.jwt_tokens import (
-    JWKSServer, backend_token, ec_key, hmac_token, jwk, public_pem, rsa_key, supabase_claims, supabase_token, tamper,
+    JWKSServer,
+    backend_token,
+    ec_key,
+    hmac_token,
+    jwk,
+    public_pem,
+    rsa_key,
+    supabase_claims,
+    supabase_token,
+    tamper,
     unsigned_token,
 )
 from tests.support.settings import JWT_SECRET
@@ -54,20 +63,35 @@ def test_ttl_follows_the_setting(monkeypatch):
     assert response.get_json()["expires_in"] == 600
 
 
-@pytest.mark.parametrize("make_token, problem_type", [
-    (lambda: supabase_token(exp_in=-60), "token-expired"),
-    (lambda: supabase_token(aud="someone-else"), "invalid-token"),
-    (lambda: supabase_token(exp=None), "invalid-token"),
-    (lambda: supabase_token(sub=None), "invalid-token"),
-    (lambda: supabase_token(secret="another-secret-0123456789abcdef0123456789"), "invalid-token"),
-    (lambda: tamper(supabase_token()), "invalid-token"),
-    (lambda: unsigned_token(supabase_claims()), "invalid-token"),
-    (lambda: supabase_token(key=rsa_key(), algorithm="RS256"), "invalid-token"),  # no JWKS configured
-    (lambda: supabase_token(algorithm="HS512"), "invalid-token"),
-    (lambda: "not-a-jwt", "invalid-token"),
-    (lambda: supabase_token(email=None), "invalid-token"),
-], ids=["expired", "wrong-aud", "no-exp", "no-sub", "wrong-secret", "tampered", "alg-none", "rs256-without-jwks",
-        "hs512-not-allowed", "garbage", "no-email"])
+@pytest.mark.parametrize(
+    "make_token, problem_type",
+    [
+        (lambda: supabase_token(exp_in=-60), "token-expired"),
+        (lambda: supabase_token(aud="someone-else"), "invalid-token"),
+        (lambda: supabase_token(exp=None), "invalid-token"),
+        (lambda: supabase_token(sub=None), "invalid-token"),
+        (lambda: supabase_token(secret="another-secret-0123456789abcdef0123456789"), "invalid-token"),
+        (lambda: tamper(supabase_token()), "invalid-token"),
+        (lambda: unsigned_token(supabase_claims()), "invalid-token"),
+        (lambda: supabase_token(key=rsa_key(), algorithm="RS256"), "invalid-token"),  # no JWKS configured
+        (lambda: supabase_token(algorithm="HS512"), "invalid-token"),
+        (lambda: "not-a-jwt", "invalid-token"),
+        (lambda: supabase_token(email=None), "invalid-token"),
+    ],
+    ids=[
+        "expired",
+        "wrong-aud",
+        "no-exp",
+        "no-sub",
+        "wrong-secret",
+        "tampered",
+        "alg-none",
+        "rs256-without-jwks",
+        "hs512-not-allowed",
+        "garbage",
+        "no-email",
+    ],
+)
 def test_exchange_refuses_bad_supabase_tokens(client, make_token, problem_type):
     body = assert_problem(_exchange(client, make_token()), 401, problem_type)
     assert body["detail"]
@@ -122,17 +146,30 @@ def test_unreachable_jwks_is_503(monkeypatch):
     assert_problem(_exchange(client, supabase_token(key=rsa_key(), algorithm="RS256", kid="k")), 503, "auth-unavailable")
 
 
-@pytest.mark.parametrize("token", [
-    lambda: backend_token(exp_in=-60),
-    lambda: backend_token(aud="authenticated"),
-    lambda: backend_token(iss="https://evil.test"),
-    lambda: backend_token(secret="x" * 40),
-    lambda: tamper(backend_token()),
-    lambda: unsigned_token({"sub": "user-1", "email": "a@b.test", "role": "parent", "iat": int(time.time()),
-                            "exp": int(time.time()) + 60, "iss": OUR_ISSUER, "aud": OUR_AUDIENCE}),
-    lambda: supabase_token(),  # a Supabase token is not our token
-    lambda: backend_token(exp=None),
-], ids=["expired", "wrong-aud", "wrong-iss", "wrong-secret", "tampered", "alg-none", "supabase-token", "no-exp"])
+@pytest.mark.parametrize(
+    "token",
+    [
+        lambda: backend_token(exp_in=-60),
+        lambda: backend_token(aud="authenticated"),
+        lambda: backend_token(iss="https://evil.test"),
+        lambda: backend_token(secret="x" * 40),
+        lambda: tamper(backend_token()),
+        lambda: unsigned_token(
+            {
+                "sub": "user-1",
+                "email": "a@b.test",
+                "role": "parent",
+                "iat": int(time.time()),
+                "exp": int(time.time()) + 60,
+                "iss": OUR_ISSUER,
+                "aud": OUR_AUDIENCE,
+            }
+        ),
+        lambda: supabase_token(),  # a Supabase token is not our token
+        lambda: backend_token(exp=None),
+    ],
+    ids=["expired", "wrong-aud", "wrong-iss", "wrong-secret", "tampered", "alg-none", "supabase-token", "no-exp"],
+)
 def test_parent_routes_refuse_bad_backend_tokens(client, token):
     response = client.get("/parent/payee", headers={"Authorization": f"Bearer {token()}"})
     assert_problem(response, 401)

@@ -60,8 +60,9 @@ def test_calendar_token_never_reaches_the_audit_trail(client, session):
 
 
 def test_payee_mass_assignment_is_refused(client, family_a):
-    body = assert_problem(client.put("/parent/payee", json={"name": "X", "email": "evil@x.test"},
-                                     headers=family_a.headers), 422, "validation-error")
+    body = assert_problem(
+        client.put("/parent/payee", json={"name": "X", "email": "evil@x.test"}, headers=family_a.headers), 422, "validation-error"
+    )
     assert "email" in body["detail"]
     assert_problem(client.put("/parent/payee", json={"stripe_customer_id": "cus_1"}, headers=family_a.headers), 422)
     assert client.get("/parent/payee", headers=family_a.headers).get_json()["email"] == "a@family.test"
@@ -71,8 +72,9 @@ def test_payee_mass_assignment_is_refused(client, family_a):
 
 
 def test_student_crud(client, session, family_a):
-    created = client.post("/parent/students", json={"name": "Ada", "birth_date": "2016-05-01", "notes": "shy"},
-                          headers=family_a.headers)
+    created = client.post(
+        "/parent/students", json={"name": "Ada", "birth_date": "2016-05-01", "notes": "shy"}, headers=family_a.headers
+    )
     assert created.status_code == 201
     student = created.get_json()
     assert created.headers["Location"].endswith(f"/parent/students/{student['id']}")
@@ -91,12 +93,15 @@ def test_student_crud(client, session, family_a):
         assert _audits(session, actor, action) == 1, action
 
 
-@pytest.mark.parametrize("payload, field", [
-    ({"name": "Eve", "payee_id": 999}, "payee_id"),
-    ({"name": ""}, "name"),
-    ({}, "name"),
-    ({"name": "Eve", "birth_date": "not-a-date"}, "birth_date"),
-])
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"name": "Eve", "payee_id": 999}, "payee_id"),
+        ({"name": ""}, "name"),
+        ({}, "name"),
+        ({"name": "Eve", "birth_date": "not-a-date"}, "birth_date"),
+    ],
+)
 def test_student_input_is_validated_and_mass_assignment_refused(client, session, family_a, payload, field):
     body = assert_problem(client.post("/parent/students", json=payload, headers=family_a.headers), 422)
     assert field in body["detail"]
@@ -105,33 +110,36 @@ def test_student_input_is_validated_and_mass_assignment_refused(client, session,
 
 def test_patching_a_student_name_to_null_is_422_not_ignored(client, family_a):
     student = family_a.add_student(client)
-    body = assert_problem(client.patch(f"/parent/students/{student}", json={"name": None}, headers=family_a.headers),
-                          422, "validation-error")
+    body = assert_problem(
+        client.patch(f"/parent/students/{student}", json={"name": None}, headers=family_a.headers), 422, "validation-error"
+    )
     assert "name" in body["detail"]
     assert client.get(f"/parent/students/{student}", headers=family_a.headers).get_json()["name"] == "Ada"
 
 
 def test_future_birth_date_is_a_domain_422(client, family_a):
     later = (date.today() + timedelta(days=30)).isoformat()
-    body = assert_problem(client.post("/parent/students", json={"name": "X", "birth_date": later},
-                                      headers=family_a.headers), 422, "invalid")
+    body = assert_problem(
+        client.post("/parent/students", json={"name": "X", "birth_date": later}, headers=family_a.headers), 422, "invalid"
+    )
     assert body["field"] == "birth_date"
 
 
 def test_non_json_body_is_422_not_500(client, family_a):
-    response = client.post("/parent/students", data="name=Ada", headers=family_a.headers,
-                           content_type="application/x-www-form-urlencoded")
+    response = client.post(
+        "/parent/students", data="name=Ada", headers=family_a.headers, content_type="application/x-www-form-urlencoded"
+    )
     assert_problem(response, 422)
 
 
 # Bookings --------------------------------------------------------------------------------
 
 
-def test_booking_is_accepted_held_audited_and_enqueued_after_commit(client, session, studio: Studio, family_a,
-                                                                    task_queue):
+def test_booking_is_accepted_held_audited_and_enqueued_after_commit(client, session, studio: Studio, family_a, task_queue):
     student = family_a.add_student(client)
-    response = client.post("/parent/bookings", json=booking_body(student, studio.slot_id, studio.plan_id),
-                           headers=family_a.headers)
+    response = client.post(
+        "/parent/bookings", json=booking_body(student, studio.slot_id, studio.plan_id), headers=family_a.headers
+    )
     assert response.status_code == 202, response.get_json()
     body = response.get_json()
     assert body["status"] == "provisional" and body["status_url"] == f"/parent/bookings/{body['id']}"
@@ -149,11 +157,20 @@ def test_booking_is_accepted_held_audited_and_enqueued_after_commit(client, sess
 
 
 def test_taken_slot_is_409_and_enqueues_nothing(client, studio: Studio, family_a, family_b, task_queue):
-    assert client.post("/parent/bookings", json=booking_body(family_a.add_student(client), studio.slot_id,
-                       studio.plan_id), headers=family_a.headers).status_code == 202
+    assert (
+        client.post(
+            "/parent/bookings",
+            json=booking_body(family_a.add_student(client), studio.slot_id, studio.plan_id),
+            headers=family_a.headers,
+        ).status_code
+        == 202
+    )
     task_queue.clear()
-    response = client.post("/parent/bookings", json=booking_body(family_b.add_student(client), studio.slot_id,
-                           studio.plan_id), headers=family_b.headers)
+    response = client.post(
+        "/parent/bookings",
+        json=booking_body(family_b.add_student(client), studio.slot_id, studio.plan_id),
+        headers=family_b.headers,
+    )
     assert_problem(response, 409, "slot-taken")
     assert task_queue.pending() == []
 
@@ -162,23 +179,29 @@ def test_hold_cap_stops_slot_hoarding(client, studio: Studio, family_a):
     student = family_a.add_student(client)
     slots = [studio.slot_id, *studio.other_slot_ids]
     for slot_id in slots[:3]:
-        assert client.post("/parent/bookings", json=booking_body(student, slot_id, studio.plan_id),
-                           headers=family_a.headers).status_code == 202
-    response = client.post("/parent/bookings", json=booking_body(student, slots[3], studio.plan_id),
-                           headers=family_a.headers)
+        assert (
+            client.post(
+                "/parent/bookings", json=booking_body(student, slot_id, studio.plan_id), headers=family_a.headers
+            ).status_code
+            == 202
+        )
+    response = client.post("/parent/bookings", json=booking_body(student, slots[3], studio.plan_id), headers=family_a.headers)
     assert_problem(response, 409, "too-many-holds")
 
 
-@pytest.mark.parametrize("change, status, type_", [
-    ({"instrument": "drums"}, 422, "invalid"),  # the teacher does not teach it
-    ({"instrument": "tuba"}, 404, "not-found"),
-    ({"timeslot_id": 999999}, 404, "not-found"),
-    ({"plan": 999999}, 404, "not-found"),
-    ({"start_date": "2020-01-06"}, 422, "invalid"),
-    ({"start_date": "9999-12-27"}, 422, "invalid"),  # years ahead: a 422, never a 500
-    ({"status": "active"}, 422, "validation-error"),
-    ({"student_id": "x"}, 422, "validation-error"),
-])
+@pytest.mark.parametrize(
+    "change, status, type_",
+    [
+        ({"instrument": "drums"}, 422, "invalid"),  # the teacher does not teach it
+        ({"instrument": "tuba"}, 404, "not-found"),
+        ({"timeslot_id": 999999}, 404, "not-found"),
+        ({"plan": 999999}, 404, "not-found"),
+        ({"start_date": "2020-01-06"}, 422, "invalid"),
+        ({"start_date": "9999-12-27"}, 422, "invalid"),  # years ahead: a 422, never a 500
+        ({"status": "active"}, 422, "validation-error"),
+        ({"student_id": "x"}, 422, "validation-error"),
+    ],
+)
 def test_booking_refusals(client, session, studio: Studio, family_a, change, status, type_):
     factories.instrument(session, "drums")
     session.commit()
@@ -212,8 +235,14 @@ def test_idempotency_key_replays_the_first_answer(client, session, studio: Studi
 
 
 def test_failed_request_with_a_key_is_judged_again(client, session, studio: Studio, family_a, family_b):
-    assert client.post("/parent/bookings", json=booking_body(family_b.add_student(client), studio.slot_id,
-                       studio.plan_id), headers=family_b.headers).status_code == 202
+    assert (
+        client.post(
+            "/parent/bookings",
+            json=booking_body(family_b.add_student(client), studio.slot_id, studio.plan_id),
+            headers=family_b.headers,
+        ).status_code
+        == 202
+    )
     headers = family_a.headers | {"Idempotency-Key": "k-1"}
     body = booking_body(family_a.add_student(client), studio.slot_id, studio.plan_id)
     assert_problem(client.post("/parent/bookings", json=body, headers=headers), 409, "slot-taken")
@@ -224,8 +253,10 @@ def test_bookings_are_rate_limited_per_user(db, studio: Studio):
     client = make_app(RATELIMIT_BOOKINGS="2/minute").test_client()
     family = register(client, "user-r", "r@family.test")
     student = family.add_student(client)
-    statuses = [client.post("/parent/bookings", json=booking_body(student, slot, studio.plan_id),
-                            headers=family.headers).status_code for slot in (studio.slot_id, *studio.other_slot_ids[:2])]
+    statuses = [
+        client.post("/parent/bookings", json=booking_body(student, slot, studio.plan_id), headers=family.headers).status_code
+        for slot in (studio.slot_id, *studio.other_slot_ids[:2])
+    ]
     assert statuses[:2] == [202, 202] and statuses[2] == 429
     # Reads are not limited.
     assert client.get("/parent/bookings", headers=family.headers).status_code == 200
@@ -259,8 +290,7 @@ def _activate(session, enrollment_id: int) -> None:
 @pytest.fixture
 def term(session):
     """A semester around the travelled-to dates, with a closure on 2026-11-23."""
-    semester = factories.semester(session, starts=date(2026, 9, 7), ends=date(2026, 12, 18),
-                                  closures=[date(2026, 11, 23)])
+    semester = factories.semester(session, starts=date(2026, 9, 7), ends=date(2026, 12, 18), closures=[date(2026, 11, 23)])
     session.commit()
     return semester
 
@@ -269,8 +299,9 @@ def test_makeups_list_slots_and_book(client, session, studio: Studio, family_a, 
     student = family_a.add_student(client)
     with time_machine.travel(datetime(2026, 10, 28, 12, 0, tzinfo=NY), tick=False):
         family_a.headers = bearer(family_a.sub, family_a.email)  # a token minted at the travelled-to time
-        credit = MakeUp(student_id=student, instrument_id=factories.instrument(session).id, reason="excused",
-                        expires_on=term.makeup_ends_on)
+        credit = MakeUp(
+            student_id=student, instrument_id=factories.instrument(session).id, reason="excused", expires_on=term.makeup_ends_on
+        )
         session.add(credit)
         session.commit()
         listing = client.get("/parent/makeups", headers=family_a.headers).get_json()["items"]
@@ -290,8 +321,9 @@ def test_calendar_feed_parses_back_with_vtimezone(client, session, studio: Studi
     student = family_a.add_student(client)
     with time_machine.travel(datetime(2026, 10, 20, 12, 0, tzinfo=NY), tick=False):
         family_a.headers = bearer(family_a.sub, family_a.email)  # a token minted at the travelled-to time
-        booking = client.post("/parent/bookings", json=booking_body(student, studio.slot_id, studio.plan_id),
-                              headers=family_a.headers).get_json()
+        booking = client.post(
+            "/parent/bookings", json=booking_body(student, studio.slot_id, studio.plan_id), headers=family_a.headers
+        ).get_json()
         _activate(session, booking["id"])
         by_bearer = client.get("/parent/calendar.ics", headers=family_a.headers)
         token_url = client.get("/parent/payee", headers=family_a.headers).get_json()["calendar_url"]
@@ -321,8 +353,9 @@ def test_calendar_with_a_wrong_token_is_401(client):
 
 def test_another_familys_objects_are_404_everywhere(client, session, studio: Studio, family_a, family_b):
     student = family_a.add_student(client)
-    booking = client.post("/parent/bookings", json=booking_body(student, studio.slot_id, studio.plan_id),
-                          headers=family_a.headers).get_json()
+    booking = client.post(
+        "/parent/bookings", json=booking_body(student, studio.slot_id, studio.plan_id), headers=family_a.headers
+    ).get_json()
     credit = MakeUp(student_id=student, reason="excused", expires_on=date.today() + timedelta(days=60))
     session.add(credit)
     session.commit()
@@ -333,8 +366,9 @@ def test_another_familys_objects_are_404_everywhere(client, session, studio: Stu
         client.delete(f"/parent/students/{student}", headers=b),
         client.get(f"/parent/bookings/{booking['id']}", headers=b),
         client.get(f"/parent/makeups/{credit.id}/slots", headers=b),
-        client.post(f"/parent/makeups/{credit.id}/book", json={"timeslot_id": studio.other_slot_ids[0],
-                    "date": "2026-11-02"}, headers=b),
+        client.post(
+            f"/parent/makeups/{credit.id}/book", json={"timeslot_id": studio.other_slot_ids[0], "date": "2026-11-02"}, headers=b
+        ),
         client.post("/parent/bookings", json=booking_body(student, studio.other_slot_ids[0], studio.plan_id), headers=b),
     ]
     for response in attempts:
@@ -356,8 +390,10 @@ def test_the_api_process_sends_queued_emails_after_commit():
 
     from tests.support.processes import ROOT
 
-    code = ("from webapi import create_app; from models import dispatch; create_app(); "
-            "print(dispatch.email_dispatcher() is not None)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), capture_output=True,
-                            text=True, timeout=60)
+    code = (
+        "from webapi import create_app; from models import dispatch; create_app(); print(dispatch.email_dispatcher() is not None)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=60
+    )
     assert result.stdout.strip() == "True", result.stderr

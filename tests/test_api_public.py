@@ -34,15 +34,26 @@ def test_timeslots_filters_and_availability(client, session, studio: Studio, fam
     factories.timeslot(session, teacher_row=guitar, weekday=3, start="10:00", active=False)
     session.commit()
     student = family_a.add_student(client)
-    assert client.post("/parent/bookings", json=booking_body(student, studio.slot_id, studio.plan_id),
-                       headers=family_a.headers).status_code == 202
+    assert (
+        client.post(
+            "/parent/bookings", json=booking_body(student, studio.slot_id, studio.plan_id), headers=family_a.headers
+        ).status_code
+        == 202
+    )
 
     slots = {item["id"]: item for item in client.get("/public/timeslots").get_json()["items"]}
     assert set(slots) == {studio.slot_id, *studio.other_slot_ids, guitar_slot.id}
     assert slots[studio.slot_id]["available"] is False
     assert slots[guitar_slot.id] | {"next_occurrence": None} == {
-        "id": guitar_slot.id, "teacher_id": guitar.id, "teacher_name": guitar.name, "instruments": ["guitar"],
-        "weekday": 2, "start": "10:00", "end": "10:30", "available": True, "next_occurrence": None,
+        "id": guitar_slot.id,
+        "teacher_id": guitar.id,
+        "teacher_name": guitar.name,
+        "instruments": ["guitar"],
+        "weekday": 2,
+        "start": "10:00",
+        "end": "10:30",
+        "available": True,
+        "next_occurrence": None,
     }
     available = client.get("/public/timeslots?available=true").get_json()["items"]
     assert studio.slot_id not in {item["id"] for item in available}
@@ -84,11 +95,14 @@ def test_timeslot_listing_runs_a_constant_number_of_queries(client, session, db)
     assert counts[0] == counts[1] <= 6, counts
 
 
-@pytest.mark.parametrize("today, expected", [
-    (datetime(2026, 10, 28, 12, 0, tzinfo=NY), "2026-11-02T16:00:00-05:00"),  # after DST ends on Nov 1
-    (datetime(2026, 10, 20, 12, 0, tzinfo=NY), "2026-10-26T16:00:00-04:00"),  # still daylight time
-    (datetime(2026, 11, 2, 17, 0, tzinfo=NY), "2026-11-09T16:00:00-05:00"),   # today's lesson is over
-])
+@pytest.mark.parametrize(
+    "today, expected",
+    [
+        (datetime(2026, 10, 28, 12, 0, tzinfo=NY), "2026-11-02T16:00:00-05:00"),  # after DST ends on Nov 1
+        (datetime(2026, 10, 20, 12, 0, tzinfo=NY), "2026-10-26T16:00:00-04:00"),  # still daylight time
+        (datetime(2026, 11, 2, 17, 0, tzinfo=NY), "2026-11-09T16:00:00-05:00"),  # today's lesson is over
+    ],
+)
 def test_next_occurrence_carries_the_right_offset_across_dst(client, studio: Studio, today, expected):
     with time_machine.travel(today, tick=False):
         slots = {item["id"]: item for item in client.get("/public/timeslots").get_json()["items"]}
@@ -103,12 +117,15 @@ def test_next_occurrence_skips_closures(client, session, studio: Studio):
     assert slots[studio.slot_id]["next_occurrence"] == "2026-11-09T16:00:00-05:00"
 
 
-@pytest.mark.parametrize("url, field", [
-    ("/public/timeslots?weekday=9", "weekday"),
-    ("/public/timeslots?teacher_id=abc", "teacher_id"),
-    ("/public/timeslots?limit=0", "limit"),
-    ("/public/timeslots?available=maybe", "available"),
-])
+@pytest.mark.parametrize(
+    "url, field",
+    [
+        ("/public/timeslots?weekday=9", "weekday"),
+        ("/public/timeslots?teacher_id=abc", "teacher_id"),
+        ("/public/timeslots?limit=0", "limit"),
+        ("/public/timeslots?available=maybe", "available"),
+    ],
+)
 def test_bad_query_is_422_naming_the_field(client, url, field):
     body = assert_problem(client.get(url), 422, "validation-error")
     assert field in body["detail"] and any(field in error["field"] for error in body["errors"])
@@ -138,10 +155,14 @@ def test_cors_only_for_configured_origins(client):
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.studio.test"
     denied = client.get("/public/instruments", headers={"Origin": "https://evil.test"})
     assert "Access-Control-Allow-Origin" not in denied.headers
-    preflight = client.options("/parent/bookings", headers={
-        "Origin": "https://app.studio.test", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "Authorization, Idempotency-Key",
-    })
+    preflight = client.options(
+        "/parent/bookings",
+        headers={
+            "Origin": "https://app.studio.test",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Authorization, Idempotency-Key",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.studio.test"
 

@@ -32,8 +32,9 @@ def live_server(committed_db):
 
 
 def _post(url: str, body: dict, headers: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", **headers})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json", **headers}
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -61,9 +62,11 @@ def test_thirty_threads_one_slot_exactly_one_hold(live_server, engine_name):
 
     def book(headers: dict, student_id: int) -> None:
         barrier.wait()
-        outcome = _post(f"{live_server}/parent/bookings",
-                        {"student_id": student_id, "timeslot_id": slot_id, "instrument": "piano", "plan": plan_id},
-                        headers)
+        outcome = _post(
+            f"{live_server}/parent/bookings",
+            {"student_id": student_id, "timeslot_id": slot_id, "instrument": "piano", "plan": plan_id},
+            headers,
+        )
         with lock:
             results.append(outcome)
 

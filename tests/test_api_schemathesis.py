@@ -46,7 +46,11 @@ def test_no_server_errors(fuzz_app):
 
         @hypothesis.given(case=operation.as_strategy())
         @hypothesis.settings(
-            max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None, phases=PHASES,
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=PHASES,
             suppress_health_check=list(HealthCheck),
         )
         def exercise(case):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import time_machine
@@ -14,7 +14,7 @@ from models.booking import assign_enrollment, hold_slot
 from tests import factories
 from tests.support.cli import ok, ok_json, refused
 
-NOW = datetime(2026, 10, 20, 14, 0, tzinfo=timezone.utc)  # Tuesday 10:00 in New York
+NOW = datetime(2026, 10, 20, 14, 0, tzinfo=UTC)  # Tuesday 10:00 in New York
 
 
 @pytest.fixture(autouse=True)
@@ -27,22 +27,40 @@ def clock():
 def studio(db, session):
     ada = factories.teacher(session, name="Ada", instruments=("piano",))
     bob = factories.teacher(session, name="Bob", instruments=("piano", "drums"))
-    late, early, other = (factories.timeslot(session, teacher_row=ada, weekday=0, start="17:00"),
-                          factories.timeslot(session, teacher_row=bob, weekday=0, start="15:30"),
-                          factories.timeslot(session, teacher_row=ada, weekday=0, start="16:00"))
-    fall = factories.semester(session, name="Fall", starts=date(2026, 9, 7), ends=date(2026, 12, 19),
-                              makeup_ends=date(2027, 1, 16), closures=(date(2026, 11, 9),))
+    late, early, other = (
+        factories.timeslot(session, teacher_row=ada, weekday=0, start="17:00"),
+        factories.timeslot(session, teacher_row=bob, weekday=0, start="15:30"),
+        factories.timeslot(session, teacher_row=ada, weekday=0, start="16:00"),
+    )
+    fall = factories.semester(
+        session,
+        name="Fall",
+        starts=date(2026, 9, 7),
+        ends=date(2026, 12, 19),
+        makeup_ends=date(2027, 1, 16),
+        closures=(date(2026, 11, 9),),
+    )
     family = factories.payee(session, name="Garcia")
-    mia, leo = factories.student(session, payee_row=family, name="Mia"), factories.student(session, payee_row=family, name="Leo")
+    mia, leo = (
+        factories.student(session, payee_row=family, name="Mia"),
+        factories.student(session, payee_row=family, name="Leo"),
+    )
     monthly = factories.plan(session, frequency="monthly", amount_cents=12000)
     weekly = factories.plan(session, frequency="weekly", amount_cents=3500)
-    first = assign_enrollment(session, student_id=mia.id, timeslot_id=late.id, instrument="piano", plan=monthly.id,
-                              offline=True, actor="admin")
-    second = assign_enrollment(session, student_id=leo.id, timeslot_id=early.id, instrument="drums", plan=weekly.id,
-                               offline=True, actor="admin")
+    first = assign_enrollment(
+        session, student_id=mia.id, timeslot_id=late.id, instrument="piano", plan=monthly.id, offline=True, actor="admin"
+    )
+    second = assign_enrollment(
+        session, student_id=leo.id, timeslot_id=early.id, instrument="drums", plan=weekly.id, offline=True, actor="admin"
+    )
     session.flush()  # the audit rows too: the CLI reads through its own session
-    return {"slots": (late, early, other), "semester": fall, "family": family, "enrollments": (first, second),
-            "students": (mia, leo)}
+    return {
+        "slots": (late, early, other),
+        "semester": fall,
+        "family": family,
+        "enrollments": (first, second),
+        "students": (mia, leo),
+    }
 
 
 def test_today_lists_lessons_and_makeups_by_start(studio):
@@ -52,8 +70,10 @@ def test_today_lists_lessons_and_makeups_by_start(studio):
     ok("makeups", "book", credit["id"], "--timeslot", studio["slots"][2].id, "--date", "2026-10-26")
     today = ok_json("dashboard", "today", "--date", "2026-10-26")
     assert today["date"] == "2026-10-26" and today["closed"] is False
-    assert [(e["start"], e["teacher"], e["student"], e["instrument"], e["kind"], e["enrollment_id"], e["attendance"])
-            for e in today["lessons"]] == [
+    assert [
+        (e["start"], e["teacher"], e["student"], e["instrument"], e["kind"], e["enrollment_id"], e["attendance"])
+        for e in today["lessons"]
+    ] == [
         ("15:30", "Bob", "Leo", "drums", "lesson", second.id, None),
         ("16:00", "Ada", "Mia", "piano", "make_up", None, None),
         ("17:00", "Ada", "Mia", "piano", "lesson", first.id, "excused"),
@@ -81,26 +101,47 @@ def test_today_across_dst_keeps_wall_clock_and_flags_the_week(studio):
 
 
 def test_today_defaults_to_the_studio_date(studio):
-    with time_machine.travel(datetime(2026, 10, 27, 2, 0, tzinfo=timezone.utc), tick=False):  # still Monday in NY
+    with time_machine.travel(datetime(2026, 10, 27, 2, 0, tzinfo=UTC), tick=False):  # still Monday in NY
         assert ok_json("dashboard", "today")["date"] == "2026-10-26"
     refused("dashboard", "today", "--date", "26/10/2026", message="is not a date")
 
 
 def test_provisionals_show_time_left(studio, session):
     other = factories.student(session, payee_row=studio["family"], name="Zoe")
-    hold = hold_slot(session, payee=studio["family"], student_id=other.id, timeslot_id=studio["slots"][2].id,
-                     instrument="piano", plan="monthly", actor="payee", now=NOW - timedelta(minutes=10))
+    hold = hold_slot(
+        session,
+        payee=studio["family"],
+        student_id=other.id,
+        timeslot_id=studio["slots"][2].id,
+        instrument="piano",
+        plan="monthly",
+        actor="payee",
+        now=NOW - timedelta(minutes=10),
+    )
     rows = ok_json("dashboard", "provisionals")
-    assert [(row["id"], row["student"], row["seconds_left"], row["overdue"]) for row in rows] == [(hold.id, "Zoe", 20 * 60, False)]
+    assert [(row["id"], row["student"], row["seconds_left"], row["overdue"]) for row in rows] == [
+        (hold.id, "Zoe", 20 * 60, False)
+    ]
     assert "20m 00s" in ok("dashboard", "provisionals").stdout
 
 
 def test_payments_lists_recent_events_and_failures(studio, session):
     session.add(StripeEvent(stripe_event_id="evt_ok", type="invoice.paid", payload={}, status="processed", received_at=NOW))
-    session.add(StripeEvent(stripe_event_id="evt_bad", type="invoice.payment_failed", payload={}, status="failed",
-                            error="customer missing", received_at=NOW - timedelta(days=1)))
-    session.add(StripeEvent(stripe_event_id="evt_old", type="invoice.paid", payload={}, status="processed",
-                            received_at=NOW - timedelta(days=30)))
+    session.add(
+        StripeEvent(
+            stripe_event_id="evt_bad",
+            type="invoice.payment_failed",
+            payload={},
+            status="failed",
+            error="customer missing",
+            received_at=NOW - timedelta(days=1),
+        )
+    )
+    session.add(
+        StripeEvent(
+            stripe_event_id="evt_old", type="invoice.paid", payload={}, status="processed", received_at=NOW - timedelta(days=30)
+        )
+    )
     session.flush()
     activity = ok_json("dashboard", "payments", "--days", "7")
     assert [event["stripe_event_id"] for event in activity["events"]] == ["evt_ok", "evt_bad"]
@@ -118,9 +159,16 @@ def test_term_preview_counts_lessons_and_amounts(studio):
     assert [lesson["date"] for lesson in first["lessons"] if lesson["dst_change"]] == ["2026-11-02"]
     assert first["amount_cents"] == 3 * 12000  # monthly: October, November, December
     assert second["lesson_count"] == 7 and second["amount_cents"] == 7 * 3500  # weekly: per lesson
-    assert preview["families"] == [{"payee_id": studio["family"].id, "payee": "Garcia", "email": studio["family"].email,
-                                    "lessons": 14, "amount_cents": 36000 + 24500,
-                                    "enrollment_ids": [first["id"], second["id"]]}]
+    assert preview["families"] == [
+        {
+            "payee_id": studio["family"].id,
+            "payee": "Garcia",
+            "email": studio["family"].email,
+            "lessons": 14,
+            "amount_cents": 36000 + 24500,
+            "enrollment_ids": [first["id"], second["id"]],
+        }
+    ]
     assert "605.00 USD" in ok("term-preview", "--semester", studio["semester"].id).stdout
     refused("term-preview", "--semester", 999, message="no semester 999")
 

@@ -3,19 +3,18 @@ attendance rules and the make-up credit they earn."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 import time_machine
 from sqlmodel import select
 
 from models.attendance import MakeUp
-from models.enrollment import Enrollment
 from models.outbox import EmailLog
 from tests import factories
 from tests.support.cli import audit_actions, ok, ok_json, refused, row_counts
 
-NOW = datetime(2026, 10, 20, 14, 0, tzinfo=timezone.utc)  # Tuesday 10:00 in New York
+NOW = datetime(2026, 10, 20, 14, 0, tzinfo=UTC)  # Tuesday 10:00 in New York
 
 
 @pytest.fixture(autouse=True)
@@ -29,16 +28,26 @@ def studio(db, session):
     teacher = factories.teacher(session, instruments=("piano",))
     factories.instrument(session, "drums")
     slots = [factories.timeslot(session, teacher_row=teacher, weekday=0, start=start) for start in ("16:00", "16:30", "17:00")]
-    fall = factories.semester(session, starts=date(2026, 9, 7), ends=date(2026, 12, 19), makeup_ends=date(2027, 1, 16),
-                              closures=(date(2026, 11, 9),))
+    fall = factories.semester(
+        session, starts=date(2026, 9, 7), ends=date(2026, 12, 19), makeup_ends=date(2027, 1, 16), closures=(date(2026, 11, 9),)
+    )
     student = factories.student(session)
     plan = factories.plan(session, frequency="monthly")
     return {"teacher": teacher, "slots": slots, "semester": fall, "student": student, "plan": plan}
 
 
 def _assign(studio, slot_index=0, *extra):
-    return ok_json("enrollments", "assign", "--student", studio["student"].id, "--timeslot", studio["slots"][slot_index].id,
-                   "--instrument", "piano", *extra)
+    return ok_json(
+        "enrollments",
+        "assign",
+        "--student",
+        studio["student"].id,
+        "--timeslot",
+        studio["slots"][slot_index].id,
+        "--instrument",
+        "piano",
+        *extra,
+    )
 
 
 def test_assign_provisional_enqueues_booking_after_commit(studio, session, task_queue):
@@ -66,8 +75,18 @@ def test_assign_refusals_change_nothing(studio, session, task_queue):
     args = ("enrollments", "assign", "--student", studio["student"].id, "--instrument", "piano")
     refused(*args, "--timeslot", slot, "--offline", message=f"timeslot {slot} (Mon 16:00) is taken")
     refused(*args, "--timeslot", 424242, "--offline", message="no timeslot 424242")
-    refused("enrollments", "assign", "--student", studio["student"].id, "--timeslot", studio["slots"][1].id,
-            "--instrument", "drums", "--offline", message="does not teach drums")
+    refused(
+        "enrollments",
+        "assign",
+        "--student",
+        studio["student"].id,
+        "--timeslot",
+        studio["slots"][1].id,
+        "--instrument",
+        "drums",
+        "--offline",
+        message="does not teach drums",
+    )
     refused(*args, "--timeslot", studio["slots"][1].id, message="a plan is needed")
     refused(*args, "--timeslot", studio["slots"][1].id, "--offline", "--start", "2026-11-03", message="is not a Mon")
     refused(*args, "--timeslot", studio["slots"][1].id, "--offline", "--start", "2026-10-19", message="in the past")
@@ -111,7 +130,13 @@ def test_attendance_marks_and_remarks_keep_makeup_credit_consistent(studio, sess
     assert len(_emails(session, "no_show_notice")) == 1
     assert [row["status"] for row in ok_json("attendance", "list", "--enrollment", enrollment["id"])] == ["no_show"]
     assert [action for _, action in audit_actions(session)] == [
-        "enrollment.assign", "attendance.mark", "makeup.grant", "attendance.mark", "attendance.mark", "makeup.revoke"]
+        "enrollment.assign",
+        "attendance.mark",
+        "makeup.grant",
+        "attendance.mark",
+        "attendance.mark",
+        "makeup.revoke",
+    ]
 
 
 def test_attendance_refusals(studio, session):
@@ -131,7 +156,7 @@ def test_attendance_refusals(studio, session):
 
 
 def test_makeups_grant_book_cancel(studio, session):
-    enrollment = _assign(studio, 0, "--offline", "--start", "2026-10-26")
+    _assign(studio, 0, "--offline", "--start", "2026-10-26")
     other = factories.student(session)
     granted = ok_json("makeups", "grant", "--student", studio["student"].id, "--reason", "teacher ran late")
     assert granted["status"] == "available" and granted["instrument"] == "piano" and granted["expires_on"] == "2027-01-16"
@@ -153,7 +178,12 @@ def test_makeups_grant_book_cancel(studio, session):
     assert ok_json("makeups", "cancel", granted["id"])["status"] == "available"
     refused("makeups", "cancel", granted["id"], message="not booked")
     assert ok_json("makeups", "list", "--expiring-within", "30") == []
-    with time_machine.travel(datetime(2027, 1, 1, 15, tzinfo=timezone.utc), tick=False):
+    with time_machine.travel(datetime(2027, 1, 1, 15, tzinfo=UTC), tick=False):
         assert {row["id"] for row in ok_json("makeups", "list", "--expiring-within", "30")} == {granted["id"], rival["id"]}
     assert [action for _, action in audit_actions(session)] == [
-        "enrollment.assign", "makeup.grant", "makeup.grant", "makeup.book", "makeup.cancel"]
+        "enrollment.assign",
+        "makeup.grant",
+        "makeup.grant",
+        "makeup.book",
+        "makeup.cancel",
+    ]

@@ -21,11 +21,15 @@ def test_publish_makes_half_hour_slots_and_skips_existing(session):
     result = ok_json("timeslots", "publish", "--teacher", teacher.email, "--weekday", "mon", "--from", "15:00", "--to", "17:00")
     assert [slot["start"] for slot in result["created"]] == ["15:00", "15:30", "16:30"]
     assert [slot["start"] for slot in result["skipped"]] == ["16:00"]
-    starts = session.exec(select(Timeslot.start_minute).where(Timeslot.teacher_id == teacher.id).order_by(Timeslot.start_minute)).all()
+    starts = session.exec(
+        select(Timeslot.start_minute).where(Timeslot.teacher_id == teacher.id).order_by(Timeslot.start_minute)
+    ).all()
     assert starts == [900, 930, 960, 990]
     assert [action for _, action in audit_actions(session)] == ["timeslot.add"] * 3
-    assert "published 0 slot(s), skipped 4 existing" in ok(
-        "timeslots", "publish", "--teacher", str(teacher.id), "--weekday", "0", "--from", "15:00", "--to", "17:00").stdout
+    assert (
+        "published 0 slot(s), skipped 4 existing"
+        in ok("timeslots", "publish", "--teacher", str(teacher.id), "--weekday", "0", "--from", "15:00", "--to", "17:00").stdout
+    )
 
 
 def test_timeslot_refusals_change_nothing(session):
@@ -35,8 +39,19 @@ def test_timeslot_refusals_change_nothing(session):
     refused("timeslots", "add", "--teacher", teacher.email, "--weekday", "tue", "--at", "16:00", message="already has a slot")
     refused("timeslots", "add", "--teacher", teacher.email, "--weekday", "tue", "--at", "16:15", message="not on the half hour")
     refused("timeslots", "add", "--teacher", teacher.email, "--weekday", "funday", "--at", "16:00", message="is not a weekday")
-    refused("timeslots", "publish", "--teacher", teacher.email, "--weekday", "tue", "--from", "18:00", "--to", "15:00",
-            message="empty or reversed")
+    refused(
+        "timeslots",
+        "publish",
+        "--teacher",
+        teacher.email,
+        "--weekday",
+        "tue",
+        "--from",
+        "18:00",
+        "--to",
+        "15:00",
+        message="empty or reversed",
+    )
     refused("timeslots", "add", "--teacher", "ghost@studio.example", "--weekday", "tue", "--at", "10:00", message="no teacher")
     refused("timeslots", "deactivate", "99999", message="no timeslot 99999")
     assert row_counts(session) == before
@@ -58,8 +73,22 @@ def test_list_filters_and_availability(session):
 
 
 def test_semesters_and_closures(session):
-    fall = ok_json("semesters", "add", "--name", "Fall 2026", "--starts", "2026-09-07", "--ends", "2026-12-19",
-                   "--makeup-ends", "2027-01-16", "--closure", "2026-11-26", "--closure", "2026-10-12")
+    fall = ok_json(
+        "semesters",
+        "add",
+        "--name",
+        "Fall 2026",
+        "--starts",
+        "2026-09-07",
+        "--ends",
+        "2026-12-19",
+        "--makeup-ends",
+        "2027-01-16",
+        "--closure",
+        "2026-11-26",
+        "--closure",
+        "2026-10-12",
+    )
     assert fall["closures"] == ["2026-10-12", "2026-11-26"] and fall["makeup_starts_on"] == "2026-09-07"
     assert ok_json("semesters", "closures", "add", str(fall["id"]), "2026-11-27")["closures"][-1] == "2026-11-27"
     assert ok_json("semesters", "closures", "remove", str(fall["id"]), "2026-10-12")["closures"] == ["2026-11-26", "2026-11-27"]
@@ -68,11 +97,27 @@ def test_semesters_and_closures(session):
     before = row_counts(session)
     refused("semesters", "add", "--name", "Overlap", "--starts", "2026-12-01", "--ends", "2027-01-30", message="overlap")
     refused("semesters", "add", "--name", "Backwards", "--starts", "2027-05-01", "--ends", "2027-01-30", message="ends before")
-    refused("semesters", "add", "--name", "X", "--starts", "2027-02-01", "--ends", "2027-05-01", "--closure", "2027-06-01",
-            message="outside")
+    refused(
+        "semesters",
+        "add",
+        "--name",
+        "X",
+        "--starts",
+        "2027-02-01",
+        "--ends",
+        "2027-05-01",
+        "--closure",
+        "2027-06-01",
+        message="outside",
+    )
     refused("semesters", "closures", "add", str(fall["id"]), "2026-11-26", message="already a closure")
     refused("semesters", "closures", "remove", str(fall["id"]), "2026-11-25", message="is not a closure")
     refused("semesters", "show", "4242", message="no semester 4242")
     assert row_counts(session) == before
     assert [action for _, action in audit_actions(session)] == [
-        "semester.add", "semester.closure.add", "semester.closure.add", "semester.closure.add", "semester.closure.remove"]
+        "semester.add",
+        "semester.closure.add",
+        "semester.closure.add",
+        "semester.closure.add",
+        "semester.closure.remove",
+    ]

@@ -22,10 +22,15 @@ def test_access_log_never_records_the_calendar_token(monkeypatch):
     ok("serve", "--port", "8123")
     cfg = seen["cfg"]
     assert cfg.bind == ["127.0.0.1:8123"] and cfg.accesslog == "-"
-    environ = {"REQUEST_METHOD": "GET", "RAW_URI": "/parent/calendar.ics?token=s3cr3t-calendar-token",
-               "PATH_INFO": "/parent/calendar.ics", "QUERY_STRING": "token=s3cr3t-calendar-token",
-               "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "203.0.113.9",
-               "HTTP_REFERER": "https://calendar.example/?token=s3cr3t-calendar-token"}
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": "/parent/calendar.ics?token=s3cr3t-calendar-token",
+        "PATH_INFO": "/parent/calendar.ics",
+        "QUERY_STRING": "token=s3cr3t-calendar-token",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "203.0.113.9",
+        "HTTP_REFERER": "https://calendar.example/?token=s3cr3t-calendar-token",
+    }
     response = SimpleNamespace(status="200 OK", sent=120, headers=[])
     atoms = Logger(cfg).atoms(response, SimpleNamespace(headers=[]), environ, datetime.timedelta(milliseconds=3))
     line = cfg.access_log_format % atoms

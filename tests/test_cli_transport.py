@@ -15,8 +15,25 @@ import pytest
 STUDIOCTL = Path(__file__).resolve().parents[1] / "studioctl"
 # Query building and unit-of-work methods that belong in `models/`.
 # (`session.add(...)` and the like are caught as uses of the session itself.)
-QUERY_CALLS = frozenset({"select", "text", "where", "order_by", "exec", "execute", "scalars", "scalar", "query",
-                         "add_all", "merge", "flush", "commit", "rollback", "begin_nested"})
+QUERY_CALLS = frozenset(
+    {
+        "select",
+        "text",
+        "where",
+        "order_by",
+        "exec",
+        "execute",
+        "scalars",
+        "scalar",
+        "query",
+        "add_all",
+        "merge",
+        "flush",
+        "commit",
+        "rollback",
+        "begin_nested",
+    }
+)
 # The one ORM import a command may make: the worker's warm-up configures the mappers before forking.
 ALLOWED_IMPORTS = frozenset({("sqlalchemy.orm", "configure_mappers")})
 SESSION_NAMES = frozenset({"session", "unit"})
@@ -49,7 +66,7 @@ def sql_in(source: str, filename: str = "<source>") -> list[str]:
         elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
-                for item in (target.elts if isinstance(target, ast.Tuple) else [target]):
+                for item in target.elts if isinstance(target, ast.Tuple) else [target]:
                     if isinstance(item, ast.Attribute) and not _is_cli_object(item.value):
                         found.append(f"{where} assigns .{item.attr} (an audited operation changes rows)")
         elif isinstance(node, ast.Import):
@@ -72,16 +89,19 @@ def test_no_sql_or_direct_row_writes_in_the_cli(path):
     assert sql_in(path.read_text(), path.name) == []
 
 
-@pytest.mark.parametrize("snippet", [
-    "from sqlmodel import select\nrows = session.exec(select(Plan)).all()",
-    "rows = session.execute(sa.text('select 1'))",
-    "plan = session.get(Plan, 1)",
-    "event.status = 'received'\nsession.add(event)",
-    "event.status, event.error = 'received', None",
-    "statement = query.where(Plan.active)",
-    "import sqlalchemy as sa",
-    "setattr(event, 'status', 'received')",
-])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "from sqlmodel import select\nrows = session.exec(select(Plan)).all()",
+        "rows = session.execute(sa.text('select 1'))",
+        "plan = session.get(Plan, 1)",
+        "event.status = 'received'\nsession.add(event)",
+        "event.status, event.error = 'received', None",
+        "statement = query.where(Plan.active)",
+        "import sqlalchemy as sa",
+        "setattr(event, 'status', 'received')",
+    ],
+)
 def test_the_scan_finds_sql_and_row_writes(snippet):
     assert sql_in(snippet)
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
 from models.attendance import mark_attendance
+from models.booking import assign_enrollment
 from models.dashboard import day_schedule, provisional_holds, term_preview
 from models.db import session_scope
-from models.booking import assign_enrollment
 from tests import factories
 
 
@@ -39,8 +39,16 @@ def _studio(session, size):
     session.commit()
     with session_scope() as unit:
         for slot_id, student_id in ids:
-            enrollment = assign_enrollment(unit, student_id=student_id, timeslot_id=slot_id, instrument="piano", plan=None,
-                                           offline=True, actor="admin", now=datetime(2026, 9, 1, tzinfo=timezone.utc))
+            enrollment = assign_enrollment(
+                unit,
+                student_id=student_id,
+                timeslot_id=slot_id,
+                instrument="piano",
+                plan=None,
+                offline=True,
+                actor="admin",
+                now=datetime(2026, 9, 1, tzinfo=UTC),
+            )
             mark_attendance(unit, enrollment_id=enrollment.id, lesson_date=date(2026, 11, 23), status="present", actor="admin")
     return semester
 
@@ -53,9 +61,11 @@ def _queries(db, session, run):
 
 def test_day_schedule_and_term_preview_queries_do_not_grow_with_the_studio(db, session):
     semester = _studio(session, 2)
-    small = (_queries(db, session, lambda: day_schedule(session, date(2026, 11, 23))),
-             _queries(db, session, lambda: term_preview(session, semester)),
-             _queries(db, session, lambda: provisional_holds(session)))
+    small = (
+        _queries(db, session, lambda: day_schedule(session, date(2026, 11, 23))),
+        _queries(db, session, lambda: term_preview(session, semester)),
+        _queries(db, session, lambda: provisional_holds(session)),
+    )
     session.expunge_all()
     _studio_more = factories.teacher(session)
     for hour in range(8):
@@ -63,14 +73,24 @@ def test_day_schedule_and_term_preview_queries_do_not_grow_with_the_studio(db, s
         student = factories.student(session)
         session.commit()
         with session_scope() as unit:
-            assign_enrollment(unit, student_id=student.id, timeslot_id=slot.id, instrument="piano", plan=None,
-                              offline=True, actor="admin", now=datetime(2026, 9, 1, tzinfo=timezone.utc))
+            assign_enrollment(
+                unit,
+                student_id=student.id,
+                timeslot_id=slot.id,
+                instrument="piano",
+                plan=None,
+                offline=True,
+                actor="admin",
+                now=datetime(2026, 9, 1, tzinfo=UTC),
+            )
     session.expunge_all()
     schedule = day_schedule(session, date(2026, 11, 23))
     assert len(schedule["lessons"]) == 10
-    large = (_queries(db, session, lambda: day_schedule(session, date(2026, 11, 23))),
-             _queries(db, session, lambda: term_preview(session, semester)),
-             _queries(db, session, lambda: provisional_holds(session)))
+    large = (
+        _queries(db, session, lambda: day_schedule(session, date(2026, 11, 23))),
+        _queries(db, session, lambda: term_preview(session, semester)),
+        _queries(db, session, lambda: provisional_holds(session)),
+    )
     assert large == small
     assert max(large) <= 5
 
@@ -98,8 +118,10 @@ def test_dashboard_today_does_not_import_the_table_classes():
     import subprocess
     import sys
 
-    code = ("import sys, models.dashboard; "
-            "print(sorted(m for m in ('models.enrollment', 'models.attendance', 'models.people', 'models.scheduling') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, models.dashboard; "
+        "print(sorted(m for m in ('models.enrollment', 'models.attendance', 'models.people', 'models.scheduling') "
+        "if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

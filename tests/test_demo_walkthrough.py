@@ -16,9 +16,23 @@ from tests.support.processes import ROOT
 pytestmark = pytest.mark.slow
 
 # The demo makes up its own secrets and servers: nothing of the test process may leak in.
-DROPPED = ("DATABASE_URL", "REDIS_URL", "OUTBOX_DIR", "EMAIL_BACKEND", "HUEY_NAME", "JWT_SECRET", "SUPABASE_JWT_SECRET",
-           "SUPABASE_JWKS_URL", "SUPABASE_JWT_ISSUER", "STRIPE_SECRET_KEY", "STRIPE_API_BASE", "STRIPE_WEBHOOK_SECRET",
-           "MAILJET_API_KEY", "MAILJET_API_SECRET", "MAILJET_API_URL")
+DROPPED = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "OUTBOX_DIR",
+    "EMAIL_BACKEND",
+    "HUEY_NAME",
+    "JWT_SECRET",
+    "SUPABASE_JWT_SECRET",
+    "SUPABASE_JWKS_URL",
+    "SUPABASE_JWT_ISSUER",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_API_BASE",
+    "STRIPE_WEBHOOK_SECRET",
+    "MAILJET_API_KEY",
+    "MAILJET_API_SECRET",
+    "MAILJET_API_URL",
+)
 
 
 def _run(command: list[str], *, cwd, env, timeout: float = 120) -> str:
@@ -44,14 +58,16 @@ def test_the_demo_books_to_active_and_can_run_again(tmp_path):
             assert text in output, output
     engine = sa.create_engine(env["DATABASE_URL"])
     with engine.connect() as connection:
-        booked = connection.execute(sa.text(
-            "SELECT e.status, e.stripe_subscription_id, p.stripe_customer_id FROM enrollment e "
-            "JOIN student s ON s.id = e.student_id JOIN payee p ON p.id = s.payee_id "
-            "WHERE p.email LIKE 'demo-%@example.com' ORDER BY e.id"
-        )).all()
-        emails = connection.execute(sa.text(
-            "SELECT status, attempts FROM email_log WHERE template = 'booking_confirmation'"
-        )).all()
+        booked = connection.execute(
+            sa.text(
+                "SELECT e.status, e.stripe_subscription_id, p.stripe_customer_id FROM enrollment e "
+                "JOIN student s ON s.id = e.student_id JOIN payee p ON p.id = s.payee_id "
+                "WHERE p.email LIKE 'demo-%@example.com' ORDER BY e.id"
+            )
+        ).all()
+        emails = connection.execute(
+            sa.text("SELECT status, attempts FROM email_log WHERE template = 'booking_confirmation'")
+        ).all()
     engine.dispose()
     assert [row[0] for row in booked] == ["active", "active"]
     assert all(row[1].startswith("sub_") and row[2].startswith("cus_") for row in booked)

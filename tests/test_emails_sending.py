@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import email
-from pathlib import Path
 
 import pytest
-
-from models.config import reset_settings
 from sqlmodel import select
 
-from models import attendance, dunning, enrollment as enrollment_ops
+from models import attendance, dunning, payment_action
+from models import enrollment as enrollment_ops
+from models.config import reset_settings
 from models.outbox import TEMPLATES, DeadLetter, EmailLog, queue_admin_alert, queue_email
 from tests import factories
 from tests.support.booking import provisional_booking
@@ -23,15 +22,26 @@ def _real_emails(session) -> dict[str, EmailLog]:
     student.name = "Zoë <script>alert(1)</script> & Co"
     session.add(student)
     session.flush()
-    queue_email(session, template="provisional_notice", recipient=payee.email,
-                context=enrollment_ops.email_context(session, enrollment), dedupe_key=f"provisional_notice:{enrollment.id}")
+    queue_email(
+        session,
+        template="provisional_notice",
+        recipient=payee.email,
+        context=enrollment_ops.email_context(session, enrollment),
+        dedupe_key=f"provisional_notice:{enrollment.id}",
+    )
     enrollment_ops.activate_enrollment(session, enrollment, actor="worker", payment_intent_id="pi_test")
     first, second = enrollment_ops.lesson_dates(session, enrollment)[:2]
     attendance.mark_attendance(session, enrollment_id=enrollment.id, lesson_date=first, status="no_show", actor="admin")
-    _, credit = attendance.mark_attendance(session, enrollment_id=enrollment.id, lesson_date=second, status="excused", actor="admin")
+    _, credit = attendance.mark_attendance(
+        session, enrollment_id=enrollment.id, lesson_date=second, status="excused", actor="admin"
+    )
     booked_slot = session.get(enrollment_ops.Timeslot, enrollment.timeslot_id)
-    factories.timeslot(session, teacher_row=session.get(enrollment_ops.Teacher, booked_slot.teacher_id),
-                       weekday=booked_slot.weekday, start="17:30")
+    factories.timeslot(
+        session,
+        teacher_row=session.get(enrollment_ops.Teacher, booked_slot.teacher_id),
+        weekday=booked_slot.weekday,
+        start="17:30",
+    )
     slot, day = attendance.eligible_makeup_slots(session, credit)[0]
     attendance.book_makeup(session, credit, timeslot_id=slot.id, lesson_date=day, actor="admin")
     dunning.mark_past_due(session, enrollment, actor="worker")
@@ -41,15 +51,24 @@ def _real_emails(session) -> dict[str, EmailLog]:
     session.flush()
     enrollment_ops.expire_provisional_holds(session)
     waiting, _, _, _ = provisional_booking(session, frequency="monthly")
-    enrollment_ops.await_payment_action(
-        session, waiting, actor="worker", subscription_id="sub_test", payment_intent_id="pi_test_3ds",
-        action=enrollment_ops.PaymentAction(client_secret="pi_test_3ds_secret_x", url="https://invoice.stripe.com/i/test"),
+    payment_action.await_payment_action(
+        session,
+        waiting,
+        actor="worker",
+        subscription_id="sub_test",
+        payment_intent_id="pi_test_3ds",
+        action=payment_action.PaymentAction(client_secret="pi_test_3ds_secret_x", url="https://invoice.stripe.com/i/test"),
     )
     from workers.money_events import card_setup_failed_context
 
     _, holding, _, _ = provisional_booking(session, frequency="monthly")  # a family whose hold waits for a card
-    queue_email(session, template="card_setup_failed", recipient=holding.email, dedupe_key="card_setup_failed:test",
-                context=card_setup_failed_context(session, holding, {"message": "Your card was declined."}))
+    queue_email(
+        session,
+        template="card_setup_failed",
+        recipient=holding.email,
+        dedupe_key="card_setup_failed:test",
+        context=card_setup_failed_context(session, holding, {"message": "Your card was declined."}),
+    )
     session.commit()
     rows = {}
     for row in session.exec(select(EmailLog).order_by(EmailLog.id)).all():
@@ -149,8 +168,13 @@ def test_mailjet_refusal_is_terminal_with_a_dead_letter_and_an_admin_alert(sessi
     from workers.mailer import deliver
 
     mailjet.script = [answer]
-    row = queue_email(session, template="admin_alert", recipient="parent@family.test",
-                      context={"alert_subject": "x", "message": "y"}, dedupe_key="to-parent")
+    row = queue_email(
+        session,
+        template="admin_alert",
+        recipient="parent@family.test",
+        context={"alert_subject": "x", "message": "y"},
+        dedupe_key="to-parent",
+    )
     # a parent-facing template, so the admin hears about it
     row.template = "make_up_invite"
     row.context = {"payee_name": "Ann", "student_name": "Bo", "reason": "excused", "expires_on": "2026-06-01"}
@@ -162,7 +186,9 @@ def test_mailjet_refusal_is_terminal_with_a_dead_letter_and_an_admin_alert(sessi
     assert row.status == "failed" and row.attempts == 1
     [letter] = session.exec(select(DeadLetter)).all()
     assert letter.kind == "send_email" and letter.payload == {"email_id": row.id}
-    alert = session.exec(select(EmailLog).where(EmailLog.template == "admin_alert", EmailLog.recipient == "admin@studio.test")).one()
+    alert = session.exec(
+        select(EmailLog).where(EmailLog.template == "admin_alert", EmailLog.recipient == "admin@studio.test")
+    ).one()
     assert f"Email {row.id}" in alert.context["alert_subject"]
     assert len(mailjet.requests) == 1
 

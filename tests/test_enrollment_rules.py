@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -11,15 +11,15 @@ import time_machine
 from sqlmodel import Session, select
 
 from models.audit import AuditLog
-from models.db import session_scope
 from models.booking import assign_enrollment, hold_slot
+from models.db import session_scope
 from models.dunning import mark_past_due
 from models.enrollment import Enrollment, activate_enrollment, cancel_enrollment, expire_provisional_holds, lesson_dates
 from models.errors import Invalid, NotFound, SlotTaken, TooManyHolds
 from models.outbox import EmailLog
 from tests import factories
 
-NOW = datetime(2026, 11, 24, 15, 0, tzinfo=timezone.utc)  # a Tuesday, 10:00 in New York
+NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # a Tuesday, 10:00 in New York
 
 
 @pytest.fixture
@@ -38,9 +38,15 @@ def studio(session):
 def _hold(studio, slot_index=0, kid=0, **extra):
     with session_scope() as session:
         enrollment = hold_slot(
-            session, payee=studio["payee"], student_id=studio["kids"][kid].id,
-            timeslot_id=studio["slots"][slot_index].id, instrument="piano", plan=studio["plan"].id,
-            actor=f"payee:{studio['payee'].id}", now=NOW, **extra,
+            session,
+            payee=studio["payee"],
+            student_id=studio["kids"][kid].id,
+            timeslot_id=studio["slots"][slot_index].id,
+            instrument="piano",
+            plan=studio["plan"].id,
+            actor=f"payee:{studio['payee'].id}",
+            now=NOW,
+            **extra,
         )
         return enrollment.id
 
@@ -52,7 +58,11 @@ def test_hold_creates_provisional_with_expiry_and_first_lesson(studio, session):
     # Next Monday after 2026-11-24 is 2026-11-30, a closure: the first lesson is 2026-12-07.
     assert enrollment.start_date == date(2026, 12, 7)
     assert enrollment.semester_id == studio["semester"].id
-    assert session.exec(select(AuditLog).where(AuditLog.action == "enrollment.hold", AuditLog.entity_id == str(enrollment.id))).one().actor.startswith("payee:")
+    assert (
+        session.exec(select(AuditLog).where(AuditLog.action == "enrollment.hold", AuditLog.entity_id == str(enrollment.id)))
+        .one()
+        .actor.startswith("payee:")
+    )
 
 
 def test_taken_slot_is_refused_and_nothing_added(studio, session):
@@ -67,21 +77,45 @@ def test_another_familys_student_is_not_found(studio, session):
     session.commit()
     with pytest.raises(NotFound):
         with session_scope() as unit:
-            hold_slot(unit, payee=studio["payee"], student_id=stranger.id, timeslot_id=studio["slots"][0].id,
-                      instrument="piano", plan=studio["plan"].id, actor="payee", now=NOW)
+            hold_slot(
+                unit,
+                payee=studio["payee"],
+                student_id=stranger.id,
+                timeslot_id=studio["slots"][0].id,
+                instrument="piano",
+                plan=studio["plan"].id,
+                actor="payee",
+                now=NOW,
+            )
 
 
 def test_instrument_must_be_taught_and_slot_open(studio, session):
     with pytest.raises(Invalid, match="does not teach"):
         with session_scope() as unit:
-            hold_slot(unit, payee=studio["payee"], student_id=studio["kids"][0].id, timeslot_id=studio["slots"][0].id,
-                      instrument="drums", plan=studio["plan"].id, actor="payee", now=NOW)
+            hold_slot(
+                unit,
+                payee=studio["payee"],
+                student_id=studio["kids"][0].id,
+                timeslot_id=studio["slots"][0].id,
+                instrument="drums",
+                plan=studio["plan"].id,
+                actor="payee",
+                now=NOW,
+            )
     closed = factories.timeslot(session, teacher_row=studio["teacher"], weekday=1, active=False)
     session.commit()
     with pytest.raises(Invalid, match="not open"):
         with session_scope() as unit:
-            hold_slot(unit, payee=studio["payee"], student_id=studio["kids"][0].id, timeslot_id=closed.id,
-                      instrument="piano", plan=studio["plan"].id, actor="payee", now=NOW)
+            hold_slot(
+                unit,
+                payee=studio["payee"],
+                student_id=studio["kids"][0].id,
+                timeslot_id=closed.id,
+                instrument="piano",
+                plan=studio["plan"].id,
+                actor="payee",
+                now=NOW,
+            )
 
 
 def test_start_date_must_be_the_slots_weekday(studio):
@@ -102,15 +136,21 @@ def test_hold_cap_per_family(studio, monkeypatch):
 
 def test_a_booking_waiting_for_3ds_still_counts_against_the_hold_cap(studio, monkeypatch):
     from models.config import reset_settings
-    from models.enrollment import PaymentAction, await_payment_action, lock_enrollment
+    from models.enrollment import lock_enrollment
+    from models.payment_action import PaymentAction, await_payment_action
 
     monkeypatch.setenv("MAX_HOLDS_PER_PAYEE", "2")
     reset_settings()
     for index in (0, 1):
         enrollment_id = _hold(studio, index)
         with session_scope() as session:
-            assert await_payment_action(session, lock_enrollment(session, enrollment_id), actor="worker",
-                                        action=PaymentAction(client_secret=f"pi_{index}_secret_x"), now=NOW)
+            assert await_payment_action(
+                session,
+                lock_enrollment(session, enrollment_id),
+                actor="worker",
+                action=PaymentAction(client_secret=f"pi_{index}_secret_x"),
+                now=NOW,
+            )
     with pytest.raises(TooManyHolds):  # two slots held for a day each: no third
         _hold(studio, 2)
 
@@ -127,7 +167,8 @@ def test_expiry_frees_the_slot_and_tells_parent_and_admin(studio, session):
     assert session.get(Enrollment, enrollment_id).status == "expired"
     emails = session.exec(select(EmailLog).order_by(EmailLog.id)).all()
     assert sorted((e.template, e.recipient) for e in emails) == [
-        ("admin_alert", "admin@studio.test"), ("hold_expired", studio["payee"].email),
+        ("admin_alert", "admin@studio.test"),
+        ("hold_expired", studio["payee"].email),
     ]
     _hold(studio, kid=1)  # the slot is free again
 
@@ -168,8 +209,16 @@ def test_past_due_only_from_active(studio, session):
 
 def test_offline_assignment_is_active_and_lessons_skip_closures(studio, session):
     with session_scope() as unit:
-        enrollment = assign_enrollment(unit, student_id=studio["kids"][0].id, timeslot_id=studio["slots"][3].id,
-                                       instrument="guitar", plan=None, offline=True, actor="admin", now=NOW)
+        enrollment = assign_enrollment(
+            unit,
+            student_id=studio["kids"][0].id,
+            timeslot_id=studio["slots"][3].id,
+            instrument="guitar",
+            plan=None,
+            offline=True,
+            actor="admin",
+            now=NOW,
+        )
         dates = lesson_dates(unit, enrollment)
     assert enrollment.status == "active"
     assert dates == [date(2026, 12, 7), date(2026, 12, 14)]
@@ -188,7 +237,7 @@ def test_concurrent_holds_on_one_slot_admit_exactly_one(committed_db, engine_nam
         kids = [factories.student(session, payee_row=family) for family in families]
         session.commit()
         slot_id, plan_id = slot.id, plan.id
-        pairs = [(family.id, kid.id) for family, kid in zip(families, kids)]
+        pairs = [(family.id, kid.id) for family, kid in zip(families, kids, strict=True)]
     barrier = threading.Barrier(len(pairs))
     outcomes = []
 
@@ -198,8 +247,16 @@ def test_concurrent_holds_on_one_slot_admit_exactly_one(committed_db, engine_nam
             with session_scope() as unit:
                 from models.people import Payee
 
-                hold_slot(unit, payee=unit.get(Payee, payee_id), student_id=student_id, timeslot_id=slot_id,
-                          instrument="piano", plan=plan_id, actor="test", now=NOW)
+                hold_slot(
+                    unit,
+                    payee=unit.get(Payee, payee_id),
+                    student_id=student_id,
+                    timeslot_id=slot_id,
+                    instrument="piano",
+                    plan=plan_id,
+                    actor="test",
+                    now=NOW,
+                )
             outcomes.append("held")
         except SlotTaken:
             outcomes.append("taken")
@@ -230,12 +287,10 @@ def test_cancel_sees_an_expiry_committed_after_the_enrollment_was_read(studio, s
         with session_scope() as unit:
             stale = unit.get(Enrollment, enrollment_id)  # read while provisional...
             # ...then the expiry job commits (raw SQL: the ORM copy stays stale).
-            unit.connection().execute(sa.text("UPDATE enrollment SET status = 'expired' WHERE id = :id"),
-                                      {"id": enrollment_id})
+            unit.connection().execute(sa.text("UPDATE enrollment SET status = 'expired' WHERE id = :id"), {"id": enrollment_id})
             cancel_enrollment(unit, stale, reason=None, actor="admin")
     session.expire_all()
     assert session.get(Enrollment, enrollment_id).status == "provisional"  # the refused unit rolled back
-
 
 
 def test_the_live_slot_index_refuses_a_hold_even_when_the_taken_check_was_stale(studio, session):
@@ -247,15 +302,21 @@ def test_the_live_slot_index_refuses_a_hold_even_when_the_taken_check_was_stale(
     blocker = session.get(Enrollment, _hold(studio))
 
     def candidate(slot_index):
-        return Enrollment(student_id=studio["kids"][1].id, timeslot_id=studio["slots"][slot_index].id,
-                          instrument_id=blocker.instrument_id, plan_id=blocker.plan_id, status="provisional",
-                          provisional_expires_at=NOW + timedelta(minutes=30), start_date=blocker.start_date,
-                          created_at=NOW, updated_at=NOW)
+        return Enrollment(
+            student_id=studio["kids"][1].id,
+            timeslot_id=studio["slots"][slot_index].id,
+            instrument_id=blocker.instrument_id,
+            plan_id=blocker.plan_id,
+            status="provisional",
+            provisional_expires_at=NOW + timedelta(minutes=30),
+            start_date=blocker.start_date,
+            created_at=NOW,
+            updated_at=NOW,
+        )
 
     with session_scope() as unit:
         assert _insert_unless_slot_live(unit, candidate(0)) is False
-    assert session.exec(select(sa.func.count(Enrollment.id)).where(
-        Enrollment.timeslot_id == studio["slots"][0].id)).one() == 1
+    assert session.exec(select(sa.func.count(Enrollment.id)).where(Enrollment.timeslot_id == studio["slots"][0].id)).one() == 1
     with session_scope() as unit:  # a free slot: inserted, and a persistent row of the session
         row = candidate(3)
         assert _insert_unless_slot_live(unit, row) is True
@@ -269,13 +330,37 @@ def test_a_hold_made_after_todays_lesson_started_begins_next_week(studio, sessio
     evening = factories.timeslot(session, teacher_row=studio["teacher"], weekday=1, start="17:00")
     session.commit()
     with session_scope() as unit:
-        late = hold_slot(unit, payee=studio["payee"], student_id=studio["kids"][0].id, timeslot_id=morning.id,
-                         instrument="piano", plan=studio["plan"].id, actor="payee", now=NOW)
-        soon = hold_slot(unit, payee=studio["payee"], student_id=studio["kids"][1].id, timeslot_id=evening.id,
-                         instrument="piano", plan=studio["plan"].id, actor="payee", now=NOW)
+        late = hold_slot(
+            unit,
+            payee=studio["payee"],
+            student_id=studio["kids"][0].id,
+            timeslot_id=morning.id,
+            instrument="piano",
+            plan=studio["plan"].id,
+            actor="payee",
+            now=NOW,
+        )
+        soon = hold_slot(
+            unit,
+            payee=studio["payee"],
+            student_id=studio["kids"][1].id,
+            timeslot_id=evening.id,
+            instrument="piano",
+            plan=studio["plan"].id,
+            actor="payee",
+            now=NOW,
+        )
     assert late.start_date == date(2026, 12, 1) and soon.start_date == date(2026, 11, 24)
     with pytest.raises(Invalid, match="already started"):
         with session_scope() as unit:
-            assign_enrollment(unit, student_id=studio["kids"][0].id, timeslot_id=factories.timeslot(
-                session, teacher_row=studio["teacher"], weekday=1, start="08:00").id, instrument="piano",
-                plan=None, offline=True, start_date=date(2026, 11, 24), actor="admin", now=NOW)
+            assign_enrollment(
+                unit,
+                student_id=studio["kids"][0].id,
+                timeslot_id=factories.timeslot(session, teacher_row=studio["teacher"], weekday=1, start="08:00").id,
+                instrument="piano",
+                plan=None,
+                offline=True,
+                start_date=date(2026, 11, 24),
+                actor="admin",
+                now=NOW,
+            )

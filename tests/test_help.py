@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import click
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -30,8 +29,17 @@ COMMANDS = list(_walk(typer.main.get_command(app)))
 
 def test_the_tree_covers_the_admin_groups():
     paths = {" ".join(path) for path, _ in COMMANDS}
-    for expected in ("teachers add", "timeslots publish", "semesters closures add", "enrollments assign",
-                     "attendance mark", "makeups book", "dashboard today", "export", "term-preview"):
+    for expected in (
+        "teachers add",
+        "timeslots publish",
+        "semesters closures add",
+        "enrollments assign",
+        "attendance mark",
+        "makeups book",
+        "dashboard today",
+        "export",
+        "term-preview",
+    ):
         assert expected in paths
 
 
@@ -43,8 +51,10 @@ def test_help_has_an_example(path):
 
 
 def test_help_imports_no_heavy_module():
-    code = ("import sys; from studioctl.main import app; from typer.testing import CliRunner;"
-            "CliRunner().invoke(app, ['--help']);"
-            "print(','.join(m for m in ('sqlmodel', 'sqlalchemy', 'stripe', 'huey', 'flask') if m in sys.modules))")
+    code = (
+        "import sys; from studioctl.main import app; from typer.testing import CliRunner;"
+        "CliRunner().invoke(app, ['--help']);"
+        "print(','.join(m for m in ('sqlmodel', 'sqlalchemy', 'stripe', 'huey', 'flask') if m in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == ""

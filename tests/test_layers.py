@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -19,8 +19,13 @@ def test_the_import_contracts_are_kept(tmp_path):
     transport, no cycle in models/ or workers/ — function-level imports included. (A child
     process: import-linter configures logging, which would silence this process's loggers.)"""
     code = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
-    done = subprocess.run([sys.executable, "-c", code, "--no-logo", "--cache-dir", str(tmp_path), "pyproject.toml"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--no-logo", "--cache-dir", str(tmp_path), "pyproject.toml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -32,8 +37,8 @@ def test_no_module_of_models_is_over_400_lines():
 def test_studio_today_is_the_date_in_the_studios_zone():
     from models.clock import studio_today
 
-    assert studio_today(datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc)) == date(2026, 11, 23)  # 22:00 in New York
-    assert studio_today(datetime(2026, 11, 24, 5, 0, tzinfo=timezone.utc)) == date(2026, 11, 24)
+    assert studio_today(datetime(2026, 11, 24, 3, 0, tzinfo=UTC)) == date(2026, 11, 23)  # 22:00 in New York
+    assert studio_today(datetime(2026, 11, 24, 5, 0, tzinfo=UTC)) == date(2026, 11, 24)
 
 
 def test_one_slot_label():
@@ -52,7 +57,8 @@ def test_next_occurrence_skips_closures_and_keeps_the_wall_clock_across_dst():
     after_dst = next_occurrence(0, 16 * 60, after=lesson, tz=NY)
     assert after_dst == datetime(2026, 11, 2, 16, 0, tzinfo=NY) and after_dst.utcoffset() == timedelta(hours=-5)
     assert next_occurrence(0, 16 * 60, after=lesson, tz=NY, closures={date(2026, 11, 2)}) == datetime(
-        2026, 11, 9, 16, 0, tzinfo=NY)
+        2026, 11, 9, 16, 0, tzinfo=NY
+    )
     every_monday = {date(2026, 11, 2) + timedelta(weeks=week) for week in range(60)}
     assert next_occurrence(0, 16 * 60, after=lesson, tz=NY, closures=every_monday) is None
 
@@ -65,6 +71,11 @@ def test_plain_makes_anything_json_safe():
             return {"id": "cus_1", "metadata": {}}
 
     assert plain(StripeLike(id="ignored")) == {"id": "cus_1", "metadata": {}}
-    assert plain({"when": datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc), "at": time(9, 30),
-                  "amounts": (Decimal("1.50"), date(2026, 1, 2)), "n": 3}) == {
-        "when": "2026-01-02T03:04:00+00:00", "at": "09:30:00", "amounts": ["1.50", "2026-01-02"], "n": 3}
+    assert plain(
+        {
+            "when": datetime(2026, 1, 2, 3, 4, tzinfo=UTC),
+            "at": time(9, 30),
+            "amounts": (Decimal("1.50"), date(2026, 1, 2)),
+            "n": 3,
+        }
+    ) == {"when": "2026-01-02T03:04:00+00:00", "at": "09:30:00", "amounts": ["1.50", "2026-01-02"], "n": 3}

@@ -33,8 +33,7 @@ def short_timeout(monkeypatch):
 
 
 def _alert(session, key: str) -> int:
-    [row] = queue_admin_alert(session, subject=f"Notice {key}", message="the roof leaks",
-                              dedupe_key=key)
+    [row] = queue_admin_alert(session, subject=f"Notice {key}", message="the roof leaks", dedupe_key=key)
     session.commit()
     return row.id
 
@@ -42,8 +41,7 @@ def _alert(session, key: str) -> int:
 def _dispatched_alert(key: str) -> int:
     """Queue an alert in a unit of work of its own: its send task is enqueued after the commit."""
     with session_scope() as unit:
-        [row] = queue_admin_alert(unit, subject=f"Notice {key}", message="the roof leaks",
-                                  dedupe_key=key)
+        [row] = queue_admin_alert(unit, subject=f"Notice {key}", message="the roof leaks", dedupe_key=key)
     return row.id
 
 
@@ -85,9 +83,14 @@ def test_late_answers_end_in_exactly_one_delivery_per_custom_id(session, mailjet
 
     deliveries = mailjet.deliveries()
     rows = [_row(session, email_id) for email_id in ids]
-    figures = {"emails": emails, "send requests": len(mailjet.requests), "lookups": len(mailjet.lookups),
-               "CustomIDs accepted": len(deliveries), "max accepted per CustomID": max(deliveries.values()),
-               "attempts": sum(row.attempts for row in rows)}
+    figures = {
+        "emails": emails,
+        "send requests": len(mailjet.requests),
+        "lookups": len(mailjet.lookups),
+        "CustomIDs accepted": len(deliveries),
+        "max accepted per CustomID": max(deliveries.values()),
+        "attempts": sum(row.attempts for row in rows),
+    }
     print(f"\nlate answers, through the send_email task: {figures}")
     assert deliveries == {f"email-{email_id}": 1 for email_id in ids}  # exactly once each
     assert len(mailjet.requests) == emails  # one send each: the retry found it instead
@@ -100,14 +103,17 @@ def test_late_answers_end_in_exactly_one_delivery_per_custom_id(session, mailjet
     assert session.exec(select(DeadLetter)).all() == []
 
 
-@pytest.mark.parametrize("first, accepted", [
-    (LATE, True),                 # read timeout, Mailjet has it
-    ("accept-then-500", True),    # a 5xx that hides an accepted message
-    ("accept-then-drop", True),   # connection dropped after Mailjet took it
-    ("drop", False),              # connection dropped before Mailjet took it
-    ("stall:0.8", False),         # our timeout fired before the request reached Mailjet
-    (503, False),                 # a 5xx that really refused it
-])
+@pytest.mark.parametrize(
+    "first, accepted",
+    [
+        (LATE, True),  # read timeout, Mailjet has it
+        ("accept-then-500", True),  # a 5xx that hides an accepted message
+        ("accept-then-drop", True),  # connection dropped after Mailjet took it
+        ("drop", False),  # connection dropped before Mailjet took it
+        ("stall:0.8", False),  # our timeout fired before the request reached Mailjet
+        (503, False),  # a 5xx that really refused it
+    ],
+)
 def test_an_ambiguous_send_is_looked_up_then_sent_only_if_unknown(session, mailjet, short_timeout, first, accepted):
     from workers.mailer import AmbiguousEmailError, deliver
 
@@ -139,7 +145,9 @@ def test_an_ambiguous_send_is_looked_up_then_sent_only_if_unknown(session, mailj
 
 @pytest.mark.parametrize("lookup", [500, 429, "delay:0.8"], ids=["500", "429", "timeout"])
 @pytest.mark.parametrize("first, accepted", [(LATE, True), ("drop", False)], ids=["accepted", "never-arrived"])
-def test_a_failed_lookup_sends_nothing_and_a_later_attempt_finds_or_sends(session, mailjet, short_timeout, lookup, first, accepted):
+def test_a_failed_lookup_sends_nothing_and_a_later_attempt_finds_or_sends(
+    session, mailjet, short_timeout, lookup, first, accepted
+):
     from workers.mailer import AmbiguousEmailError, TransientEmailError, deliver
 
     mailjet.script = [first]
@@ -237,8 +245,12 @@ def test_the_stand_in_checks_basic_auth_on_sends_and_lookups(mailjet):
     import urllib.request
 
     for method, path, body in (("POST", "v3.1/send", b'{"Messages": []}'), ("GET", "v3/REST/message?CustomID=email-1", None)):
-        request = urllib.request.Request(mailjet.url + path, data=body, method=method,
-                                         headers={"Authorization": "Basic bm90OnJpZ2h0", "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            mailjet.url + path,
+            data=body,
+            method=method,
+            headers={"Authorization": "Basic bm90OnJpZ2h0", "Content-Type": "application/json"},
+        )
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(request, timeout=5)
         assert caught.value.code == 401 and json.loads(caught.value.read())["StatusCode"] == 401
@@ -252,7 +264,15 @@ def test_the_stand_in_checks_basic_auth_on_sends_and_lookups(mailjet):
 @pytest.mark.redis
 @pytest.mark.parametrize("held", ["delay:60", "stall:60"], ids=["mailjet-has-it", "never-arrived"])
 def test_a_consumer_killed_mid_send_ends_in_exactly_one_delivery(
-    held, engine_name, committed_db, redis_url, mailjet, task_queue, consumers, tmp_path, monkeypatch,  # noqa: F811
+    held,
+    engine_name,
+    committed_db,
+    redis_url,
+    mailjet,
+    task_queue,
+    consumers,
+    tmp_path,
+    monkeypatch,  # noqa: F811
 ):
     """The consumer dies while Mailjet holds its send (`delay:` — the message is in; `stall:` —
     it never got in). The row stays `sending`; after EMAIL_SENDING_STALE_SECONDS
@@ -263,8 +283,14 @@ def test_a_consumer_killed_mid_send_ends_in_exactly_one_delivery(
     monkeypatch.setenv("EMAIL_SENDING_STALE_SECONDS", stale)
     reset_settings()
     producer_retry_policy(monkeypatch, retries=2, delay=0.2)
-    env = consumer_env(db_url=committed_db, redis_url=redis_url, stripe_base="http://127.0.0.1:9", tmp_path=tmp_path,
-                       EMAIL_SENDING_STALE_SECONDS=stale, **mailjet_env(mailjet))
+    env = consumer_env(
+        db_url=committed_db,
+        redis_url=redis_url,
+        stripe_base="http://127.0.0.1:9",
+        tmp_path=tmp_path,
+        EMAIL_SENDING_STALE_SECONDS=stale,
+        **mailjet_env(mailjet),
+    )
     mailjet.script = [held]
 
     def email() -> EmailLog:
@@ -287,8 +313,10 @@ def test_a_consumer_killed_mid_send_ends_in_exactly_one_delivery(
         wait_for(lambda: email().status == "sent", what="the email is sent")
 
     row = email()
-    print(f"\nkill -9 mid-send ({held}): send requests {len(mailjet.requests)}, lookups {len(mailjet.lookups)}, "
-          f"accepted {dict(mailjet.deliveries())}, attempts {row.attempts}")
+    print(
+        f"\nkill -9 mid-send ({held}): send requests {len(mailjet.requests)}, lookups {len(mailjet.lookups)}, "
+        f"accepted {dict(mailjet.deliveries())}, attempts {row.attempts}"
+    )
     assert mailjet.deliveries() == {custom_id: 1}  # exactly one delivery
     assert mailjet.lookup_custom_ids() == [custom_id]
     assert row.attempts == 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -10,15 +10,21 @@ import time_machine
 from sqlmodel import select
 
 from models.attendance import (
-    MakeUp, book_makeup, cancel_makeup, eligible_makeup_slots, expire_makeup_credits, grant_makeup, mark_attendance,
+    MakeUp,
+    book_makeup,
+    cancel_makeup,
+    eligible_makeup_slots,
+    expire_makeup_credits,
+    grant_makeup,
+    mark_attendance,
 )
-from models.db import session_scope
 from models.booking import assign_enrollment
+from models.db import session_scope
 from models.errors import Conflict, Invalid, SlotTaken
 from models.outbox import EmailLog
 from tests import factories
 
-TODAY = datetime(2026, 11, 24, 15, 0, tzinfo=timezone.utc)  # Tuesday
+TODAY = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # Tuesday
 
 
 @pytest.fixture
@@ -29,19 +35,49 @@ def studio(session):
         monday = factories.timeslot(session, teacher_row=piano, weekday=0, start="16:00")
         wednesday = factories.timeslot(session, teacher_row=piano, weekday=2, start="16:00")
         drum_slot = factories.timeslot(session, teacher_row=drums, weekday=2, start="17:00")
-        semester = factories.semester(session, starts=date(2026, 9, 7), ends=date(2026, 12, 19),
-                                      closures=[date(2026, 11, 30)], makeup_ends=date(2026, 12, 23))
+        semester = factories.semester(
+            session,
+            starts=date(2026, 9, 7),
+            ends=date(2026, 12, 19),
+            closures=[date(2026, 11, 30)],
+            makeup_ends=date(2026, 12, 23),
+        )
         kid = factories.student(session)
         other = factories.student(session)
         session.commit()
         with session_scope() as unit:
-            lesson = assign_enrollment(unit, student_id=kid.id, timeslot_id=monday.id, instrument="piano", plan=None,
-                                       offline=True, actor="admin", now=datetime(2026, 9, 1, tzinfo=timezone.utc))
-            blocker = assign_enrollment(unit, student_id=other.id, timeslot_id=wednesday.id, instrument="piano", plan=None,
-                                        offline=True, start_date=date(2026, 12, 9), actor="admin", now=TODAY)
+            lesson = assign_enrollment(
+                unit,
+                student_id=kid.id,
+                timeslot_id=monday.id,
+                instrument="piano",
+                plan=None,
+                offline=True,
+                actor="admin",
+                now=datetime(2026, 9, 1, tzinfo=UTC),
+            )
+            blocker = assign_enrollment(
+                unit,
+                student_id=other.id,
+                timeslot_id=wednesday.id,
+                instrument="piano",
+                plan=None,
+                offline=True,
+                start_date=date(2026, 12, 9),
+                actor="admin",
+                now=TODAY,
+            )
     with time_machine.travel(TODAY, tick=False):
-        yield {"lesson": lesson, "blocker": blocker, "monday": monday, "wednesday": wednesday, "drum_slot": drum_slot,
-               "semester": semester, "kid": kid, "other": other}
+        yield {
+            "lesson": lesson,
+            "blocker": blocker,
+            "monday": monday,
+            "wednesday": wednesday,
+            "drum_slot": drum_slot,
+            "semester": semester,
+            "kid": kid,
+            "other": other,
+        }
 
 
 def _mark(studio, day, status):
@@ -74,7 +110,9 @@ def test_remarking_present_revokes_an_unused_credit(studio, session):
 def test_remarking_is_refused_once_the_credit_is_booked(studio, session):
     _, credit_id = _mark(studio, date(2026, 11, 16), "excused")
     with session_scope() as unit:
-        book_makeup(unit, unit.get(MakeUp, credit_id), timeslot_id=studio["wednesday"].id, lesson_date=date(2026, 11, 25), actor="admin")
+        book_makeup(
+            unit, unit.get(MakeUp, credit_id), timeslot_id=studio["wednesday"].id, lesson_date=date(2026, 11, 25), actor="admin"
+        )
     with pytest.raises(Conflict, match="cancel it first"):
         _mark(studio, date(2026, 11, 16), "present")
     assert session.get(MakeUp, credit_id).status == "booked"
@@ -105,10 +143,14 @@ def test_two_makeups_cannot_take_one_slot_date(studio, session):
     _, first = _mark(studio, date(2026, 11, 16), "excused")
     _, second = _mark(studio, date(2026, 11, 9), "teacher_cancelled")
     with session_scope() as unit:
-        book_makeup(unit, unit.get(MakeUp, first), timeslot_id=studio["wednesday"].id, lesson_date=date(2026, 11, 25), actor="admin")
+        book_makeup(
+            unit, unit.get(MakeUp, first), timeslot_id=studio["wednesday"].id, lesson_date=date(2026, 11, 25), actor="admin"
+        )
     with pytest.raises(SlotTaken):
         with session_scope() as unit:
-            book_makeup(unit, unit.get(MakeUp, second), timeslot_id=studio["wednesday"].id, lesson_date=date(2026, 11, 25), actor="admin")
+            book_makeup(
+                unit, unit.get(MakeUp, second), timeslot_id=studio["wednesday"].id, lesson_date=date(2026, 11, 25), actor="admin"
+            )
     assert session.get(MakeUp, second).status == "available"
     templates = [e.template for e in session.exec(select(EmailLog).order_by(EmailLog.id)).all()]
     assert templates.count("make_up_confirmation") == 1
@@ -133,7 +175,9 @@ def test_booking_refuses_lesson_dates_closures_and_outside_window(studio, sessio
 def test_cancel_returns_the_credit_and_expiry_job(studio, session):
     _, credit_id = _mark(studio, date(2026, 11, 16), "excused")
     with session_scope() as unit:
-        book_makeup(unit, unit.get(MakeUp, credit_id), timeslot_id=studio["wednesday"].id, lesson_date=date(2026, 11, 25), actor="admin")
+        book_makeup(
+            unit, unit.get(MakeUp, credit_id), timeslot_id=studio["wednesday"].id, lesson_date=date(2026, 11, 25), actor="admin"
+        )
         cancel_makeup(unit, unit.get(MakeUp, credit_id), actor="admin")
     assert session.get(MakeUp, credit_id).status == "available"
     with session_scope() as unit:
@@ -158,7 +202,9 @@ def test_a_day_with_history_cannot_become_a_closure(studio, session):
         with session_scope() as unit:
             add_closure(unit, semester=unit.get(Semester, semester.id), closed_on=date(2026, 11, 16), actor="admin")
     with session_scope() as unit:
-        book_makeup(unit, unit.get(MakeUp, credit_id), timeslot_id=studio["wednesday"].id, lesson_date=date(2026, 11, 25), actor="admin")
+        book_makeup(
+            unit, unit.get(MakeUp, credit_id), timeslot_id=studio["wednesday"].id, lesson_date=date(2026, 11, 25), actor="admin"
+        )
     with pytest.raises(Conflict, match="cancel it"):
         with session_scope() as unit:
             add_closure(unit, semester=unit.get(Semester, semester.id), closed_on=date(2026, 11, 25), actor="admin")
@@ -172,16 +218,24 @@ def test_a_new_enrollment_starts_after_a_booked_makeup_on_its_slot(studio, sessi
 
     _, credit_id = _mark(studio, date(2026, 11, 16), "excused")
     with session_scope() as unit:
-        book_makeup(unit, unit.get(MakeUp, credit_id), timeslot_id=studio["wednesday"].id,
-                    lesson_date=date(2026, 11, 25), actor="admin")
+        book_makeup(
+            unit, unit.get(MakeUp, credit_id), timeslot_id=studio["wednesday"].id, lesson_date=date(2026, 11, 25), actor="admin"
+        )
     # The blocker holds the Wednesday from 12-09; free it, then book the slot from today.
     from models.enrollment import Enrollment, cancel_enrollment
 
     with session_scope() as unit:
         cancel_enrollment(unit, unit.get(Enrollment, studio["blocker"].id), reason=None, actor="admin")
     with session_scope() as unit:
-        enrollment = assign_enrollment(unit, student_id=studio["other"].id, timeslot_id=studio["wednesday"].id,
-                                       instrument="piano", plan=None, offline=True, actor="admin")
+        enrollment = assign_enrollment(
+            unit,
+            student_id=studio["other"].id,
+            timeslot_id=studio["wednesday"].id,
+            instrument="piano",
+            plan=None,
+            offline=True,
+            actor="admin",
+        )
         dates = lesson_dates(unit, enrollment)
     assert date(2026, 11, 25) not in dates
     assert enrollment.start_date == date(2026, 12, 2)
@@ -194,9 +248,10 @@ def test_one_credit_booked_twice_at_once_is_booked_once(studio, session):
         with session_scope() as unit:
             stale = unit.get(MakeUp, credit_id)  # read while still available...
             # ...then another request books it and commits (raw SQL: the ORM copy stays stale).
-            unit.connection().execute(sa.text(
-                "UPDATE makeup SET status = 'booked', timeslot_id = :slot, lesson_date = :day WHERE id = :id"
-            ), {"slot": studio["monday"].id, "day": date(2026, 12, 21), "id": credit_id})
+            unit.connection().execute(
+                sa.text("UPDATE makeup SET status = 'booked', timeslot_id = :slot, lesson_date = :day WHERE id = :id"),
+                {"slot": studio["monday"].id, "day": date(2026, 12, 21), "id": credit_id},
+            )
             book_makeup(unit, stale, timeslot_id=studio["wednesday"].id, lesson_date=date(2026, 11, 25), actor="admin")
     templates = [e.template for e in session.exec(select(EmailLog)).all()]
     assert "make_up_confirmation" not in templates

@@ -6,7 +6,7 @@ failed setups like today's API)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
@@ -15,15 +15,15 @@ from sqlmodel import select
 from models import billing
 from models.audit import AuditLog
 from models.billing import StripeEvent
-from models.money_events import Dispute, StripeRefund
 from models.config import get_settings
 from models.enrollment import Enrollment
+from models.money_events import Dispute, StripeRefund
 from models.outbox import EmailLog
 from models.people import Payee
 from tests.support import cli, webhooks
 from tests.support.booking import active_booking, add_card, provisional_booking
 from tests.support.fixtures import WEBHOOK_SECRET
-from workers.stripe_gateway import TerminalStripeError, _id
+from workers.stripe_gateway import _id
 
 pytestmark = pytest.mark.slow
 ADMIN = "admin@studio.test"
@@ -55,8 +55,9 @@ def _deliver(session, client, task_queue, *events: tuple[str, dict]) -> list[str
 
 def _alerts(session, prefix: str) -> list[EmailLog]:
     session.expire_all()
-    return list(session.exec(select(EmailLog).where(EmailLog.template == "admin_alert",
-                                                    EmailLog.dedupe_key.startswith(prefix))).all())
+    return list(
+        session.exec(select(EmailLog).where(EmailLog.template == "admin_alert", EmailLog.dedupe_key.startswith(prefix))).all()
+    )
 
 
 def _audits(session, action: str) -> list[AuditLog]:
@@ -84,7 +85,7 @@ def _compat(stripe_env, path: str, body: dict) -> dict:
 
 # Disputes ------------------------------------------------------------------------------
 
-DUE_BY = int(datetime(2027, 1, 15, 4, 59, tzinfo=timezone.utc).timestamp())  # 23:59 the day before in New York
+DUE_BY = int(datetime(2027, 1, 15, 4, 59, tzinfo=UTC).timestamp())  # 23:59 the day before in New York
 
 
 def test_a_dispute_in_any_order_is_one_row_in_its_final_state_with_one_alert_per_kind(session, stripe_env, client, task_queue):
@@ -96,11 +97,15 @@ def test_a_dispute_in_any_order_is_one_row_in_its_final_state_with_one_alert_per
 
     assert _deliver(session, client, task_queue, ("charge.dispute.created", opened)) == ["processed"]
     [row] = session.exec(select(Dispute)).all()
-    assert (row.stripe_dispute_id, row.charge_id, row.payee_id, row.enrollment_id) == \
-        (opened["id"], charge["id"], payee.id, enrollment.id)
+    assert (row.stripe_dispute_id, row.charge_id, row.payee_id, row.enrollment_id) == (
+        opened["id"],
+        charge["id"],
+        payee.id,
+        enrollment.id,
+    )
     assert row.payment_intent_id == charge["payment_intent"]
     assert (row.amount_cents, row.currency, row.reason, row.status) == (12000, "usd", "fraudulent", "needs_response")
-    assert row.evidence_due_by == datetime.fromtimestamp(DUE_BY, timezone.utc) and row.closed_at is None
+    assert row.evidence_due_by == datetime.fromtimestamp(DUE_BY, UTC) and row.closed_at is None
     [alert] = _alerts(session, f"dispute_opened:{opened['id']}")
     message = alert.context["message"]
     assert alert.recipient == ADMIN
@@ -111,8 +116,15 @@ def test_a_dispute_in_any_order_is_one_row_in_its_final_state_with_one_alert_per
     # The bank decides; the events arrive late, twice each, the oldest snapshot last.
     under_review = _compat(stripe_env, f"disputes/{opened['id']}", {"status": "under_review"})
     lost = _compat(stripe_env, f"disputes/{opened['id']}", {"status": "lost"})
-    statuses = _deliver(session, client, task_queue, ("charge.dispute.closed", lost), ("charge.dispute.funds_withdrawn", lost),
-                        ("charge.dispute.updated", under_review), ("charge.dispute.created", opened))
+    statuses = _deliver(
+        session,
+        client,
+        task_queue,
+        ("charge.dispute.closed", lost),
+        ("charge.dispute.funds_withdrawn", lost),
+        ("charge.dispute.updated", under_review),
+        ("charge.dispute.created", opened),
+    )
     assert statuses == ["processed"] * 4
     [row] = session.exec(select(Dispute)).all()
     assert row.status == "lost" and row.closed_at is not None and row.enrollment_id == enrollment.id
@@ -134,8 +146,14 @@ def test_a_dispute_first_seen_decided_is_told_once_as_decided(session, stripe_en
     charge = _charge_of(stripe_env, enrollment)
     opened = _compat(stripe_env, "disputes", {"charge": charge["id"], "reason": "product_not_received"})
     won = _compat(stripe_env, f"disputes/{opened['id']}", {"status": "won"})
-    statuses = _deliver(session, client, task_queue, ("charge.dispute.closed", won), ("charge.dispute.created", opened),
-                        ("charge.dispute.created", {"id": "dp_unknown_to_stripe", "object": "dispute"}))
+    statuses = _deliver(
+        session,
+        client,
+        task_queue,
+        ("charge.dispute.closed", won),
+        ("charge.dispute.created", opened),
+        ("charge.dispute.created", {"id": "dp_unknown_to_stripe", "object": "dispute"}),
+    )
     assert statuses == ["processed", "processed", "ignored"]
     [row] = session.exec(select(Dispute)).all()
     assert row.status == "won" and row.enrollment_id == enrollment.id  # found by the PaymentIntent's metadata
@@ -153,11 +171,17 @@ def test_a_refund_made_in_the_stripe_dashboard_is_recorded_and_told_once(session
     charge = _charge_of(stripe_env, enrollment)
     refund = stripe_env.client().v1.refunds.create({"charge": charge["id"], "amount": 5000}).to_dict()  # the dashboard
     refunded = stripe_env.client().v1.charges.retrieve(charge["id"]).to_dict()
-    statuses = _deliver(session, client, task_queue, ("charge.refund.updated", refund), ("charge.refunded", refunded),
-                        ("charge.refunded", charge))  # a stale snapshot, from before the refund
+    statuses = _deliver(
+        session, client, task_queue, ("charge.refund.updated", refund), ("charge.refunded", refunded), ("charge.refunded", charge)
+    )  # a stale snapshot, from before the refund
     assert statuses == ["processed"] * 3
     [row] = session.exec(select(StripeRefund)).all()
-    assert (row.stripe_refund_id, row.charge_id, row.payee_id, row.enrollment_id) == (refund["id"], charge["id"], payee.id, enrollment.id)
+    assert (row.stripe_refund_id, row.charge_id, row.payee_id, row.enrollment_id) == (
+        refund["id"],
+        charge["id"],
+        payee.id,
+        enrollment.id,
+    )
     assert (row.amount_cents, row.currency, row.status) == (5000, "usd", "succeeded")
     [alert] = _alerts(session, f"stripe_refund:{refund['id']}")
     assert "50.00 USD" in alert.context["message"] and payee.email in alert.context["message"]
@@ -178,9 +202,14 @@ def test_our_own_refund_of_a_late_charge_is_recorded_without_a_dashboard_alert(s
     customer_id = add_card(stripe_env.client(), payee.id)
     gateway = StripeGateway()
     # A worker charged the semester, then died before recording it; the hold expired since.
-    intent = gateway.charge_off_session(enrollment_id=enrollment.id, customer_id=customer_id,
-                                        payment_method_id=gateway.default_payment_method(customer_id),
-                                        amount_cents=9000, currency="usd", key=f"test-{enrollment.id}")
+    intent = gateway.charge_off_session(
+        enrollment_id=enrollment.id,
+        customer_id=customer_id,
+        payment_method_id=gateway.default_payment_method(customer_id),
+        amount_cents=9000,
+        currency="usd",
+        key=f"test-{enrollment.id}",
+    )
     with session_scope() as unit:
         expire_provisional_holds(unit, now=utcnow() + timedelta(days=1))
     assert undo_orphan_charges(enrollment.id) == "undone"
@@ -191,7 +220,12 @@ def test_our_own_refund_of_a_late_charge_is_recorded_without_a_dashboard_alert(s
     charge = stripe_env.client().v1.charges.retrieve(_id(intent["latest_charge"])).to_dict()
     assert _deliver(session, client, task_queue, ("charge.refunded", charge)) == ["processed"]
     [row] = session.exec(select(StripeRefund)).all()
-    assert (row.stripe_refund_id, row.enrollment_id, row.payee_id, row.amount_cents) == (refund["id"], enrollment.id, payee.id, 9000)
+    assert (row.stripe_refund_id, row.enrollment_id, row.payee_id, row.amount_cents) == (
+        refund["id"],
+        enrollment.id,
+        payee.id,
+        9000,
+    )
     assert _alerts(session, "stripe_refund") == []
 
 
@@ -207,28 +241,73 @@ class TodaysStripe:
 
     def __init__(self):
         self.dispute = {
-            "id": "dp_1Pgc71B7WZ01zgkWMevJiAUx", "object": "dispute", "amount": 9000, "balance_transactions": [],
-            "charge": "ch_1PgafuB7WZ01zgkWXYmPNZs8", "created": 1234567890, "currency": "usd",
-            "evidence_details": {"due_by": DUE_BY, "has_evidence": False, "past_due": False, "submission_count": 0,
-                                 "enhanced_eligibility": {}},
-            "is_charge_refundable": True, "livemode": False, "metadata": {}, "payment_intent": "pi_today",
-            "payment_method_details": {"card": {"brand": "visa", "case_type": "inquiry", "network_reason_code": "10.4",
-                                                "network": "visa"}, "type": "card"},
-            "reason": "general", "status": "warning_needs_response", "enhanced_eligibility_types": [],
+            "id": "dp_1Pgc71B7WZ01zgkWMevJiAUx",
+            "object": "dispute",
+            "amount": 9000,
+            "balance_transactions": [],
+            "charge": "ch_1PgafuB7WZ01zgkWXYmPNZs8",
+            "created": 1234567890,
+            "currency": "usd",
+            "evidence_details": {
+                "due_by": DUE_BY,
+                "has_evidence": False,
+                "past_due": False,
+                "submission_count": 0,
+                "enhanced_eligibility": {},
+            },
+            "is_charge_refundable": True,
+            "livemode": False,
+            "metadata": {},
+            "payment_intent": "pi_today",
+            "payment_method_details": {
+                "card": {"brand": "visa", "case_type": "inquiry", "network_reason_code": "10.4", "network": "visa"},
+                "type": "card",
+            },
+            "reason": "general",
+            "status": "warning_needs_response",
+            "enhanced_eligibility_types": [],
         }
         self.charge = {
-            "id": "ch_1PgafuB7WZ01zgkWXYmPNZs8", "object": "charge", "amount": 9000, "amount_refunded": 0,
-            "currency": "usd", "customer": "cus_today", "disputed": True, "metadata": {}, "paid": True,
-            "payment_intent": "pi_today", "payment_method": "pm_today", "refunded": False, "status": "succeeded",
+            "id": "ch_1PgafuB7WZ01zgkWXYmPNZs8",
+            "object": "charge",
+            "amount": 9000,
+            "amount_refunded": 0,
+            "currency": "usd",
+            "customer": "cus_today",
+            "disputed": True,
+            "metadata": {},
+            "paid": True,
+            "payment_intent": "pi_today",
+            "payment_method": "pm_today",
+            "refunded": False,
+            "status": "succeeded",
         }
-        self.intent = {"id": "pi_today", "object": "payment_intent", "amount": 9000, "currency": "usd",
-                       "customer": "cus_today", "latest_charge": self.charge["id"], "metadata": {}, "status": "succeeded"}
-        self.refunds = [{
-            "id": "re_1Pgc72B7WZ01zgkWqPvrRrPE", "object": "refund", "amount": 4000, "balance_transaction": None,
-            "charge": self.charge["id"], "created": 1234567890, "currency": "usd", "metadata": {},
-            "payment_intent": "pi_today", "reason": "requested_by_customer", "status": "pending",
-            "destination_details": {"card": {"type": "reversal"}, "type": "card"},
-        }]
+        self.intent = {
+            "id": "pi_today",
+            "object": "payment_intent",
+            "amount": 9000,
+            "currency": "usd",
+            "customer": "cus_today",
+            "latest_charge": self.charge["id"],
+            "metadata": {},
+            "status": "succeeded",
+        }
+        self.refunds = [
+            {
+                "id": "re_1Pgc72B7WZ01zgkWqPvrRrPE",
+                "object": "refund",
+                "amount": 4000,
+                "balance_transaction": None,
+                "charge": self.charge["id"],
+                "created": 1234567890,
+                "currency": "usd",
+                "metadata": {},
+                "payment_intent": "pi_today",
+                "reason": "requested_by_customer",
+                "status": "pending",
+                "destination_details": {"card": {"type": "reversal"}, "type": "card"},
+            }
+        ]
 
     def retrieve_dispute(self, dispute_id):
         return dict(self.dispute)
@@ -260,7 +339,12 @@ def test_todays_shapes_are_read_too(session):
     assert on_dispute(stripe, {"id": stripe.dispute["id"]}) == "processed"
     session.expire_all()
     [row] = session.exec(select(Dispute)).all()
-    assert (row.payee_id, row.enrollment_id, row.payment_intent_id, row.status) == (payee.id, enrollment.id, "pi_today", "warning_closed")
+    assert (row.payee_id, row.enrollment_id, row.payment_intent_id, row.status) == (
+        payee.id,
+        enrollment.id,
+        "pi_today",
+        "warning_closed",
+    )
     [opened] = _alerts(session, "dispute_opened:")
     assert "90.00 USD" in opened.context["message"] and "2027-01-14 23:59 EST" in opened.context["message"]
     [closed] = _alerts(session, "dispute_closed:")
@@ -286,8 +370,11 @@ def test_a_failed_card_setup_tells_the_parent_once_and_leaves_the_hold(session, 
     enrollment, payee, _, _ = provisional_booking(session)
     expires = enrollment.provisional_expires_at
     setup = create_payment_setup(payee.id)
-    failed = _compat(stripe_env, f"setup_intents/{setup['setup_intent_id']}/fail",
-                     {"message": "Your card has insufficient funds.", "decline_code": "insufficient_funds"})
+    failed = _compat(
+        stripe_env,
+        f"setup_intents/{setup['setup_intent_id']}/fail",
+        {"message": "Your card has insufficient funds.", "decline_code": "insufficient_funds"},
+    )
     assert failed["last_setup_error"]["message"] == "Your card has insufficient funds."
     # Another setup that failed once, then worked with another card: nothing to tell.
     recovered = create_payment_setup(payee.id)
@@ -324,8 +411,9 @@ def test_a_detached_card_is_forgotten_as_the_default(session, stripe_env, client
     detached = stripe.v1.payment_methods.detach(card).to_dict()
     assert detached["customer"] is None
     still_attached = stripe.v1.payment_methods.retrieve(other_card).to_dict() | {"customer": None}  # a stale event
-    statuses = _deliver(session, client, task_queue, ("payment_method.detached", detached),
-                        ("payment_method.detached", still_attached))
+    statuses = _deliver(
+        session, client, task_queue, ("payment_method.detached", detached), ("payment_method.detached", still_attached)
+    )
     assert statuses == ["processed", "ignored"]
     assert session.get(Payee, payee.id).stripe_payment_method_id is None
     assert session.get(Payee, other.id).stripe_payment_method_id == other_card
@@ -368,8 +456,10 @@ def test_a_deleted_customer_is_forgotten_once_and_the_admin_told_of_its_subscrip
     assert session.get(Payee, payee.id).stripe_customer_id == customer_id
 
     stripe_env.client().v1.customers.delete(customer_id)
-    assert _deliver(session, client, task_queue, ("customer.deleted", snapshot), ("customer.deleted", snapshot)) == \
-        ["processed", "ignored"]  # the second one finds nobody left to forget
+    assert _deliver(session, client, task_queue, ("customer.deleted", snapshot), ("customer.deleted", snapshot)) == [
+        "processed",
+        "ignored",
+    ]  # the second one finds nobody left to forget
     payee = session.get(Payee, payee.id)
     assert payee.stripe_customer_id is None and payee.stripe_payment_method_id is None
     [audit] = _audits(session, "payee.stripe_customer_deleted")
@@ -400,11 +490,14 @@ def _lessons(session, enrollment: Enrollment) -> tuple[int, int]:
 
     session.expire_all()
     enrollment = session.get(Enrollment, enrollment.id)
-    dashboard = [lesson for lesson in day_schedule(session, enrollment.start_date)["lessons"]
-                 if lesson["enrollment_id"] == enrollment.id]
-    calendar = [entry for entry in family_calendar(session, payee_of(session, enrollment).id, tz=get_settings().tz,
-                                                   today=local_today())
-                if entry.uid.startswith(f"enrollment-{enrollment.id}-")]
+    dashboard = [
+        lesson for lesson in day_schedule(session, enrollment.start_date)["lessons"] if lesson["enrollment_id"] == enrollment.id
+    ]
+    calendar = [
+        entry
+        for entry in family_calendar(session, payee_of(session, enrollment).id, tz=get_settings().tz, today=local_today())
+        if entry.uid.startswith(f"enrollment-{enrollment.id}-")
+    ]
     return len(dashboard), len(calendar)
 
 
@@ -414,8 +507,9 @@ def test_a_paused_subscription_pauses_the_enrollment_and_its_lessons_until_resum
     dashboard, calendar = _lessons(session, enrollment)
     assert dashboard == 1 and calendar > 1
 
-    collection_paused = _compat(stripe_env, f"subscriptions/{subscription_id}",
-                                {"pause_collection": {"behavior": "void", "resumes_at": None}})
+    collection_paused = _compat(
+        stripe_env, f"subscriptions/{subscription_id}", {"pause_collection": {"behavior": "void", "resumes_at": None}}
+    )
     assert _deliver(session, client, task_queue, ("customer.subscription.updated", collection_paused)) == ["processed"]
     assert session.get(Enrollment, enrollment.id).status == "paused"
     assert _lessons(session, enrollment) == (0, 0)
@@ -426,8 +520,9 @@ def test_a_paused_subscription_pauses_the_enrollment_and_its_lessons_until_resum
 
     resumed = _compat(stripe_env, f"subscriptions/{subscription_id}", {"status": "active", "pause_collection": None})
     # the stale `paused` snapshot arrives after the resume: Stripe says active
-    statuses = _deliver(session, client, task_queue, ("customer.subscription.resumed", resumed),
-                        ("customer.subscription.paused", paused))
+    statuses = _deliver(
+        session, client, task_queue, ("customer.subscription.resumed", resumed), ("customer.subscription.paused", paused)
+    )
     assert statuses == ["processed", "processed"]
     assert session.get(Enrollment, enrollment.id).status == "active"
     assert _lessons(session, enrollment) == (dashboard, calendar)

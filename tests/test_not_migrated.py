@@ -17,8 +17,9 @@ LINE = "error: database not migrated: run `studioctl db upgrade`"
 def _studioctl(url: str, cwd, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, DATABASE_URL=url, PYTHONPATH=str(ROOT))
     env.pop("REDIS_URL", None)
-    return subprocess.run([sys.executable, "-m", "studioctl.main", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "studioctl.main", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_a_missing_sqlite_file_is_not_created_and_says_how_to_migrate(tmp_path):

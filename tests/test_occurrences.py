@@ -1,9 +1,10 @@
 """Lesson occurrences: weekly dates minus closures, placed right across DST."""
 
-from datetime import date, timedelta, timezone
+from datetime import UTC, date, timedelta
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from models.clock import is_dst_change_week, occurrence_start
 from models.scheduling import slot_dates
@@ -28,7 +29,7 @@ def test_fall_back_keeps_wall_clock_and_changes_offset():
     after = occurrence_start(date(2026, 11, 2), 16 * 60, NY)
     assert before.isoformat() == "2026-10-26T16:00:00-04:00"
     assert after.isoformat() == "2026-11-02T16:00:00-05:00"
-    assert after.astimezone(timezone.utc) - before.astimezone(timezone.utc) == timedelta(days=7, hours=1)
+    assert after.astimezone(UTC) - before.astimezone(UTC) == timedelta(days=7, hours=1)
     assert is_dst_change_week(date(2026, 11, 2), 16 * 60, NY)
     assert not is_dst_change_week(date(2026, 11, 9), 16 * 60, NY)
 
@@ -50,6 +51,9 @@ def test_dates_property(weekday, first, days, closed):
     last = first + timedelta(days=days)
     closures = {first + timedelta(days=offset) for offset in closed}
     dates = slot_dates(weekday, first, last, closures)
-    expected = [first + timedelta(days=i) for i in range(days + 1)
-                if (first + timedelta(days=i)).weekday() == weekday and first + timedelta(days=i) not in closures]
+    expected = [
+        first + timedelta(days=i)
+        for i in range(days + 1)
+        if (first + timedelta(days=i)).weekday() == weekday and first + timedelta(days=i) not in closures
+    ]
     assert dates == expected

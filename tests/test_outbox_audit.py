@@ -1,15 +1,12 @@
 """Admin writes on the outbox (email retry, dead-letter retry/resolve) leave audit rows."""
 
+import pytest
 from sqlmodel import select
 
 from models.audit import AuditLog
 from models.db import session_scope
 from models.errors import Conflict
-from models.outbox import (
-    DeadLetter, EmailLog, add_dead_letter, mark_dead_letter_retried, requeue_email, resolve_dead_letter,
-)
-
-import pytest
+from models.outbox import DeadLetter, EmailLog, add_dead_letter, mark_dead_letter_retried, requeue_email, resolve_dead_letter
 
 
 def test_requeue_and_dead_letter_actions_are_audited(db, session, task_queue):

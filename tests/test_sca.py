@@ -22,8 +22,8 @@ from tests.support.booking import provisional_booking
 
 pytestmark = pytest.mark.slow
 
-ONCE = "4000002500003155"      # authenticate at set-up, then off-session charges pass
-ALWAYS = "4000002760003184"    # every charge needs the parent's check
+ONCE = "4000002500003155"  # authenticate at set-up, then off-session charges pass
+ALWAYS = "4000002760003184"  # every charge needs the parent's check
 
 
 def _reload(session, enrollment_id):
@@ -37,20 +37,21 @@ def _emails(session, template):
 
 def _card(client, number: str) -> str:
     return client.v1.payment_methods.create(
-        {"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"}}).id
+        {"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"}}
+    ).id
 
 
 def _authenticate(stripe_env, kind: str, intent_id: str, client_secret: str, success: bool = True) -> dict:
     """What Stripe.js does after the bank's page: `kind` is payment_intents or setup_intents."""
-    return stripe_env._request("POST", f"/v1/{kind}/{intent_id}/_authenticate",
-                               {"client_secret": client_secret, "success": success})
+    return stripe_env._request(
+        "POST", f"/v1/{kind}/{intent_id}/_authenticate", {"client_secret": client_secret, "success": success}
+    )
 
 
 def set_up_card(stripe_env, payee_id: int, number: str, *, authenticate: bool = True) -> str:
     """Payment setup as the parent app does it; the bank's check at set-up passed (or not)."""
     from workers.payments import create_payment_setup
     from workers.webhook_events import on_setup_intent_succeeded
-    from workers.stripe_gateway import StripeGateway
 
     client = stripe_env.client()
     setup = create_payment_setup(payee_id)
@@ -102,8 +103,7 @@ def test_card_authenticated_at_setup_books_without_asking_again(session, stripe_
 
 
 @pytest.mark.parametrize("frequency", ["monthly", "semester"])
-def test_payment_needing_the_parent_keeps_the_slot_then_activates_once_authenticated(session, stripe_env, task_queue,
-                                                                                     frequency):
+def test_payment_needing_the_parent_keeps_the_slot_then_activates_once_authenticated(session, stripe_env, task_queue, frequency):
     from webapi.parent import _payment_action
 
     enrollment, payee, _, _ = provisional_booking(session, frequency=frequency)
@@ -143,8 +143,9 @@ def test_payment_needing_the_parent_keeps_the_slot_then_activates_once_authentic
 
 
 @pytest.mark.parametrize("frequency", ["monthly", "semester"])
-def test_failed_check_keeps_waiting_and_the_window_end_expires_it_with_nothing_charged(session, stripe_env, task_queue,
-                                                                                      frequency):
+def test_failed_check_keeps_waiting_and_the_window_end_expires_it_with_nothing_charged(
+    session, stripe_env, task_queue, frequency
+):
     from workers.periodic import expire_provisional_holds
 
     enrollment, payee, _, _ = provisional_booking(session, frequency=frequency)
@@ -191,16 +192,13 @@ def _renewal_needing_the_parent(stripe_env, customer_id: str, subscription_id: s
 
 
 @pytest.mark.parametrize("order", ["action_first", "failed_first"])
-def test_renewal_needing_authentication_is_past_due_with_the_link_then_active_when_paid(session, stripe_env, task_queue,
-                                                                                       order):
-    from webapi.parent import _payment_action
-    from workers.stripe_gateway import StripeGateway
-    from workers.webhook_events import on_invoice_paid, on_invoice_payment_action_required, on_invoice_payment_failed
+def test_renewal_needing_authentication_is_past_due_with_the_link_then_active_when_paid(session, stripe_env, task_queue, order):
     from tests.support.booking import active_booking
+    from webapi.parent import _payment_action
+    from workers.webhook_events import on_invoice_paid, on_invoice_payment_action_required, on_invoice_payment_failed
 
     enrollment, customer_id = active_booking(session, stripe_env, task_queue)
     invoice, intent = _renewal_needing_the_parent(stripe_env, customer_id, enrollment.stripe_subscription_id)
-    gateway = StripeGateway()
     handlers = [on_invoice_payment_action_required, on_invoice_payment_failed]
     for handler in (handlers if order == "action_first" else handlers[::-1]) * 2:  # both events, twice
         _handle(handler, {"id": invoice.id})
@@ -277,8 +275,9 @@ def test_an_admin_cancelling_a_waiting_booking_leaves_nothing_payable(session, s
 def test_stripe_giving_up_on_the_first_invoice_expires_the_booking_at_once(session, stripe_env, task_queue):
     waiting, _, _ = _waiting(session, stripe_env, task_queue, "monthly")
     # 23 hours later Stripe expires the incomplete subscription (and voids its invoice).
-    stripe_env._request("POST", f"/_config/compat/subscriptions/{waiting.stripe_subscription_id}",
-                        {"status": "incomplete_expired"})
+    stripe_env._request(
+        "POST", f"/_config/compat/subscriptions/{waiting.stripe_subscription_id}", {"status": "incomplete_expired"}
+    )
     _book(task_queue, waiting.id)  # the subscription event (or the reconciliation job) re-runs the pipeline
     expired = _reload(session, waiting.id)
     assert expired.status == "expired"

@@ -4,7 +4,7 @@ enrollment rule), "still referenced" checks left to the database's RESTRICT, and
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 from sqlmodel import select
@@ -19,7 +19,7 @@ from models.outbox import EmailLog, notify, queue_admin_alert
 from models.people import Instrument, Student, remove_instrument, update_teacher
 from tests import factories
 
-NOW = datetime(2026, 11, 24, 15, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 
 
 def _assigned(session, instrument="piano"):
@@ -29,8 +29,16 @@ def _assigned(session, instrument="piano"):
     student = factories.student(session)
     session.commit()
     with session_scope() as unit:
-        enrollment = assign_enrollment(unit, student_id=student.id, timeslot_id=slot.id, instrument=instrument,
-                                       plan=None, offline=True, actor="admin", now=NOW)
+        enrollment = assign_enrollment(
+            unit,
+            student_id=student.id,
+            timeslot_id=slot.id,
+            instrument=instrument,
+            plan=None,
+            offline=True,
+            actor="admin",
+            now=NOW,
+        )
     return teacher, student, enrollment
 
 
@@ -75,7 +83,9 @@ def test_admin_alerts_go_to_the_admins_of_the_settings(session, monkeypatch):
     reset_settings()
     rows = queue_admin_alert(session, subject="Roof", message="it leaks", dedupe_key="roof")
     assert [(row.recipient, row.dedupe_key) for row in rows] == [
-        ("boss@studio.test", "roof:boss@studio.test"), ("desk@studio.test", "roof:desk@studio.test")]
+        ("boss@studio.test", "roof:boss@studio.test"),
+        ("desk@studio.test", "roof:desk@studio.test"),
+    ]
     assert queue_admin_alert(session, subject="Roof", message="it leaks", dedupe_key="roof") == []
     monkeypatch.setenv("ADMIN_EMAIL_ALLOWLIST", "")
     reset_settings()
@@ -85,10 +95,19 @@ def test_admin_alerts_go_to_the_admins_of_the_settings(session, monkeypatch):
 def test_notify_emails_the_family_and_alerts_the_admins_once(session):
     family = factories.payee(session)
     for _ in range(2):
-        notify(session, family=family, template="hold_expired", context={"student_name": "Mia"}, dedupe_key="k:1",
-               admin_subject="Hold 1 expired", admin_message="Mia's hold expired.")
+        notify(
+            session,
+            family=family,
+            template="hold_expired",
+            context={"student_name": "Mia"},
+            dedupe_key="k:1",
+            admin_subject="Hold 1 expired",
+            admin_message="Mia's hold expired.",
+        )
     rows = session.exec(select(EmailLog).order_by(EmailLog.id)).all()
     assert [(row.template, row.recipient, row.dedupe_key) for row in rows] == [
-        ("hold_expired", family.email, "k:1"), ("admin_alert", "admin@studio.test", "k:1:admin@studio.test")]
+        ("hold_expired", family.email, "k:1"),
+        ("admin_alert", "admin@studio.test", "k:1:admin@studio.test"),
+    ]
     assert rows[0].context == {"student_name": "Mia"}
     assert rows[1].context == {"alert_subject": "Hold 1 expired", "message": "Mia's hold expired."}

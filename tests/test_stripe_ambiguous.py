@@ -162,8 +162,7 @@ def test_an_event_in_another_api_version_is_read_and_noted_once(caplog):
     assert invoice_subscription_id({"parent": {"subscription_details": {"subscription": "sub_new"}}}) == "sub_new"
 
 
-def test_a_5xx_stripe_says_not_to_retry_fails_the_booking_and_undoes_what_it_may_have_charged(session, stripe_env,
-                                                                                              task_queue):
+def test_a_5xx_stripe_says_not_to_retry_fails_the_booking_and_undoes_what_it_may_have_charged(session, stripe_env, task_queue):
     from workers.tasks import book_enrollment
 
     enrollment, payee, _, _ = provisional_booking(session, frequency="monthly")

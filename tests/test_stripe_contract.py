@@ -20,8 +20,7 @@ from tests.support import stripe_contract as contract
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED = contract.pinned_api_version()
-SDK_HEADERS = {"X-Stripe-Client-User-Agent": "{}", "User-Agent": "Stripe/v1 PythonBindings/16.1.0",
-               "Stripe-Version": PINNED}
+SDK_HEADERS = {"X-Stripe-Client-User-Agent": "{}", "User-Agent": "Stripe/v1 PythonBindings/16.1.0", "Stripe-Version": PINNED}
 
 
 def wire(params: dict) -> dict:
@@ -44,65 +43,80 @@ def test_the_old_setup_intent_call_is_an_unknown_parameter():
 
 
 def test_the_current_setup_intent_call_passes():
-    new = {"customer": "cus_1", "usage": "off_session", "allowed_payment_method_types": ["card"],
-           "metadata": {"payee_id": "7"}}
+    new = {"customer": "cus_1", "usage": "off_session", "allowed_payment_method_types": ["card"], "metadata": {"payee_id": "7"}}
     assert check("POST", "/v1/setup_intents", new) == []
 
 
 def test_values_that_cannot_be_the_declared_type():
-    assert check("POST", "/v1/payment_intents", {"amount": "abc", "currency": "usd"}) == [
-        "amount: expected integer, got 'abc'"]
+    assert check("POST", "/v1/payment_intents", {"amount": "abc", "currency": "usd"}) == ["amount: expected integer, got 'abc'"]
     assert check("POST", "/v1/subscriptions", {"customer": "cus_1", "items": "price_1"}) == [
-        "items: expected list of object, got 'price_1'"]
+        "items: expected list of object, got 'price_1'"
+    ]
     assert check("POST", "/v1/payment_intents", {"amount": 100, "currency": "usd", "confirm": "yes"}) == [
-        "confirm: expected boolean, got 'yes'"]
+        "confirm: expected boolean, got 'yes'"
+    ]
     assert check("POST", "/v1/setup_intents", {"customer": {"id": "cus_1", "name": "x"}}) == [
-        "customer: expected string, got an object"]
+        "customer: expected string, got an object"
+    ]
     assert check("POST", "/v1/customers", {"metadata": {"payee": {"id": "7"}}}) == [
-        "metadata.payee: expected string, got an object"]
+        "metadata.payee: expected string, got an object"
+    ]
 
 
 def test_form_strings_of_ints_bools_and_empty_for_unset_pass():
-    assert check("POST", "/v1/payment_intents", {"amount": "12", "currency": "usd", "confirm": "true",
-                                                 "off_session": False}) == []
+    assert (
+        check("POST", "/v1/payment_intents", {"amount": "12", "currency": "usd", "confirm": "true", "off_session": False}) == []
+    )
     assert check("POST", "/v1/payment_intents", {"amount": 12, "currency": "usd", "off_session": "one_off"}) == []
-    assert check("POST", "/v1/customers/cus_1", {"address": "", "metadata": "", "invoice_settings": {
-        "default_payment_method": ""}}) == []
-    assert check("POST", "/v1/payment_intents", {"amount": 12, "currency": "usd", "amount_details": {
-        "discount_amount": ""}}) == []  # Literal['']|int
-    assert check("POST", "/v1/payment_intents", {"amount": 12, "currency": "usd", "amount_details": {
-        "discount_amount": "ten"}}) == ["amount_details.discount_amount: expected '' or integer, got 'ten'"]
+    assert (
+        check("POST", "/v1/customers/cus_1", {"address": "", "metadata": "", "invoice_settings": {"default_payment_method": ""}})
+        == []
+    )
+    assert (
+        check("POST", "/v1/payment_intents", {"amount": 12, "currency": "usd", "amount_details": {"discount_amount": ""}}) == []
+    )  # Literal['']|int
+    assert check(
+        "POST", "/v1/payment_intents", {"amount": 12, "currency": "usd", "amount_details": {"discount_amount": "ten"}}
+    ) == ["amount_details.discount_amount: expected '' or integer, got 'ten'"]
 
 
 def test_missing_required_keys_top_level_and_nested():
     assert check("POST", "/v1/payment_intents", {"amount": 100}) == ["missing required parameter currency"]
-    problems = check("POST", "/v1/subscriptions", {"customer": "cus_1", "items": [
-        {"price_data": {"product": "prod_1", "unit_amount": 100, "recurring": {"interval": "month"}}}]})
+    problems = check(
+        "POST",
+        "/v1/subscriptions",
+        {
+            "customer": "cus_1",
+            "items": [{"price_data": {"product": "prod_1", "unit_amount": 100, "recurring": {"interval": "month"}}}],
+        },
+    )
     assert problems == ["missing required parameter items[0].price_data.currency"]
 
 
 def test_unknown_nested_keys_carry_their_path():
-    data, problems = contract.decode_form([("invoice_settings[default_payment_method]", "pm_1"),
-                                           ("invoice_settings[bogus]", "x")])
+    data, problems = contract.decode_form(
+        [("invoice_settings[default_payment_method]", "pm_1"), ("invoice_settings[bogus]", "x")]
+    )
     assert problems == []
     assert contract.check_request("POST", "/v1/customers/cus_1", data, SDK_HEADERS) == [
-        "unknown parameter invoice_settings.bogus"]
-    assert check("POST", "/v1/subscriptions", {"customer": "cus_1", "items": [{"price": "price_1"},
-                                                                             {"price": "price_2", "prise": "x"}]}) == [
-        "unknown parameter items[1].prise"]
+        "unknown parameter invoice_settings.bogus"
+    ]
+    assert check(
+        "POST", "/v1/subscriptions", {"customer": "cus_1", "items": [{"price": "price_1"}, {"price": "price_2", "prise": "x"}]}
+    ) == ["unknown parameter items[1].prise"]
 
 
 def test_request_options_are_headers_not_body_parameters():
     known = contract.fields(stripe.params.SetupIntentCreateParams).types
     for option in stripe.RequestOptions.__annotations__:
         assert option not in known
-    assert check("POST", "/v1/customers", {"email": "a@b.c", "idempotency_key": "k1"}) == [
-        "unknown parameter idempotency_key"]
+    assert check("POST", "/v1/customers", {"email": "a@b.c", "idempotency_key": "k1"}) == ["unknown parameter idempotency_key"]
 
 
 def test_an_unknown_route_is_a_violation_and_literal_segments_win():
     assert check("GET", "/v1/coupons/co_1", {}) == [
-        "no route GET /v1/coupons/co_1 in tests/support/stripe_contract.py ROUTES (add the call's params type there)"]
+        "no route GET /v1/coupons/co_1 in tests/support/stripe_contract.py ROUTES (add the call's params type there)"
+    ]
     assert check("POST", "/v1/setup_intents/seti_1", {}) != []  # update is not in the table (yet)
     assert contract.route_for("GET", "/v1/customers/search").params == "CustomerSearchParams"
     assert contract.route_for("GET", "/v1/customers/cus_1").params == "CustomerRetrieveParams"
@@ -111,7 +125,8 @@ def test_an_unknown_route_is_a_violation_and_literal_segments_win():
 
 def test_the_stripe_version_is_the_pinned_one():
     assert check("GET", "/v1/customers/cus_1", {}, {**SDK_HEADERS, "Stripe-Version": "2017-08-15"}) == [
-        f"Stripe-Version is '2017-08-15', not the pinned '{PINNED}'"]
+        f"Stripe-Version is '2017-08-15', not the pinned '{PINNED}'"
+    ]
     no_version = {key: value for key, value in SDK_HEADERS.items() if key != "Stripe-Version"}
     assert check("GET", "/v1/customers/cus_1", {}, no_version) == [f"no Stripe-Version header (the SDK pins {PINNED})"]
     assert check("GET", "/v1/customers/cus_1", {}, {}) == []  # a plain HTTP client of a test, no version named
@@ -119,10 +134,13 @@ def test_the_stripe_version_is_the_pinned_one():
 
 
 def test_test_helper_routes_are_exempt():
-    for method, path, headers in (("POST", "/_config/compat/faults", {}), ("GET", "/_config/compat/contract", {}),
-                                  ("POST", "/v1/payment_intents/pi_1/_authenticate", {}),
-                                  ("POST", "/v1/setup_intents/seti_1/_authenticate", {}),
-                                  ("POST", "/v1/coupons", {contract.EXEMPT_HEADER: "1"})):
+    for method, path, headers in (
+        ("POST", "/_config/compat/faults", {}),
+        ("GET", "/_config/compat/contract", {}),
+        ("POST", "/v1/payment_intents/pi_1/_authenticate", {}),
+        ("POST", "/v1/setup_intents/seti_1/_authenticate", {}),
+        ("POST", "/v1/coupons", {contract.EXEMPT_HEADER: "1"}),
+    ):
         assert contract.is_exempt(method, path, headers)
         assert contract.check_request(method, path, {"anything": {"at": "all"}}, headers) == []
     assert not contract.is_exempt("POST", "/v1/setup_intents", {})
@@ -142,8 +160,9 @@ def test_a_literal_that_is_not_open_to_any_string():
 
 
 def test_form_keys_decode_to_nested_objects_and_lists():
-    data, problems = contract.decode_form([("a[b][0][c]", "v"), ("a[b][1][c]", "w"), ("expand[]", "x"),
-                                           ("expand[]", "y"), ("unset", "")])
+    data, problems = contract.decode_form(
+        [("a[b][0][c]", "v"), ("a[b][1][c]", "w"), ("expand[]", "x"), ("expand[]", "y"), ("unset", "")]
+    )
     assert problems == []
     assert data == {"a": {"b": {"0": {"c": "v"}, "1": {"c": "w"}}}, "expand": ["x", "y"], "unset": ""}
     assert contract.check_request("GET", "/v1/invoices/in_1", {"expand": data["expand"]}) == []
@@ -240,22 +259,24 @@ def test_a_bad_sdk_request_shows_up_on_the_local_stripe(stripe_server):  # noqa:
     client = stripe_server.client()
     customer = client.v1.customers.create({"email": "contract@example.com"})
     # localstripe takes the parameter the current API removed; the recorder does not.
-    client.v1.setup_intents.create({"customer": customer.id, "usage": "off_session",
-                                    "payment_method_types": ["card"]})  # type: ignore[typeddict-unknown-key]
-    old = stripe.StripeClient("sk_test_studio", base_addresses={"api": stripe_server.base_url},
-                              max_network_retries=0, stripe_version="2017-08-15")
+    client.v1.setup_intents.create({"customer": customer.id, "usage": "off_session", "payment_method_types": ["card"]})  # type: ignore[typeddict-unknown-key]
+    old = stripe.StripeClient(
+        "sk_test_studio", base_addresses={"api": stripe_server.base_url}, max_network_retries=0, stripe_version="2017-08-15"
+    )
     old.v1.customers.retrieve(customer.id)
 
     report = stripe_server._request("GET", "/_config/compat/contract")
     assert report["checked"] == 3
     assert report["violations"] == [
         {"method": "POST", "path": "/v1/setup_intents", "problems": ["unknown parameter payment_method_types"]},
-        {"method": "GET", "path": f"/v1/customers/{customer.id}",
-         "problems": [f"Stripe-Version is '2017-08-15', not the pinned '{PINNED}'"]},
+        {
+            "method": "GET",
+            "path": f"/v1/customers/{customer.id}",
+            "problems": [f"Stripe-Version is '2017-08-15', not the pinned '{PINNED}'"],
+        },
     ]
     # ...and in the session's shared log, which is how every test (and process) is checked.
-    assert [violation["path"] for violation in log.violations(start)] == ["/v1/setup_intents",
-                                                                         f"/v1/customers/{customer.id}"]
+    assert [violation["path"] for violation in log.violations(start)] == ["/v1/setup_intents", f"/v1/customers/{customer.id}"]
     cleared = stripe_server._request("DELETE", "/_config/compat/contract")
     assert len(cleared["violations"]) == 2
     assert stripe_server._request("GET", "/_config/compat/contract") == {"checked": 0, "violations": []}
@@ -269,8 +290,9 @@ def test_the_recorder_sees_the_request_before_the_compat_layer_rewrites_it(strip
     card = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer.id})
     client.v1.customers.update(customer.id, {"invoice_settings": {"default_payment_method": card.id}})
     product = client.v1.products.create({"name": "contract"})
-    price = client.v1.prices.create({"product": product.id, "unit_amount": 1000, "currency": "usd",
-                                     "recurring": {"interval": "month"}})
+    price = client.v1.prices.create(
+        {"product": product.id, "unit_amount": 1000, "currency": "usd", "recurring": {"interval": "month"}}
+    )
     before = stripe_server._request("GET", "/_config/compat/contract")
     subscription = client.v1.subscriptions.create({"customer": customer.id, "items": [{"price": price.id}]})
     client.v1.subscriptions.retrieve(subscription.id, {"expand": ["latest_invoice"]})

@@ -35,8 +35,13 @@ def today_stripe(monkeypatch):
 def _active(session, subscription_id: str) -> Enrollment:
     student = factories.student(session)
     enrollment = Enrollment(
-        student_id=student.id, timeslot_id=factories.timeslot(session).id, instrument_id=factories.instrument(session).id,
-        plan_id=factories.plan(session).id, status="active", start_date=utcnow().date(), stripe_subscription_id=subscription_id,
+        student_id=student.id,
+        timeslot_id=factories.timeslot(session).id,
+        instrument_id=factories.instrument(session).id,
+        plan_id=factories.plan(session).id,
+        status="active",
+        start_date=utcnow().date(),
+        stripe_subscription_id=subscription_id,
     )
     session.add(enrollment)
     session.commit()
@@ -48,11 +53,21 @@ def _emails(session, template):
 
 
 def _renewal(server, subscription_id="sub_today"):
-    server.add(stripe_today.payment_intent("pi_today", customer="cus_today", status="requires_action",
-                                           client_secret="pi_today_secret_abc"))
-    server.add(stripe_today.invoice("in_today", subscription=subscription_id, customer="cus_today",
-                                    payment_intent="pi_today", client_secret="pi_today_secret_abc",
-                                    hosted_invoice_url=HOSTED))
+    server.add(
+        stripe_today.payment_intent(
+            "pi_today", customer="cus_today", status="requires_action", client_secret="pi_today_secret_abc"
+        )
+    )
+    server.add(
+        stripe_today.invoice(
+            "in_today",
+            subscription=subscription_id,
+            customer="cus_today",
+            payment_intent="pi_today",
+            client_secret="pi_today_secret_abc",
+            hosted_invoice_url=HOSTED,
+        )
+    )
 
 
 @pytest.mark.parametrize("event", ["invoice.payment_action_required", "invoice.payment_failed"])
@@ -84,8 +99,7 @@ def test_first_invoice_needing_authentication_uses_the_confirmation_secret_and_h
 
     enrollment, payee, _, _ = provisional_booking(session, frequency="monthly")
     _renewal(today_stripe, subscription_id="sub_first")
-    subscription = stripe_today.subscription("sub_first", customer="cus_today", status="incomplete",
-                                             enrollment_id=enrollment.id)
+    subscription = stripe_today.subscription("sub_first", customer="cus_today", status="incomplete", enrollment_id=enrollment.id)
     subscription["latest_invoice"] = "in_today"
 
     outcome, invoice_id, intent_id = _subscription_outcome(StripeGateway(), enrollment.id, subscription)
@@ -95,7 +109,9 @@ def test_first_invoice_needing_authentication_uses_the_confirmation_secret_and_h
     waiting = session.get(Enrollment, enrollment.id)
     assert waiting.status == "action_required" and waiting.stripe_subscription_id == "sub_first"
     assert waiting.action_client_secret == "pi_today_secret_abc" and waiting.action_url == HOSTED
-    assert utcnow() + timedelta(hours=21) < waiting.provisional_expires_at < utcnow() + timedelta(hours=23)  # before Stripe gives up
+    assert (
+        utcnow() + timedelta(hours=21) < waiting.provisional_expires_at < utcnow() + timedelta(hours=23)
+    )  # before Stripe gives up
     [email] = _emails(session, "payment_action_required")
     assert email.recipient == payee.email and email.context["action_url"] == HOSTED
 
@@ -105,8 +121,14 @@ def test_paused_collection_in_todays_shape_pauses_then_resumes(session, today_st
     from workers.webhook_events import on_subscription_changed
 
     enrollment = _active(session, "sub_paused")
-    today_stripe.add(stripe_today.subscription("sub_paused", customer="cus_today", status="active",
-                                               pause_collection={"behavior": "mark_uncollectible", "resumes_at": None}))
+    today_stripe.add(
+        stripe_today.subscription(
+            "sub_paused",
+            customer="cus_today",
+            status="active",
+            pause_collection={"behavior": "mark_uncollectible", "resumes_at": None},
+        )
+    )
     on_subscription_changed(StripeGateway(), {"id": "sub_paused"})
     session.expire_all()
     assert session.get(Enrollment, enrollment.id).status == "paused"
@@ -128,9 +150,19 @@ def test_subscription_period_is_read_from_its_items_in_todays_shape():
 def test_off_session_authentication_required_leaves_a_payment_waiting_for_the_parent():
     from workers.pipeline import awaiting_parent
 
-    waiting = stripe_today.payment_intent("pi_w", customer="cus_x", status="requires_payment_method", client_secret="s",
-                                          last_payment_error={"code": "authentication_required", "type": "card_error"})
-    declined = stripe_today.payment_intent("pi_d", customer="cus_x", status="requires_payment_method", client_secret="s",
-                                           last_payment_error={"code": "card_declined", "decline_code": "insufficient_funds"})
+    waiting = stripe_today.payment_intent(
+        "pi_w",
+        customer="cus_x",
+        status="requires_payment_method",
+        client_secret="s",
+        last_payment_error={"code": "authentication_required", "type": "card_error"},
+    )
+    declined = stripe_today.payment_intent(
+        "pi_d",
+        customer="cus_x",
+        status="requires_payment_method",
+        client_secret="s",
+        last_payment_error={"code": "card_declined", "decline_code": "insufficient_funds"},
+    )
     assert awaiting_parent(waiting) and not awaiting_parent(declined)
     assert awaiting_parent(stripe_today.payment_intent("pi_a", customer="cus_x", status="requires_action", client_secret="s"))

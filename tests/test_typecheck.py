@@ -16,20 +16,23 @@ def _mypy(*args: str) -> tuple[str, int]:
     from mypy import api
 
     # The checkout's cache (`make typecheck` runs first): stripe's types are read once, not per test.
-    stdout, stderr, status = api.run(["--config-file", str(ROOT / "pyproject.toml"),
-                                      "--cache-dir", str(ROOT / ".mypy_cache"), *args])
+    stdout, stderr, status = api.run(
+        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(ROOT / ".mypy_cache"), *args]
+    )
     return stdout + stderr, status
 
 
 @pytest.mark.slow
 def test_mypy_refuses_the_old_setup_intent_parameter(tmp_path):
     snippet = tmp_path / "old_call.py"
-    snippet.write_text(textwrap.dedent('''
+    snippet.write_text(
+        textwrap.dedent("""
         from stripe.params import SetupIntentCreateParams
 
         params: SetupIntentCreateParams = {"customer": "cus_1", "usage": "off_session", "payment_method_types": ["card"]}
         good: SetupIntentCreateParams = {"customer": "cus_1", "usage": "off_session", "allowed_payment_method_types": ["card"]}
-    '''))
+    """)
+    )
     output, status = _mypy(str(snippet))
     assert status == 1
     assert '"payment_method_types"' in output and output.count("error:") == 1, output

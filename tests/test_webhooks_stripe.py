@@ -80,8 +80,11 @@ def _snapshot_events(stripe_env, enrollment, failed_invoice_id):
     failed = client.v1.invoices.retrieve(failed_invoice_id).to_dict()
     subscription = client.v1.subscriptions.retrieve(enrollment.stripe_subscription_id).to_dict()
     return [
-        ("invoice.payment_succeeded", first), ("invoice.paid", first), ("invoice.payment_failed", failed),
-        ("customer.subscription.updated", subscription), ("invoice.payment_failed", failed),
+        ("invoice.payment_succeeded", first),
+        ("invoice.paid", first),
+        ("invoice.payment_failed", failed),
+        ("customer.subscription.updated", subscription),
+        ("invoice.payment_failed", failed),
     ]
 
 
@@ -119,18 +122,29 @@ def test_new_shape_payloads_are_read_too(session, stripe_env, client, task_queue
     from workers.stripe_gateway import invoice_subscription_id, subscription_period_end
 
     enrollment, customer_id = active_booking(session, stripe_env, task_queue)
-    new_invoice = {"id": "in_new", "object": "invoice", "status": "open",
-                   "parent": {"type": "subscription_details", "subscription_details": {"subscription": "sub_new"}}}
+    new_invoice = {
+        "id": "in_new",
+        "object": "invoice",
+        "status": "open",
+        "parent": {"type": "subscription_details", "subscription_details": {"subscription": "sub_new"}},
+    }
     old_invoice = {"id": "in_old", "object": "invoice", "subscription": "sub_old"}
     assert invoice_subscription_id(new_invoice) == "sub_new" and invoice_subscription_id(old_invoice) == "sub_old"
     assert subscription_period_end({"items": {"data": [{"current_period_end": 200}, {"current_period_end": 100}]}}) == 100
     assert subscription_period_end({"current_period_end": 300, "items": {"data": [{}]}}) == 300
     failed_invoice = fail_renewal(stripe_env, customer_id, enrollment.stripe_subscription_id)
     # a new-shape snapshot: no top-level `subscription`
-    payload = webhooks.event("invoice.payment_failed", {
-        "id": failed_invoice, "object": "invoice",
-        "parent": {"type": "subscription_details", "subscription_details": {"subscription": enrollment.stripe_subscription_id}},
-    })
+    payload = webhooks.event(
+        "invoice.payment_failed",
+        {
+            "id": failed_invoice,
+            "object": "invoice",
+            "parent": {
+                "type": "subscription_details",
+                "subscription_details": {"subscription": enrollment.stripe_subscription_id},
+            },
+        },
+    )
     assert webhooks.post(client, payload, WEBHOOK_SECRET).status_code == 200
     task_queue.run_all()
     session.expire_all()
@@ -185,4 +199,6 @@ def test_dunning_not_paid_cancels_in_stripe_and_locally_and_tells_everyone(sessi
     assert stripe_env.client().v1.subscriptions.retrieve(enrollment.stripe_subscription_id).status == "canceled"
     final = session.exec(select(EmailLog).where(EmailLog.dedupe_key == f"dunning_cancelled:{enrollment.id}")).one()
     assert final.template == "payment_failed" and final.context["final_notice"] is True
-    assert session.exec(select(EmailLog).where(EmailLog.dedupe_key == f"dunning_cancelled:{enrollment.id}:admin@studio.test")).one()
+    assert session.exec(
+        select(EmailLog).where(EmailLog.dedupe_key == f"dunning_cancelled:{enrollment.id}:admin@studio.test")
+    ).one()

@@ -33,9 +33,13 @@ def _overdue_enrollment(url: str) -> int:
         payee = factories.payee(session)
         student = factories.student(session, payee_row=payee)
         enrollment = Enrollment(
-            student_id=student.id, timeslot_id=factories.timeslot(session).id,
-            instrument_id=factories.instrument(session).id, plan_id=factories.plan(session).id,
-            status="past_due", start_date=utcnow().date(), past_due_since=utcnow() - timedelta(days=10),
+            student_id=student.id,
+            timeslot_id=factories.timeslot(session).id,
+            instrument_id=factories.instrument(session).id,
+            plan_id=factories.plan(session).id,
+            status="past_due",
+            start_date=utcnow().date(),
+            past_due_since=utcnow() - timedelta(days=10),
         )
         session.add(enrollment)
         session.commit()
@@ -57,8 +61,14 @@ def test_studioctl_jobs_run_enforce_dunning_enqueues_its_emails(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
     env.update(DATABASE_URL=url, HUEY_NAME=queue, PYTHONPATH=str(ROOT), OUTBOX_DIR=str(tmp_path / "outbox"))
 
-    result = subprocess.run([sys.executable, "-m", "studioctl.main", "jobs", "run", "enforce_dunning", "--json"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "studioctl.main", "jobs", "run", "enforce_dunning", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert str(enrollment_id) in result.stdout
 
@@ -75,12 +85,20 @@ def test_studioctl_jobs_run_enforce_dunning_enqueues_its_emails(tmp_path):
 
 
 def test_the_consumer_entry_module_knows_every_task_and_periodic_job():
-    code = ("from workers.consumer import huey; from models import dispatch; "
-            "print(sorted(huey._registry._registry)); print(dispatch.email_dispatcher() is not None)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), capture_output=True,
-                            text=True, timeout=60)
+    code = (
+        "from workers.consumer import huey; from models import dispatch; "
+        "print(sorted(huey._registry._registry)); print(dispatch.email_dispatcher() is not None)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=60
+    )
     names, wired = result.stdout.strip().splitlines()
-    for name in ("book_enrollment", "send_email", "process_stripe_event", "periodic_expire_provisional_holds",
-                 "periodic_reconcile_stripe"):
+    for name in (
+        "book_enrollment",
+        "send_email",
+        "process_stripe_event",
+        "periodic_expire_provisional_holds",
+        "periodic_reconcile_stripe",
+    ):
         assert name in names, (name, result.stderr)
     assert wired == "True"

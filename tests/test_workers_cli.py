@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlmodel import select
 from typer.testing import CliRunner
 
-from models.billing import Plan, StripeEvent, record_stripe_event
+from models.billing import record_stripe_event
 from models.enrollment import Enrollment
-from models.outbox import DeadLetter, EmailLog, add_dead_letter, queue_admin_alert
+from models.outbox import EmailLog, add_dead_letter, queue_admin_alert
 from tests.support.booking import provisional_booking
 
 runner = CliRunner()
@@ -107,9 +106,13 @@ def test_stripe_events_and_replay(session, stripe_env, task_queue):
 def test_worker_starts_and_stops_on_sigint(tmp_path):
     env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}", HUEY_NAME="cli-test", OUTBOX_DIR=str(tmp_path))
     env.pop("REDIS_URL", None)
-    process = subprocess.Popen([sys.executable, "-m", "studioctl.main", "worker", "--no-periodic", "-w", "1"],
-                               cwd=tmp_path, env=dict(env, PYTHONPATH=str(Path(__file__).resolve().parents[1])),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "studioctl.main", "worker", "--no-periodic", "-w", "1"],
+        cwd=tmp_path,
+        env=dict(env, PYTHONPATH=str(Path(__file__).resolve().parents[1])),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     # SIGINT once the consumer is up (its start-up takes seconds on a busy machine), not after a guess.
     started, deadline = [], time.monotonic() + 60
     while time.monotonic() < deadline:

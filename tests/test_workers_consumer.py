@@ -33,7 +33,9 @@ def _booking(engine_name):
         return enrollment.id, payee.id
 
 
-def test_a_booking_goes_all_the_way_to_active_through_the_consumer(engine_name, committed_db, redis_url, stripe_env, task_queue, consumers, tmp_path):
+def test_a_booking_goes_all_the_way_to_active_through_the_consumer(
+    engine_name, committed_db, redis_url, stripe_env, task_queue, consumers, tmp_path
+):
     enrollment_id, payee_id = _booking(engine_name)
     customer_id = add_card(stripe_env.client(), payee_id)
     env = consumer_env(db_url=committed_db, redis_url=redis_url, stripe_base=stripe_env.base_url, tmp_path=tmp_path)
@@ -43,8 +45,14 @@ def test_a_booking_goes_all_the_way_to_active_through_the_consumer(engine_name, 
 
         book_enrollment(enrollment_id)
         wait_for(lambda: _enrollment(enrollment_id).status == "active", what="active")
-        confirmation = wait_for(lambda: _read(lambda s: s.exec(select(EmailLog).where(
-            EmailLog.template == "booking_confirmation", EmailLog.status == "sent")).first()), what="confirmation sent")
+        confirmation = wait_for(
+            lambda: _read(
+                lambda s: s.exec(
+                    select(EmailLog).where(EmailLog.template == "booking_confirmation", EmailLog.status == "sent")
+                ).first()
+            ),
+            what="confirmation sent",
+        )
     enrollment = _enrollment(enrollment_id)
     [subscription] = stripe_env.subscriptions(customer_id)
     assert subscription["id"] == enrollment.stripe_subscription_id and subscription["status"] == "active"
@@ -53,7 +61,9 @@ def test_a_booking_goes_all_the_way_to_active_through_the_consumer(engine_name, 
     assert "Traceback" not in consumer.log()
 
 
-def test_kill_9_mid_pipeline_then_restart_ends_active_with_one_subscription(engine_name, committed_db, redis_url, stripe_env, task_queue, consumers, tmp_path):
+def test_kill_9_mid_pipeline_then_restart_ends_active_with_one_subscription(
+    engine_name, committed_db, redis_url, stripe_env, task_queue, consumers, tmp_path
+):
     from workers.periodic import reconcile_bookings
 
     enrollment_id, payee_id = _booking(engine_name)
@@ -80,7 +90,9 @@ def test_kill_9_mid_pipeline_then_restart_ends_active_with_one_subscription(engi
     assert _enrollment(enrollment_id).stripe_subscription_id == subscriptions[0]["id"]
 
 
-def test_stripe_unreachable_retries_then_fails_with_a_dead_letter(engine_name, committed_db, redis_url, stripe_env, task_queue, consumers, tmp_path):
+def test_stripe_unreachable_retries_then_fails_with_a_dead_letter(
+    engine_name, committed_db, redis_url, stripe_env, task_queue, consumers, tmp_path
+):
     enrollment_id, _ = _booking(engine_name)
     dead_stripe = f"http://127.0.0.1:{free_port()}"
     env = consumer_env(db_url=committed_db, redis_url=redis_url, stripe_base=dead_stripe, tmp_path=tmp_path)
@@ -91,8 +103,10 @@ def test_stripe_unreachable_retries_then_fails_with_a_dead_letter(engine_name, c
         # The retry policy travels with the message: the producer's, shortened for the test.
         huey.enqueue(book_enrollment.s(enrollment_id, retries=2, retry_delay=0.2, retry_backoff=1))
         wait_for(lambda: _enrollment(enrollment_id).status == "failed", what="failed")
-        alert = wait_for(lambda: _read(lambda s: s.exec(select(EmailLog).where(EmailLog.template == "admin_alert")).first()),
-                         what="admin alert")
+        alert = wait_for(
+            lambda: _read(lambda s: s.exec(select(EmailLog).where(EmailLog.template == "admin_alert")).first()),
+            what="admin alert",
+        )
     enrollment = _enrollment(enrollment_id)
     assert "gave up after retries" in enrollment.failure_reason and "APIConnectionError" in enrollment.failure_reason
     [letter] = _read(lambda s: list(s.exec(select(DeadLetter)).all()))

@@ -55,9 +55,9 @@ def test_monthly_booking_with_a_card_becomes_active_with_one_subscription(sessio
 
 
 def test_without_a_card_the_parent_is_told_once_and_the_card_resumes_the_booking(session, stripe_env, task_queue):
+    from workers.stripe_gateway import StripeGateway
     from workers.tasks import book_enrollment
     from workers.webhook_events import on_setup_intent_succeeded
-    from workers.stripe_gateway import StripeGateway
 
     enrollment, payee, _, _ = provisional_booking(session, frequency="weekly", amount_cents=3500)
     for _ in range(2):
@@ -148,8 +148,12 @@ def test_a_rerun_after_the_semester_price_changed_does_not_charge_a_second_time(
     touch_pipeline(session, _reload(session, Enrollment, enrollment.id), "charging")
     session.commit()
     first = gateway.charge_off_session(
-        enrollment_id=enrollment.id, customer_id=customer_id, payment_method_id=gateway.default_payment_method(customer_id),
-        amount_cents=3200 * len(lessons), currency="usd", key=stable_key("booking", enrollment.id, enrollment.created_at),
+        enrollment_id=enrollment.id,
+        customer_id=customer_id,
+        payment_method_id=gateway.default_payment_method(customer_id),
+        amount_cents=3200 * len(lessons),
+        currency="usd",
+        key=stable_key("booking", enrollment.id, enrollment.created_at),
     )
     assert first["status"] == "succeeded"
     add_closure(session, semester=semester, closed_on=lessons[2], actor="admin")
@@ -162,7 +166,9 @@ def test_a_rerun_after_the_semester_price_changed_does_not_charge_a_second_time(
     assert stripe_env.post_counts().get("/v1/payment_intents", 0) == posts  # no second charge
 
 
-def test_a_subscription_that_lands_after_the_hold_expired_is_cancelled_and_its_payment_refunded(committed_db, stripe_env, task_queue):
+def test_a_subscription_that_lands_after_the_hold_expired_is_cancelled_and_its_payment_refunded(
+    committed_db, stripe_env, task_queue
+):
     """The hold expires while Stripe is creating the subscription (its first invoice is paid at
     once): the pipeline cancels it and gives the first payment back, as it does for semesters."""
     from sqlmodel import Session

@@ -7,13 +7,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
-from models.config import reset_settings
 import sqlalchemy as sa
 from flask import Flask
 from sqlmodel import select
 
 from models.base import utcnow
+from models.config import reset_settings
 from models.enrollment import Enrollment, cancel_enrollment
 from models.outbox import DeadLetter, EmailLog, queue_admin_alert
 from tests.support import webhooks
@@ -58,12 +57,14 @@ def test_reconcile_stripe_fixes_drift_and_reports_it(session, stripe_env, task_q
     report = run_job("reconcile_stripe")
 
     assert report["checked"] == 5
-    assert sorted(report["drift"]) == sorted([
-        f"enrollment {cancelled.id}: cancelled (subscription canceled)",
-        f"enrollment {overdue.id}: past_due (subscription past_due)",
-        f"enrollment {missing.id}: subscription sub_gone_from_stripe does not exist in Stripe",
-        f"enrollment {recovered.id}: active again (subscription active)",
-    ])
+    assert sorted(report["drift"]) == sorted(
+        [
+            f"enrollment {cancelled.id}: cancelled (subscription canceled)",
+            f"enrollment {overdue.id}: past_due (subscription past_due)",
+            f"enrollment {missing.id}: subscription sub_gone_from_stripe does not exist in Stripe",
+            f"enrollment {recovered.id}: active again (subscription active)",
+        ]
+    )
     assert _reload(session, cancelled.id).status == "cancelled"
     assert "canceled in Stripe" in _reload(session, cancelled.id).cancel_reason
     assert _reload(session, overdue.id).status == "past_due"
@@ -77,10 +78,15 @@ def test_reconcile_stripe_fixes_drift_and_reports_it(session, stripe_env, task_q
     assert report_alert.recipient == "admin@studio.test"
     assert report_alert.context["alert_subject"] == "Stripe reconciliation: 4 difference(s)"
     assert "sub_gone_from_stripe" in report_alert.context["message"]
-    assert session.exec(select(EmailLog).where(EmailLog.dedupe_key == f"subscription_ended:{cancelled.id}:admin@studio.test")).one()
+    assert session.exec(
+        select(EmailLog).where(EmailLog.dedupe_key == f"subscription_ended:{cancelled.id}:admin@studio.test")
+    ).one()
 
     again = run_job("reconcile_stripe")  # safe twice: only what is still wrong is reported
-    assert again == {"checked": 4, "drift": [f"enrollment {missing.id}: subscription sub_gone_from_stripe does not exist in Stripe"]}
+    assert again == {
+        "checked": 4,
+        "drift": [f"enrollment {missing.id}: subscription sub_gone_from_stripe does not exist in Stripe"],
+    }
     assert _templates(session, overdue.id).count("payment_failed") == 1
 
 
@@ -102,18 +108,19 @@ def _alert(session, key: str) -> int:
 
 
 def _set_email(session, email_id: int, *, status: str, age: timedelta, attempts: int = 0) -> None:
-    session.execute(sa.update(EmailLog).where(EmailLog.id == email_id)
-                    .values(status=status, attempts=attempts, updated_at=utcnow() - age))
+    session.execute(
+        sa.update(EmailLog).where(EmailLog.id == email_id).values(status=status, attempts=attempts, updated_at=utcnow() - age)
+    )
     session.commit()
 
 
 def test_retry_stuck_emails_sends_lost_and_abandoned_rows_once(session, mailjet, task_queue):
     from workers.periodic import run_job
 
-    lost = _alert(session, "lost")                # queued, its dispatch never reached the queue
-    abandoned = _alert(session, "abandoned")      # `sending`, its worker died mid-send long ago
-    in_flight = _alert(session, "in-flight")      # `sending` right now by a live worker
-    fresh = _alert(session, "fresh")              # queued a moment ago: its task is on the way
+    lost = _alert(session, "lost")  # queued, its dispatch never reached the queue
+    abandoned = _alert(session, "abandoned")  # `sending`, its worker died mid-send long ago
+    in_flight = _alert(session, "in-flight")  # `sending` right now by a live worker
+    fresh = _alert(session, "fresh")  # queued a moment ago: its task is on the way
     task_queue.clear()  # the dispatches are lost (Huey is at-most-once)
     _set_email(session, lost, status="queued", age=timedelta(hours=1))
     _set_email(session, abandoned, status="sending", age=timedelta(hours=1), attempts=1)
@@ -228,7 +235,9 @@ def _deliver(webhook_client, task_queue, type_: str, obj: dict) -> list[tuple[st
     return task_queue.pending()
 
 
-def test_payment_intent_succeeded_resumes_a_booking_whose_worker_died_after_charging(session, stripe_env, task_queue, webhook_client):
+def test_payment_intent_succeeded_resumes_a_booking_whose_worker_died_after_charging(
+    session, stripe_env, task_queue, webhook_client
+):
     from models.billing import StripeEvent
     from workers.pipeline import stable_key
     from workers.stripe_gateway import StripeGateway
@@ -244,8 +253,12 @@ def test_payment_intent_succeeded_resumes_a_booking_whose_worker_died_after_char
 
     lessons = len(lesson_dates(session, enrollment, first=local_today()))
     intent = gateway.charge_off_session(
-        enrollment_id=enrollment.id, customer_id=customer_id, payment_method_id=card, amount_cents=3200 * lessons,
-        currency="usd", key=stable_key("booking", enrollment.id, enrollment.created_at),
+        enrollment_id=enrollment.id,
+        customer_id=customer_id,
+        payment_method_id=card,
+        amount_cents=3200 * lessons,
+        currency="usd",
+        key=stable_key("booking", enrollment.id, enrollment.created_at),
     )
     assert intent["status"] == "succeeded" and _reload(session, enrollment.id).status == "provisional"
 
@@ -266,11 +279,17 @@ def test_payment_intent_payment_failed_lets_the_pipeline_fail_the_booking(sessio
     customer_id = add_card(stripe_env.client(), payee.id, "pm_card_chargeCustomerFail")
     task_queue.clear()
     # The PaymentIntent the pipeline had opened (declined: it needs another payment method).
-    intent = stripe_env.client().v1.payment_intents.create({
-        "amount": 3200, "currency": "usd", "customer": customer_id, "metadata": {"enrollment_id": str(enrollment.id)},
-    }).to_dict()
+    intent = (
+        stripe_env.client()
+        .v1.payment_intents.create(
+            {"amount": 3200, "currency": "usd", "customer": customer_id, "metadata": {"enrollment_id": str(enrollment.id)}}
+        )
+        .to_dict()
+    )
 
-    assert _deliver(webhook_client, task_queue, "payment_intent.payment_failed", intent) == [("book_enrollment", (enrollment.id,))]
+    assert _deliver(webhook_client, task_queue, "payment_intent.payment_failed", intent) == [
+        ("book_enrollment", (enrollment.id,))
+    ]
     task_queue.run_all()
     enrollment = _reload(session, enrollment.id)
     assert enrollment.status == "failed" and "declined" in enrollment.failure_reason.lower()
@@ -310,12 +329,22 @@ def test_a_subscription_left_by_a_killed_worker_is_undone_when_the_hold_expires(
     customer_id = add_card(stripe_env.client(), payee.id)
     gateway = StripeGateway()
     gateway.default_payment_method(customer_id)
-    price_id = stripe_env.client().v1.prices.create({
-        "product": stripe_env.client().v1.products.create({"name": "monthly"}).id, "unit_amount": 12000,
-        "currency": "usd", "recurring": {"interval": "month"},
-    }).id
+    price_id = (
+        stripe_env.client()
+        .v1.prices.create(
+            {
+                "product": stripe_env.client().v1.products.create({"name": "monthly"}).id,
+                "unit_amount": 12000,
+                "currency": "usd",
+                "recurring": {"interval": "month"},
+            }
+        )
+        .id
+    )
     subscription = gateway.create_subscription(  # what the killed worker had sent
-        enrollment_id=enrollment.id, customer_id=customer_id, price_id=price_id,
+        enrollment_id=enrollment.id,
+        customer_id=customer_id,
+        price_id=price_id,
         key=stable_key("booking", enrollment.id, enrollment.created_at),
     )
     assert subscription["status"] == "active"
@@ -351,9 +380,13 @@ def test_switching_the_default_card_back_to_an_earlier_one_takes_effect(session,
     customer_id = add_card(stripe_env.client(), payee.id)
     gateway = StripeGateway()
     first = gateway.default_payment_method(customer_id)
-    second = stripe_env.client().v1.payment_methods.create({
-        "type": "card", "card": {"number": "5555555555554444", "exp_month": 12, "exp_year": 2040, "cvc": "123"},
-    }).id
+    second = (
+        stripe_env.client()
+        .v1.payment_methods.create(
+            {"type": "card", "card": {"number": "5555555555554444", "exp_month": 12, "exp_year": 2040, "cvc": "123"}}
+        )
+        .id
+    )
     stripe_env.client().v1.payment_methods.attach(second, {"customer": customer_id})
     assert second != first
     gateway.set_default_payment_method(customer_id, second)
@@ -362,14 +395,17 @@ def test_switching_the_default_card_back_to_an_earlier_one_takes_effect(session,
     assert gateway.default_payment_method(customer_id) == first
 
 
-def test_a_stored_event_whose_processing_task_was_lost_is_processed_by_the_retry_job(session, stripe_env, task_queue, webhook_client):
+def test_a_stored_event_whose_processing_task_was_lost_is_processed_by_the_retry_job(
+    session, stripe_env, task_queue, webhook_client
+):
     """Stripe got its 200 (the event is stored), but the enqueue failed after the commit or the
     consumer died holding the task: Stripe will not resend it, so a periodic job must."""
     from models.billing import StripeEvent
     from workers.periodic import JOBS, run_job
 
-    response = webhooks.post(webhook_client, webhooks.event("customer.created", {"id": "cus_lost", "object": "customer"}),
-                             WEBHOOK_SECRET)
+    response = webhooks.post(
+        webhook_client, webhooks.event("customer.created", {"id": "cus_lost", "object": "customer"}), WEBHOOK_SECRET
+    )
     assert response.status_code == 200
     task_queue.clear()  # the task is gone
     [event] = session.exec(select(StripeEvent)).all()
@@ -414,10 +450,20 @@ def test_cancelling_a_hold_whose_worker_died_after_charging_cancels_and_refunds_
     gateway = StripeGateway()
     gateway.default_payment_method(customer_id)
     client = stripe_env.client()
-    price_id = client.v1.prices.create({"product": client.v1.products.create({"name": "m"}).id, "unit_amount": 12000,
-                                        "currency": "usd", "recurring": {"interval": "month"}}).id
-    gateway.create_subscription(enrollment_id=enrollment.id, customer_id=customer_id, price_id=price_id,
-                                key=stable_key("booking", enrollment.id, enrollment.created_at))
+    price_id = client.v1.prices.create(
+        {
+            "product": client.v1.products.create({"name": "m"}).id,
+            "unit_amount": 12000,
+            "currency": "usd",
+            "recurring": {"interval": "month"},
+        }
+    ).id
+    gateway.create_subscription(
+        enrollment_id=enrollment.id,
+        customer_id=customer_id,
+        price_id=price_id,
+        key=stable_key("booking", enrollment.id, enrollment.created_at),
+    )
     cancel_enrollment(session, _reload(session, enrollment.id), reason="changed mind", actor="admin")
     session.commit()
     task_queue.clear()

@@ -24,12 +24,24 @@ from webapi.problems import flask_openapi3_validation_callback, register_error_h
 from webapi.security import SupabaseVerifier
 
 SECURITY_SCHEMES = {
-    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-               "description": "the API's own token from POST /auth/exchange"},
-    "supabase": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                 "description": "a Supabase access token (only for /auth/*)"},
-    "calendarToken": {"type": "apiKey", "in": "query", "name": "token",
-                      "description": "the family's calendar subscription token"},
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "the API's own token from POST /auth/exchange",
+    },
+    "supabase": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "a Supabase access token (only for /auth/*)",
+    },
+    "calendarToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "the family's calendar subscription token",
+    },
 }
 API_PREFIXES = r"/(auth|public|parent|healthz)(/.*)?"
 
@@ -48,15 +60,18 @@ def _user_or_address() -> str:
 
 def _install_rate_limits(app: OpenAPI, settings: Settings) -> Limiter:
     limiter = Limiter(
-        key_func=get_remote_address, app=app, headers_enabled=True, default_limits=[],
+        key_func=get_remote_address,
+        app=app,
+        headers_enabled=True,
+        default_limits=[],
         storage_uri=app.config.get("RATELIMIT_STORAGE_URI") or settings.REDIS_URL or "memory://",
         key_prefix="studio-api",
     )
     limiter.limit(lambda: app.config["RATELIMIT_AUTH"])(auth.bp)
     endpoint = "parent.create_booking"
-    app.view_functions[endpoint] = limiter.limit(
-        lambda: app.config["RATELIMIT_BOOKINGS"], key_func=_user_or_address,
-    )(app.view_functions[endpoint])
+    app.view_functions[endpoint] = limiter.limit(lambda: app.config["RATELIMIT_BOOKINGS"], key_func=_user_or_address)(
+        app.view_functions[endpoint]
+    )
     return limiter
 
 
@@ -97,9 +112,13 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
     limiter = _install_rate_limits(app, settings)
     limiter.exempt(webhooks.bp)
     if settings.cors_origins:
-        CORS(app, resources={API_PREFIXES: {"origins": settings.cors_origins}},
-             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
-             expose_headers=["Location", "Retry-After", "Idempotent-Replayed"], max_age=600)
+        CORS(
+            app,
+            resources={API_PREFIXES: {"origins": settings.cors_origins}},
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Location", "Retry-After", "Idempotent-Replayed"],
+            max_age=600,
+        )
 
     @app.get("/openapi.json", doc_ui=False)
     def openapi_json():

@@ -15,9 +15,14 @@ from webapi.schemas import Problem, TokenOut
 from webapi.security import bearer_token, mint_access_token
 
 tag = Tag(name="auth", description="Exchange a Supabase access token for the API's own token")
-bp = APIBlueprint("auth", __name__, url_prefix="/auth", abp_tags=[tag],
-                  abp_security=[{"supabase": []}],
-                  abp_responses={401: Problem, 429: Problem, 503: Problem})
+bp = APIBlueprint(
+    "auth",
+    __name__,
+    url_prefix="/auth",
+    abp_tags=[tag],
+    abp_security=[{"supabase": []}],
+    abp_responses={401: Problem, 429: Problem, 503: Problem},
+)
 
 
 def _issue() -> dict:

@@ -21,9 +21,11 @@ def render_calendar(entries: list[CalendarEntry], settings: Settings, *, today: 
     calendar.add("x-wr-calname", f"{settings.STUDIO_NAME} lessons")
     calendar.add("x-wr-timezone", settings.STUDIO_TIMEZONE)
     # The zone's transitions around the feed's window (calendar apps need the DST rules in use).
-    calendar.add_component(Timezone.from_tzid(
-        settings.STUDIO_TIMEZONE, first_date=today - timedelta(days=400), last_date=today + timedelta(days=400),
-    ))
+    calendar.add_component(
+        Timezone.from_tzid(
+            settings.STUDIO_TIMEZONE, first_date=today - timedelta(days=400), last_date=today + timedelta(days=400)
+        )
+    )
     stamp = utcnow()
     for entry in entries:
         event = Event()

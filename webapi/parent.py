@@ -25,15 +25,42 @@ from models.idempotency import IdempotencyRace, fingerprint, store_response, sto
 from models.people import Payee, Student, add_student, get_student, update_student, upsert_payee_for_user
 from webapi.ics import render_calendar
 from webapi.schemas import (
-    BookingAccepted, BookingCreate, BookingHeaders, BookingOut, BookingPage, BookingPath, CalendarQuery,
-    MakeupBook, MakeupOut, MakeupPage, MakeupPath, MakeupSlotList, MakeupSlotOut, PageQuery, PayeeOut, PayeeUpdate,
-    PaymentAction, PaymentSetupOut, Problem, StudentCreate, StudentOut, StudentPage, StudentPath, StudentUpdate, decode_cursor, page,
+    BookingAccepted,
+    BookingCreate,
+    BookingHeaders,
+    BookingOut,
+    BookingPage,
+    BookingPath,
+    CalendarQuery,
+    MakeupBook,
+    MakeupOut,
+    MakeupPage,
+    MakeupPath,
+    MakeupSlotList,
+    MakeupSlotOut,
+    PageQuery,
+    PayeeOut,
+    PayeeUpdate,
+    PaymentAction,
+    PaymentSetupOut,
+    Problem,
+    StudentCreate,
+    StudentOut,
+    StudentPage,
+    StudentPath,
+    StudentUpdate,
+    decode_cursor,
+    page,
 )
 from webapi.security import require_identity
 
 tag = Tag(name="parent", description="The signed-in family (bearer token from /auth/exchange)")
 bp = APIBlueprint(
-    "parent", __name__, url_prefix="/parent", abp_tags=[tag], abp_security=[{"bearer": []}],
+    "parent",
+    __name__,
+    url_prefix="/parent",
+    abp_tags=[tag],
+    abp_security=[{"bearer": []}],
     abp_responses={401: Problem, 403: Problem, 404: Problem, 422: Problem, 503: Problem},
 )
 
@@ -68,8 +95,12 @@ def _actor(payee: Payee) -> str:
 def _payee_out(payee: Payee) -> dict:
     calendar_url = url_for("parent.calendar", token=payee.calendar_token, _external=True)
     return PayeeOut(
-        id=payee.id, email=payee.email, name=payee.name, phone=payee.phone,
-        has_billing_customer=payee.stripe_customer_id is not None, calendar_url=calendar_url,
+        id=payee.id,
+        email=payee.email,
+        name=payee.name,
+        phone=payee.phone,
+        has_billing_customer=payee.stripe_customer_id is not None,
+        calendar_url=calendar_url,
     ).model_dump(mode="json")
 
 
@@ -85,7 +116,7 @@ def put_payee(body: PayeeUpdate):
     """Create or update the caller's payee (idempotent); the email always comes from the token."""
     with session_scope() as session:
         payee = upsert_payee_for_user(
-            session, supabase_user_id=g.identity.sub, email=g.identity.email, name=body.name, phone=body.phone,
+            session, supabase_user_id=g.identity.sub, email=g.identity.email, name=body.name, phone=body.phone
         )
         return _payee_out(payee)
 
@@ -94,16 +125,16 @@ def put_payee(body: PayeeUpdate):
 
 
 def _student_out(student: Student) -> dict:
-    return StudentOut(id=student.id, name=student.name, birth_date=student.birth_date,
-                      notes=student.notes).model_dump(mode="json")
+    return StudentOut(id=student.id, name=student.name, birth_date=student.birth_date, notes=student.notes).model_dump(
+        mode="json"
+    )
 
 
 @bp.get("/students", responses={200: StudentPage})
 def list_students(query: PageQuery):
     """The family's students."""
     with session_scope(write=False) as session:
-        rows = family.students_page(session, _payee(session).id, after_id=decode_cursor(query.cursor),
-                                    limit=query.limit)
+        rows = family.students_page(session, _payee(session).id, after_id=decode_cursor(query.cursor), limit=query.limit)
     items, next_cursor = page(rows, query.limit)
     return {"items": [_student_out(row) for row in items], "next_cursor": next_cursor}
 
@@ -113,8 +144,9 @@ def create_student(body: StudentCreate):
     """Add a child to the family."""
     with session_scope() as session:
         payee = _payee(session)
-        student = add_student(session, payee=payee, name=body.name, birth_date=body.birth_date, notes=body.notes,
-                              actor=_actor(payee))
+        student = add_student(
+            session, payee=payee, name=body.name, birth_date=body.birth_date, notes=body.notes, actor=_actor(payee)
+        )
         out = _student_out(student)
     return out, 201, {"Location": url_for("parent.get_student_route", student_id=out["id"])}
 
@@ -170,17 +202,24 @@ def _status_url(enrollment_id: int) -> str:
 def _payment_action(enrollment: Enrollment) -> PaymentAction | None:
     if not enrollment.action_client_secret or enrollment.status not in (ACTION_REQUIRED, PAST_DUE):
         return None
-    return PaymentAction(type="authenticate_payment", client_secret=enrollment.action_client_secret,
-                         url=enrollment.action_url)
+    return PaymentAction(type="authenticate_payment", client_secret=enrollment.action_client_secret, url=enrollment.action_url)
 
 
 def _booking_out(enrollment: Enrollment, instrument: str) -> dict:
     return BookingOut(
-        id=enrollment.id, status=enrollment.status, student_id=enrollment.student_id,
-        timeslot_id=enrollment.timeslot_id, instrument=instrument, plan_id=enrollment.plan_id,
-        start_date=enrollment.start_date, end_date=enrollment.end_date,
-        expires_at=enrollment.provisional_expires_at, failure_reason=enrollment.failure_reason,
-        action=_payment_action(enrollment), status_url=_status_url(enrollment.id), created_at=enrollment.created_at,
+        id=enrollment.id,
+        status=enrollment.status,
+        student_id=enrollment.student_id,
+        timeslot_id=enrollment.timeslot_id,
+        instrument=instrument,
+        plan_id=enrollment.plan_id,
+        start_date=enrollment.start_date,
+        end_date=enrollment.end_date,
+        expires_at=enrollment.provisional_expires_at,
+        failure_reason=enrollment.failure_reason,
+        action=_payment_action(enrollment),
+        status_url=_status_url(enrollment.id),
+        created_at=enrollment.created_at,
     ).model_dump(mode="json")
 
 
@@ -215,23 +254,31 @@ def create_booking(body: BookingCreate, header: BookingHeaders):
                 if record is not None:
                     return _replay(record)
             enrollment = hold_slot(
-                session, payee=payee, student_id=body.student_id, timeslot_id=body.timeslot_id,
-                instrument=body.instrument, plan=body.plan, start_date=body.start_date, actor=_actor(payee),
+                session,
+                payee=payee,
+                student_id=body.student_id,
+                timeslot_id=body.timeslot_id,
+                instrument=body.instrument,
+                plan=body.plan,
+                start_date=body.start_date,
+                actor=_actor(payee),
                 payee_locked=True,
             )
             answer = BookingAccepted(
-                id=enrollment.id, status=enrollment.status, expires_at=enrollment.provisional_expires_at,
+                id=enrollment.id,
+                status=enrollment.status,
+                expires_at=enrollment.provisional_expires_at,
                 status_url=_status_url(enrollment.id),
             ).model_dump(mode="json")
             if key:
-                store_response(session, payee_id=payee.id, key=key, request_fingerprint=request_fingerprint,
-                               status=202, body=answer)
+                store_response(
+                    session, payee_id=payee.id, key=key, request_fingerprint=request_fingerprint, status=202, body=answer
+                )
             enrollment_id = enrollment.id
             after_commit(session, lambda: book_enrollment(enrollment_id))
     except IdempotencyRace:
         with session_scope(write=False) as session:
-            record = stored_response(session, payee_id=_payee(session).id, key=key,
-                                     request_fingerprint=request_fingerprint)
+            record = stored_response(session, payee_id=_payee(session).id, key=key, request_fingerprint=request_fingerprint)
             return _replay(record)
     return answer, 202, {"Location": answer["status_url"]}
 
@@ -240,8 +287,7 @@ def create_booking(body: BookingCreate, header: BookingHeaders):
 def list_bookings(query: PageQuery):
     """The family's bookings, newest first."""
     with session_scope(write=False) as session:
-        rows = family.bookings_page(session, _payee(session).id, before_id=decode_cursor(query.cursor),
-                                    limit=query.limit)
+        rows = family.bookings_page(session, _payee(session).id, before_id=decode_cursor(query.cursor), limit=query.limit)
     items, next_cursor = page(rows, query.limit, key=lambda row: row[0].id)
     return {"items": [_booking_out(enrollment, name) for enrollment, name in items], "next_cursor": next_cursor}
 
@@ -259,8 +305,13 @@ def get_booking(path: BookingPath):
 
 def _makeup_out(credit, instrument: str | None) -> dict:
     return MakeupOut(
-        id=credit.id, student_id=credit.student_id, status=credit.status, instrument=instrument,
-        reason=credit.reason, expires_on=credit.expires_on, timeslot_id=credit.timeslot_id,
+        id=credit.id,
+        student_id=credit.student_id,
+        status=credit.status,
+        instrument=instrument,
+        reason=credit.reason,
+        expires_on=credit.expires_on,
+        timeslot_id=credit.timeslot_id,
         lesson_date=credit.lesson_date,
     ).model_dump(mode="json")
 
@@ -269,8 +320,7 @@ def _makeup_out(credit, instrument: str | None) -> dict:
 def list_makeups(query: PageQuery):
     """The family's make-up credits, newest first."""
     with session_scope(write=False) as session:
-        rows = family.makeups_page(session, _payee(session).id, before_id=decode_cursor(query.cursor),
-                                   limit=query.limit)
+        rows = family.makeups_page(session, _payee(session).id, before_id=decode_cursor(query.cursor), limit=query.limit)
     items, next_cursor = page(rows, query.limit, key=lambda row: row[0].id)
     return {"items": [_makeup_out(credit, name) for credit, name in items], "next_cursor": next_cursor}
 
@@ -284,8 +334,13 @@ def makeup_slots(path: MakeupPath):
         options = eligible_makeup_slots(session, credit)
         names = family.teacher_names(session, {slot.teacher_id for slot, _ in options})
     items = [
-        MakeupSlotOut(timeslot_id=slot.id, teacher_id=slot.teacher_id, teacher_name=names.get(slot.teacher_id, ""),
-                      date=day, start=occurrence_start(day, slot.start_minute, tz))
+        MakeupSlotOut(
+            timeslot_id=slot.id,
+            teacher_id=slot.teacher_id,
+            teacher_name=names.get(slot.teacher_id, ""),
+            date=day,
+            start=occurrence_start(day, slot.start_minute, tz),
+        )
         for slot, day in options
     ]
     return MakeupSlotList(items=items).model_dump(mode="json")
@@ -297,16 +352,14 @@ def book_makeup_route(path: MakeupPath, body: MakeupBook):
     with session_scope() as session:
         payee = _payee(session)
         credit = get_makeup(session, path.makeup_id, payee_id=payee.id)
-        credit = book_makeup(session, credit, timeslot_id=body.timeslot_id, lesson_date=body.date,
-                             actor=_actor(payee))
+        credit = book_makeup(session, credit, timeslot_id=body.timeslot_id, lesson_date=body.date, actor=_actor(payee))
         return _makeup_out(credit, family.instrument_name(session, credit.instrument_id))
 
 
 # Calendar --------------------------------------------------------------------------------
 
 
-@bp.get("/calendar.ics", responses={200: None},
-        security=[{"bearer": []}, {"calendarToken": []}])
+@bp.get("/calendar.ics", responses={200: None}, security=[{"bearer": []}, {"calendarToken": []}])
 def calendar(query: CalendarQuery):
     """The family's lessons and booked make-ups as iCalendar (closures left out).
 

@@ -22,8 +22,7 @@ from models.errors import DomainError
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
-_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate", "X-RateLimit-Limit", "X-RateLimit-Remaining",
-                 "X-RateLimit-Reset")
+_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 
 
 def problem(status: int, type: str, title: str, detail: str | None = None, *, headers=None, **extra) -> Response:
@@ -54,9 +53,7 @@ def validation_problem(error: ValidationError, where: str | None = None) -> Resp
         location = tuple(item.get("loc", ()))
         errors.append({"field": _field_name(location), "message": item.get("msg", "invalid")})
     fields = ", ".join(dict.fromkeys(entry["field"] for entry in errors)) or "body"
-    return problem(
-        422, "validation-error", "Invalid request", f"invalid or missing: {fields}", errors=errors, where=where,
-    )
+    return problem(422, "validation-error", "Invalid request", f"invalid or missing: {fields}", errors=errors, where=where)
 
 
 def flask_openapi3_validation_callback(error: ValidationError) -> Response:
@@ -99,18 +96,33 @@ def register_error_handlers(app: Flask) -> None:
     def _database_down(error: Exception):
         if is_not_migrated(error):
             log.error(NOT_MIGRATED)
-            return problem(503, "database-not-migrated", "Service unavailable", "the database is not migrated yet",
-                           headers={"Retry-After": "30"})
+            return problem(
+                503,
+                "database-not-migrated",
+                "Service unavailable",
+                "the database is not migrated yet",
+                headers={"Retry-After": "30"},
+            )
         log.error("database unavailable: %s", error)
-        return problem(503, "service-unavailable", "Service unavailable", "the database is unreachable; retry later",
-                       headers={"Retry-After": "5"})
+        return problem(
+            503,
+            "service-unavailable",
+            "Service unavailable",
+            "the database is unreachable; retry later",
+            headers={"Retry-After": "5"},
+        )
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         if isinstance(error, sqlalchemy.exc.ProgrammingError) and is_not_migrated(error):
             log.error(NOT_MIGRATED)
-            return problem(503, "database-not-migrated", "Service unavailable", "the database is not migrated yet",
-                           headers={"Retry-After": "30"})
+            return problem(
+                503,
+                "database-not-migrated",
+                "Service unavailable",
+                "the database is not migrated yet",
+                headers={"Retry-After": "30"},
+            )
         if isinstance(error, HTTPException):
             return _http(error)
         log.exception("unhandled error on %s %s", request.method, request.path)

@@ -5,17 +5,26 @@ from __future__ import annotations
 from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 
+from models.clock import format_minute
 from models.db import ping, session_scope
 from models.discovery import list_instruments, list_teachers, list_timeslots
-from models.clock import format_minute
 from webapi.schemas import (
-    HealthOut, InstrumentOut, InstrumentPage, PageQuery, Problem, TeacherOut, TeacherPage, TeacherQuery,
-    TimeslotPage, TimeslotQuery, decode_cursor, page,
+    HealthOut,
+    InstrumentOut,
+    InstrumentPage,
+    PageQuery,
+    Problem,
+    TeacherOut,
+    TeacherPage,
+    TeacherQuery,
+    TimeslotPage,
+    TimeslotQuery,
+    decode_cursor,
+    page,
 )
 
 tag = Tag(name="public", description="Discovery: instruments, teachers, open timeslots")
-bp = APIBlueprint("public", __name__, url_prefix="/public", abp_tags=[tag],
-                  abp_responses={422: Problem, 503: Problem})
+bp = APIBlueprint("public", __name__, url_prefix="/public", abp_tags=[tag], abp_responses={422: Problem, 503: Problem})
 health_bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
 
 
@@ -25,20 +34,22 @@ def instruments(query: PageQuery):
     with session_scope(write=False) as session:
         rows = list_instruments(session, after_id=decode_cursor(query.cursor), limit=query.limit)
     items, next_cursor = page(rows, query.limit)
-    return InstrumentPage(items=[InstrumentOut(id=row.id, name=row.name) for row in items],
-                          next_cursor=next_cursor).model_dump(mode="json")
+    return InstrumentPage(items=[InstrumentOut(id=row.id, name=row.name) for row in items], next_cursor=next_cursor).model_dump(
+        mode="json"
+    )
 
 
 @bp.get("/teachers", responses={200: TeacherPage})
 def teachers(query: TeacherQuery):
     """Active teachers with the instruments they teach (optionally one instrument's)."""
     with session_scope(write=False) as session:
-        rows = list_teachers(session, instrument=query.instrument, after_id=decode_cursor(query.cursor),
-                             limit=query.limit)
+        rows = list_teachers(session, instrument=query.instrument, after_id=decode_cursor(query.cursor), limit=query.limit)
     items, next_cursor = page(rows, query.limit, key=lambda row: row.teacher.id)
     return TeacherPage(
-        items=[TeacherOut(id=row.teacher.id, name=row.teacher.name, bio=row.teacher.bio, instruments=row.instruments)
-               for row in items],
+        items=[
+            TeacherOut(id=row.teacher.id, name=row.teacher.name, bio=row.teacher.bio, instruments=row.instruments)
+            for row in items
+        ],
         next_cursor=next_cursor,
     ).model_dump(mode="json")
 
@@ -49,8 +60,13 @@ def timeslots(query: TimeslotQuery):
     settings = current_app.config["STUDIO_SETTINGS"]
     with session_scope(write=False) as session:
         rows = list_timeslots(
-            session, tz=settings.tz, teacher_id=query.teacher_id, instrument=query.instrument,
-            weekday=query.weekday, available=query.available, after_id=decode_cursor(query.cursor),
+            session,
+            tz=settings.tz,
+            teacher_id=query.teacher_id,
+            instrument=query.instrument,
+            weekday=query.weekday,
+            available=query.available,
+            after_id=decode_cursor(query.cursor),
             limit=query.limit,
         )
     items, next_cursor = page(rows, query.limit)
@@ -60,9 +76,13 @@ def timeslots(query: TimeslotQuery):
     return {
         "items": [
             {
-                "id": row.id, "teacher_id": row.teacher_id, "teacher_name": row.teacher_name,
-                "instruments": row.instruments, "weekday": row.weekday,
-                "start": format_minute(row.start_minute), "end": format_minute((row.start_minute + 30) % 1440),
+                "id": row.id,
+                "teacher_id": row.teacher_id,
+                "teacher_name": row.teacher_name,
+                "instruments": row.instruments,
+                "weekday": row.weekday,
+                "start": format_minute(row.start_minute),
+                "end": format_minute((row.start_minute + 30) % 1440),
                 "available": row.available,
                 "next_occurrence": row.next_occurrence.isoformat() if row.next_occurrence else None,
             }

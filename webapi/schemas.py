@@ -236,7 +236,11 @@ class BookingCreate(Input):
 
 class BookingHeaders(Parameters):
     idempotency_key: str | None = Field(
-        None, alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
+        None,
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
         description="retries with the same key and body return the first answer",
     )
     model_config = ConfigDict(populate_by_name=True)
@@ -268,7 +272,9 @@ class BookingOut(BaseModel):
     end_date: date | None = None
     expires_at: datetime | None = None
     failure_reason: str | None = None
-    action: PaymentAction | None = Field(default=None, description="set while `action_required` (or `past_due` on a renewal that needs authentication)")
+    action: PaymentAction | None = Field(
+        default=None, description="set while `action_required` (or `past_due` on a renewal that needs authentication)"
+    )
     status_url: str
     created_at: datetime
 

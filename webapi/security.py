@@ -62,7 +62,8 @@ class SupabaseVerifier:
         self.issuer = settings.SUPABASE_JWT_ISSUER
         self.jwks = (
             jwt.PyJWKClient(settings.SUPABASE_JWKS_URL, cache_keys=True, lifespan=600, timeout=5)
-            if settings.SUPABASE_JWKS_URL else None
+            if settings.SUPABASE_JWKS_URL
+            else None
         )
 
     def _key_for(self, token: str, algorithm: str | None):
@@ -86,9 +87,7 @@ class SupabaseVerifier:
         algorithm = header.get("alg")
         key = self._key_for(token, algorithm)
         required = ["exp", "sub", "aud"] + (["iss"] if self.issuer else [])
-        claims = _decode(
-            token, key, algorithm=algorithm, audience=self.audience, issuer=self.issuer, required=required,
-        )
+        claims = _decode(token, key, algorithm=algorithm, audience=self.audience, issuer=self.issuer, required=required)
         email = claims.get("email")
         if not isinstance(email, str) or "@" not in email:
             raise Unauthorized("the token carries no email address", type="invalid-token")
@@ -98,8 +97,13 @@ class SupabaseVerifier:
 def _decode(token: str, key, *, algorithm: str, audience: str, issuer: str | None, required: list[str]) -> dict:
     try:
         claims = jwt.decode(
-            token, key, algorithms=[algorithm], audience=audience, issuer=issuer,
-            options={"require": required, "verify_iat": True}, leeway=LEEWAY_SECONDS,
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=audience,
+            issuer=issuer,
+            options={"require": required, "verify_iat": True},
+            leeway=LEEWAY_SECONDS,
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("the token has expired", type="token-expired") from None
@@ -123,8 +127,13 @@ def mint_access_token(identity: Identity, settings: Settings, *, now: int | None
     issued = int(now if now is not None else time.time())
     ttl = settings.JWT_TTL_SECONDS
     claims = {
-        "sub": identity.sub, "email": identity.email, "role": identity.role,
-        "iat": issued, "exp": issued + ttl, "iss": OUR_ISSUER, "aud": OUR_AUDIENCE,
+        "sub": identity.sub,
+        "email": identity.email,
+        "role": identity.role,
+        "iat": issued,
+        "exp": issued + ttl,
+        "iss": OUR_ISSUER,
+        "aud": OUR_AUDIENCE,
     }
     return jwt.encode(claims, settings.JWT_SECRET, algorithm=OUR_ALGORITHM), ttl
 
@@ -132,7 +141,11 @@ def mint_access_token(identity: Identity, settings: Settings, *, now: int | None
 def verify_access_token(token: str, settings: Settings) -> Identity:
     """The identity of one of our own valid tokens; Unauthorized otherwise."""
     claims = _decode(
-        token, settings.JWT_SECRET, algorithm=OUR_ALGORITHM, audience=OUR_AUDIENCE, issuer=OUR_ISSUER,
+        token,
+        settings.JWT_SECRET,
+        algorithm=OUR_ALGORITHM,
+        audience=OUR_AUDIENCE,
+        issuer=OUR_ISSUER,
         required=["exp", "iat", "sub", "iss", "aud", "email", "role"],
     )
     return Identity(sub=claims["sub"], email=str(claims["email"]), role=str(claims["role"]))

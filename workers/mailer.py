@@ -54,13 +54,10 @@ from typing import Any
 from models.base import utcnow
 from models.config import Settings, get_settings
 from models.db import session_scope
-from models.outbox import (
-    add_dead_letter, claim_email, get_email, mark_email_failed, mark_email_sent, queue_admin_alert,
-)
+from models.outbox import add_dead_letter, claim_email, get_email, mark_email_failed, mark_email_sent, queue_admin_alert
 from workers.emails import RenderedEmail, RenderError, render_email
 
 log = logging.getLogger(__name__)
-
 
 
 def mailjet_timeout() -> float:
@@ -102,8 +99,12 @@ _UTF8_QP.body_encoding = QP
 
 def _text_part(body: str, subtype: str) -> MIMEText:
     # MIMEText takes a Charset object too (typeshed says str only).
-    charset: Any = _UTF8_QP if any(len(line) > 990 for line in body.splitlines()) else (  # no line past SMTP's 998 octets
-        "us-ascii" if body.isascii() else _UTF8_8BIT)
+    charset: Any = (
+        _UTF8_QP
+        if any(len(line) > 990 for line in body.splitlines())
+        # no line past SMTP's 998 octets
+        else ("us-ascii" if body.isascii() else _UTF8_8BIT)
+    )
     return MIMEText(body, subtype, charset)
 
 
@@ -169,14 +170,18 @@ class MailjetBackend:
         module docstring: Mailjet may have the message) or TransientEmailError (429, no connection)."""
         from mailjet_rest import errors
 
-        payload = {"Messages": [{
-            "From": {"Email": self.sender, "Name": self.studio},
-            "To": [{"Email": recipient}],
-            "Subject": message.subject,
-            "TextPart": message.text,
-            "HTMLPart": message.html,
-            "CustomID": custom_id(email_id),
-        }]}
+        payload = {
+            "Messages": [
+                {
+                    "From": {"Email": self.sender, "Name": self.studio},
+                    "To": [{"Email": recipient}],
+                    "Subject": message.subject,
+                    "TextPart": message.text,
+                    "HTMLPart": message.html,
+                    "CustomID": custom_id(email_id),
+                }
+            ]
+        }
         try:
             response = self.client.send.create(data=payload)
         except errors.ApiRateLimitError as error:
@@ -255,8 +260,10 @@ def _give_up(email_id: int, error: str) -> None:
         add_dead_letter(session, kind="send_email", payload={"email_id": email_id}, error=error)
         if email.template != "admin_alert":
             queue_admin_alert(
-                session, subject=f"Email {email_id} ({email.template}) to {email.recipient} failed",
-                message=error, dedupe_key=f"email_failed:{email_id}",
+                session,
+                subject=f"Email {email_id} ({email.template}) to {email.recipient} failed",
+                message=error,
+                dedupe_key=f"email_failed:{email_id}",
             )
 
 

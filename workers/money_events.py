@@ -16,20 +16,24 @@ shape's `charge.refunds` is relied on.
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from models import billing, dunning, money_events
 from models import enrollment as enrollment_ops
-from models.money_events import REFUND_SOURCE_STUDIO
 from models.config import get_settings
 from models.db import session_scope
+from models.money_events import REFUND_SOURCE_STUDIO
 from models.outbox import queue_email
 from models.people import Payee
 from workers.stripe_gateway import (
-    StripeGateway, TerminalStripeError, _id, enrollment_id_of, invoice_subscription_id, is_not_found,
+    StripeGateway,
+    TerminalStripeError,
+    _id,
+    enrollment_id_of,
+    invoice_subscription_id,
+    is_not_found,
 )
 
 ACTOR = "worker"
@@ -48,7 +52,7 @@ def _reread(fetch: Callable[[str], dict], object_id: str) -> dict | None:
 
 
 def _timestamp(value) -> datetime | None:
-    return datetime.fromtimestamp(int(value), tz=timezone.utc) if value else None
+    return datetime.fromtimestamp(int(value), tz=UTC) if value else None
 
 
 def _whose_payment(gateway: StripeGateway, charge: dict) -> dict:
@@ -59,8 +63,12 @@ def _whose_payment(gateway: StripeGateway, charge: dict) -> dict:
     current API names no invoice on charges or PaymentIntents: a subscription's charge is
     found there by the links we stored only (its first invoice's PaymentIntent is not one)."""
     customer_id = _id(charge.get("customer"))
-    clues: dict[str, Any] = {"enrollment_id": enrollment_id_of(charge), "payment_intent_id": _id(charge.get("payment_intent")),
-             "invoice_id": _id(charge.get("invoice")), "subscription_id": None}
+    clues: dict[str, Any] = {
+        "enrollment_id": enrollment_id_of(charge),
+        "payment_intent_id": _id(charge.get("payment_intent")),
+        "invoice_id": _id(charge.get("invoice")),
+        "subscription_id": None,
+    }
 
     def known() -> int | None:
         with session_scope(write=False) as session:
@@ -82,8 +90,13 @@ def _whose_payment(gateway: StripeGateway, charge: dict) -> dict:
     with session_scope(write=False) as session:
         payee = billing.payee_by_customer(session, customer_id)
         payee_id = payee.id if payee else None
-    return {"charge_id": charge.get("id"), "payment_intent_id": clues["payment_intent_id"], "customer_id": customer_id,
-            "payee_id": payee_id, "enrollment_id": enrollment_id}
+    return {
+        "charge_id": charge.get("id"),
+        "payment_intent_id": clues["payment_intent_id"],
+        "customer_id": customer_id,
+        "payee_id": payee_id,
+        "enrollment_id": enrollment_id,
+    }
 
 
 # Disputes --------------------------------------------------------------------------
@@ -100,9 +113,15 @@ def on_dispute(gateway: StripeGateway, obj: dict) -> str:
     whose = _whose_payment(gateway, charge | {"payment_intent": charge.get("payment_intent") or dispute.get("payment_intent")})
     with session_scope() as session:
         money_events.record_dispute(
-            session, stripe_dispute_id=dispute["id"], amount_cents=int(dispute.get("amount") or 0),
-            currency=dispute.get("currency") or "", reason=dispute.get("reason"), status=dispute.get("status") or "unknown",
-            evidence_due_by=_timestamp((dispute.get("evidence_details") or {}).get("due_by")), actor=ACTOR, **whose,
+            session,
+            stripe_dispute_id=dispute["id"],
+            amount_cents=int(dispute.get("amount") or 0),
+            currency=dispute.get("currency") or "",
+            reason=dispute.get("reason"),
+            status=dispute.get("status") or "unknown",
+            evidence_due_by=_timestamp((dispute.get("evidence_details") or {}).get("due_by")),
+            actor=ACTOR,
+            **whose,
         )
     return "processed"
 
@@ -125,10 +144,15 @@ def on_refund(gateway: StripeGateway, obj: dict) -> str:
     with session_scope() as session:
         for refund in refunds:
             money_events.record_refund(
-                session, stripe_refund_id=refund["id"], amount_cents=int(refund.get("amount") or 0),
-                currency=refund.get("currency") or charge.get("currency") or "", status=refund.get("status"),
-                reason=refund.get("reason"), ours=(refund.get("metadata") or {}).get("source") == REFUND_SOURCE_STUDIO,
-                actor=ACTOR, **whose,
+                session,
+                stripe_refund_id=refund["id"],
+                amount_cents=int(refund.get("amount") or 0),
+                currency=refund.get("currency") or charge.get("currency") or "",
+                status=refund.get("status"),
+                reason=refund.get("reason"),
+                ours=(refund.get("metadata") or {}).get("source") == REFUND_SOURCE_STUDIO,
+                actor=ACTOR,
+                **whose,
             )
     return "processed"
 
@@ -152,8 +176,13 @@ def on_setup_failed(gateway: StripeGateway, obj: dict) -> str:
             payee = session.get(Payee, int(payee_ref))
         if payee is None:
             return "ignored"
-        queue_email(session, template="card_setup_failed", recipient=payee.email,
-                    context=card_setup_failed_context(session, payee, error), dedupe_key=f"card_setup_failed:{intent['id']}")
+        queue_email(
+            session,
+            template="card_setup_failed",
+            recipient=payee.email,
+            context=card_setup_failed_context(session, payee, error),
+            dedupe_key=f"card_setup_failed:{intent['id']}",
+        )
     return "processed"
 
 
@@ -161,12 +190,21 @@ def card_setup_failed_context(session, payee, error: dict) -> dict:
     """What the `card_setup_failed` email shows: Stripe's message (`last_setup_error`) and the
     family's holds still waiting for a card, with when each ends."""
     settings = get_settings()
-    holds = [{key: context[key] for key in _HOLD_FIELDS}
-             for context in (enrollment_ops.email_context(session, enrollment)
-                             for enrollment in enrollment_ops.awaiting_payment_method(session, payee.id))]
-    return {"studio_name": settings.STUDIO_NAME, "timezone": settings.STUDIO_TIMEZONE, "payee_name": payee.name,
-            "error_message": error.get("message") or "Your card could not be set up.",
-            "decline_code": error.get("decline_code") or error.get("code"), "holds": holds}
+    holds = [
+        {key: context[key] for key in _HOLD_FIELDS}
+        for context in (
+            enrollment_ops.email_context(session, enrollment)
+            for enrollment in enrollment_ops.awaiting_payment_method(session, payee.id)
+        )
+    ]
+    return {
+        "studio_name": settings.STUDIO_NAME,
+        "timezone": settings.STUDIO_TIMEZONE,
+        "payee_name": payee.name,
+        "error_message": error.get("message") or "Your card could not be set up.",
+        "decline_code": error.get("decline_code") or error.get("code"),
+        "holds": holds,
+    }
 
 
 def on_payment_method_detached(gateway: StripeGateway, obj: dict) -> str:

@@ -36,8 +36,9 @@ def create_payment_setup(payee_id: int) -> dict:
         gateway = StripeGateway()
         try:
             # Looked up first: an earlier request may have made it and lost the answer.
-            customer_id = ensure_customer(gateway, payee_id=payee_id, email=email, name=name, customer_id=customer_id,
-                                          key=key, look_first=True)
+            customer_id = ensure_customer(
+                gateway, payee_id=payee_id, email=email, name=name, customer_id=customer_id, key=key, look_first=True
+            )
         except StripeGatewayError as error:
             if error.key_spent:  # the parent's next try must not be answered the stored 500 again
                 with session_scope() as session:

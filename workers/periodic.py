@@ -52,8 +52,9 @@ def expire_provisional_holds() -> dict:
         except Exception:  # a terminal answer: the hold expires below like any other
             log.exception("hold %s: checking its payment failed", enrollment_id)
     with session_scope() as session:
-        expired = [enrollment.id for enrollment in
-                   enrollment_ops.expire_provisional_holds(session, actor=ACTOR, spare=frozenset(spare))]
+        expired = [
+            enrollment.id for enrollment in enrollment_ops.expire_provisional_holds(session, actor=ACTOR, spare=frozenset(spare))
+        ]
         # A worker may have died after Stripe charged (and stayed down past the hold): look.
         for enrollment_id in expired:
             after_commit(session, functools.partial(undo_orphan_charges, enrollment_id))
@@ -110,7 +111,9 @@ def reconcile_stripe() -> dict:
     if drift:
         with session_scope() as session:
             queue_admin_alert(
-                session, subject=f"Stripe reconciliation: {len(drift)} difference(s)", message="\n".join(drift),
+                session,
+                subject=f"Stripe reconciliation: {len(drift)} difference(s)",
+                message="\n".join(drift),
                 dedupe_key=f"reconcile_stripe:{utcnow():%Y%m%d%H%M}",
             )
     return {"checked": len(billed), "drift": drift}
@@ -169,8 +172,11 @@ def retry_stuck_emails() -> dict:
     sending_before = now - sending_stale_after()
     with session_scope(write=False) as session:
         # The later cutoff in the query, each status's own cutoff on the rows it returns.
-        ids = [email.id for email in stuck_emails(session, older_than=max(queued_before, sending_before))
-               if email.updated_at <= (queued_before if email.status == "queued" else sending_before)]
+        ids = [
+            email.id
+            for email in stuck_emails(session, older_than=max(queued_before, sending_before))
+            if email.updated_at <= (queued_before if email.status == "queued" else sending_before)
+        ]
     for email_id in ids:
         send_email(email_id)
     return {"requeued": ids}
@@ -204,15 +210,18 @@ class Job:
         return (self.run.__doc__ or "").strip().splitlines()[0]
 
 
-JOBS: dict[str, Job] = {job.name: job for job in (
-    Job("expire_provisional_holds", "every minute", expire_provisional_holds),
-    Job("reconcile_bookings", "every 5 minutes", reconcile_bookings),
-    Job("retry_stuck_emails", "every 5 minutes", retry_stuck_emails),
-    Job("retry_stuck_events", "every 5 minutes", retry_stuck_events),
-    Job("enforce_dunning", "hourly", enforce_dunning),
-    Job("reconcile_stripe", "nightly at 03:15 UTC", reconcile_stripe),
-    Job("expire_makeup_credits", "daily at 04:30 UTC", expire_makeup_credits),
-)}
+JOBS: dict[str, Job] = {
+    job.name: job
+    for job in (
+        Job("expire_provisional_holds", "every minute", expire_provisional_holds),
+        Job("reconcile_bookings", "every 5 minutes", reconcile_bookings),
+        Job("retry_stuck_emails", "every 5 minutes", retry_stuck_emails),
+        Job("retry_stuck_events", "every 5 minutes", retry_stuck_events),
+        Job("enforce_dunning", "hourly", enforce_dunning),
+        Job("reconcile_stripe", "nightly at 03:15 UTC", reconcile_stripe),
+        Job("expire_makeup_credits", "daily at 04:30 UTC", expire_makeup_credits),
+    )
+}
 
 
 def run_job(name: str) -> dict:

@@ -25,12 +25,11 @@ from models import enrollment as enrollment_ops
 from models.billing import Plan
 from models.clock import studio_today
 from models.db import session_scope
-from models.enrollment import ACTION_REQUIRED, HOLD_STATUSES, PROVISIONAL, PaymentAction
+from models.enrollment import ACTION_REQUIRED, HOLD_STATUSES, PROVISIONAL
 from models.errors import DomainError
 from models.outbox import add_dead_letter, queue_admin_alert, queue_email
-from workers.stripe_gateway import (
-    AuthenticationRequired, StripeGateway, StripeGatewayError, TerminalStripeError, TransientStripeError,
-)
+from models.payment_action import PaymentAction, await_payment_action
+from workers.stripe_gateway import AuthenticationRequired, StripeGateway, StripeGatewayError, TerminalStripeError
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"
@@ -95,8 +94,11 @@ def preload(session, enrollment, *, with_slot: bool) -> None:
     if enrollment.plan_id is not None:
         joins.append((Plan, Plan.id == Enrollment.plan_id))
     if with_slot:
-        joins += [(Timeslot, Timeslot.id == Enrollment.timeslot_id), (Teacher, Teacher.id == Timeslot.teacher_id),
-                  (Instrument, Instrument.id == Enrollment.instrument_id)]
+        joins += [
+            (Timeslot, Timeslot.id == Enrollment.timeslot_id),
+            (Teacher, Teacher.id == Timeslot.teacher_id),
+            (Instrument, Instrument.id == Enrollment.instrument_id),
+        ]
     statement: Any = select(*(model for model, _ in joins)).select_from(Enrollment)
     for model, condition in joins:
         statement = statement.join(model, condition)
@@ -116,10 +118,22 @@ def _load(enrollment_id: int) -> Booking | None:
             return None  # expired, cancelled, failed or already active: nothing to do
         if enrollment.status == ACTION_REQUIRED:  # waiting for the parent: only Stripe's answer is read
             return Booking(
-                enrollment_id=enrollment.id, payee_id=0, payee_email="", payee_name="", customer_id=None,
-                plan_id=enrollment.plan_id or 0, frequency="", amount_cents=0, currency="", price_id=None,
-                lessons_left=0, key="", payee_key="", status=ACTION_REQUIRED,
-                subscription_id=enrollment.stripe_subscription_id, payment_intent_id=enrollment.stripe_payment_intent_id,
+                enrollment_id=enrollment.id,
+                payee_id=0,
+                payee_email="",
+                payee_name="",
+                customer_id=None,
+                plan_id=enrollment.plan_id or 0,
+                frequency="",
+                amount_cents=0,
+                currency="",
+                price_id=None,
+                lessons_left=0,
+                key="",
+                payee_key="",
+                status=ACTION_REQUIRED,
+                subscription_id=enrollment.stripe_subscription_id,
+                payment_intent_id=enrollment.stripe_payment_intent_id,
                 invoice_id=enrollment.stripe_invoice_id,
             )
         if enrollment.plan_id is None:
@@ -138,9 +152,16 @@ def _load(enrollment_id: int) -> Booking | None:
         # A payee with a customer already has the `customer` step done: one write for both.
         enrollment_ops.touch_pipeline(session, enrollment, "customer" if payee.stripe_customer_id else "started")
         return Booking(
-            enrollment_id=enrollment.id, payee_id=payee.id, payee_email=payee.email, payee_name=payee.name,
-            customer_id=payee.stripe_customer_id, plan_id=plan.id, frequency=plan.frequency,
-            amount_cents=plan.amount_cents, currency=plan.currency, price_id=plan.stripe_price_id,
+            enrollment_id=enrollment.id,
+            payee_id=payee.id,
+            payee_email=payee.email,
+            payee_name=payee.name,
+            customer_id=payee.stripe_customer_id,
+            plan_id=plan.id,
+            frequency=plan.frequency,
+            amount_cents=plan.amount_cents,
+            currency=plan.currency,
+            price_id=plan.stripe_price_id,
             lessons_left=lessons_left,
             key=_with_generation(stable_key("booking", enrollment.id, enrollment.created_at), enrollment.stripe_key_generation),
             payee_key=_with_generation(payee_key(payee), enrollment.stripe_key_generation),
@@ -158,15 +179,17 @@ def _progress(enrollment_id: int, state: str) -> bool:
         return True
 
 
-def ensure_customer(gateway: StripeGateway, *, payee_id: int, email: str, name: str, customer_id: str | None,
-                    key: str, look_first: bool = False) -> str:
+def ensure_customer(
+    gateway: StripeGateway, *, payee_id: int, email: str, name: str, customer_id: str | None, key: str, look_first: bool = False
+) -> str:
     """The payee's Stripe customer, created once (idempotency key per payee) and remembered.
     `look_first`: an earlier run may have created it without hearing back: find it by email and
     our metadata before creating."""
     if customer_id:
         return customer_id
-    customer = (gateway.find_customer(email=email, payee_id=payee_id) if look_first else None) or \
-        gateway.create_customer(email=email, name=name, payee_id=payee_id, key=key)
+    customer = (gateway.find_customer(email=email, payee_id=payee_id) if look_first else None) or gateway.create_customer(
+        email=email, name=name, payee_id=payee_id, key=key
+    )
     with session_scope() as session:
         return billing.link_stripe_customer(session, payee_id, customer["id"], actor=ACTOR)
 
@@ -177,14 +200,23 @@ def ensure_plan_price(gateway: StripeGateway, plan_id: int) -> str:
         plan = session.get(Plan, plan_id)
         if plan.stripe_price_id:
             return plan.stripe_price_id
-        name, frequency, amount, currency, product_id = plan.name, plan.frequency, plan.amount_cents, plan.currency, plan.stripe_product_id
+        name, frequency, amount, currency, product_id = (
+            plan.name,
+            plan.frequency,
+            plan.amount_cents,
+            plan.currency,
+            plan.stripe_product_id,
+        )
         key = stable_key("plan", plan.id, plan.created_at)
     product_id = product_id or gateway.create_product(plan_id=plan_id, name=name, key=key)["id"]
-    price = gateway.create_price(plan_id=plan_id, product_id=product_id, amount_cents=amount, currency=currency,
-                                 frequency=frequency, key=key)
+    price = gateway.create_price(
+        plan_id=plan_id, product_id=product_id, amount_cents=amount, currency=currency, frequency=frequency, key=key
+    )
     with session_scope() as session:
         plan = session.get(Plan, plan_id)
-        return billing.set_plan_stripe_ids(session, plan, product_id=product_id, price_id=price["id"], actor=ACTOR).stripe_price_id
+        return billing.set_plan_stripe_ids(
+            session, plan, product_id=product_id, price_id=price["id"], actor=ACTOR
+        ).stripe_price_id
 
 
 def _wait_for_card(enrollment_id: int, payee_email: str) -> None:
@@ -194,13 +226,22 @@ def _wait_for_card(enrollment_id: int, payee_email: str) -> None:
             return
         enrollment_ops.touch_pipeline(session, enrollment, "awaiting_payment_method")
         queue_email(
-            session, template="provisional_notice", recipient=payee_email,
-            context=enrollment_ops.email_context(session, enrollment), dedupe_key=f"provisional_notice:{enrollment_id}",
+            session,
+            template="provisional_notice",
+            recipient=payee_email,
+            context=enrollment_ops.email_context(session, enrollment),
+            dedupe_key=f"provisional_notice:{enrollment_id}",
         )
 
 
-def _undo_late_charge(gateway: StripeGateway, enrollment_id: int, *, subscription_id: str | None,
-                      payment_intent_id: str | None, invoice_id: str | None = None) -> bool:
+def _undo_late_charge(
+    gateway: StripeGateway,
+    enrollment_id: int,
+    *,
+    subscription_id: str | None,
+    payment_intent_id: str | None,
+    invoice_id: str | None = None,
+) -> bool:
     """The hold ended (expired, cancelled, failed) while Stripe was charging or waiting for the
     parent: cancel what Stripe holds and take back what it took (a subscription's first invoice
     is paid on creation: cancelling alone would keep the money). The admin is told when money
@@ -219,7 +260,8 @@ def _undo_late_charge(gateway: StripeGateway, enrollment_id: int, *, subscriptio
     if refunded:
         with session_scope() as session:
             queue_admin_alert(
-                session, subject=f"Booking {enrollment_id} was charged after its hold ended",
+                session,
+                subject=f"Booking {enrollment_id} was charged after its hold ended",
                 message=f"The charge ({subscription_id or payment_intent_id}) was refunded automatically; no action needed.",
                 dedupe_key=f"late_charge:{enrollment_id}",
             )
@@ -244,12 +286,15 @@ def awaiting_parent(intent: dict | None) -> bool:
     if intent.get("status") in ("requires_action", "requires_confirmation"):
         return True
     error = intent.get("last_payment_error") or {}
-    return intent.get("status") == "requires_payment_method" and \
-        "authentication_required" in (error.get("code"), error.get("decline_code"))
+    return intent.get("status") == "requires_payment_method" and "authentication_required" in (
+        error.get("code"),
+        error.get("decline_code"),
+    )
 
 
-def _await_parent(gateway: StripeGateway, enrollment_id: int, *, intent: dict, invoice: dict | None = None,
-                  subscription_id: str | None = None) -> str:
+def _await_parent(
+    gateway: StripeGateway, enrollment_id: int, *, intent: dict, invoice: dict | None = None, subscription_id: str | None = None
+) -> str:
     """The first payment waits for the parent: `action_required`, with what the app and the email
     need. If the hold ended meanwhile, what Stripe holds is cancelled instead."""
     secret = ((invoice or {}).get("confirmation_secret") or {}).get("client_secret") or intent.get("client_secret")
@@ -260,16 +305,26 @@ def _await_parent(gateway: StripeGateway, enrollment_id: int, *, intent: dict, i
         enrollment = enrollment_ops.lock_enrollment(session, enrollment_id)
         waiting = enrollment is not None and enrollment.status == ACTION_REQUIRED
         if enrollment is not None and enrollment.status == PROVISIONAL:
-            waiting = enrollment_ops.await_payment_action(
-                session, enrollment, actor=ACTOR, action=action, subscription_id=subscription_id,
-                invoice_id=(invoice or {}).get("id"), payment_intent_id=intent.get("id"),
+            waiting = await_payment_action(
+                session,
+                enrollment,
+                actor=ACTOR,
+                action=action,
+                subscription_id=subscription_id,
+                invoice_id=(invoice or {}).get("id"),
+                payment_intent_id=intent.get("id"),
             )
     if waiting:
         return "action_required"
     # The hold ended meanwhile: nothing may be paid on it. A subscription's invoice is voided
     # (its PaymentIntent is the invoice's, Stripe refuses to cancel it alone).
-    _undo_late_charge(gateway, enrollment_id, subscription_id=subscription_id, invoice_id=(invoice or {}).get("id"),
-                      payment_intent_id=None if subscription_id else intent["id"])
+    _undo_late_charge(
+        gateway,
+        enrollment_id,
+        subscription_id=subscription_id,
+        invoice_id=(invoice or {}).get("id"),
+        payment_intent_id=None if subscription_id else intent["id"],
+    )
     return "undone"
 
 
@@ -283,8 +338,11 @@ def _subscription_outcome(gateway: StripeGateway, enrollment_id: int, subscripti
     if subscription.get("status") == "incomplete" and invoice_id:
         invoice, intent = gateway.first_payment(invoice_id)
         if awaiting_parent(intent):
-            return _await_parent(gateway, enrollment_id, intent=intent, invoice=invoice,
-                                 subscription_id=subscription["id"]), invoice_id, intent["id"]
+            return (
+                _await_parent(gateway, enrollment_id, intent=intent, invoice=invoice, subscription_id=subscription["id"]),
+                invoice_id,
+                intent["id"],
+            )
     gateway.cancel_subscription(subscription["id"])
     raise TerminalStripeError(f"the first payment was declined (subscription {subscription.get('status')})")
 
@@ -311,8 +369,13 @@ def _check_parent_action(gateway: StripeGateway, booking: Booking) -> str:
         payment_intent_id = intent["id"]
     else:
         raise TerminalStripeError("the booking waits for a payment it has no record of")
-    return _activate_or_undo(gateway, booking.enrollment_id, subscription_id=subscription_id,
-                             payment_intent_id=payment_intent_id, invoice_id=invoice_id)
+    return _activate_or_undo(
+        gateway,
+        booking.enrollment_id,
+        subscription_id=subscription_id,
+        payment_intent_id=payment_intent_id,
+        invoice_id=invoice_id,
+    )
 
 
 def _expire_now(gateway: StripeGateway, booking: Booking, *, reason: str) -> str:
@@ -323,14 +386,24 @@ def _expire_now(gateway: StripeGateway, booking: Booking, *, reason: str) -> str
         expired = enrollment is not None and enrollment_ops.expire_hold(session, enrollment, actor=ACTOR)
     if expired:
         log.info("booking %s expired early: %s", booking.enrollment_id, reason)
-        _undo_late_charge(gateway, booking.enrollment_id, subscription_id=booking.subscription_id,
-                          invoice_id=booking.invoice_id,
-                          payment_intent_id=None if booking.subscription_id else booking.payment_intent_id)
+        _undo_late_charge(
+            gateway,
+            booking.enrollment_id,
+            subscription_id=booking.subscription_id,
+            invoice_id=booking.invoice_id,
+            payment_intent_id=None if booking.subscription_id else booking.payment_intent_id,
+        )
     return "expired" if expired else "skipped"
 
 
-def _activate_or_undo(gateway: StripeGateway, enrollment_id: int, *, subscription_id: str | None,
-                      payment_intent_id: str | None, invoice_id: str | None) -> str:
+def _activate_or_undo(
+    gateway: StripeGateway,
+    enrollment_id: int,
+    *,
+    subscription_id: str | None,
+    payment_intent_id: str | None,
+    invoice_id: str | None,
+) -> str:
     """Billing is set up: `active` (with the confirmation), or — the hold ended while Stripe was
     charging — the charge is taken back (`undone`)."""
     with session_scope() as session:
@@ -338,17 +411,27 @@ def _activate_or_undo(gateway: StripeGateway, enrollment_id: int, *, subscriptio
         if enrollment is not None and enrollment.status in HOLD_STATUSES:
             preload(session, enrollment, with_slot=True)  # the confirmation's context
         activated = enrollment is not None and enrollment_ops.activate_enrollment(
-            session, enrollment, actor=ACTOR, subscription_id=subscription_id,
-            payment_intent_id=payment_intent_id, invoice_id=invoice_id,
+            session,
+            enrollment,
+            actor=ACTOR,
+            subscription_id=subscription_id,
+            payment_intent_id=payment_intent_id,
+            invoice_id=invoice_id,
         )
-        already = enrollment is not None and enrollment.status not in HOLD_STATUSES and enrollment.pipeline_state == "done" and (
-            (subscription_id and enrollment.stripe_subscription_id == subscription_id)
-            or (payment_intent_id and enrollment.stripe_payment_intent_id == payment_intent_id)
+        already = (
+            enrollment is not None
+            and enrollment.status not in HOLD_STATUSES
+            and enrollment.pipeline_state == "done"
+            and (
+                (subscription_id and enrollment.stripe_subscription_id == subscription_id)
+                or (payment_intent_id and enrollment.stripe_payment_intent_id == payment_intent_id)
+            )
         )
     if activated or already:
         return "active"
-    _undo_late_charge(gateway, enrollment_id, subscription_id=subscription_id, payment_intent_id=payment_intent_id,
-                      invoice_id=invoice_id)
+    _undo_late_charge(
+        gateway, enrollment_id, subscription_id=subscription_id, payment_intent_id=payment_intent_id, invoice_id=invoice_id
+    )
     return "undone"
 
 
@@ -378,10 +461,18 @@ def run_booking(enrollment_id: int) -> str:
     gateway = StripeGateway()
     if booking.status == ACTION_REQUIRED:
         return _check_parent_action(gateway, booking)
-    customer_id = _create_or_note_ambiguity(enrollment_id, lambda: ensure_customer(
-        gateway, payee_id=booking.payee_id, email=booking.payee_email, name=booking.payee_name,
-        customer_id=booking.customer_id, key=booking.payee_key, look_first=not booking.first_attempt,
-    ))
+    customer_id = _create_or_note_ambiguity(
+        enrollment_id,
+        lambda: ensure_customer(
+            gateway,
+            payee_id=booking.payee_id,
+            email=booking.payee_email,
+            name=booking.payee_name,
+            customer_id=booking.customer_id,
+            key=booking.payee_key,
+            look_first=not booking.first_attempt,
+        ),
+    )
     if customer_id != booking.customer_id and not _progress(enrollment_id, "customer"):
         return "skipped"  # (a customer that existed at the start was recorded by `_load`)
     payment_method = gateway.default_payment_method(customer_id)
@@ -395,9 +486,12 @@ def run_booking(enrollment_id: int) -> str:
     if booking.frequency in ("weekly", "monthly"):
         price_id = booking.price_id or ensure_plan_price(gateway, booking.plan_id)
         existing = None if booking.first_attempt else gateway.find_subscription(customer_id, enrollment_id)
-        subscription = existing or _create_or_note_ambiguity(enrollment_id, lambda: gateway.create_subscription(
-            enrollment_id=enrollment_id, customer_id=customer_id, price_id=price_id, key=booking.key,
-        ))
+        subscription = existing or _create_or_note_ambiguity(
+            enrollment_id,
+            lambda: gateway.create_subscription(
+                enrollment_id=enrollment_id, customer_id=customer_id, price_id=price_id, key=booking.key
+            ),
+        )
         subscription_id = subscription["id"]
         outcome, invoice_id, _ = _subscription_outcome(gateway, enrollment_id, subscription)
         if outcome != "paid":
@@ -407,20 +501,35 @@ def run_booking(enrollment_id: int) -> str:
             raise TerminalStripeError("no billable lesson left in the semester")
         # The amount follows the calendar (a day passing, a closure added), and with it the
         # charge's key: a re-run looks for the earlier charge instead of trusting the key.
-        existing = None if booking.first_attempt else gateway.find_payment(
-            customer_id, enrollment_id,
-            statuses=("succeeded", "processing", "requires_capture", "requires_action", "requires_payment_method"),
+        existing = (
+            None
+            if booking.first_attempt
+            else gateway.find_payment(
+                customer_id,
+                enrollment_id,
+                statuses=("succeeded", "processing", "requires_capture", "requires_action", "requires_payment_method"),
+            )
         )
         if existing and existing.get("status") == "requires_payment_method" and not awaiting_parent(existing):
             existing = None  # an earlier decline: charging again is this run's job
         try:
-            intent = existing or _create_or_note_ambiguity(enrollment_id, lambda: gateway.charge_off_session(
-                enrollment_id=enrollment_id, customer_id=customer_id, payment_method_id=payment_method,
-                amount_cents=booking.amount_cents * booking.lessons_left, currency=booking.currency, key=booking.key,
-            ))
+            intent = existing or _create_or_note_ambiguity(
+                enrollment_id,
+                lambda: gateway.charge_off_session(
+                    enrollment_id=enrollment_id,
+                    customer_id=customer_id,
+                    payment_method_id=payment_method,
+                    amount_cents=booking.amount_cents * booking.lessons_left,
+                    currency=booking.currency,
+                    key=booking.key,
+                ),
+            )
         except AuthenticationRequired as error:
-            intent = error.payment_intent or gateway.find_payment(
-                customer_id, enrollment_id, statuses=("requires_payment_method", "requires_action")) or {}
+            intent = (
+                error.payment_intent
+                or gateway.find_payment(customer_id, enrollment_id, statuses=("requires_payment_method", "requires_action"))
+                or {}
+            )
             if not intent.get("id"):
                 raise TerminalStripeError(f"the payment needs authentication, but Stripe named no payment: {error}") from None
         payment_intent_id = intent["id"]
@@ -428,8 +537,9 @@ def run_booking(enrollment_id: int) -> str:
             return _await_parent(gateway, enrollment_id, intent=intent)
         if intent.get("status") != "succeeded":
             raise TerminalStripeError(f"the payment was not taken (payment {intent.get('status')})")
-    return _activate_or_undo(gateway, enrollment_id, subscription_id=subscription_id,
-                             payment_intent_id=payment_intent_id, invoice_id=invoice_id)
+    return _activate_or_undo(
+        gateway, enrollment_id, subscription_id=subscription_id, payment_intent_id=payment_intent_id, invoice_id=invoice_id
+    )
 
 
 def fail_booking(enrollment_id: int, reason: str, *, kind: str = "book_enrollment") -> bool:
@@ -462,16 +572,18 @@ def undo_orphan_charges(enrollment_id: int) -> str:
             return "skipped"
         customer_id = enrollment_ops.payee_of(session, enrollment).stripe_customer_id
         never_billed = enrollment.status in (EXPIRED, FAILED) or (
-            enrollment.status == CANCELLED and enrollment.pipeline_state != "done")
+            enrollment.status == CANCELLED and enrollment.pipeline_state != "done"
+        )
         linked = set() if never_billed else {enrollment.stripe_subscription_id, enrollment.stripe_payment_intent_id} - {None}
     if not customer_id:
         return "clean"
     gateway = StripeGateway()
     subscription = gateway.find_subscription(customer_id, enrollment_id)
     payment = gateway.find_payment(
-        customer_id, enrollment_id,
-        statuses=("succeeded", "processing", "requires_capture") + (
-            ("requires_action", "requires_confirmation", "requires_payment_method") if never_billed else ()),
+        customer_id,
+        enrollment_id,
+        statuses=("succeeded", "processing", "requires_capture")
+        + (("requires_action", "requires_confirmation", "requires_payment_method") if never_billed else ()),
     )
     subscription = subscription if subscription and subscription["id"] not in linked else None
     payment = payment if payment and payment["id"] not in linked else None
@@ -479,7 +591,9 @@ def undo_orphan_charges(enrollment_id: int) -> str:
         return "clean"
     latest = (subscription or {}).get("latest_invoice")
     _undo_late_charge(
-        gateway, enrollment_id, subscription_id=subscription["id"] if subscription else None,
+        gateway,
+        enrollment_id,
+        subscription_id=subscription["id"] if subscription else None,
         payment_intent_id=payment["id"] if payment else None,
         invoice_id=latest.get("id") if isinstance(latest, dict) else latest,
     )
@@ -497,4 +611,3 @@ def resume_bookings_of_customer(customer_id: str) -> list[int]:
         if payee is None:
             return []
         return [enrollment.id for enrollment in enrollment_ops.awaiting_payment_method(session, payee.id)]
-

@@ -36,9 +36,20 @@ from typing import Any
 import stripe
 from stripe import RequestOptions
 from stripe.params import (
-    CustomerCreateParams, CustomerListParams, CustomerUpdateParams, InvoiceRetrieveParams, PaymentIntentCreateParams,
-    PaymentIntentListParams, PaymentMethodListParams, PriceCreateParams, ProductCreateParams, RefundCreateParams,
-    RefundListParams, SetupIntentCreateParams, SubscriptionCreateParams, SubscriptionListParams,
+    CustomerCreateParams,
+    CustomerListParams,
+    CustomerUpdateParams,
+    InvoiceRetrieveParams,
+    PaymentIntentCreateParams,
+    PaymentIntentListParams,
+    PaymentMethodListParams,
+    PriceCreateParams,
+    ProductCreateParams,
+    RefundCreateParams,
+    RefundListParams,
+    SetupIntentCreateParams,
+    SubscriptionCreateParams,
+    SubscriptionListParams,
 )
 
 from models.config import Settings, get_settings
@@ -156,9 +167,13 @@ def note_event_api_version(event_version: str | None) -> bool:
         return False
     if event_version not in _versions_noted:
         _versions_noted.add(event_version)
-        log.warning("Stripe event rendered in API version %s, ours is %s: read through the shape helpers; "
-                    "set the webhook endpoint's version to %s in the Stripe dashboard", event_version, API_VERSION,
-                    API_VERSION)
+        log.warning(
+            "Stripe event rendered in API version %s, ours is %s: read through the shape helpers; "
+            "set the webhook endpoint's version to %s in the Stripe dashboard",
+            event_version,
+            API_VERSION,
+            API_VERSION,
+        )
     return True
 
 
@@ -196,8 +211,9 @@ def _client(secret_key: str, api_base: str, pid: int, timeout: float = 30.0) -> 
         options["base_addresses"] = {"api": api_base}
     proxies = get_environ_proxies(api_base or stripe.api_base)
     proxy: Any = {scheme: url for scheme, url in proxies.items() if scheme in ("http", "https")}
-    options["http_client"] = stripe.RequestsClient(timeout=timeout, proxy=proxy or None,
-                                                   _lib=_RequestsReadingTheEnvironmentOnce())
+    options["http_client"] = stripe.RequestsClient(
+        timeout=timeout, proxy=proxy or None, _lib=_RequestsReadingTheEnvironmentOnce()
+    )
     return stripe.StripeClient(secret_key, **options)
 
 
@@ -208,8 +224,9 @@ class StripeGateway:
         settings = settings or get_settings()
         if not settings.STRIPE_SECRET_KEY:
             raise StripeNotConfigured("STRIPE_SECRET_KEY is not set: Stripe billing is not configured")
-        self.client = _client(settings.STRIPE_SECRET_KEY, (settings.STRIPE_API_BASE or "").rstrip("/"), os.getpid(),
-                              settings.STRIPE_TIMEOUT_SECONDS)
+        self.client = _client(
+            settings.STRIPE_SECRET_KEY, (settings.STRIPE_API_BASE or "").rstrip("/"), os.getpid(), settings.STRIPE_TIMEOUT_SECONDS
+        )
         self.v1 = self.client.v1
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict:
@@ -268,7 +285,9 @@ class StripeGateway:
         a card, saved for off-session use (the bank's check, if any, happens now, with the
         parent present, so later charges need none)."""
         params: SetupIntentCreateParams = {
-            "customer": customer_id, "usage": "off_session", "allowed_payment_method_types": ["card"],
+            "customer": customer_id,
+            "usage": "off_session",
+            "allowed_payment_method_types": ["card"],
             "metadata": {"payee_id": str(payee_id)},
         }
         return self._call(self.v1.setup_intents.create, params)
@@ -282,11 +301,12 @@ class StripeGateway:
         params: ProductCreateParams = {"name": name, "metadata": {"plan_id": str(plan_id)}}
         return self._call(self.v1.products.create, params, self._key(f"{key}-product"))
 
-    def create_price(self, *, plan_id: int, product_id: str, amount_cents: int, currency: str, frequency: str,
-                     key: str) -> dict:
+    def create_price(self, *, plan_id: int, product_id: str, amount_cents: int, currency: str, frequency: str, key: str) -> dict:
         """Recurring for weekly/monthly plans; a one-time per-lesson price for semester plans."""
         params: PriceCreateParams = {
-            "product": product_id, "unit_amount": amount_cents, "currency": currency,
+            "product": product_id,
+            "unit_amount": amount_cents,
+            "currency": currency,
             "metadata": {"plan_id": str(plan_id), "frequency": frequency},
         }
         if frequency in INTERVALS:
@@ -299,8 +319,9 @@ class StripeGateway:
         """A live subscription already made for this enrollment (belt and braces to the key)."""
         params: SubscriptionListParams = {"customer": customer_id, "status": "all", "limit": 100}
         for subscription in self._call(self.v1.subscriptions.list, params).get("data") or []:
-            if (subscription.get("metadata") or {}).get("enrollment_id") == str(enrollment_id) and \
-                    subscription.get("status") not in ("canceled", "incomplete_expired"):
+            if (subscription.get("metadata") or {}).get("enrollment_id") == str(enrollment_id) and subscription.get(
+                "status"
+            ) not in ("canceled", "incomplete_expired"):
                 return subscription
         return None
 
@@ -310,8 +331,11 @@ class StripeGateway:
         PaymentIntent `requires_action` (see `first_payment`) instead of failing the booking;
         a declined one leaves it `incomplete` too, and the pipeline cancels it."""
         params: SubscriptionCreateParams = {
-            "customer": customer_id, "items": [{"price": price_id}], "payment_behavior": "allow_incomplete",
-            "off_session": True, "metadata": {"enrollment_id": str(enrollment_id)},
+            "customer": customer_id,
+            "items": [{"price": price_id}],
+            "payment_behavior": "allow_incomplete",
+            "off_session": True,
+            "metadata": {"enrollment_id": str(enrollment_id)},
         }
         return self._call(self.v1.subscriptions.create, params, self._key(f"{key}-subscription"))
 
@@ -326,26 +350,31 @@ class StripeGateway:
         intent_id = invoice_payment_intent_id(invoice)
         return invoice, self.retrieve_payment_intent(intent_id) if intent_id else None
 
-    def find_payment(self, customer_id: str, enrollment_id: int, *,
-                     statuses: tuple[str, ...] = ("succeeded", "processing", "requires_capture")) -> dict | None:
+    def find_payment(
+        self, customer_id: str, enrollment_id: int, *, statuses: tuple[str, ...] = ("succeeded", "processing", "requires_capture")
+    ) -> dict | None:
         """A payment already taken (or being taken) for this enrollment: a re-run must not charge
         again, even when the semester's price (and so the charge's key) changed meanwhile."""
         params: PaymentIntentListParams = {"customer": customer_id, "limit": 100}
         for intent in self._call(self.v1.payment_intents.list, params).get("data") or []:
-            if (intent.get("metadata") or {}).get("enrollment_id") == str(enrollment_id) and \
-                    intent.get("status") in statuses:
+            if (intent.get("metadata") or {}).get("enrollment_id") == str(enrollment_id) and intent.get("status") in statuses:
                 return intent
         return None
 
-    def charge_off_session(self, *, enrollment_id: int, customer_id: str, payment_method_id: str,
-                           amount_cents: int, currency: str, key: str) -> dict:
+    def charge_off_session(
+        self, *, enrollment_id: int, customer_id: str, payment_method_id: str, amount_cents: int, currency: str, key: str
+    ) -> dict:
         """One off-session PaymentIntent (the semester plan). A decline raises a terminal error; a
         charge the bank wants authenticated raises `AuthenticationRequired` (real Stripe, a 402)
         or comes back `requires_action` (localstripe). No redirect-based methods: the card given
         is charged, nobody is there to be sent to a bank's page."""
         params: PaymentIntentCreateParams = {
-            "amount": amount_cents, "currency": currency, "customer": customer_id,
-            "payment_method": payment_method_id, "confirm": True, "off_session": True,
+            "amount": amount_cents,
+            "currency": currency,
+            "customer": customer_id,
+            "payment_method": payment_method_id,
+            "confirm": True,
+            "off_session": True,
             "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
             "metadata": {"enrollment_id": str(enrollment_id)},
         }
@@ -378,8 +407,9 @@ class StripeGateway:
         cancelled subscription is fine."""
         current = self.retrieve_subscription(subscription_id)
         if current.get("status") not in ("canceled", "incomplete_expired"):
-            current = self._call(self.v1.subscriptions.cancel, subscription_id, None,
-                                 self._key(f"subscription-{subscription_id}-cancel"))
+            current = self._call(
+                self.v1.subscriptions.cancel, subscription_id, None, self._key(f"subscription-{subscription_id}-cancel")
+            )
         latest = current.get("latest_invoice")
         latest_id = latest.get("id") if isinstance(latest, dict) else latest
         if latest_id:
@@ -452,7 +482,7 @@ def invoice_payment_intent_id(invoice: dict) -> str | None:
     """An invoice's PaymentIntent (old shape `payment_intent`; new `payments.data[].payment`)."""
     if invoice.get("payment_intent"):
         return _id(invoice["payment_intent"])
-    for payment in ((invoice.get("payments") or {}).get("data") or []):
+    for payment in (invoice.get("payments") or {}).get("data") or []:
         intent = (payment.get("payment") or {}).get("payment_intent")
         if intent:
             return _id(intent)

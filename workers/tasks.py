@@ -120,10 +120,12 @@ def _cancel_failed(enrollment_id: int, error: str) -> None:
     from models.db import session_scope
 
     with session_scope() as session:
-        outbox.add_dead_letter(session, kind=task_name(cancel_subscription), payload={"enrollment_id": enrollment_id},
-                               error=error)
+        outbox.add_dead_letter(
+            session, kind=task_name(cancel_subscription), payload={"enrollment_id": enrollment_id}, error=error
+        )
         outbox.queue_admin_alert(
-            session, subject=f"Cancelling the subscription of enrollment {enrollment_id} failed",
+            session,
+            subject=f"Cancelling the subscription of enrollment {enrollment_id} failed",
             message=f"{error}. Cancel it in the Stripe dashboard, then resolve the dead letter.",
             dedupe_key=f"cancel_failed:{enrollment_id}",
         )
@@ -133,12 +135,14 @@ def _undo_failed(enrollment_id: int, error: str) -> None:
     from models.db import session_scope
 
     with session_scope() as session:
-        outbox.add_dead_letter(session, kind=task_name(undo_orphan_charges), payload={"enrollment_id": enrollment_id},
-                               error=error)
+        outbox.add_dead_letter(
+            session, kind=task_name(undo_orphan_charges), payload={"enrollment_id": enrollment_id}, error=error
+        )
         outbox.queue_admin_alert(
-            session, subject=f"Checking Stripe for charges of ended booking {enrollment_id} failed",
+            session,
+            subject=f"Checking Stripe for charges of ended booking {enrollment_id} failed",
             message=f"{error}. Look for a subscription or payment with metadata enrollment_id={enrollment_id} "
-                    "in the Stripe dashboard, cancel and refund it, then resolve the dead letter.",
+            "in the Stripe dashboard, cancel and refund it, then resolve the dead letter.",
             dedupe_key=f"undo_failed:{enrollment_id}",
         )
 
@@ -212,15 +216,21 @@ class Retryable:
         return f"{self.queued.format(argument)} queued again"
 
 
-RETRYABLE: dict[str, Retryable] = {entry.name: entry for entry in (
-    Retryable(book_enrollment, "enrollment_id", _booking_failed,
-              final="a failed booking is final: the parent books again (the slot is free)"),
-    Retryable(cancel_subscription, "enrollment_id", _cancel_failed,
-              queued="cancellation of enrollment {}'s subscription"),
-    Retryable(undo_orphan_charges, "enrollment_id", _undo_failed, queued="the Stripe check of ended booking {}"),
-    Retryable(send_email, "email_id", _email_failed, queued="email {}", reopen=_requeue_email),
-    Retryable(process_stripe_event, "event_id", _event_failed, queued="Stripe event {}", reopen=_reprocess_event),
-)}
+RETRYABLE: dict[str, Retryable] = {
+    entry.name: entry
+    for entry in (
+        Retryable(
+            book_enrollment,
+            "enrollment_id",
+            _booking_failed,
+            final="a failed booking is final: the parent books again (the slot is free)",
+        ),
+        Retryable(cancel_subscription, "enrollment_id", _cancel_failed, queued="cancellation of enrollment {}'s subscription"),
+        Retryable(undo_orphan_charges, "enrollment_id", _undo_failed, queued="the Stripe check of ended booking {}"),
+        Retryable(send_email, "email_id", _email_failed, queued="email {}", reopen=_requeue_email),
+        Retryable(process_stripe_event, "event_id", _event_failed, queued="Stripe event {}", reopen=_reprocess_event),
+    )
+}
 
 
 def replay_dead_letter(*, kind: str, payload: dict) -> str:
@@ -245,5 +255,3 @@ def record_final_failure(signal, task, exc=None) -> None:
         entry.on_final_failure(task.args[0], f"{type(exc).__name__}: {exc}"[:1000])
     except Exception:  # the reconciliation jobs will find the row again
         log.exception("recording the final failure of %s%s failed", task.name, tuple(task.args))
-
-

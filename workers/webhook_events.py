@@ -18,17 +18,21 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from models import billing
-from models import dunning
+from models import billing, dunning
 from models import enrollment as enrollment_ops
 from models.billing import StripeEvent
 from models.db import session_scope
-from models.enrollment import ACTION_REQUIRED, ACTIVE, HOLD_STATUSES, LIVE_STATUSES, PAST_DUE, PAUSED, Enrollment, PaymentAction
+from models.enrollment import ACTION_REQUIRED, ACTIVE, HOLD_STATUSES, LIVE_STATUSES, PAST_DUE, PAUSED, Enrollment
 from models.outbox import add_dead_letter, queue_admin_alert
+from models.payment_action import PaymentAction
 from workers.money_events import MONEY_HANDLERS
 from workers.pipeline import awaiting_parent, resume_bookings_of_customer
 from workers.stripe_gateway import (
-    StripeGateway, TerminalStripeError, enrollment_id_of, invoice_subscription_id, note_event_api_version,
+    StripeGateway,
+    TerminalStripeError,
+    enrollment_id_of,
+    invoice_subscription_id,
+    note_event_api_version,
 )
 
 log = logging.getLogger(__name__)
@@ -82,7 +86,8 @@ def sync_subscription_state(subscription: dict, *, source: str) -> Sync:
             if status in ("canceled", "incomplete_expired") and enrollment.status in (ACTIVE, PAST_DUE, PAUSED):
                 enrollment_ops.cancel_enrollment(session, enrollment, reason=f"subscription {status} in Stripe", actor=ACTOR)
                 queue_admin_alert(
-                    session, subject=f"Enrollment {enrollment.id} cancelled: Stripe subscription {status}",
+                    session,
+                    subject=f"Enrollment {enrollment.id} cancelled: Stripe subscription {status}",
                     message=f"Subscription {subscription['id']} is {status} in Stripe ({source}); the slot is free again.",
                     dedupe_key=f"subscription_ended:{enrollment.id}",
                 )
@@ -160,8 +165,7 @@ def on_payment_intent(gateway: StripeGateway, obj: dict) -> str | Outcome:
     enrollment_id = enrollment_id_of(intent)
     with session_scope(write=False) as session:
         if enrollment_id is None:
-            enrollment_id = session.exec(
-                select(Enrollment.id).where(Enrollment.stripe_payment_intent_id == intent["id"])).first()
+            enrollment_id = session.exec(select(Enrollment.id).where(Enrollment.stripe_payment_intent_id == intent["id"])).first()
         enrollment = session.get(Enrollment, enrollment_id) if enrollment_id is not None else None
         status = enrollment.status if enrollment is not None else None
     if status in HOLD_STATUSES:  # the pipeline replays its payment step and decides
@@ -189,12 +193,16 @@ def on_invoice_payment_action_required(gateway: StripeGateway, obj: dict) -> str
             if enrollment.status in HOLD_STATUSES:
                 resume.append(enrollment.id)
             elif secret:
-                dunning.require_renewal_action(session, enrollment, actor=ACTOR, action=PaymentAction(
-                    client_secret=secret, url=invoice.get("hosted_invoice_url")))
+                dunning.require_renewal_action(
+                    session,
+                    enrollment,
+                    actor=ACTOR,
+                    action=PaymentAction(client_secret=secret, url=invoice.get("hosted_invoice_url")),
+                )
     return Outcome("processed", resume=tuple(resume))
 
 
-HANDLERS: dict[str, Callable[[StripeGateway, dict], "str | Outcome"]] = {
+HANDLERS: dict[str, Callable[[StripeGateway, dict], str | Outcome]] = {
     "invoice.paid": on_invoice_paid,
     "invoice.payment_succeeded": on_invoice_paid,
     "invoice.payment_failed": on_invoice_payment_failed,
@@ -211,7 +219,7 @@ HANDLERS: dict[str, Callable[[StripeGateway, dict], "str | Outcome"]] = {
 HANDLERS.update(MONEY_HANDLERS)  # disputes, refunds, failed card setups, detached cards, deleted customers
 
 
-def handle(handler: Callable[[StripeGateway, dict], "str | Outcome"], gateway: StripeGateway, obj: dict) -> Outcome:
+def handle(handler: Callable[[StripeGateway, dict], str | Outcome], gateway: StripeGateway, obj: dict) -> Outcome:
     """Run one handler on an event's object; its answer as an Outcome."""
     handled = handler(gateway, obj)
     return handled if isinstance(handled, Outcome) else Outcome(handled)

@@ -105,8 +105,12 @@ def mailjet_stub():
 
 def mailjet_env(stub) -> dict:
     """Consumer settings that send through `stub`."""
-    return {"EMAIL_BACKEND": "mailjet", "MAILJET_API_KEY": "mj-key", "MAILJET_API_SECRET": "mj-secret",
-            "MAILJET_API_URL": stub.url}
+    return {
+        "EMAIL_BACKEND": "mailjet",
+        "MAILJET_API_KEY": "mj-key",
+        "MAILJET_API_SECRET": "mj-secret",
+        "MAILJET_API_URL": stub.url,
+    }
 
 
 def storm(stub, answers: list) -> None:

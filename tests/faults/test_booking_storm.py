@@ -29,8 +29,12 @@ def _studio() -> tuple[list[int], int, list[tuple[str, str, int]]]:
     """20 slots over two teachers, a plan, 200 families of one student each."""
     with session_scope() as session:
         teachers = [factories.teacher(session, instruments=("piano",)) for _ in range(2)]
-        slots = [factories.timeslot(session, teacher_row=teachers[n % 2], weekday=n % 5, start=f"{15 + n // 10}:{(n // 5 % 2) * 30:02d}")
-                 for n in range(SLOTS)]
+        slots = [
+            factories.timeslot(
+                session, teacher_row=teachers[n % 2], weekday=n % 5, start=f"{15 + n // 10}:{(n // 5 % 2) * 30:02d}"
+            )
+            for n in range(SLOTS)
+        ]
         plan = factories.plan(session)
         families = []
         for n in range(FAMILIES):
@@ -45,20 +49,34 @@ def test_200_concurrent_bookings_on_20_slots_make_exactly_20_holds(engine_name, 
 
     slot_ids, plan_id, families = _studio()
     queue = f"storm-{uuid.uuid4().hex[:8]}"
-    env = server_env(DATABASE_URL=committed_db, REDIS_URL=private_redis.url, HUEY_NAME=queue,
-                     RATELIMIT_AUTH="100000/minute", RATELIMIT_BOOKINGS="100000/minute")
+    env = server_env(
+        DATABASE_URL=committed_db,
+        REDIS_URL=private_redis.url,
+        HUEY_NAME=queue,
+        RATELIMIT_AUTH="100000/minute",
+        RATELIMIT_BOOKINGS="100000/minute",
+    )
     with Gunicorn(env, tmp_path / "gunicorn.log", workers=2, threads=8) as server:
         tokens = []
         for sub, email, _ in families:  # the sign-in each app makes: Supabase token → ours
-            answer = call("POST", f"{server.url}/auth/exchange", headers={"Authorization": f"Bearer {supabase_token(sub, email)}"})
+            answer = call(
+                "POST", f"{server.url}/auth/exchange", headers={"Authorization": f"Bearer {supabase_token(sub, email)}"}
+            )
             assert answer.status == 200, answer
             tokens.append(answer.body["access_token"])
         attempts = [(tokens[n], families[n][2], slot_ids[n % SLOTS]) for n in range(FAMILIES)]
         random.Random(6).shuffle(attempts)
 
         def booking(token, student_id, slot_id):
-            return lambda: (slot_id, call("POST", f"{server.url}/parent/bookings", headers={"Authorization": f"Bearer {token}"},
-                                          body={"student_id": student_id, "timeslot_id": slot_id, "instrument": "piano", "plan": plan_id}))
+            return lambda: (
+                slot_id,
+                call(
+                    "POST",
+                    f"{server.url}/parent/bookings",
+                    headers={"Authorization": f"Bearer {token}"},
+                    body={"student_id": student_id, "timeslot_id": slot_id, "instrument": "piano", "plan": plan_id},
+                ),
+            )
 
         results = concurrently([booking(*attempt) for attempt in attempts])
         assert "Traceback" not in server.log()
@@ -75,8 +93,13 @@ def test_200_concurrent_bookings_on_20_slots_make_exactly_20_holds(engine_name, 
 
     # The database agrees: 20 live enrollments, one per slot, no slot held twice.
     assert scalar("SELECT count(*) FROM enrollment") == SLOTS
-    assert rows("SELECT timeslot_id FROM enrollment WHERE status IN ('provisional', 'active', 'past_due') "
-                "GROUP BY timeslot_id HAVING count(*) > 1") == []
+    assert (
+        rows(
+            "SELECT timeslot_id FROM enrollment WHERE status IN ('provisional', 'active', 'past_due') "
+            "GROUP BY timeslot_id HAVING count(*) > 1"
+        )
+        == []
+    )
     held = dict(rows("SELECT timeslot_id, id FROM enrollment WHERE status = 'provisional'"))
     assert held == won
     assert scalar("SELECT count(*) FROM audit_log WHERE action = 'enrollment.hold'") == SLOTS

@@ -23,16 +23,13 @@ import time
 import uuid
 
 import pytest
-
-from models.config import reset_settings
 from sqlmodel import select
 
+from models.config import reset_settings
 from models.db import session_scope
 from models.enrollment import Enrollment
 from models.outbox import EmailLog
-from tests.faults.conftest import (
-    accepted_custom_ids, end_storm, mailjet_env, producer_retry_policy, read, storm, stripe_list,
-)
+from tests.faults.conftest import accepted_custom_ids, end_storm, mailjet_env, producer_retry_policy, read, storm, stripe_list
 from tests.support.booking import add_card, provisional_booking
 from tests.support.consumer import consumer_env, redis_queue, wait_for
 
@@ -74,7 +71,7 @@ def _held_calls(stripe, prefix: str) -> int:
 
 @pytest.mark.parametrize("step", list(STEPS))
 def test_kill_9_at_a_pipeline_step_then_restart_ends_active_once(
-    step, engine_name, committed_db, private_redis, private_stripe, mailjet_stub, task_queue, consumers, tmp_path, monkeypatch,
+    step, engine_name, committed_db, private_redis, private_stripe, mailjet_stub, task_queue, consumers, tmp_path, monkeypatch
 ):
     from workers.periodic import run_job
     from workers.tasks import book_enrollment
@@ -86,9 +83,16 @@ def test_kill_9_at_a_pipeline_step_then_restart_ends_active_once(
     monkeypatch.setenv("EMAIL_SENDING_STALE_SECONDS", "1")
     reset_settings()  # settings are read once; re-read after changing the environment
     producer_retry_policy(monkeypatch, retries=8, delay=0.5)
-    env = consumer_env(db_url=committed_db, redis_url=private_redis.url, stripe_base=private_stripe.base_url,
-                       tmp_path=tmp_path, WORKER_TASK_RETRIES="8", WORKER_RETRY_DELAY="1", WORKER_RETRY_BACKOFF="1",
-                       **mailjet_env(mailjet_stub))
+    env = consumer_env(
+        db_url=committed_db,
+        redis_url=private_redis.url,
+        stripe_base=private_stripe.base_url,
+        tmp_path=tmp_path,
+        WORKER_TASK_RETRIES="8",
+        WORKER_RETRY_DELAY="1",
+        WORKER_RETRY_BACKOFF="1",
+        **mailjet_env(mailjet_stub),
+    )
     ids = _bookings()
     if step != "customer":
         for _, payee_id in ids:
@@ -106,9 +110,14 @@ def test_kill_9_at_a_pipeline_step_then_restart_ends_active_once(
         if STEPS[step]:
             wait_for(lambda: _held_calls(private_stripe, prefix) >= BOOKINGS, what=f"both bookings inside {step}")
         else:
-            wait_for(lambda: len(_confirmations()) == BOOKINGS
-                     and all(row.status == "queued" and row.attempts >= 1 for row in _confirmations()),
-                     interval=0.02, what="both confirmations failed once and waiting to retry")
+            wait_for(
+                lambda: (
+                    len(_confirmations()) == BOOKINGS
+                    and all(row.status == "queued" and row.attempts >= 1 for row in _confirmations())
+                ),
+                interval=0.02,
+                what="both confirmations failed once and waiting to retry",
+            )
         consumer.kill_9()
         private_stripe.clear_faults()
         failed_sends = end_storm(mailjet_stub) if not STEPS[step] else 0
@@ -125,8 +134,10 @@ def test_kill_9_at_a_pipeline_step_then_restart_ends_active_once(
         wait_for(lambda: {row.status for row in _enrollments(ids)} == {"active"}, what="every enrollment active")
         time.sleep(1.1)  # past EMAIL_SENDING_STALE_SECONDS
         run_job("retry_stuck_emails")
-        wait_for(lambda: len(_confirmations()) == BOOKINGS and {row.status for row in _confirmations()} == {"sent"},
-                 what="every confirmation sent")
+        wait_for(
+            lambda: len(_confirmations()) == BOOKINGS and {row.status for row in _confirmations()} == {"sent"},
+            what="every confirmation sent",
+        )
 
     enrollments = _enrollments(ids)
     customers = stripe_list(private_stripe, "customers")

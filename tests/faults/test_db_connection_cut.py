@@ -24,7 +24,9 @@ from tests.support.pg_proxy import CuttingProxy
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("statement", [b"INSERT INTO enrollment", b"INSERT INTO audit_log", b"INSERT INTO idempotency_record", b"COMMIT"])
+@pytest.mark.parametrize(
+    "statement", [b"INSERT INTO enrollment", b"INSERT INTO audit_log", b"INSERT INTO idempotency_record", b"COMMIT"]
+)
 def test_a_connection_cut_mid_booking_is_503_and_writes_nothing(engine_name, committed_db, monkeypatch, task_queue, statement):
     with session_scope() as session:
         payee = factories.payee(session, email="cut@family.test", supabase_user_id="cut-1")

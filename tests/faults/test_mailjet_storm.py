@@ -14,10 +14,9 @@ import random
 from collections import Counter
 
 import pytest
-
-from models.config import reset_settings
 from sqlmodel import select
 
+from models.config import reset_settings
 from models.db import session_scope
 from models.outbox import DeadLetter, EmailLog, queue_admin_alert
 from tests.faults.conftest import accepted_custom_ids, mailjet_env, producer_retry_policy, read, storm
@@ -34,7 +33,7 @@ def _emails() -> list[EmailLog]:
 
 
 def test_a_mailjet_storm_then_recovery_sends_every_email_exactly_once(
-    engine_name, committed_db, private_redis, mailjet_stub, task_queue, consumers, tmp_path, monkeypatch,
+    engine_name, committed_db, private_redis, mailjet_stub, task_queue, consumers, tmp_path, monkeypatch
 ):
     from workers.periodic import run_job
 
@@ -44,14 +43,18 @@ def test_a_mailjet_storm_then_recovery_sends_every_email_exactly_once(
     answers = [500, 502, 503, 429] * (FAILURES // 4) + [500] * (FAILURES % 4)
     random.Random(5).shuffle(answers)
     storm(mailjet_stub, answers)
-    env = consumer_env(db_url=committed_db, redis_url=private_redis.url, stripe_base="http://127.0.0.1:9",
-                       tmp_path=tmp_path, **mailjet_env(mailjet_stub))
+    env = consumer_env(
+        db_url=committed_db,
+        redis_url=private_redis.url,
+        stripe_base="http://127.0.0.1:9",
+        tmp_path=tmp_path,
+        **mailjet_env(mailjet_stub),
+    )
     with redis_queue(task_queue, env):
         consumers(env)
         with session_scope() as session:
             for n in range(EMAILS):
-                queue_admin_alert(session, subject=f"Storm notice {n}", message="the roof leaks",
-                                  dedupe_key=f"storm:{n}")
+                queue_admin_alert(session, subject=f"Storm notice {n}", message="the roof leaks", dedupe_key=f"storm:{n}")
         wait_for(lambda: {row.status for row in _emails()} == {"sent"}, timeout=90, what="every email sent")
         assert run_job("retry_stuck_emails") == {"requeued": []}
 

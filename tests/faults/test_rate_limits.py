@@ -44,20 +44,31 @@ def test_bursts_on_auth_and_bookings_get_429_problems(engine_name, committed_db,
             families.append((f"burst-{n}", f"burst{n}@family.test", factories.student(session, payee_row=payee).id))
         slot_id, other_slot_id, plan_id = slot.id, other_slot.id, plan.id
 
-    env = server_env(DATABASE_URL=committed_db, REDIS_URL=private_redis.url, HUEY_NAME="burst",
-                     RATELIMIT_AUTH=f"{AUTH_LIMIT}/minute", RATELIMIT_BOOKINGS=f"{BOOKING_LIMIT}/minute")
+    env = server_env(
+        DATABASE_URL=committed_db,
+        REDIS_URL=private_redis.url,
+        HUEY_NAME="burst",
+        RATELIMIT_AUTH=f"{AUTH_LIMIT}/minute",
+        RATELIMIT_BOOKINGS=f"{BOOKING_LIMIT}/minute",
+    )
     with Gunicorn(env, tmp_path / "gunicorn.log", workers=2, threads=8) as server:
         sub, email, _ = families[0]
-        exchange = lambda: call("POST", f"{server.url}/auth/exchange",  # noqa: E731
-                                headers={"Authorization": f"Bearer {supabase_token(sub, email)}"})
+
+        def exchange():
+            return call("POST", f"{server.url}/auth/exchange", headers={"Authorization": f"Bearer {supabase_token(sub, email)}"})
+
         answers = concurrently([exchange] * BURST)
         _assert_limited(answers, AUTH_LIMIT)
         assert all(answer.status == 200 for answer in answers if answer.status != 429)
 
         def book(family, slot_id):
             token = backend_token(family[0], family[1])
-            return lambda: call("POST", f"{server.url}/parent/bookings", headers={"Authorization": f"Bearer {token}"},
-                                body={"student_id": family[2], "timeslot_id": slot_id, "instrument": "piano", "plan": plan_id})
+            return lambda: call(
+                "POST",
+                f"{server.url}/parent/bookings",
+                headers={"Authorization": f"Bearer {token}"},
+                body={"student_id": family[2], "timeslot_id": slot_id, "instrument": "piano", "plan": plan_id},
+            )
 
         answers = concurrently([book(families[0], slot_id)] * BURST)
         _assert_limited(answers, BOOKING_LIMIT)

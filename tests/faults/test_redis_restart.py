@@ -21,13 +21,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
-
-from models.config import reset_settings
 from huey.exceptions import TaskLockedException
 from sqlmodel import select
 
 from models import booking
 from models.base import utcnow
+from models.config import reset_settings
 from models.db import after_commit, session_scope
 from models.enrollment import Enrollment
 from models.outbox import EmailLog
@@ -53,8 +52,16 @@ def _hold(*, expires_in: timedelta | None = None, enqueue: bool = False) -> tupl
         student = factories.student(session, payee_row=payee)
         slot = factories.timeslot(session, weekday=(local_today().weekday() + 1) % 7, start=f"{8 + next(_hours)}:00")
         plan = factories.plan(session)
-        enrollment = booking.hold_slot(session, payee=payee, student_id=student.id, timeslot_id=slot.id,
-                                              instrument="piano", plan=plan.id, actor=f"payee:{payee.id}", now=now)
+        enrollment = booking.hold_slot(
+            session,
+            payee=payee,
+            student_id=student.id,
+            timeslot_id=slot.id,
+            instrument="piano",
+            plan=plan.id,
+            actor=f"payee:{payee.id}",
+            now=now,
+        )
         enrollment_id = enrollment.id
         if enqueue:
             after_commit(session, lambda: book_enrollment(enrollment_id))
@@ -79,7 +86,7 @@ def _run_periodic_jobs() -> None:
 
 
 def test_redis_restarted_with_tasks_queued_loses_no_booking(
-    engine_name, committed_db, private_redis, private_stripe, task_queue, consumers, tmp_path, monkeypatch,
+    engine_name, committed_db, private_redis, private_stripe, task_queue, consumers, tmp_path, monkeypatch
 ):
     from workers.tasks import book_enrollment
 
@@ -87,8 +94,15 @@ def test_redis_restarted_with_tasks_queued_loses_no_booking(
     monkeypatch.setenv("EMAIL_STUCK_SECONDS", "1")
     reset_settings()  # settings are read once; re-read after changing the environment
     producer_retry_policy(monkeypatch, retries=8, delay=0.5)
-    env = consumer_env(db_url=committed_db, redis_url=private_redis.url, stripe_base=private_stripe.base_url,
-                       tmp_path=tmp_path, WORKER_TASK_RETRIES="8", WORKER_RETRY_DELAY="0.5", WORKER_RETRY_BACKOFF="1")
+    env = consumer_env(
+        db_url=committed_db,
+        redis_url=private_redis.url,
+        stripe_base=private_stripe.base_url,
+        tmp_path=tmp_path,
+        WORKER_TASK_RETRIES="8",
+        WORKER_RETRY_DELAY="0.5",
+        WORKER_RETRY_BACKOFF="1",
+    )
     with_card = [_hold() for _ in range(4)]
     for _, payee_id in with_card:
         add_card(private_stripe.client(), payee_id)
@@ -121,8 +135,12 @@ def test_redis_restarted_with_tasks_queued_loses_no_booking(
                 break
             assert time.monotonic() < deadline, f"not recovered: {statuses}"
             time.sleep(0.5)
-        wait_for(lambda: not read(lambda s: s.exec(select(EmailLog).where(EmailLog.status != "sent")).first()),
-                 timeout=30, interval=0.3, what="every email sent")
+        wait_for(
+            lambda: not read(lambda s: s.exec(select(EmailLog).where(EmailLog.status != "sent")).first()),
+            timeout=30,
+            interval=0.3,
+            what="every email sent",
+        )
         assert consumer.process.poll() is None, "the consumer died with Redis"
         assert "Error 111 connecting" in consumer.log()  # it did notice Redis going away, and carried on
 

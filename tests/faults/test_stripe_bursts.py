@@ -18,10 +18,9 @@ import uuid
 from datetime import datetime
 
 import pytest
-
-from models.config import reset_settings
 from sqlmodel import select
 
+from models.config import reset_settings
 from models.db import session_scope
 from models.enrollment import Enrollment
 from models.outbox import EmailLog
@@ -48,13 +47,17 @@ def _emails(template: str) -> list[EmailLog]:
 def _retry_gaps(log: str) -> list[float]:
     """Seconds between a failed attempt and the next attempt of the same task (consumer log)."""
     starts: dict[str, list[datetime]] = {}
-    for stamp, task_id in re.findall(r"^\[([\d\- :,]+)\] INFO:huey:[\w-]+:Executing workers\.tasks\.book_enrollment: ([\w-]+)", log, re.M):
+    for stamp, task_id in re.findall(
+        r"^\[([\d\- :,]+)\] INFO:huey:[\w-]+:Executing workers\.tasks\.book_enrollment: ([\w-]+)", log, re.M
+    ):
         starts.setdefault(task_id, []).append(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f"))
-    return [(later - earlier).total_seconds() for times in starts.values() for earlier, later in zip(times, times[1:])]
+    return [
+        (later - earlier).total_seconds() for times in starts.values() for earlier, later in zip(times, times[1:], strict=False)
+    ]
 
 
 def test_stripe_429_and_500_bursts_are_retried_without_duplicates(
-    engine_name, committed_db, private_redis, private_stripe, task_queue, consumers, tmp_path, monkeypatch,
+    engine_name, committed_db, private_redis, private_stripe, task_queue, consumers, tmp_path, monkeypatch
 ):
     from workers.periodic import run_job
     from workers.tasks import book_enrollment
@@ -62,8 +65,15 @@ def test_stripe_429_and_500_bursts_are_retried_without_duplicates(
     producer_retry_policy(monkeypatch, retries=10, delay=0.3, backoff=1.5)
     monkeypatch.setenv("RECONCILE_STALE_SECONDS", "0")
     reset_settings()  # settings are read once; re-read after changing the environment
-    env = consumer_env(db_url=committed_db, redis_url=private_redis.url, stripe_base=private_stripe.base_url,
-                       tmp_path=tmp_path, WORKER_TASK_RETRIES="10", WORKER_RETRY_DELAY="0.3", WORKER_RETRY_BACKOFF="1.5")
+    env = consumer_env(
+        db_url=committed_db,
+        redis_url=private_redis.url,
+        stripe_base=private_stripe.base_url,
+        tmp_path=tmp_path,
+        WORKER_TASK_RETRIES="10",
+        WORKER_RETRY_DELAY="0.3",
+        WORKER_RETRY_BACKOFF="1.5",
+    )
     with session_scope() as session:
         ids = []
         for n in range(BOOKINGS):
@@ -77,8 +87,11 @@ def test_stripe_429_and_500_bursts_are_retried_without_duplicates(
             private_stripe.fault(fault[0], method=fault[1], fail_times=fault[2], status=fault[3])
         for enrollment_id, _ in ids:
             book_enrollment(enrollment_id)
-        wait_for(lambda: {row.pipeline_state for row in _enrollments(ids)} == {"awaiting_payment_method"},
-                 timeout=60, what="every booking waiting for a card")
+        wait_for(
+            lambda: {row.pipeline_state for row in _enrollments(ids)} == {"awaiting_payment_method"},
+            timeout=60,
+            what="every booking waiting for a card",
+        )
         private_stripe.clear_faults()
         for _, payee_id in ids:
             add_card(private_stripe.client(), payee_id)

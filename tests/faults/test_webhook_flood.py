@@ -53,7 +53,8 @@ def _active_bookings(stripe, task_queue, count: int) -> list[dict]:
         book_enrollment(enrollment_id)
         task_queue.run_all()
         [(status, subscription_id, invoice_id)] = rows(
-            "SELECT status, stripe_subscription_id, stripe_invoice_id FROM enrollment WHERE id = :id", id=enrollment_id)
+            "SELECT status, stripe_subscription_id, stripe_invoice_id FROM enrollment WHERE id = :id", id=enrollment_id
+        )
         assert status == "active"
         made.append({"id": enrollment_id, "customer": customer_id, "subscription": subscription_id, "invoice": invoice_id})
     return made
@@ -66,9 +67,15 @@ def _events(stripe, bookings) -> tuple[list[dict], dict[int, str]]:
     for n, booking in enumerate(bookings):
         invoice = client.v1.invoices.retrieve(booking["invoice"]).to_dict()
         subscription = client.v1.subscriptions.retrieve(booking["subscription"]).to_dict()  # still active
-        events += [webhooks.event(kind, obj) for kind, obj in (
-            ("invoice.payment_succeeded", invoice), ("invoice.paid", invoice),
-            ("customer.subscription.created", subscription), ("customer.subscription.updated", subscription))]
+        events += [
+            webhooks.event(kind, obj)
+            for kind, obj in (
+                ("invoice.payment_succeeded", invoice),
+                ("invoice.paid", invoice),
+                ("customer.subscription.created", subscription),
+                ("customer.subscription.updated", subscription),
+            )
+        ]
         if n % 3 == 0:
             failed = client.v1.invoices.retrieve(fail_renewal(stripe, booking["customer"], booking["subscription"])).to_dict()
             events += [webhooks.event("invoice.payment_failed", failed), webhooks.event("invoice.created", failed)]
@@ -99,8 +106,12 @@ def _post_all(url: str, bodies: list[bytes]) -> list[tuple[int, dict]]:
                 body = work.get_nowait()
             except queue.Empty:
                 return
-            request = urllib.request.Request(f"{url}/webhooks/stripe", data=body, method="POST", headers={
-                "Content-Type": "application/json", "Stripe-Signature": webhooks.sign(body, WEBHOOK_SECRET)})
+            request = urllib.request.Request(
+                f"{url}/webhooks/stripe",
+                data=body,
+                method="POST",
+                headers={"Content-Type": "application/json", "Stripe-Signature": webhooks.sign(body, WEBHOOK_SECRET)},
+            )
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
                     answer = (response.status, json.loads(response.read()))
@@ -118,7 +129,7 @@ def _post_all(url: str, bodies: list[bytes]) -> list[tuple[int, dict]]:
 
 
 def test_a_flood_of_duplicated_shuffled_webhooks_is_processed_once_each(
-    engine_name, committed_db, private_redis, private_stripe, task_queue, consumers, tmp_path, monkeypatch,
+    engine_name, committed_db, private_redis, private_stripe, task_queue, consumers, tmp_path, monkeypatch
 ):
     bookings = _active_bookings(private_stripe, task_queue, 9)
     events, expected = _events(private_stripe, bookings)
@@ -132,18 +143,33 @@ def test_a_flood_of_duplicated_shuffled_webhooks_is_processed_once_each(
     with redis_queue(task_queue, env), threaded_server(make_app()) as url:
         consumer = consumers(env)
         answers = _post_all(url, bodies)
-        wait_for(lambda: scalar("SELECT count(*) FROM stripe_event WHERE status IN ('processed', 'ignored')") == DISTINCT,
-                 timeout=90, interval=0.3, what="every event processed")
+        wait_for(
+            lambda: scalar("SELECT count(*) FROM stripe_event WHERE status IN ('processed', 'ignored')") == DISTINCT,
+            timeout=90,
+            interval=0.3,
+            what="every event processed",
+        )
         log = consumer.log()
 
-    assert len(answers) == DELIVERIES and Counter(status for status, _ in answers) == {200: DELIVERIES}, \
-        Counter(status for status, _ in answers)
+    assert len(answers) == DELIVERIES and Counter(status for status, _ in answers) == {200: DELIVERIES}, Counter(
+        status for status, _ in answers
+    )
     assert Counter(body["duplicate"] for _, body in answers) == {False: DISTINCT, True: DELIVERIES - DISTINCT}
-    assert scalar("SELECT count(DISTINCT stripe_event_id) FROM stripe_event") == scalar("SELECT count(*) FROM stripe_event") == DISTINCT
+    assert (
+        scalar("SELECT count(DISTINCT stripe_event_id) FROM stripe_event")
+        == scalar("SELECT count(*) FROM stripe_event")
+        == DISTINCT
+    )
     assert log.count("Executing workers.tasks.process_stripe_event") == DISTINCT  # once each
     assert "retries left" not in log
-    relevant = {"invoice.payment_succeeded", "invoice.paid", "invoice.payment_failed", "customer.subscription.created",
-                "customer.subscription.updated", "customer.subscription.deleted"}
+    relevant = {
+        "invoice.payment_succeeded",
+        "invoice.paid",
+        "invoice.payment_failed",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+    }
     statuses = dict(rows("SELECT type, string_agg(DISTINCT status, ',') FROM stripe_event GROUP BY type"))
     assert all(statuses[kind] == "processed" for kind in relevant), statuses
     assert all(status == "ignored" for kind, status in statuses.items() if kind not in relevant), statuses

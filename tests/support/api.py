@@ -82,12 +82,12 @@ class Studio:
 def studio(session):
     """A piano teacher with four Monday slots (16:00…17:30) and a monthly plan."""
     teacher = factories.teacher(session, instruments=("piano",))
-    slots = [factories.timeslot(session, teacher_row=teacher, weekday=0, start=start)
-             for start in ("16:00", "16:30", "17:00", "17:30")]
+    slots = [
+        factories.timeslot(session, teacher_row=teacher, weekday=0, start=start) for start in ("16:00", "16:30", "17:00", "17:30")
+    ]
     plan = factories.plan(session)
     session.commit()
-    return Studio(teacher_id=teacher.id, slot_id=slots[0].id, other_slot_ids=[slot.id for slot in slots[1:]],
-                  plan_id=plan.id)
+    return Studio(teacher_id=teacher.id, slot_id=slots[0].id, other_slot_ids=[slot.id for slot in slots[1:]], plan_id=plan.id)
 
 
 def booking_body(student_id: int, slot_id: int, plan_id: int, **extra) -> dict:

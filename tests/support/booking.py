@@ -15,15 +15,18 @@ def local_today() -> date:
     return utcnow().astimezone(get_settings().tz).date()
 
 
-def provisional_booking(session, *, frequency: str = "monthly", amount_cents: int = 12000, with_semester: bool = False,
-                        closures: int = 0, payee=None):
+def provisional_booking(
+    session, *, frequency: str = "monthly", amount_cents: int = 12000, with_semester: bool = False, closures: int = 0, payee=None
+):
     """A provisional enrollment on a fresh slot; returns (enrollment, payee, plan)."""
     today = local_today()
     semester = None
     if with_semester or frequency == "semester":
         first_closure = today + timedelta(days=15)  # on the slot's weekday (today + 1)
         semester = factories.semester(
-            session, starts=today, ends=today + timedelta(days=69),
+            session,
+            starts=today,
+            ends=today + timedelta(days=69),
             closures=[first_closure + timedelta(days=7 * k) for k in range(closures)],
         )
     payee = payee or factories.payee(session)
@@ -31,8 +34,13 @@ def provisional_booking(session, *, frequency: str = "monthly", amount_cents: in
     slot = factories.timeslot(session, weekday=(today.weekday() + 1) % 7)
     plan = factories.plan(session, frequency=frequency, amount_cents=amount_cents)
     enrollment = booking.hold_slot(
-        session, payee=payee, student_id=student.id, timeslot_id=slot.id, instrument="piano",
-        plan=plan.id, actor=f"payee:{payee.id}",
+        session,
+        payee=payee,
+        student_id=student.id,
+        timeslot_id=slot.id,
+        instrument="piano",
+        plan=plan.id,
+        actor=f"payee:{payee.id}",
     )
     session.commit()
     return enrollment, payee, plan, semester

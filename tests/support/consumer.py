@@ -18,8 +18,23 @@ from pathlib import Path
 from tests.support.live import server_env
 from tests.support.processes import stop_process
 
-HUEY_CONSUMER = [sys.executable, "-m", "huey.bin.huey_consumer", "workers.consumer.huey",
-                 "-w", "2", "-k", "thread", "--flush-locks", "-d", "0.05", "-m", "0.5", "-s", "1"]
+HUEY_CONSUMER = [
+    sys.executable,
+    "-m",
+    "huey.bin.huey_consumer",
+    "workers.consumer.huey",
+    "-w",
+    "2",
+    "-k",
+    "thread",
+    "--flush-locks",
+    "-d",
+    "0.05",
+    "-m",
+    "0.5",
+    "-s",
+    "1",
+]
 
 
 class Consumer:
@@ -34,10 +49,9 @@ class Consumer:
         self.cwd = cwd or Path(env["OUTBOX_DIR"]).parent
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "Consumer":
+    def start(self) -> Consumer:
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         return self
 
     def wait_for_log(self, text: str, *, timeout: float = 30.0) -> None:
@@ -64,14 +78,22 @@ class Consumer:
 def consumer_env(*, db_url: str, redis_url: str, stripe_base: str, tmp_path: Path, **extra) -> dict:
     """Environment of a consumer under test: short retries, a private queue name."""
     (tmp_path / "outbox").mkdir(exist_ok=True)
-    return server_env(**{
-        "DATABASE_URL": db_url, "REDIS_URL": redis_url,
-        "HUEY_NAME": f"studio-test-{uuid.uuid4().hex[:10]}", "STRIPE_SECRET_KEY": "sk_test_studio",
-        "STRIPE_API_BASE": stripe_base, "STRIPE_WEBHOOK_SECRET": "whsec_test_secret_0123456789",
-        "EMAIL_BACKEND": "file", "OUTBOX_DIR": str(tmp_path / "outbox"),
-        "WORKER_TASK_RETRIES": "2", "WORKER_RETRY_DELAY": "0.2", "WORKER_RETRY_BACKOFF": "1",
-        **extra,
-    })
+    return server_env(
+        **{
+            "DATABASE_URL": db_url,
+            "REDIS_URL": redis_url,
+            "HUEY_NAME": f"studio-test-{uuid.uuid4().hex[:10]}",
+            "STRIPE_SECRET_KEY": "sk_test_studio",
+            "STRIPE_API_BASE": stripe_base,
+            "STRIPE_WEBHOOK_SECRET": "whsec_test_secret_0123456789",
+            "EMAIL_BACKEND": "file",
+            "OUTBOX_DIR": str(tmp_path / "outbox"),
+            "WORKER_TASK_RETRIES": "2",
+            "WORKER_RETRY_DELAY": "0.2",
+            "WORKER_RETRY_BACKOFF": "1",
+            **extra,
+        }
+    )
 
 
 @contextmanager

@@ -24,7 +24,9 @@ class LocalStripe:
     def _request(self, method: str, path: str, data: dict | None = None):
         body = json.dumps(data).encode() if data is not None else None
         request = urllib.request.Request(
-            self.base_url + path, data=body, method=method,
+            self.base_url + path,
+            data=body,
+            method=method,
             headers={"Authorization": f"Bearer {STRIPE_KEY}", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -38,13 +40,34 @@ class LocalStripe:
     def subscriptions(self, customer: str) -> list[dict]:
         return self._request("GET", f"/v1/subscriptions?customer={customer}&status=all")["data"]
 
-    def fault(self, path_prefix: str, *, method: str = "POST", fail_times: int = 0, delay_after: float = 0, status: int = 500,
-              type: str = "api_error", after_handler: bool = False, remember: bool = False, should_retry: bool | None = None):
-        self._request("POST", "/_config/compat/faults", {
-            "path_prefix": path_prefix, "method": method, "type": type, "fail_times": fail_times,
-            "delay_after": delay_after, "status": status, "after_handler": after_handler, "remember": remember,
-            "should_retry": should_retry,
-        })
+    def fault(
+        self,
+        path_prefix: str,
+        *,
+        method: str = "POST",
+        fail_times: int = 0,
+        delay_after: float = 0,
+        status: int = 500,
+        type: str = "api_error",
+        after_handler: bool = False,
+        remember: bool = False,
+        should_retry: bool | None = None,
+    ):
+        self._request(
+            "POST",
+            "/_config/compat/faults",
+            {
+                "path_prefix": path_prefix,
+                "method": method,
+                "type": type,
+                "fail_times": fail_times,
+                "delay_after": delay_after,
+                "status": status,
+                "after_handler": after_handler,
+                "remember": remember,
+                "should_retry": should_retry,
+            },
+        )
 
     def clear_faults(self):
         self._request("DELETE", "/_config/compat/faults")

@@ -26,28 +26,46 @@ SUPABASE_AUDIENCE = "authenticated"
 def supabase_claims(sub: str = "user-1", email: str = "parent@family.test", *, exp_in: int = 3600, **extra) -> dict:
     """Claims shaped like a Supabase access token."""
     now = int(time.time())
-    claims = {"sub": sub, "email": email, "aud": SUPABASE_AUDIENCE, "role": "authenticated",
-              "iat": now, "exp": now + exp_in}
+    claims = {"sub": sub, "email": email, "aud": SUPABASE_AUDIENCE, "role": "authenticated", "iat": now, "exp": now + exp_in}
     claims.update(extra)
     return {name: value for name, value in claims.items() if value is not None}
 
 
-def supabase_token(sub: str = "user-1", email: str = "parent@family.test", *, secret: str = SUPABASE_SECRET,
-                   key=None, algorithm: str = "HS256", kid: str | None = None, exp_in: int = 3600, **extra) -> str:
+def supabase_token(
+    sub: str = "user-1",
+    email: str = "parent@family.test",
+    *,
+    secret: str = SUPABASE_SECRET,
+    key=None,
+    algorithm: str = "HS256",
+    kid: str | None = None,
+    exp_in: int = 3600,
+    **extra,
+) -> str:
     """A Supabase token: HS256 with the legacy secret, or RS256/ES256 with `key` (private key)."""
     headers = {"kid": kid} if kid else None
-    return jwt.encode(supabase_claims(sub, email, exp_in=exp_in, **extra), key if key is not None else secret,
-                      algorithm=algorithm, headers=headers)
+    return jwt.encode(
+        supabase_claims(sub, email, exp_in=exp_in, **extra),
+        key if key is not None else secret,
+        algorithm=algorithm,
+        headers=headers,
+    )
 
 
-def backend_token(sub: str = "user-1", email: str = "parent@family.test", *, role: str = "parent",
-                  secret: str = JWT_SECRET, exp_in: int = 3600, **extra) -> str:
+def backend_token(
+    sub: str = "user-1",
+    email: str = "parent@family.test",
+    *,
+    role: str = "parent",
+    secret: str = JWT_SECRET,
+    exp_in: int = 3600,
+    **extra,
+) -> str:
     """One of our own tokens, as `/auth/exchange` would mint it (override claims to break it)."""
     from webapi.security import OUR_AUDIENCE, OUR_ISSUER
 
     now = int(time.time())
-    claims = {"sub": sub, "email": email, "role": role, "iat": now, "exp": now + exp_in,
-              "iss": OUR_ISSUER, "aud": OUR_AUDIENCE}
+    claims = {"sub": sub, "email": email, "role": role, "iat": now, "exp": now + exp_in, "iss": OUR_ISSUER, "aud": OUR_AUDIENCE}
     claims.update(extra)
     claims = {name: value for name, value in claims.items() if value is not None}
     return jwt.encode(claims, secret, algorithm="HS256")
@@ -90,9 +108,7 @@ def ec_key():
 
 def public_pem(private_key) -> bytes:
     """The PEM of a private key's public half."""
-    return private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return private_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def jwk(private_key, kid: str) -> dict:
@@ -132,7 +148,7 @@ class JWKSServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/auth/v1/.well-known/jwks.json"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> "JWKSServer":
+    def __enter__(self) -> JWKSServer:
         self.thread.start()
         return self
 

@@ -44,14 +44,27 @@ class Gunicorn:
         self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [sys.executable, "-m", "studioctl.main", "serve", "--host", "127.0.0.1",
-                        "--port", str(self.port), "--workers", str(workers), "--threads", str(threads)]
+        self.command = [
+            sys.executable,
+            "-m",
+            "studioctl.main",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+        ]
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> "Gunicorn":
+    def __enter__(self) -> Gunicorn:
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command, cwd=self.log_path.parent, env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command, cwd=self.log_path.parent, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         try:
             wait_for_port(self.port, timeout=30, process=self.process)
             wait_until_ok(f"{self.url}/healthz", timeout=30)
@@ -95,8 +108,9 @@ class Answer:
 def call(method: str, url: str, body: dict | None = None, headers: dict | None = None, timeout: float = 60) -> Answer:
     """One HTTP request; 4xx/5xx are answers too (never raised)."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw, status, got = response.read(), response.status, dict(response.headers)

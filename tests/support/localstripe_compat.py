@@ -71,15 +71,18 @@ class Price(StripeObject):
     object = "price"
     _id_prefix = "price_"
 
-    def __init__(self, product=None, unit_amount=None, currency=None, recurring=None, metadata=None,
-                 nickname=None, active=True, **kwargs):
+    def __init__(
+        self, product=None, unit_amount=None, currency=None, recurring=None, metadata=None, nickname=None, active=True, **kwargs
+    ):
         if kwargs:
             raise UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
         unit_amount = resources.try_convert_to_int(unit_amount)
         if not isinstance(product, str) or not isinstance(unit_amount, int) or unit_amount < 0 or not currency:
             raise UserError(400, "Bad request")
         resources.Product._api_retrieve(product)
-        if recurring is not None and (not isinstance(recurring, dict) or recurring.get("interval") not in ("day", "week", "month", "year")):
+        if recurring is not None and (
+            not isinstance(recurring, dict) or recurring.get("interval") not in ("day", "week", "month", "year")
+        ):
             raise UserError(400, "Bad request")
         super().__init__()
         self.product = product
@@ -91,9 +94,15 @@ class Price(StripeObject):
         self.nickname = nickname
         self.active = True
         if recurring:
-            Plan(id=self.id, product=product, amount=unit_amount, currency=currency,
-                 interval=recurring["interval"], interval_count=int(recurring.get("interval_count", 1)),
-                 metadata=self.metadata)
+            Plan(
+                id=self.id,
+                product=product,
+                amount=unit_amount,
+                currency=currency,
+                interval=recurring["interval"],
+                interval_count=int(recurring.get("interval_count", 1)),
+                metadata=self.metadata,
+            )
 
 
 # 2. items[].price → items[].plan
@@ -140,6 +149,7 @@ resources.schedule_webhook = _schedule_webhook
 # 6. persistence
 def use_pickle_path(path: str | None) -> None:
     """Persist the store at `path` (None: keep everything in memory)."""
+
     def dump(self):
         if path:
             with open(path, "wb") as handle:
@@ -208,13 +218,17 @@ async def fault_middleware(request, handler):
                     await handler(request)
                 failure = web.json_response(
                     {"error": {"type": fault.get("type") or "api_error", "message": "injected failure"}},
-                    status=fault.get("status", 500))
+                    status=fault.get("status", 500),
+                )
                 if fault.get("should_retry") is not None:
                     failure.headers["Stripe-Should-Retry"] = str(fault["should_retry"]).lower()
                 key = request.headers.get("Idempotency-Key")
                 if fault.get("remember") and key:  # Stripe replays the stored answer of a key, 500s included
                     _idempotent[(request.headers.get("Authorization", ""), key)] = (
-                        failure.status, bytes(failure.body), failure.content_type)
+                        failure.status,
+                        bytes(failure.body),
+                        failure.content_type,
+                    )
                 return failure
             response = await handler(request)
             if fault.get("delay_after"):
@@ -319,15 +333,31 @@ async def _create_dispute(request):
     dispute_id = body.get("id") or "dp_" + resources.random_id(24)
     created = int(body.get("created") or charge.created)
     _disputes[dispute_id] = {
-        "id": dispute_id, "object": "dispute", "amount": int(body.get("amount") or charge.amount),
-        "balance_transactions": [], "charge": charge.id, "created": created, "currency": charge.currency,
+        "id": dispute_id,
+        "object": "dispute",
+        "amount": int(body.get("amount") or charge.amount),
+        "balance_transactions": [],
+        "charge": charge.id,
+        "created": created,
+        "currency": charge.currency,
         "evidence": {"customer_email_address": None, "customer_name": None, "uncategorized_text": None},
-        "evidence_details": {"due_by": int(body.get("due_by") or created + 21 * 86400), "has_evidence": False,
-                             "past_due": False, "submission_count": 0, "enhanced_eligibility": {}},
-        "is_charge_refundable": False, "livemode": False, "metadata": {}, "payment_intent": charge.payment_intent,
-        "payment_method_details": {"card": {"brand": "visa", "case_type": "chargeback", "network_reason_code": "10.4",
-                                            "network": "visa"}, "type": "card"},
-        "reason": body.get("reason") or "fraudulent", "status": body.get("status") or "needs_response",
+        "evidence_details": {
+            "due_by": int(body.get("due_by") or created + 21 * 86400),
+            "has_evidence": False,
+            "past_due": False,
+            "submission_count": 0,
+            "enhanced_eligibility": {},
+        },
+        "is_charge_refundable": False,
+        "livemode": False,
+        "metadata": {},
+        "payment_intent": charge.payment_intent,
+        "payment_method_details": {
+            "card": {"brand": "visa", "case_type": "chargeback", "network_reason_code": "10.4", "network": "visa"},
+            "type": "card",
+        },
+        "reason": body.get("reason") or "fraudulent",
+        "status": body.get("status") or "needs_response",
         "enhanced_eligibility_types": [],
     }
     charge.disputed = True
@@ -357,8 +387,12 @@ async def _fail_setup_intent(request):
     intent = SetupIntent._api_retrieve(request.match_info["id"])
     body = await request.json()
     intent.status, intent.next_action, intent.payment_method = "requires_payment_method", None, None
-    intent.last_setup_error = {"type": "card_error", "code": body.get("code") or "card_declined",
-                               "decline_code": body.get("decline_code"), "message": body["message"]}
+    intent.last_setup_error = {
+        "type": "card_error",
+        "code": body.get("code") or "card_declined",
+        "decline_code": body.get("decline_code"),
+        "message": body["message"],
+    }
     store.dump_to_disk()
     return server.json_response(intent._export())
 

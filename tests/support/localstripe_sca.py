@@ -159,7 +159,8 @@ async def _authenticate_setup_intent(request):
     else:
         intent.status = "requires_payment_method"
         intent.last_setup_error = {
-            "code": "setup_intent_authentication_failure", "type": "card_error",
+            "code": "setup_intent_authentication_failure",
+            "type": "card_error",
             "message": "The latest attempt to set up the payment method has failed because authentication failed.",
         }
         intent.payment_method = None
@@ -182,11 +183,18 @@ async def sca_middleware(request, handler):
         off_session = resources.try_convert_to_bool(data.get("off_session"))
         body = json.loads(response.body)
         if off_session is True and body.get("status") == "requires_action":
-            return web.json_response({"error": {
-                "type": "card_error", "code": "authentication_required", "decline_code": "authentication_required",
-                "message": "Your card was declined. This transaction requires authentication.",
-                "payment_intent": body,
-            }}, status=402)
+            return web.json_response(
+                {
+                    "error": {
+                        "type": "card_error",
+                        "code": "authentication_required",
+                        "decline_code": "authentication_required",
+                        "message": "Your card was declined. This transaction requires authentication.",
+                        "payment_intent": body,
+                    }
+                },
+                status=402,
+            )
     match = _CONFIRM_SETUP.match(request.path)
     if match:
         intent = SetupIntent._api_retrieve(match.group(1))

@@ -42,16 +42,24 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 # Mailjet's message ids are large integers (MessageID in a v3.1 answer = ID in /v3/REST/message).
 FIRST_MESSAGE_ID = 288230376151711744
 
-REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
-           503: "Service Unavailable", 504: "Gateway Timeout"}
+REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
 
 
 class _Dropped(Exception):
@@ -88,11 +96,16 @@ class MailjetStub:
                 if self.path != "/v3.1/send":
                     return self._error(404, "v3.1", "Not found")
                 if not authorized:
-                    return self._error(401, "v3.1", "API key authentication/authorization failure. You may be "
-                                                    "unauthorized to access the API or your API key may be expired.")
+                    return self._error(
+                        401,
+                        "v3.1",
+                        "API key authentication/authorization failure. You may be "
+                        "unauthorized to access the API or your API key may be expired.",
+                    )
                 if not isinstance(body.get("Messages"), list):
-                    return self._error(400, "v3.1", "Malformed JSON, please review the syntax and properties types.",
-                                       ErrorCode="mj-0002")
+                    return self._error(
+                        400, "v3.1", "Malformed JSON, please review the syntax and properties types.", ErrorCode="mj-0002"
+                    )
                 self._answer_send(answer, body["Messages"])
 
             def _answer_send(self, answer, messages: list[dict]):
@@ -110,23 +123,54 @@ class MailjetStub:
                         time.sleep(float(answer.split(":", 1)[1]))
                         raise _Dropped
                     if answer == "error":
-                        return self._reply(200, {"Messages": [{
-                            "Status": "error", "CustomID": message.get("CustomID", ""),
-                            "Errors": [{"ErrorIdentifier": str(uuid.uuid4()), "ErrorCode": "send-0003", "StatusCode": 400,
-                                        "ErrorMessage": "\"To\" is an invalid email address.",
-                                        "ErrorRelatedTo": ["To[0].Email"]}],
-                        } for message in messages]})
+                        return self._reply(
+                            200,
+                            {
+                                "Messages": [
+                                    {
+                                        "Status": "error",
+                                        "CustomID": message.get("CustomID", ""),
+                                        "Errors": [
+                                            {
+                                                "ErrorIdentifier": str(uuid.uuid4()),
+                                                "ErrorCode": "send-0003",
+                                                "StatusCode": 400,
+                                                "ErrorMessage": '"To" is an invalid email address.',
+                                                "ErrorRelatedTo": ["To[0].Email"],
+                                            }
+                                        ],
+                                    }
+                                    for message in messages
+                                ]
+                            },
+                        )
                     if answer == "success" or (isinstance(answer, str) and answer.startswith("delay:")):
                         accepted = stub._accept(messages)  # in Mailjet's hands from now on, whatever the answer
                         if answer != "success":
                             time.sleep(float(answer.split(":", 1)[1]))
-                        return self._reply(200, {"Messages": [{
-                            "Status": "success", "CustomID": message["CustomID"],
-                            "To": [{"Email": to["Email"], "MessageUUID": message["UUID"], "MessageID": message["ID"],
-                                    "MessageHref": f"{stub.url}v3/REST/message/{message['ID']}"}
-                                   for to in message["To"]],
-                            "Cc": [], "Bcc": [],
-                        } for message in accepted]})
+                        return self._reply(
+                            200,
+                            {
+                                "Messages": [
+                                    {
+                                        "Status": "success",
+                                        "CustomID": message["CustomID"],
+                                        "To": [
+                                            {
+                                                "Email": to["Email"],
+                                                "MessageUUID": message["UUID"],
+                                                "MessageID": message["ID"],
+                                                "MessageHref": f"{stub.url}v3/REST/message/{message['ID']}",
+                                            }
+                                            for to in message["To"]
+                                        ],
+                                        "Cc": [],
+                                        "Bcc": [],
+                                    }
+                                    for message in accepted
+                                ]
+                            },
+                        )
                     return self._error(int(answer), "v3.1", f"scripted {answer}")
                 except _Dropped:
                     self._drop()
@@ -137,7 +181,11 @@ class MailjetStub:
                 authorized = self.headers.get("Authorization") == stub._authorization
                 with stub.lock:
                     stub.lookups.append({"path": url.path, "query": query, "headers": dict(self.headers)})
-                    answer = stub.lookup_script.pop(0) if stub.lookup_script and authorized and url.path == "/v3/REST/message" else "found"
+                    answer = (
+                        stub.lookup_script.pop(0)
+                        if stub.lookup_script and authorized and url.path == "/v3/REST/message"
+                        else "found"
+                    )
                 if url.path != "/v3/REST/message":
                     return self._error(404, "v3", "Object not found")
                 if not authorized:
@@ -148,11 +196,15 @@ class MailjetStub:
                 if answer not in ("found", "lag"):
                     return self._error(int(answer), "v3", f"scripted {answer}")
                 with stub.lock:
-                    found = [] if answer == "lag" else [
-                        {key: value for key, value in message.items() if key != "To"}
-                        for message in stub.messages
-                        if "CustomID" not in query or message["CustomID"] == query["CustomID"]
-                    ]
+                    found = (
+                        []
+                        if answer == "lag"
+                        else [
+                            {key: value for key, value in message.items() if key != "To"}
+                            for message in stub.messages
+                            if "CustomID" not in query or message["CustomID"] == query["CustomID"]
+                        ]
+                    )
                 self._reply(200, {"Count": len(found), "Data": found, "Total": len(found)})
 
             def _error(self, status: int, version: str, message: str, **extra):
@@ -192,10 +244,13 @@ class MailjetStub:
         with self.lock:
             for message in messages:
                 record = {
-                    "ID": FIRST_MESSAGE_ID + len(self.messages), "UUID": str(uuid.uuid4()),
-                    "CustomID": message.get("CustomID", ""), "Status": "queued",
-                    "ArrivedAt": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "Subject": message.get("Subject", ""), "AttemptCount": 0,
+                    "ID": FIRST_MESSAGE_ID + len(self.messages),
+                    "UUID": str(uuid.uuid4()),
+                    "CustomID": message.get("CustomID", ""),
+                    "Status": "queued",
+                    "ArrivedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "Subject": message.get("Subject", ""),
+                    "AttemptCount": 0,
                     "From": (message.get("From") or {}).get("Email", ""),
                     "To": [{"Email": to.get("Email", "")} for to in message.get("To", [])],
                 }
@@ -203,7 +258,7 @@ class MailjetStub:
                 accepted.append(record)
         return accepted
 
-    def start(self) -> "MailjetStub":
+    def start(self) -> MailjetStub:
         self.thread.start()
         return self
 

@@ -43,7 +43,7 @@ class CuttingProxy:
         with self.lock:
             self.pattern = pattern
 
-    def __enter__(self) -> "CuttingProxy":
+    def __enter__(self) -> CuttingProxy:
         self.thread.start()
         return self
 

@@ -44,8 +44,9 @@ def wait_for_port(port: int, *, timeout: float = 15.0, process: subprocess.Popen
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
-def stop_process(process: subprocess.Popen | None, *, sig: int = signal.SIGTERM, timeout: float = 15.0,
-                 group: bool = False) -> None:
+def stop_process(
+    process: subprocess.Popen | None, *, sig: int = signal.SIGTERM, timeout: float = 15.0, group: bool = False
+) -> None:
     """Stop a process we started: `sig`, then SIGKILL once `timeout` seconds have passed.
 
     `group=True` signals its whole process group (a process started with

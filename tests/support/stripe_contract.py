@@ -41,8 +41,9 @@ import re
 import threading
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import typing_extensions
 
@@ -306,8 +307,7 @@ def describe(tp: Any) -> str:
         return "map"
     if typing_extensions.is_typeddict(tp):
         return "object"
-    names = {str: "string", int: "integer", bool: "boolean", float: "number", decimal.Decimal: "decimal",
-             type(None): "null"}
+    names = {str: "string", int: "integer", bool: "boolean", float: "number", decimal.Decimal: "decimal", type(None): "null"}
     return names.get(tp, getattr(tp, "__name__", repr(tp)))
 
 
@@ -347,8 +347,13 @@ def _type_kind(tp: Any) -> str:
         return _type_kind(typing_extensions.get_args(tp)[0])
     if origin in (list, typing.List):  # noqa: UP006
         return "list"
-    if origin in (dict, typing.Dict) or origin is _untyped_stripe_object() or tp is _untyped_stripe_object() \
-            or typing_extensions.is_typeddict(tp) or tp is dict:  # noqa: UP006
+    if (
+        origin in (dict, typing.Dict)  # noqa: UP006 (a runtime check: both spellings occur)
+        or origin is _untyped_stripe_object()
+        or tp is _untyped_stripe_object()
+        or typing_extensions.is_typeddict(tp)
+        or tp is dict
+    ):  # noqa: UP006
         return "object"
     if tp is Any:
         return "any"
@@ -367,8 +372,9 @@ def _scalar_ok(tp: Any, value: Any) -> bool:
             return bool(_INT.match(value))
         return isinstance(value, int) and not isinstance(value, bool)
     if tp in (float, decimal.Decimal):
-        return (isinstance(value, (int, float)) and not isinstance(value, bool)) or \
-            (isinstance(value, str) and bool(_NUMBER.match(value)))
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
+            isinstance(value, str) and bool(_NUMBER.match(value))
+        )
     if tp is type(None):
         return value is None
     return False
@@ -391,8 +397,11 @@ def problems_of(tp: Any, value: Any, path: str) -> list[str]:
         # Only one member has the shape of the value (an object, a list): its own problems
         # (an unknown key deep inside) say more than "expected X or Y".
         kind = _kind(value)
-        shaped = [problems for arg, problems in zip(args, found)
-                  if _type_kind(arg) == kind or (kind == "list-or-object" and _type_kind(arg) in ("list", "object"))]
+        shaped = [
+            problems
+            for arg, problems in zip(args, found, strict=True)
+            if _type_kind(arg) == kind or (kind == "list-or-object" and _type_kind(arg) in ("list", "object"))
+        ]
         if shaped and all(problems == shaped[0] for problems in shaped):  # Dict[str, str] | UntypedStripeObject[str]
             return shaped[0]
         return [f"{path}: expected {describe(tp)}, got {_shown(value)}"]
@@ -465,16 +474,16 @@ def check_headers(headers: Mapping[str, str] | None) -> list[str]:
     return []
 
 
-def check_request(method: str, path: str, params: Mapping[str, Any],
-                  headers: Mapping[str, str] | None = None) -> list[str]:
+def check_request(method: str, path: str, params: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> list[str]:
     """Every problem of one request to Stripe's API ([] for exempt requests)."""
     if is_exempt(method, path, headers):
         return []
     problems = check_headers(headers)
     route = route_for(method, path)
     if route is None:
-        return problems + [f"no route {method.upper()} {path} in tests/support/stripe_contract.py ROUTES "
-                           "(add the call's params type there)"]
+        return problems + [
+            f"no route {method.upper()} {path} in tests/support/stripe_contract.py ROUTES (add the call's params type there)"
+        ]
     return problems + check_params(route.params_type(), params)
 
 
@@ -491,8 +500,14 @@ class Recorder:
         self.violations: list[dict] = []
         self._exit_hook = False
 
-    def record(self, method: str, path: str, params: Mapping[str, Any], headers: Mapping[str, str] | None,
-               decode_problems: list[str] | None = None) -> list[str]:
+    def record(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any],
+        headers: Mapping[str, str] | None,
+        decode_problems: list[str] | None = None,
+    ) -> list[str]:
         """Check one request; keep and log its violation, if any. Returns its problems."""
         if is_exempt(method, path, headers):
             return []

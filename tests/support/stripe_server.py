@@ -22,7 +22,9 @@ from contextlib import contextmanager
 from tests.support.processes import ROOT, free_port, stop_process, wait_for_port
 
 
-def start_subprocess(port: int | None = None, *, pickle_path: str | None = None, log_path: str | None = None) -> tuple[subprocess.Popen, str]:
+def start_subprocess(
+    port: int | None = None, *, pickle_path: str | None = None, log_path: str | None = None
+) -> tuple[subprocess.Popen, str]:
     """Start the server in a child process; returns (process, base URL)."""
     port = port or free_port()
     command = [sys.executable, "-m", "tests.support.stripe_server", "--port", str(port)]
@@ -70,8 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from aiohttp import web
-
     from localstripe.webhooks import register_webhook as register
+
     from tests.support.localstripe_compat import build_app
 
     app = build_app(pickle_path=args.pickle)

@@ -21,53 +21,127 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 from tests.support import stripe_contract
 
 
-def invoice(invoice_id: str, *, subscription: str, customer: str, payment_intent: str, status: str = "open",
-            client_secret: str | None = None, hosted_invoice_url: str | None = None) -> dict:
+def invoice(
+    invoice_id: str,
+    *,
+    subscription: str,
+    customer: str,
+    payment_intent: str,
+    status: str = "open",
+    client_secret: str | None = None,
+    hosted_invoice_url: str | None = None,
+) -> dict:
     """An invoice in today's shape (no `payment_intent`, no `subscription` at the top)."""
     now = int(time.time())
     return {
-        "id": invoice_id, "object": "invoice", "customer": customer, "status": status, "currency": "usd",
-        "amount_due": 12000, "amount_paid": 12000 if status == "paid" else 0, "billing_reason": "subscription_cycle",
-        "collection_method": "charge_automatically", "created": now, "livemode": False, "metadata": {},
+        "id": invoice_id,
+        "object": "invoice",
+        "customer": customer,
+        "status": status,
+        "currency": "usd",
+        "amount_due": 12000,
+        "amount_paid": 12000 if status == "paid" else 0,
+        "billing_reason": "subscription_cycle",
+        "collection_method": "charge_automatically",
+        "created": now,
+        "livemode": False,
+        "metadata": {},
         "hosted_invoice_url": hosted_invoice_url,
-        "parent": {"type": "subscription_details", "quote_details": None,
-                   "subscription_details": {"metadata": {}, "subscription": subscription}},
+        "parent": {
+            "type": "subscription_details",
+            "quote_details": None,
+            "subscription_details": {"metadata": {}, "subscription": subscription},
+        },
         "confirmation_secret": {"client_secret": client_secret, "type": "payment_intent"} if client_secret else None,
-        "_payments": {"object": "list", "has_more": False, "url": f"/v1/invoices/{invoice_id}/payments", "data": [{
-            "id": f"inpay_{invoice_id}", "object": "invoice_payment", "invoice": invoice_id, "is_default": True,
-            "amount_requested": 12000, "amount_paid": None, "currency": "usd", "status": "open", "livemode": False,
-            "payment": {"type": "payment_intent", "payment_intent": payment_intent},
-            "status_transitions": {"canceled_at": None, "paid_at": None}, "created": now,
-        }]},
+        "_payments": {
+            "object": "list",
+            "has_more": False,
+            "url": f"/v1/invoices/{invoice_id}/payments",
+            "data": [
+                {
+                    "id": f"inpay_{invoice_id}",
+                    "object": "invoice_payment",
+                    "invoice": invoice_id,
+                    "is_default": True,
+                    "amount_requested": 12000,
+                    "amount_paid": None,
+                    "currency": "usd",
+                    "status": "open",
+                    "livemode": False,
+                    "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+                    "status_transitions": {"canceled_at": None, "paid_at": None},
+                    "created": now,
+                }
+            ],
+        },
     }
 
 
-def payment_intent(intent_id: str, *, customer: str, status: str, client_secret: str, metadata: dict | None = None,
-                   last_payment_error: dict | None = None) -> dict:
+def payment_intent(
+    intent_id: str,
+    *,
+    customer: str,
+    status: str,
+    client_secret: str,
+    metadata: dict | None = None,
+    last_payment_error: dict | None = None,
+) -> dict:
     """A PaymentIntent in today's shape (`latest_charge`, no `charges` list)."""
     return {
-        "id": intent_id, "object": "payment_intent", "amount": 12000, "currency": "usd", "customer": customer,
-        "status": status, "client_secret": client_secret, "metadata": metadata or {}, "latest_charge": None,
-        "last_payment_error": last_payment_error, "livemode": False, "created": int(time.time()),
+        "id": intent_id,
+        "object": "payment_intent",
+        "amount": 12000,
+        "currency": "usd",
+        "customer": customer,
+        "status": status,
+        "client_secret": client_secret,
+        "metadata": metadata or {},
+        "latest_charge": None,
+        "last_payment_error": last_payment_error,
+        "livemode": False,
+        "created": int(time.time()),
         "next_action": {"type": "use_stripe_sdk", "use_stripe_sdk": {}} if status == "requires_action" else None,
-        "payment_method_types": ["card"], "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+        "payment_method_types": ["card"],
+        "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
     }
 
 
-def subscription(subscription_id: str, *, customer: str, status: str, pause_collection: dict | None = None,
-                 enrollment_id: int | None = None) -> dict:
+def subscription(
+    subscription_id: str, *, customer: str, status: str, pause_collection: dict | None = None, enrollment_id: int | None = None
+) -> dict:
     """A subscription in today's shape: the period on its items, none on the subscription."""
     now = int(time.time())
     return {
-        "id": subscription_id, "object": "subscription", "customer": customer, "status": status,
-        "pause_collection": pause_collection, "cancel_at_period_end": False, "livemode": False, "created": now,
+        "id": subscription_id,
+        "object": "subscription",
+        "customer": customer,
+        "status": status,
+        "pause_collection": pause_collection,
+        "cancel_at_period_end": False,
+        "livemode": False,
+        "created": now,
         "metadata": {"enrollment_id": str(enrollment_id)} if enrollment_id else {},
-        "items": {"object": "list", "has_more": False, "data": [{
-            "id": f"si_{subscription_id}", "object": "subscription_item", "current_period_start": now,
-            "current_period_end": now + 30 * 86400, "quantity": 1, "subscription": subscription_id,
-            "price": {"id": "price_today", "object": "price", "currency": "usd", "unit_amount": 12000,
-                      "recurring": {"interval": "month", "interval_count": 1}},
-        }]},
+        "items": {
+            "object": "list",
+            "has_more": False,
+            "data": [
+                {
+                    "id": f"si_{subscription_id}",
+                    "object": "subscription_item",
+                    "current_period_start": now,
+                    "current_period_end": now + 30 * 86400,
+                    "quantity": 1,
+                    "subscription": subscription_id,
+                    "price": {
+                        "id": "price_today",
+                        "object": "price",
+                        "currency": "usd",
+                        "unit_amount": 12000,
+                        "recurring": {"interval": "month", "interval_count": 1},
+                    },
+                }
+            ],
+        },
     }
 
 
@@ -92,8 +166,16 @@ class TodayStripe:
                 stand_in.violations += [f"GET {parts.path}: {problem}" for problem in problems]
                 found = stand_in.objects.get(parts.path)
                 if found is None:
-                    return self._reply(404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
-                                                       "message": f"No such object: {parts.path}"}})
+                    return self._reply(
+                        404,
+                        {
+                            "error": {
+                                "type": "invalid_request_error",
+                                "code": "resource_missing",
+                                "message": f"No such object: {parts.path}",
+                            }
+                        },
+                    )
                 expand = parse_qs(parts.query).get("expand[]", []) + parse_qs(parts.query).get("expand[0]", [])
                 shown = {key: value for key, value in found.items() if not key.startswith("_")}
                 if "payments" in expand and "_payments" in found:
@@ -124,7 +206,7 @@ class TodayStripe:
         self.objects[f"/v1/{resource}/{obj['id']}"] = obj
         return obj
 
-    def __enter__(self) -> "TodayStripe":
+    def __enter__(self) -> TodayStripe:
         self.thread.start()
         return self
 

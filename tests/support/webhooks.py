@@ -20,8 +20,14 @@ def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
 
 def event(type: str, obj: dict, *, event_id: str | None = None, api_version: str = "2026-10-28.clover") -> dict:
     """A Stripe event wrapping a snapshot of `obj`."""
-    return {"id": event_id or f"evt_test_{next(_counter)}_{int(time.time() * 1000)}", "object": "event",
-            "type": type, "api_version": api_version, "created": int(time.time()), "data": {"object": obj}}
+    return {
+        "id": event_id or f"evt_test_{next(_counter)}_{int(time.time() * 1000)}",
+        "object": "event",
+        "type": type,
+        "api_version": api_version,
+        "created": int(time.time()),
+        "data": {"object": obj},
+    }
 
 
 def post(client, payload: dict, secret: str, *, signature: str | None = None):
