@@ -23,7 +23,7 @@ from models.people import Payee
 from tests.support import cli, webhooks
 from tests.support.booking import active_booking, add_card, provisional_booking
 from tests.support.fixtures import WEBHOOK_SECRET
-from workers.stripe_gateway import _id
+from workers.stripe_gateway import object_id
 
 pytestmark = pytest.mark.slow
 ADMIN = "admin@studio.test"
@@ -69,7 +69,7 @@ def _charge_of(stripe_env, enrollment: Enrollment) -> dict:
     """The charge that paid an enrollment's first invoice (a subscription) or its semester."""
     stripe = stripe_env.client()
     intent_id = enrollment.stripe_payment_intent_id or stripe.v1.invoices.retrieve(enrollment.stripe_invoice_id).payment_intent
-    charge_id = _id(stripe.v1.payment_intents.retrieve(intent_id).to_dict()["latest_charge"])
+    charge_id = object_id(stripe.v1.payment_intents.retrieve(intent_id).to_dict()["latest_charge"])
     return stripe.v1.charges.retrieve(charge_id).to_dict()
 
 
@@ -214,10 +214,10 @@ def test_our_own_refund_of_a_late_charge_is_recorded_without_a_dashboard_alert(s
         expire_provisional_holds(unit, now=utcnow() + timedelta(days=1))
     assert undo_orphan_charges(enrollment.id) == "undone"
     assert len(_alerts(session, f"late_charge:{enrollment.id}")) == 1
-    [refund] = [r.to_dict() for r in stripe_env.client().v1.refunds.list({"charge": _id(intent["latest_charge"])}).data]
+    [refund] = [r.to_dict() for r in stripe_env.client().v1.refunds.list({"charge": object_id(intent["latest_charge"])}).data]
     assert refund["metadata"] == {"source": "studio"}
 
-    charge = stripe_env.client().v1.charges.retrieve(_id(intent["latest_charge"])).to_dict()
+    charge = stripe_env.client().v1.charges.retrieve(object_id(intent["latest_charge"])).to_dict()
     assert _deliver(session, client, task_queue, ("charge.refunded", charge)) == ["processed"]
     [row] = session.exec(select(StripeRefund)).all()
     assert (row.stripe_refund_id, row.enrollment_id, row.payee_id, row.amount_cents) == (

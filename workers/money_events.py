@@ -30,10 +30,10 @@ from models.people import Payee
 from workers.stripe_gateway import (
     StripeGateway,
     TerminalStripeError,
-    _id,
     enrollment_id_of,
     invoice_subscription_id,
     is_not_found,
+    object_id,
 )
 
 ACTOR = "worker"
@@ -62,11 +62,11 @@ def _whose_payment(gateway: StripeGateway, charge: dict) -> dict:
     metadata and (2017 shape) invoice, then the invoice's subscription and its metadata. The
     current API names no invoice on charges or PaymentIntents: a subscription's charge is
     found there by the links we stored only (its first invoice's PaymentIntent is not one)."""
-    customer_id = _id(charge.get("customer"))
+    customer_id = object_id(charge.get("customer"))
     clues: dict[str, Any] = {
         "enrollment_id": enrollment_id_of(charge),
-        "payment_intent_id": _id(charge.get("payment_intent")),
-        "invoice_id": _id(charge.get("invoice")),
+        "payment_intent_id": object_id(charge.get("payment_intent")),
+        "invoice_id": object_id(charge.get("invoice")),
         "subscription_id": None,
     }
 
@@ -77,9 +77,9 @@ def _whose_payment(gateway: StripeGateway, charge: dict) -> dict:
     enrollment_id = known()
     if enrollment_id is None and clues["payment_intent_id"]:
         intent = _reread(gateway.retrieve_payment_intent, clues["payment_intent_id"]) or {}
-        customer_id = customer_id or _id(intent.get("customer"))
+        customer_id = customer_id or object_id(intent.get("customer"))
         clues["enrollment_id"] = clues["enrollment_id"] or enrollment_id_of(intent)
-        clues["invoice_id"] = clues["invoice_id"] or _id(intent.get("invoice"))
+        clues["invoice_id"] = clues["invoice_id"] or object_id(intent.get("invoice"))
         enrollment_id = known()
     if enrollment_id is None and clues["invoice_id"]:
         clues["subscription_id"] = invoice_subscription_id(_reread(gateway.retrieve_invoice, clues["invoice_id"]) or {})
@@ -108,7 +108,7 @@ def on_dispute(gateway: StripeGateway, obj: dict) -> str:
     dispute = _reread(gateway.retrieve_dispute, obj["id"])
     if dispute is None:
         return "ignored"
-    charge_id = _id(dispute.get("charge"))
+    charge_id = object_id(dispute.get("charge"))
     charge = (_reread(gateway.retrieve_charge, charge_id) if charge_id else None) or {"id": charge_id}
     whose = _whose_payment(gateway, charge | {"payment_intent": charge.get("payment_intent") or dispute.get("payment_intent")})
     with session_scope() as session:
@@ -133,7 +133,7 @@ def on_refund(gateway: StripeGateway, obj: dict) -> str:
     """`charge.refunded` (a charge) or `charge.refund.updated` / `refund.*` (a refund): every
     refund of the charge recorded as it is now; the admin told of the ones the studio's code
     did not make (ours carry `metadata.source = studio`, see `refund_payment_intent`)."""
-    charge_id = obj["id"] if obj.get("object", "charge") == "charge" else _id(obj.get("charge"))
+    charge_id = obj["id"] if obj.get("object", "charge") == "charge" else object_id(obj.get("charge"))
     charge = _reread(gateway.retrieve_charge, charge_id) if charge_id else None
     if charge is None:
         return "ignored"
@@ -171,7 +171,7 @@ def on_setup_failed(gateway: StripeGateway, obj: dict) -> str:
     error = intent.get("last_setup_error") or obj.get("last_setup_error") or {}
     payee_ref = (intent.get("metadata") or {}).get("payee_id")
     with session_scope() as session:
-        payee = billing.payee_by_customer(session, _id(intent.get("customer")))
+        payee = billing.payee_by_customer(session, object_id(intent.get("customer")))
         if payee is None and payee_ref and str(payee_ref).isdigit():
             payee = session.get(Payee, int(payee_ref))
         if payee is None:
@@ -211,7 +211,7 @@ def on_payment_method_detached(gateway: StripeGateway, obj: dict) -> str:
     """`payment_method.detached`: families noting this card as their default forget it, unless
     Stripe shows it attached again (a stale event)."""
     method = _reread(gateway.retrieve_payment_method, obj["id"])
-    if method is not None and _id(method.get("customer")):
+    if method is not None and object_id(method.get("customer")):
         return "ignored"
     with session_scope() as session:
         forgotten = billing.forget_default_card(session, payment_method_id=obj["id"], actor=ACTOR)

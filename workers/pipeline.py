@@ -29,7 +29,14 @@ from models.enrollment import ACTION_REQUIRED, HOLD_STATUSES, PROVISIONAL
 from models.errors import DomainError
 from models.outbox import add_dead_letter, queue_admin_alert, queue_email
 from models.payment_action import PaymentAction, await_payment_action
-from workers.stripe_gateway import AuthenticationRequired, StripeGateway, StripeGatewayError, TerminalStripeError
+from workers.stripe_gateway import (
+    AuthenticationRequired,
+    StripeGateway,
+    StripeGatewayError,
+    TerminalStripeError,
+    object_id,
+    payment_client_secret,
+)
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"
@@ -297,7 +304,7 @@ def _await_parent(
 ) -> str:
     """The first payment waits for the parent: `action_required`, with what the app and the email
     need. If the hold ended meanwhile, what Stripe holds is cancelled instead."""
-    secret = ((invoice or {}).get("confirmation_secret") or {}).get("client_secret") or intent.get("client_secret")
+    secret = payment_client_secret(invoice, intent)
     if not secret:
         raise TerminalStripeError(f"payment {intent.get('id')} needs authentication but has no client secret")
     action = PaymentAction(client_secret=secret, url=(invoice or {}).get("hosted_invoice_url"))
@@ -331,8 +338,7 @@ def _await_parent(
 def _subscription_outcome(gateway: StripeGateway, enrollment_id: int, subscription: dict) -> tuple[str, str | None, str | None]:
     """Where a (new or found) subscription stands: ("paid" | "waiting", invoice id, PaymentIntent id).
     A declined first payment cancels it and raises a terminal error."""
-    latest = subscription.get("latest_invoice")
-    invoice_id = latest.get("id") if isinstance(latest, dict) else latest
+    invoice_id = object_id(subscription.get("latest_invoice"))
     if subscription.get("status") in ("active", "trialing"):
         return "paid", invoice_id, None
     if subscription.get("status") == "incomplete" and invoice_id:
@@ -595,7 +601,7 @@ def undo_orphan_charges(enrollment_id: int) -> str:
         enrollment_id,
         subscription_id=subscription["id"] if subscription else None,
         payment_intent_id=payment["id"] if payment else None,
-        invoice_id=latest.get("id") if isinstance(latest, dict) else latest,
+        invoice_id=object_id(latest),
     )
     return "undone"
 

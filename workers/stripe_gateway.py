@@ -410,8 +410,7 @@ class StripeGateway:
             current = self._call(
                 self.v1.subscriptions.cancel, subscription_id, None, self._key(f"subscription-{subscription_id}-cancel")
             )
-        latest = current.get("latest_invoice")
-        latest_id = latest.get("id") if isinstance(latest, dict) else latest
+        latest_id = object_id(current.get("latest_invoice"))
         if latest_id:
             self.void_open_invoice(latest_id)
         return current
@@ -465,27 +464,35 @@ def is_not_found(error: StripeGatewayError) -> bool:
 # Shapes: old (localstripe, API 2017) and new (2025-03-31.basil and later) -------------
 
 
-def _id(value: Any) -> str | None:
+def object_id(value: Any) -> str | None:
+    """The id of an expandable field: the object's `id` when it was expanded, else the id itself."""
     if isinstance(value, dict):
         return value.get("id")
     return value or None
+
+
+def payment_client_secret(invoice: dict | None, intent: dict | None) -> str | None:
+    """The client secret Stripe.js needs to finish a payment: the invoice's `confirmation_secret`
+    (today's API), else the PaymentIntent's own."""
+    secret = ((invoice or {}).get("confirmation_secret") or {}).get("client_secret")
+    return secret or (intent or {}).get("client_secret")
 
 
 def invoice_subscription_id(invoice: dict) -> str | None:
     """An invoice's subscription id: `parent.subscription_details.subscription` (new) or `subscription` (old)."""
     parent = invoice.get("parent") or {}
     details = parent.get("subscription_details") or {}
-    return _id(details.get("subscription")) or _id(invoice.get("subscription"))
+    return object_id(details.get("subscription")) or object_id(invoice.get("subscription"))
 
 
 def invoice_payment_intent_id(invoice: dict) -> str | None:
     """An invoice's PaymentIntent (old shape `payment_intent`; new `payments.data[].payment`)."""
     if invoice.get("payment_intent"):
-        return _id(invoice["payment_intent"])
+        return object_id(invoice["payment_intent"])
     for payment in (invoice.get("payments") or {}).get("data") or []:
         intent = (payment.get("payment") or {}).get("payment_intent")
         if intent:
-            return _id(intent)
+            return object_id(intent)
     return None
 
 

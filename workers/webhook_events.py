@@ -33,6 +33,8 @@ from workers.stripe_gateway import (
     enrollment_id_of,
     invoice_subscription_id,
     note_event_api_version,
+    object_id,
+    payment_client_secret,
 )
 
 log = logging.getLogger(__name__)
@@ -142,8 +144,7 @@ def on_subscription_changed(gateway: StripeGateway, obj: dict) -> Outcome:
 def on_setup_intent_succeeded(gateway: StripeGateway, obj: dict) -> str | Outcome:
     intent = gateway.retrieve_setup_intent(obj["id"])
     customer, method = intent.get("customer"), intent.get("payment_method")
-    customer = customer.get("id") if isinstance(customer, dict) else customer
-    method = method.get("id") if isinstance(method, dict) else method
+    customer, method = object_id(customer), object_id(method)
     if intent.get("status") != "succeeded" or not customer or not method:
         return "ignored"
     gateway.set_default_payment_method(customer, method)
@@ -185,7 +186,7 @@ def on_invoice_payment_action_required(gateway: StripeGateway, obj: dict) -> str
     if not subscription_id or invoice.get("status") != "open" or not awaiting_parent(intent):
         return "ignored"  # paid, voided or failed since: the other events tell
     intent = intent or {}
-    secret = (invoice.get("confirmation_secret") or {}).get("client_secret") or intent.get("client_secret")
+    secret = payment_client_secret(invoice, intent)
     resume = []
     with session_scope() as session:
         for row in dunning.enrollments_by_subscription(session, subscription_id):
