@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Where `studioctl serve` listens unless told otherwise: the calendar URL of an unconfigured API.
+DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
 
 
 class ConfigError(Exception):
@@ -60,6 +64,9 @@ class Settings(BaseSettings):
     ACTION_REQUIRED_HOURS: float = Field(default=24, gt=0, le=7 * 24)
     # The parent app's address; emails link to `<PARENT_APP_URL>/bookings/<id>` when set.
     PARENT_APP_URL: str | None = None
+    # The API's address as parents' calendar apps reach it: calendar URLs are built from it,
+    # never from the request's Host header. Unset: `DEFAULT_PUBLIC_BASE_URL` (`studioctl serve`'s bind).
+    PUBLIC_BASE_URL: str | None = None
     MAX_HOLDS_PER_PAYEE: int = Field(default=3, ge=1, le=100)
     DUNNING_GRACE_DAYS: int = Field(default=7, ge=0, le=90)
     CURRENCY: str = "usd"
@@ -94,6 +101,7 @@ class Settings(BaseSettings):
         "SUPABASE_JWKS_URL",
         "SUPABASE_JWT_ISSUER",
         "PARENT_APP_URL",
+        "PUBLIC_BASE_URL",
         mode="before",
     )
     @classmethod
@@ -123,6 +131,16 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value
+
+    @field_validator("PUBLIC_BASE_URL")
+    @classmethod
+    def _public_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("must be an http:// or https:// URL without a query, e.g. https://api.studio.example")
+        return value.strip().rstrip("/")
 
     @field_validator("EMAIL_BACKEND")
     @classmethod
@@ -185,6 +203,11 @@ class Settings(BaseSettings):
         if self.EMAIL_BACKEND:
             return self.EMAIL_BACKEND
         return "mailjet" if self.MAILJET_API_KEY and self.MAILJET_API_SECRET else "file"
+
+    @property
+    def public_base_url(self) -> str:
+        """Where the API is reached from outside (no trailing slash): `PUBLIC_BASE_URL` or the default."""
+        return self.PUBLIC_BASE_URL or DEFAULT_PUBLIC_BASE_URL
 
     @property
     def tz(self) -> ZoneInfo:

@@ -12,6 +12,8 @@ strings come from `RATELIMIT_AUTH` / `RATELIMIT_BOOKINGS` and can be overridden 
 
 from __future__ import annotations
 
+import logging
+
 from flask import g, request
 from flask_cors import CORS
 from flask_limiter import Limiter
@@ -51,6 +53,10 @@ def _check_settings(settings: Settings) -> None:
         raise ConfigError("configuration error: JWT_SECRET: required by the API (at least 32 characters)")
     if not (settings.SUPABASE_JWT_SECRET or settings.SUPABASE_JWKS_URL):
         raise ConfigError("configuration error: SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL: one is required by the API")
+    if not settings.PUBLIC_BASE_URL:
+        logging.getLogger(__name__).warning(
+            "PUBLIC_BASE_URL is unset: calendar URLs point at %s (set it to the API's public address)", settings.public_base_url
+        )
 
 
 def _user_or_address() -> str:

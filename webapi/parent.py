@@ -92,8 +92,15 @@ def _actor(payee: Payee) -> str:
 # Payee -----------------------------------------------------------------------------------
 
 
+def _calendar_url(token: str) -> str:
+    # From PUBLIC_BASE_URL, never from the request: its Host header (or a script root) is the
+    # client's to choose, and this URL carries the family's secret.
+    path = current_app.url_map.bind("").build("parent.calendar", {"token": token})
+    return _settings().public_base_url + path
+
+
 def _payee_out(payee: Payee) -> dict:
-    calendar_url = url_for("parent.calendar", token=payee.calendar_token, _external=True)
+    calendar_url = _calendar_url(payee.calendar_token)
     return PayeeOut(
         id=payee.id,
         email=payee.email,
