@@ -10,6 +10,7 @@ module sits above `models.attendance`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
@@ -20,30 +21,73 @@ from sqlmodel import Session, func, select
 from models.attendance import TAKEN_STATUSES, MakeUp
 from models.audit import record_audit, snapshot
 from models.base import utcnow
-from models.billing import get_plan
-from models.clock import occurrence_start, studio_today, weekday_label
+from models.billing import FREQUENCIES, Plan
+from models.clock import occurrence_start, slot_label, studio_today, weekday_label
 from models.config import get_settings
-from models.db import is_postgres, lock_row
+from models.db import is_postgres
 from models.enrollment import ACTIVE, HOLD_STATUSES, LIVE_SQL, LIVE_STATUSES, PROVISIONAL, Enrollment
 from models.errors import Invalid, NotFound, SlotTaken, TooManyHolds
-from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument, get_instrument, get_student
+from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument
 from models.scheduling import Semester, SemesterClosure, Timeslot, all_closures, closures_of, slot_dates
 
 BOOKING_HORIZON = timedelta(days=731)  # how far ahead an enrollment may start
 
 
-def _first_lesson_on_or_after(slot: Timeslot, day: date, closures: set[date], semester: Semester | None) -> date:
+def _first_lesson_on_or_after(weekday: int, day: date, closures: set[date], semester: Semester | None) -> date:
     last = semester.ends_on if semester else day + timedelta(days=7 * 60)
-    dates = slot_dates(slot.weekday, day, last, closures)
+    dates = slot_dates(weekday, day, last, closures)
     if not dates:
         raise Invalid("no lesson date left for this slot in the semester", field="start_date")
     return dates[0]
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """What the booking rules read before any lock: one row of `_FACTS`."""
+
+    slot_id: int | None
+    weekday: int
+    start_minute: int
+    slot_active: bool
+    teacher_name: str
+    teacher_active: bool
+    instrument_id: int | None
+    instrument_name: str
+    teaches: bool
+    taken: bool
+    student_id: int | None
+    student_payee_id: int | None
+    student_archived: bool
+    plan_id: int | None
+    plan_active: bool
+    plan_frequency: str | None
+
+    @property
+    def label(self) -> str:
+        return slot_label(self.weekday, self.start_minute)
+
+
+def _read_facts(session: Session, *, timeslot_id: int, instrument: str, plan: str | int | None, student_id: int) -> _Facts:
+    """The slot with its teacher, the instrument, the student and the plan in one statement.
+
+    `plan` is an id or a frequency name (the newest active plan of it), as `get_plan`."""
+    params: dict = {"timeslot_id": timeslot_id, "instrument_name": instrument.strip().lower(), "student_id": student_id}
+    text = "" if plan is None else str(plan).strip().lower()
+    if plan is None:
+        statement = _FACTS_NO_PLAN
+    elif text.isdigit():
+        statement, params["plan_id"] = _FACTS_PLAN_BY_ID, int(text)
+    elif text in FREQUENCIES:
+        statement, params["frequency"] = _FACTS_PLAN_BY_FREQUENCY, text
+    else:
+        raise Invalid(f"plan must be an id or one of {', '.join(FREQUENCIES)}", field="plan")
+    return _Facts(*session.execute(statement, params).one())
+
+
 def _new_enrollment(
     session: Session,
     *,
-    student: Student,
+    student_id: int,
     timeslot_id: int,
     instrument: str,
     plan: str | int | None,
@@ -52,68 +96,81 @@ def _new_enrollment(
     offline: bool,
     now: datetime,
     actor: str,
+    hold_for: Payee | None = None,
 ) -> Enrollment:
+    """The one booking rule behind both doors. `hold_for`: a family's provisional hold (the
+    student must be theirs; their holds are counted under their row lock)."""
     settings = get_settings()
-    # Everything that needs no lock is read first, the checks in the order they always had:
-    # the slot with its teacher, the instrument by name, whether the teacher teaches it and
-    # whether a live enrollment already holds the slot (one statement), the plan, the
-    # semester with its closures. The slot's row lock is then held only for what must be
-    # read under it and the insert, so bookings racing for one slot queue for a short time.
-    row = session.execute(_SLOT_FACTS, {"timeslot_id": timeslot_id, "instrument_name": instrument.strip().lower()}).first()
-    if row is None:  # no such slot: the errors keep their order (instrument, plan, then slot)
-        get_instrument(session, instrument)
-        if plan is not None:
-            get_plan(session, plan)
+    # Everything that needs no lock is read first, in one statement: the slot with its
+    # teacher, the instrument by name, whether the teacher teaches it, whether a live
+    # enrollment already holds the slot, the student and the plan. A slot taken before this
+    # request is answered from it, without any lock. The locks (the family's row, then the
+    # slot's) are then held only for what must be read under them and the inserts.
+    facts = _read_facts(session, timeslot_id=timeslot_id, instrument=instrument, plan=plan, student_id=student_id)
+    if facts.student_id is None or facts.student_archived or (hold_for is not None and facts.student_payee_id != hold_for.id):
+        raise NotFound(f"no student {student_id}", field="student_id")  # as get_student: never Forbidden
+    if facts.slot_id is None:  # no such slot: the errors keep their order (instrument, plan, then slot)
+        if facts.instrument_id is None:
+            raise NotFound(f"no instrument named {instrument!r}", field="instrument")
+        if plan is not None and facts.plan_id is None:
+            raise NotFound(f"no plan {plan!r}", field="plan")
         raise NotFound(f"no timeslot {timeslot_id}", field="timeslot_id")
-    slot, teacher_name, teacher_active, instrument_id, instrument_found, teaches_instrument, taken = row
-    if instrument_id is None:
+    if facts.instrument_id is None:
         raise NotFound(f"no instrument named {instrument!r}", field="instrument")
-    plan_row = get_plan(session, plan) if plan is not None else None
-    if plan_row is not None and not plan_row.active:
-        raise Invalid(f"plan {plan_row.id} is no longer offered", field="plan")
-    if not slot.active or not teacher_active:
-        raise Invalid(f"timeslot {slot.id} is not open for booking", field="timeslot_id")
-    if not teaches_instrument:
-        raise Invalid(f"{teacher_name} does not teach {instrument_found}", field="instrument")
+    if plan is not None and facts.plan_id is None:
+        raise NotFound(f"no plan {plan!r}", field="plan")
+    if plan is not None and not facts.plan_active:
+        raise Invalid(f"plan {facts.plan_id} is no longer offered", field="plan")
+    if not facts.slot_active or not facts.teacher_active:
+        raise Invalid(f"timeslot {facts.slot_id} is not open for booking", field="timeslot_id")
+    if not facts.teaches:
+        raise Invalid(f"{facts.teacher_name} does not teach {facts.instrument_name}", field="instrument")
     today = studio_today(now)
     if start_date is not None:
         if start_date < today:
             raise Invalid(f"start date {start_date} is in the past", field="start_date")
         if start_date > today + BOOKING_HORIZON:
             raise Invalid(f"start date {start_date} is more than {BOOKING_HORIZON.days} days ahead", field="start_date")
-        if start_date.weekday() != slot.weekday:
-            raise Invalid(f"{start_date} is not a {weekday_label(slot.weekday)}", field="start_date")
-        if start_date == today and occurrence_start(today, slot.start_minute, settings.tz) <= now:
-            raise Invalid(f"today's {slot.label} lesson has already started; start next week", field="start_date")
-    if taken:  # a live enrollment was committed before this request: no need to queue for the lock
-        raise SlotTaken(f"timeslot {slot.id} ({slot.label}) is taken")
+        if start_date.weekday() != facts.weekday:
+            raise Invalid(f"{start_date} is not a {weekday_label(facts.weekday)}", field="start_date")
+        if start_date == today and occurrence_start(today, facts.start_minute, settings.tz) <= now:
+            raise Invalid(f"today's {facts.label} lesson has already started; start next week", field="start_date")
+    if facts.taken:  # a live enrollment was committed before this request: no need to queue for the lock
+        raise SlotTaken(f"timeslot {facts.slot_id} ({facts.label}) is taken")
     semester, closures = _semester_with_closures(session, start_date or today)
     if semester and start_date and start_date > semester.ends_on:
         raise Invalid(f"{start_date} is after the semester ends", field="start_date")
     # Without a start date the first lesson is the next one that has not started yet.
-    earliest = today if occurrence_start(today, slot.start_minute, settings.tz) > now else today + timedelta(days=1)
+    earliest = today if occurrence_start(today, facts.start_minute, settings.tz) > now else today + timedelta(days=1)
     first_day = max(start_date or earliest, semester.starts_on if semester else earliest)
-    first_lesson = _first_lesson_on_or_after(slot, first_day, closures, semester)
-    if plan_row is not None and plan_row.frequency == "semester" and semester is None:
+    first_lesson = _first_lesson_on_or_after(facts.weekday, first_day, closures, semester)
+    if facts.plan_frequency == "semester" and semester is None:
         raise Invalid("a semester plan needs a semester", field="plan")
-    # The slot row lock serialises bookings of one slot (SQLite: the unit of work began
-    # IMMEDIATE); the slot is re-read under it (an admin may have closed it meanwhile).
-    slot = lock_row(session, Timeslot, slot.id)
-    if slot is None or not slot.active:
+    # Row locks, always in this order: the family's (serialises its holds: the cap), then
+    # the slot's (serialises bookings of one slot). SQLite: the unit of work began IMMEDIATE.
+    postgres = is_postgres(session)
+    if hold_for is not None and postgres:
+        session.execute(_LOCK_PAYEE, {"payee_id": hold_for.id})
+    slot_active = session.execute(_LOCK_SLOT if postgres else _SLOT_ACTIVE, {"timeslot_id": facts.slot_id}).scalar()
+    if not slot_active:  # an admin closed it meanwhile
         raise Invalid(f"timeslot {timeslot_id} is not open for booking", field="timeslot_id")
-    # A new statement after the lock, so its snapshot holds whatever the previous holder of
-    # the lock committed: a live enrollment of the slot, and the last booked make-up on it
-    # (a booked make-up owns its slot-date: the weekly lessons start after it).
-    live_id, last_makeup = session.execute(_LIVE_AND_LAST_MAKEUP, {"timeslot_id": slot.id}).one()
+    # A new statement after the locks, so its snapshot holds whatever the previous holders of
+    # the locks committed: a live enrollment of the slot, the last booked make-up on it (a
+    # booked make-up owns its slot-date: the weekly lessons start after it), the family's holds.
+    live_id, last_makeup, holds = session.execute(
+        _UNDER_LOCKS, {"timeslot_id": facts.slot_id, "payee_id": hold_for.id if hold_for is not None else 0}
+    ).one()
     if live_id is not None:
-        raise SlotTaken(f"timeslot {slot.id} ({slot.label}) is taken")
+        raise SlotTaken(f"timeslot {facts.slot_id} ({facts.label}) is taken")
+    if hold_for is not None and holds >= settings.MAX_HOLDS_PER_PAYEE:
+        raise TooManyHolds(f"you already hold {holds} provisional bookings (the limit is {settings.MAX_HOLDS_PER_PAYEE})")
     if last_makeup is not None and last_makeup >= first_lesson:
-        first_lesson = _first_lesson_on_or_after(slot, last_makeup + timedelta(days=1), closures, semester)
+        first_lesson = _first_lesson_on_or_after(facts.weekday, last_makeup + timedelta(days=1), closures, semester)
     enrollment = Enrollment(
-        student_id=student.id,
-        timeslot_id=slot.id,
-        instrument_id=instrument_id,
-        plan_id=plan_row.id if plan_row else None,
+        student_id=facts.student_id,
+        timeslot_id=facts.slot_id,
+        instrument_id=facts.instrument_id,
+        plan_id=facts.plan_id,
         semester_id=semester.id if semester else None,
         status=status,
         offline=offline,
@@ -125,7 +182,7 @@ def _new_enrollment(
     # The partial unique index is the last line: the insert does nothing on a live
     # enrollment of the slot, and no row back means the slot is taken.
     if not _insert_unless_slot_live(session, enrollment):
-        raise SlotTaken(f"timeslot {slot.id} ({slot.label}) is taken")
+        raise SlotTaken(f"timeslot {facts.slot_id} ({facts.label}) is taken")
     record_audit(
         session,
         actor=actor,
@@ -136,46 +193,70 @@ def _new_enrollment(
     return enrollment
 
 
-# A student with their family's holds counted (run under the payee's lock): provisional ones and
-# those waiting for a 3-D Secure check, which hold a slot for a day (else a card that always
-# asks would let a family hoard slots past the cap).
-_STUDENT_AND_HOLDS = select(
-    Student,
-    select(func.count(Enrollment.id))
-    .join(Student, Student.id == Enrollment.student_id)
-    .where(Student.payee_id == sa.bindparam("payee_id", type_=sa.Integer), Enrollment.status.in_(HOLD_STATUSES))
-    .scalar_subquery(),
-).where(Student.id == sa.bindparam("student_id", type_=sa.Integer))
-
-
-# The slot with its teacher, the instrument named `:instrument_name`, whether the teacher
-# teaches it and whether a live enrollment holds the slot; read without a lock. Built once:
-# statement building costs more than PostgreSQL's answer.
-_SLOT_FACTS = (
-    select(
-        Timeslot,
+def _facts_statement(plan_on):
+    """`_FACTS` for one way of naming the plan (`plan_on`: the join condition, or None)."""
+    anchor = sa.select(sa.literal(1).label("one")).subquery("anchor")
+    columns = [
+        Timeslot.id,
+        Timeslot.weekday,
+        Timeslot.start_minute,
+        Timeslot.active,
         Teacher.name,
         Teacher.active,
         Instrument.id,
         Instrument.name,
         sa.exists().where(TeacherInstrument.teacher_id == Timeslot.teacher_id, TeacherInstrument.instrument_id == Instrument.id),
         sa.exists().where(Enrollment.timeslot_id == Timeslot.id, Enrollment.status.in_(LIVE_STATUSES)),
+        Student.id,
+        Student.payee_id,
+        Student.archived_at.is_not(None),
+        Plan.id if plan_on is not None else sa.null(),
+        Plan.active if plan_on is not None else sa.false(),
+        Plan.frequency if plan_on is not None else sa.null(),
+    ]
+    statement = (
+        sa.select(*columns)
+        .select_from(anchor)
+        .outerjoin(Timeslot, Timeslot.id == sa.bindparam("timeslot_id", type_=sa.Integer))
+        .outerjoin(Teacher, Teacher.id == Timeslot.teacher_id)
+        .outerjoin(Instrument, Instrument.name == sa.bindparam("instrument_name", type_=sa.String))
+        .outerjoin(Student, Student.id == sa.bindparam("student_id", type_=sa.Integer))
     )
-    .join(Teacher, Teacher.id == Timeslot.teacher_id)
-    .outerjoin(Instrument, Instrument.name == sa.bindparam("instrument_name", type_=sa.String))
-    .where(Timeslot.id == sa.bindparam("timeslot_id", type_=sa.Integer))
+    return statement.outerjoin(Plan, plan_on) if plan_on is not None else statement
+
+
+# The facts of a booking, read without a lock, one statement in all. Built once: statement
+# building costs more than PostgreSQL's answer. One anchor row, everything outer-joined to it,
+# so a missing slot, student, instrument or plan is a NULL, never a missing row.
+_FACTS_NO_PLAN = _facts_statement(None)
+_FACTS_PLAN_BY_ID = _facts_statement(Plan.id == sa.bindparam("plan_id", type_=sa.Integer))
+_FACTS_PLAN_BY_FREQUENCY = _facts_statement(
+    Plan.id
+    == select(Plan.id)
+    .where(Plan.frequency == sa.bindparam("frequency", type_=sa.String), Plan.active.is_(True))
+    .order_by(Plan.id.desc())
+    .limit(1)
+    .scalar_subquery()
 )
+_LOCK_PAYEE = select(Payee.id).where(Payee.id == sa.bindparam("payee_id", type_=sa.Integer)).with_for_update()
+_SLOT_ACTIVE = select(Timeslot.active).where(Timeslot.id == sa.bindparam("timeslot_id", type_=sa.Integer))
+_LOCK_SLOT = _SLOT_ACTIVE.with_for_update()
 
-
-# A live enrollment of slot `:timeslot_id` (its id or NULL) and the latest date of a booked or
-# used make-up on it, in one statement (run under the slot's lock).
-_LIVE_AND_LAST_MAKEUP = select(
+# Read under the locks, one statement: a live enrollment of slot `:timeslot_id` (its id or
+# NULL), the latest date of a booked or used make-up on it, and the holds of family
+# `:payee_id` — provisional ones and those waiting for a 3-D Secure check, which hold a slot
+# for a day (else a card that always asks would let a family hoard slots past the cap).
+_UNDER_LOCKS = select(
     select(Enrollment.id)
     .where(Enrollment.timeslot_id == sa.bindparam("timeslot_id", type_=sa.Integer), Enrollment.status.in_(LIVE_STATUSES))
     .limit(1)
     .scalar_subquery(),
     select(func.max(MakeUp.lesson_date))
     .where(MakeUp.timeslot_id == sa.bindparam("timeslot_id", type_=sa.Integer), MakeUp.status.in_(TAKEN_STATUSES))
+    .scalar_subquery(),
+    select(func.count(Enrollment.id))
+    .join(Student, Student.id == Enrollment.student_id)
+    .where(Student.payee_id == sa.bindparam("payee_id", type_=sa.Integer), Enrollment.status.in_(HOLD_STATUSES))
     .scalar_subquery(),
 )
 
@@ -229,29 +310,19 @@ def hold_slot(
     start_date: date | None = None,
     actor: str,
     now: datetime | None = None,
-    payee_locked: bool = False,
 ) -> Enrollment:
     """Put a provisional hold on a slot for one of `payee`'s students.
 
-    Checks ownership (another family's student is NotFound), the slot (active, teacher
-    teaches the instrument), the hold cap, then inserts the provisional enrollment under
-    the slot's row lock. A taken slot raises SlotTaken. The caller enqueues the booking
-    task after commit.
+    Checks ownership (another family's student is NotFound) and the slot (active, teacher
+    teaches the instrument); a slot already taken raises SlotTaken without taking a lock.
+    Then, under the family's row lock and the slot's, the hold cap (TooManyHolds) and the
+    slot once more, and inserts the provisional enrollment. The caller enqueues the
+    booking task after commit.
     """
     now = now or utcnow()
-    settings = get_settings()
-    # The payee row lock serialises one family's holds (the cap); `payee_locked`: the caller
-    # read `payee` with `payee_for_user(..., lock=True)` in this unit of work.
-    locked_payee = payee if payee_locked else lock_row(session, Payee, payee.id)
-    found = session.execute(_STUDENT_AND_HOLDS, {"student_id": student_id, "payee_id": locked_payee.id}).first()
-    student, holds = found if found is not None else (None, 0)
-    if student is None or student.archived_at is not None or student.payee_id != locked_payee.id:
-        raise NotFound(f"no student {student_id}", field="student_id")  # as get_student: never Forbidden
-    if holds >= settings.MAX_HOLDS_PER_PAYEE:
-        raise TooManyHolds(f"you already hold {holds} provisional bookings (the limit is {settings.MAX_HOLDS_PER_PAYEE})")
     return _new_enrollment(
         session,
-        student=student,
+        student_id=student_id,
         timeslot_id=timeslot_id,
         instrument=instrument,
         plan=plan,
@@ -260,6 +331,7 @@ def hold_slot(
         offline=False,
         now=now,
         actor=actor,
+        hold_for=payee,
     )
 
 
@@ -277,12 +349,11 @@ def assign_enrollment(
 ) -> Enrollment:
     """The admin's door: `offline` (paid outside Stripe) is active at once, else a provisional hold."""
     now = now or utcnow()
-    student = get_student(session, student_id)
     if not offline and plan is None:
         raise Invalid("a plan is needed unless the enrollment is --offline", field="plan")
     return _new_enrollment(
         session,
-        student=student,
+        student_id=student_id,
         timeslot_id=timeslot_id,
         instrument=instrument,
         plan=plan,

@@ -253,9 +253,10 @@ def create_booking(body: BookingCreate, header: BookingHeaders):
     request_fingerprint = fingerprint(body.model_dump(mode="json"))
     try:
         with session_scope() as session:
-            # Read and locked in one statement: serialises the family's idempotent retries and
-            # its holds (the cap) for the rest of this unit of work.
-            payee = _payee(session, lock=True)
+            # With a key, the family's row is locked first: it serialises the family's retries,
+            # so a retry waits for the first attempt and replays its answer. Without one,
+            # `hold_slot` locks it only once the slot is known to be free.
+            payee = _payee(session, lock=bool(key))
             if key:
                 record = stored_response(session, payee_id=payee.id, key=key, request_fingerprint=request_fingerprint)
                 if record is not None:
@@ -269,7 +270,6 @@ def create_booking(body: BookingCreate, header: BookingHeaders):
                 plan=body.plan,
                 start_date=body.start_date,
                 actor=_actor(payee),
-                payee_locked=True,
             )
             answer = BookingAccepted(
                 id=enrollment.id,
