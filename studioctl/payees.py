@@ -103,3 +103,21 @@ def update(
         row = update_payee(session, get_payee(session, payee), name=name, email=email, phone=phone, actor="admin")
         view = payee_view(session, row, with_students=True)
     _show(view, json_output, "updated payee")
+
+
+@app.command("rotate-calendar-token")
+def rotate_calendar_token(payee: PayeeRef, json_output: bool = JsonOption) -> None:
+    """Give a family a new calendar link: the old one (shared or leaked) answers 404 at once.
+
+    The new link is not printed (it is the family's secret): their app shows it.
+
+    Example: studioctl payees rotate-calendar-token sam@family.example
+    """
+    from models.access import rotate_calendar_token as rotate
+    from models.db import session_scope
+    from models.people import get_payee
+    from models.reports import payee_view
+
+    with session_scope() as session:
+        view = payee_view(session, rotate(session, get_payee(session, payee), actor="admin"))
+    _show(view, json_output, "rotated the calendar link: the old one no longer works; the family's app shows the new one")

@@ -344,8 +344,9 @@ def test_calendar_feed_parses_back_with_vtimezone(client, session, studio: Studi
     assert max(starts).date() <= term.ends_on
 
 
-def test_calendar_with_a_wrong_token_is_401(client):
-    assert_problem(client.get("/parent/calendar.ics?token=nope"), 401, "invalid-token")
+def test_calendar_with_a_wrong_token_is_404(client):
+    # A token names a calendar: an unknown (or rotated) one names none.
+    assert_problem(client.get("/parent/calendar.ics?token=nope"), 404, "not-found")
 
 
 # BOLA ------------------------------------------------------------------------------------

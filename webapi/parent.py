@@ -13,6 +13,7 @@ from flask import Response, current_app, g, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
 
 from models import family
+from models.access import rotate_calendar_token
 from models.attendance import book_makeup, eligible_makeup_slots, get_makeup
 from models.base import utcnow
 from models.booking import hold_slot
@@ -20,7 +21,7 @@ from models.calendar import family_calendar
 from models.clock import occurrence_start
 from models.db import after_commit, session_scope
 from models.enrollment import ACTION_REQUIRED, PAST_DUE, Enrollment, archive_student, get_enrollment
-from models.errors import Forbidden, Unauthorized
+from models.errors import Forbidden, NotFound
 from models.idempotency import IdempotencyRace, fingerprint, store_response, stored_response
 from models.people import Payee, Student, add_student, get_student, update_student, upsert_payee_for_user
 from webapi.ics import render_calendar
@@ -32,6 +33,7 @@ from webapi.schemas import (
     BookingPage,
     BookingPath,
     CalendarQuery,
+    CalendarTokenOut,
     MakeupBook,
     MakeupOut,
     MakeupPage,
@@ -377,10 +379,23 @@ def calendar(query: CalendarQuery):
     with session_scope(write=False) as session:
         if query.token:
             payee = family.payee_for_calendar_token(session, query.token)
-            if payee is None:
-                raise Unauthorized("unknown calendar token", type="invalid-token")
+            if payee is None:  # never issued, or rotated away: no calendar lives at this URL
+                raise NotFound("no calendar at this address (the family may have rotated its calendar link)")
         else:
             payee = _payee(session)
         entries = family_calendar(session, payee.id, tz=settings.tz, today=today)
     body = render_calendar(entries, settings, today=today)
     return Response(body, mimetype="text/calendar", headers={"Content-Disposition": 'inline; filename="lessons.ics"'})
+
+
+@bp.post("/calendar-token", responses={200: CalendarTokenOut})
+def rotate_calendar_token_route():
+    """A new calendar subscription token; the old `calendar_url` answers 404 from now on.
+
+    For a link that was shared or leaked: calendar apps subscribed to the old URL must
+    subscribe again to the new one.
+    """
+    with session_scope() as session:
+        payee = _payee(session)
+        payee = rotate_calendar_token(session, payee, actor=_actor(payee))
+        return CalendarTokenOut(calendar_url=_calendar_url(payee.calendar_token)).model_dump()

@@ -334,3 +334,7 @@ class MakeupBook(Input):
 
 class CalendarQuery(Parameters):
     token: str | None = Field(None, min_length=1, max_length=64, description="the payee's calendar token")
+
+
+class CalendarTokenOut(BaseModel):
+    calendar_url: str = Field(description="the family calendar's new subscribe URL; the previous one answers 404 from now on")
