@@ -21,7 +21,7 @@ from flask_limiter.util import get_remote_address
 from flask_openapi3 import Info, OpenAPI
 
 from models.config import ConfigError, Settings, get_settings
-from webapi import auth, parent, public, webhooks
+from webapi import auth, parent, public, request_limits, webhooks
 from webapi.problems import flask_openapi3_validation_callback, register_error_handlers
 from webapi.security import SupabaseVerifier
 
@@ -101,7 +101,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
         STUDIO_SETTINGS=settings,
         RATELIMIT_AUTH=settings.RATELIMIT_AUTH,
         RATELIMIT_BOOKINGS=settings.RATELIMIT_BOOKINGS,
-        MAX_CONTENT_LENGTH=64 * 1024,
+        MAX_CONTENT_LENGTH=request_limits.MAX_CONTENT_LENGTH,
         JSON_SORT_KEYS=False,
     )
     if test_config:
@@ -109,6 +109,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
     app.extensions["studio_supabase"] = SupabaseVerifier(settings)
 
     register_error_handlers(app)
+    request_limits.install(app)
     app.register_api(auth.bp)
     app.register_api(public.bp)
     app.register_api(public.health_bp)

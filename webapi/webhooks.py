@@ -1,9 +1,11 @@
 """`POST /webhooks/stripe`: verify, store once, process later.
 
 The signature is checked over the raw body with `STRIPE_WEBHOOK_SECRET` (bad or missing:
-400 and nothing stored). The event is stored once by its Stripe id; a replay answers 200
-and does nothing more. Processing happens in `process_stripe_event`, enqueued after the
-commit, so Stripe gets its 2xx fast and a failure to process is retried by us, not by it.
+400 and nothing stored). Bodies up to 1 MiB are taken (413 above); JSON nested deeper than
+64 levels is a 400 before anything parses it (`webapi.request_limits`). The event is stored
+once by its Stripe id; a replay answers 200 and does nothing more. Processing happens in
+`process_stripe_event`, enqueued after the commit, so Stripe gets its 2xx fast and a failure
+to process is retried by us, not by it.
 """
 
 from __future__ import annotations
@@ -16,8 +18,16 @@ from models.billing import record_stripe_event
 from models.config import get_settings
 from models.db import after_commit, session_scope
 from webapi.problems import problem
+from webapi.request_limits import WEBHOOK_MAX_BYTES, refuse_deep_json
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+@bp.before_request
+def _body_limits():
+    # Stripe's events outgrow the API's 64 KiB; nesting stays bounded (a parser that recurses).
+    request.max_content_length = WEBHOOK_MAX_BYTES
+    return refuse_deep_json(always=True)
 
 
 @bp.post("/stripe")

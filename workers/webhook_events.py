@@ -226,11 +226,22 @@ def handle(handler: Callable[[StripeGateway, dict], str | Outcome], gateway: Str
     return handled if isinstance(handled, Outcome) else Outcome(handled)
 
 
+def _event_object(payload: object) -> object:
+    """The event's `data.object` as sent (anything: the signature proves who sent it, not its
+    shape); `{}` when the event has no object at all."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if data is None:
+        return {}
+    obj = data.get("object") if isinstance(data, dict) else data
+    return {} if obj is None else obj
+
+
 def process_event(event_id: int) -> Outcome:
     """Process stored event `event_id` once; returns how it ended and the work it leaves.
 
     Raises TransientStripeError to be retried; a terminal error marks the event `failed`
-    with a dead letter."""
+    with a dead letter, as does an event of a type we handle whose `data.object` is not an
+    object (signed by Stripe or not, no retry would change it)."""
     with session_scope(write=False) as session:
         event = session.get(StripeEvent, event_id)
         if event is None:
@@ -240,10 +251,15 @@ def process_event(event_id: int) -> Outcome:
         event_type, payload = event.type, event.payload
     note_event_api_version(payload.get("api_version") if isinstance(payload, dict) else None)
     handler = HANDLERS.get(event_type)
-    obj = (payload.get("data") or {}).get("object") or {}
+    obj = _event_object(payload)
     error = None
     outcome = Outcome("ignored")
-    if handler is not None and obj.get("id"):
+    if handler is None:
+        pass  # a type we do not act on
+    elif not isinstance(obj, dict):
+        # Signed, yet not the shape of any Stripe event: no retry can help.
+        outcome, error = Outcome("failed"), "the event's data.object is not an object"
+    elif obj.get("id"):
         try:
             outcome = handle(handler, StripeGateway(), obj)
         except TerminalStripeError as failure:

@@ -1,0 +1,146 @@
+"""Issue 11, the HTTP surface: JSON depth (3), body sizes (14), caching and CORS headers (12)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from sqlmodel import select
+
+from models.billing import StripeEvent
+from models.outbox import DeadLetter
+from tests.support import webhooks
+from tests.support.api import assert_problem, make_app, register
+from tests.support.fixtures import WEBHOOK_SECRET
+from webapi.request_limits import MAX_JSON_DEPTH, json_depth_exceeds
+
+
+def nested(depth: int) -> str:
+    """A JSON array nested `depth` levels deep."""
+    return "[" * depth + "]" * depth
+
+
+@pytest.fixture
+def webhook_secret(monkeypatch):
+    from models.config import reset_settings
+
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    reset_settings()
+
+
+def _events(session) -> list[StripeEvent]:
+    session.expire_all()
+    return list(session.exec(select(StripeEvent)).all())
+
+
+def _post_signed(client, body: bytes):
+    headers = {"Content-Type": "application/json", "Stripe-Signature": webhooks.sign(body, WEBHOOK_SECRET)}
+    return client.post("/webhooks/stripe", data=body, headers=headers)
+
+
+# 3. JSON nested too deeply ---------------------------------------------------------------
+
+
+def test_item_03_the_scan_counts_brackets_outside_strings_only():
+    assert not json_depth_exceeds(nested(MAX_JSON_DEPTH).encode())
+    assert json_depth_exceeds(nested(MAX_JSON_DEPTH + 1).encode())
+    assert json_depth_exceeds(('{"a":' * 65 + "1" + "}" * 65).encode())
+    # Brackets inside strings (escaped quotes included) do not nest anything.
+    inside = json.dumps({"name": '\\"' + "[{" * 500}).encode()
+    assert not json_depth_exceeds(inside)
+    # Many brackets side by side are not deep.
+    assert not json_depth_exceeds(json.dumps([[1]] * 5000).encode())
+
+
+@pytest.fixture
+def signed_in(client):
+    return register(client, "deep-user", "deep@family.test")
+
+
+# Every route with a JSON body, and /auth/* (no body read there; the guard covers any JSON body).
+JSON_ROUTES = [
+    ("POST", "/auth/exchange"),
+    ("POST", "/auth/refresh"),
+    ("PUT", "/parent/payee"),
+    ("POST", "/parent/students"),
+    ("PATCH", "/parent/students/{student_id}"),
+    ("POST", "/parent/bookings"),
+    ("POST", "/parent/makeups/{makeup_id}/book"),
+]
+
+
+def test_item_03_the_routes_below_include_every_json_body_route(app):
+    documented = {
+        (method.upper(), path)
+        for path, item in app.api_doc["paths"].items()
+        for method, operation in item.items()
+        if "requestBody" in operation
+    }
+    assert documented and documented <= set(JSON_ROUTES)
+
+
+@pytest.mark.parametrize(("method", "path"), JSON_ROUTES)
+def test_item_03_deep_json_is_400_on_every_json_route(client, signed_in, method, path):
+    """~1,000 levels made get_json raise RecursionError: a 500. Refused before parsing now."""
+    url = re.sub(r"\{[a-z_]+\}", "1", path)
+    headers = {**signed_in.headers, "Content-Type": "application/json"}
+    assert_problem(client.open(url, method=method, data=nested(1000), headers=headers), 400, "json-too-deep")
+
+
+def test_item_03_json_at_the_limit_still_reaches_validation(client, signed_in):
+    brackets_in_a_string = {"name": "[{" * 50}  # text: nothing nests
+    assert client.post("/parent/students", json=brackets_in_a_string, headers=signed_in.headers).status_code == 201
+    at_the_limit = {"name": json.loads(nested(MAX_JSON_DEPTH - 1))}  # 64 levels with the outer object
+    response = client.post("/parent/students", json=at_the_limit, headers=signed_in.headers)
+    assert_problem(response, 422, "validation-error")  # parsed, then refused as a name
+
+
+def test_item_03_a_deep_signed_webhook_is_400_and_stores_nothing(session, webhook_secret, client, task_queue):
+    event = webhooks.event("invoice.paid", {"id": "in_deep"})
+    body = json.dumps(event).replace('{"id": "in_deep"}', '{"id": "in_deep", "x": ' + nested(3000) + "}").encode()
+    response = _post_signed(client, body)
+    assert_problem(response, 400, "json-too-deep")
+    assert _events(session) == [] and task_queue.pending() == []
+
+
+@pytest.mark.parametrize("obj", ["in_string", ["in_list"], 42])
+def test_item_03_a_webhook_whose_object_is_not_an_object_fails_once(session, webhook_secret, client, task_queue, obj):
+    """A signed event whose `data.object` is not an object raised AttributeError in the task:
+    retried five times. It is stored, marked failed at the first run, with a dead letter."""
+    response = webhooks.post(client, webhooks.event("invoice.paid", obj), WEBHOOK_SECRET)
+    assert response.status_code == 200
+    [stored] = _events(session)
+    assert task_queue.run_all() == 1
+    [stored] = _events(session)
+    assert stored.status == "failed" and "data.object" in (stored.error or "")
+    assert task_queue.pending() == [] and task_queue.huey.scheduled() == []
+    [letter] = session.exec(select(DeadLetter)).all()
+    assert letter.kind == "process_stripe_event" and letter.payload == {"event_id": stored.id}
+
+
+# 14. Body sizes ----------------------------------------------------------------------------
+
+
+def test_item_14_a_webhook_of_nearly_1_mib_is_stored(session, webhook_secret, client, task_queue):
+    """Stripe events can outgrow 64 KiB (an invoice with many lines): they were a 413."""
+    lines = [{"id": f"il_{n}", "object": "line_item", "description": "x" * 200} for n in range(4000)]
+    body = json.dumps(webhooks.event("invoice.paid", {"id": "in_big", "lines": {"data": lines}})).encode()
+    assert 900 * 1024 < len(body) < 1024 * 1024
+    response = _post_signed(client, body)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    [stored] = _events(session)
+    assert len(stored.payload["data"]["object"]["lines"]["data"]) == 4000
+
+
+def test_item_14_a_webhook_over_1_mib_is_413_problem(session, webhook_secret, client):
+    body = json.dumps(webhooks.event("invoice.paid", {"id": "in_huge", "pad": "x" * (1024 * 1024)})).encode()
+    assert_problem(_post_signed(client, body), 413)
+    assert _events(session) == []
+
+
+def test_item_14_other_routes_keep_the_64_kib_limit(client, signed_in):
+    body = json.dumps({"name": "Ada", "notes": "x" * (65 * 1024)})
+    response = client.post("/parent/students", data=body, headers={**signed_in.headers, "Content-Type": "application/json"})
+    assert_problem(response, 413)
+    assert make_app().config["MAX_CONTENT_LENGTH"] == 64 * 1024
