@@ -57,6 +57,8 @@ class Settings(BaseSettings):
 
     ADMIN_EMAIL_ALLOWLIST: str = ""
     CORS_ORIGINS: str = ""
+    # The interactive API docs (flask-openapi3's /openapi/ pages); /openapi.json is always served.
+    API_DOCS: bool = False
     STUDIO_NAME: str = "Music Studio"
     STUDIO_TIMEZONE: str = "America/New_York"
     PROVISIONAL_HOLD_MINUTES: int = Field(default=30, ge=1, le=24 * 60)

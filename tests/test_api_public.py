@@ -172,7 +172,7 @@ def test_openapi_document(client):
     assert spec["openapi"].startswith("3.")
     assert set(spec["components"]["securitySchemes"]) == {"bearer", "supabase", "calendarToken"}
     assert "/parent/bookings" in spec["paths"] and "/public/timeslots" in spec["paths"]
-    assert spec == client.get("/openapi/openapi.json").get_json()
+    assert client.get("/openapi/openapi.json").status_code == 404  # flask-openapi3's pages: only with API_DOCS=true
 
 
 def test_enrollment_rows_untouched_by_reads(client, session, studio: Studio):

@@ -144,3 +144,59 @@ def test_item_14_other_routes_keep_the_64_kib_limit(client, signed_in):
     response = client.post("/parent/students", data=body, headers={**signed_in.headers, "Content-Type": "application/json"})
     assert_problem(response, 413)
     assert make_app().config["MAX_CONTENT_LENGTH"] == 64 * 1024
+
+
+# 12. Vary, Cache-Control, the docs pages -----------------------------------------------------
+
+ALLOWED = "https://app.studio.test"  # CORS_ORIGINS of the test settings: one origin
+
+
+def _vary(response) -> set[str]:
+    return {name.strip().lower() for value in response.headers.getlist("Vary") for name in value.split(",")}
+
+
+@pytest.mark.parametrize("origin", [ALLOWED, "https://elsewhere.test", None])
+def test_item_12_answers_of_the_cors_paths_vary_by_origin(client, origin):
+    """flask-cors adds `Vary: Origin` only when several origins are allowed: with one, a cache
+    could hand the allowed origin's answer (with Access-Control-Allow-Origin) to anyone."""
+    headers = {"Origin": origin} if origin else {}
+    for path in ("/public/instruments", "/parent/payee", "/healthz", "/auth/exchange"):
+        response = client.get(path, headers=headers) if not path.startswith("/auth") else client.post(path, headers=headers)
+        assert "origin" in _vary(response), (path, dict(response.headers))
+        allowed = response.headers.get("Access-Control-Allow-Origin")
+        assert allowed == ALLOWED if origin == ALLOWED else allowed in (None, ALLOWED)  # one origin: sent to all
+    preflight = client.options("/parent/students", headers={"Origin": ALLOWED, "Access-Control-Request-Method": "POST"})
+    assert "origin" in _vary(preflight)
+
+
+def test_item_12_only_the_cors_paths_vary(client):
+    response = client.get("/openapi.json", headers={"Origin": ALLOWED})
+    assert "origin" not in _vary(response) and "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_item_12_no_vary_without_cors(db, monkeypatch):
+    monkeypatch.setenv("CORS_ORIGINS", "")
+    client = make_app().test_client()
+    response = client.get("/public/instruments", headers={"Origin": ALLOWED})
+    assert response.status_code == 200 and "origin" not in _vary(response)
+
+
+def test_item_12_public_listings_may_be_cached_for_30_seconds(client, signed_in):
+    for path in ("/public/instruments", "/public/teachers", "/public/timeslots?available=true"):
+        response = client.get(path)
+        assert response.status_code == 200 and response.headers["Cache-Control"] == "public, max-age=30", path
+    refused = client.get("/public/timeslots?limit=0")
+    assert refused.status_code == 422 and "Cache-Control" not in refused.headers  # an error is not kept
+    assert client.get("/parent/payee", headers=signed_in.headers).headers["Cache-Control"] == "no-store"
+    assert "Cache-Control" not in client.get("/healthz").headers
+
+
+def test_item_12_the_docs_pages_are_off_unless_api_docs(db, monkeypatch):
+    client = make_app().test_client()
+    assert_problem(client.get("/openapi/"), 404)
+    assert_problem(client.get("/openapi/openapi.json"), 404)
+    assert client.get("/openapi.json").status_code == 200  # the document is always served
+    monkeypatch.setenv("API_DOCS", "true")
+    client = make_app().test_client()
+    assert client.get("/openapi/").status_code == 200
+    assert client.get("/openapi/openapi.json").get_json() == client.get("/openapi.json").get_json()

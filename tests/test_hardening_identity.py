@@ -4,6 +4,11 @@ PUBLIC_BASE_URL (11), size-checked claims (15)."""
 
 from __future__ import annotations
 
+import json
+import secrets
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -13,6 +18,8 @@ from models.audit import AuditLog
 from models.config import ConfigError, load_settings
 from tests.support.api import assert_problem, bearer, make_app, register
 from tests.support.cli import ok, refused, row_counts
+from tests.support.jwt_tokens import ec_key, jwk, rsa_key, supabase_token
+from webapi.jwks import KeySet, KeySetUnavailable, UnknownKey
 
 # 11. The calendar URL ---------------------------------------------------------------------
 
@@ -96,3 +103,178 @@ def test_item_10_admin_rotation_of_an_unknown_payee_changes_nothing(session, db)
     before = row_counts(session)
     refused("payees", "rotate-calendar-token", "nobody@family.test", message="no payee")
     assert row_counts(session) == before
+
+
+# 7. A slow or unreachable JWKS ------------------------------------------------------------
+
+
+class StubJWKS:
+    """A JWKS endpoint on 127.0.0.1 that can be slow (`delay` seconds before answering) or
+    broken (`status`); `hits` counts the fetches it received."""
+
+    def __init__(self, keys: list[dict], *, delay: float = 0.0, status: int = 200):
+        self.keys, self.delay, self.status, self.hits = keys, delay, status, 0
+        self.released = threading.Event()  # set at exit: a sleeping answer ends at once
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                stub.hits += 1
+                if stub.delay:
+                    stub.released.wait(stub.delay)
+                body = json.dumps({"keys": stub.keys}).encode()
+                try:
+                    self.send_response(stub.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:  # the client gave up waiting
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/auth/v1/.well-known/jwks.json"
+
+    def __enter__(self) -> StubJWKS:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.released.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _jwks_app(monkeypatch, url: str):
+    monkeypatch.setenv("SUPABASE_JWKS_URL", url)
+    monkeypatch.delenv("SUPABASE_JWT_SECRET")
+    return make_app()
+
+
+def _exchange_all(app, tokens: list[str], *, within: float) -> list[int]:
+    """POST /auth/exchange with every token at once (one thread each); the statuses, or a
+    failure when they have not all answered `within` seconds."""
+    statuses: list[int] = []
+
+    def exchange(token: str) -> None:
+        statuses.append(app.test_client().post("/auth/exchange", headers={"Authorization": f"Bearer {token}"}).status_code)
+
+    threads = [threading.Thread(target=exchange, args=(token,), daemon=True) for token in tokens]
+    deadline = time.monotonic() + within
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert len(statuses) == len(tokens), f"{len(tokens) - len(statuses)} of {len(tokens)} sign-ins still waiting after {within} s"
+    return statuses
+
+
+def _random_kid_tokens(key, count: int) -> list[str]:
+    return [supabase_token(f"user-{n}", key=key, algorithm="RS256", kid=secrets.token_hex(8)) for n in range(count)]
+
+
+def test_item_07_a_slow_jwks_is_fetched_once_briefly_then_answered_503_at_once(monkeypatch):
+    key = rsa_key()
+    with StubJWKS([jwk(key, "rsa-1")], delay=60) as server:
+        app = _jwks_app(monkeypatch, server.url)
+        started = time.monotonic()
+        statuses = _exchange_all(app, _random_kid_tokens(key, 12), within=6)
+        assert statuses == [503] * 12
+        assert time.monotonic() - started < 6
+        assert server.hits == 1
+        # Still unreachable: the next sign-in is refused at once, without another fetch.
+        started = time.monotonic()
+        token = supabase_token(key=key, algorithm="RS256", kid="rsa-1")
+        assert_problem(
+            app.test_client().post("/auth/exchange", headers={"Authorization": f"Bearer {token}"}), 503, "auth-unavailable"
+        )
+        assert time.monotonic() - started < 0.5 and server.hits == 1
+
+
+def test_item_07_random_kids_after_a_fresh_fetch_are_401_without_refetching(monkeypatch):
+    key = rsa_key()
+    with StubJWKS([jwk(key, "rsa-1")]) as server:
+        app = _jwks_app(monkeypatch, server.url)
+        assert _exchange_all(app, [supabase_token(key=key, algorithm="RS256", kid="rsa-1")], within=5) == [200]
+        assert _exchange_all(app, _random_kid_tokens(key, 30), within=5) == [401] * 30
+        assert server.hits == 1
+
+
+def test_item_07_the_failure_is_remembered_for_the_backoff_then_retried():
+    key = rsa_key()
+    with StubJWKS([jwk(key, "rsa-1")], status=500) as server:
+        keys = KeySet(server.url, failure_backoff=0.3)
+        for _ in range(5):
+            with pytest.raises(KeySetUnavailable):
+                keys.signing_key("rsa-1")
+        assert server.hits == 1
+        server.status = 200
+        time.sleep(0.35)
+        assert keys.signing_key("rsa-1").key_id == "rsa-1"
+        assert server.hits == 2
+
+
+def test_item_07_a_rotated_in_key_is_found_after_the_cooldown():
+    old, new = rsa_key(), ec_key()
+    with StubJWKS([jwk(old, "old")]) as server:
+        keys = KeySet(server.url, unknown_kid_cooldown=0.3)
+        assert keys.signing_key("old").key_id == "old"
+        server.keys = [jwk(old, "old"), jwk(new, "new")]
+        with pytest.raises(UnknownKey):
+            keys.signing_key("new")  # fetched a moment ago: refused without a fetch
+        assert server.hits == 1
+        time.sleep(0.35)
+        assert keys.signing_key("new").key_id == "new"
+        assert server.hits == 2
+
+
+def test_item_07_held_keys_stay_in_use_while_the_jwks_is_down_and_a_dropped_key_goes():
+    first, second = rsa_key(), rsa_key()
+    with StubJWKS([jwk(first, "one"), jwk(second, "two")]) as server:
+        keys = KeySet(server.url, lifespan=0.2, failure_backoff=0.3)
+        assert keys.signing_key("one").key_id == "one"
+        server.status = 503
+        time.sleep(0.25)
+        for _ in range(5):
+            assert keys.signing_key("one").key_id == "one"  # stale, refresh failed: still served
+        assert server.hits == 2  # one refresh attempt, then the failure is remembered
+        server.status, server.keys = 200, [jwk(second, "two")]
+        time.sleep(0.35)
+        with pytest.raises(UnknownKey):
+            keys.signing_key("one")
+        assert keys.signing_key("two").key_id == "two" and server.hits == 3
+
+
+def test_item_07_a_jwks_trickling_its_answer_is_cut_at_the_timeout():
+    class Trickle(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            try:
+                for _ in range(40):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        keys = KeySet(f"http://127.0.0.1:{httpd.server_address[1]}/jwks.json", timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(KeySetUnavailable):
+            keys.signing_key("k")
+        assert time.monotonic() - started < 1.5
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

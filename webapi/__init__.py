@@ -21,7 +21,7 @@ from flask_limiter.util import get_remote_address
 from flask_openapi3 import Info, OpenAPI
 
 from models.config import ConfigError, Settings, get_settings
-from webapi import auth, parent, public, request_limits, webhooks
+from webapi import auth, parent, public, request_limits, response_headers, webhooks
 from webapi.problems import flask_openapi3_validation_callback, register_error_handlers
 from webapi.security import SupabaseVerifier
 
@@ -96,6 +96,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
         security_schemes=SECURITY_SCHEMES,
         validation_error_status=422,
         validation_error_callback=flask_openapi3_validation_callback,
+        doc_ui=settings.API_DOCS,
     )
     app.config.update(
         STUDIO_SETTINGS=settings,
@@ -110,6 +111,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
 
     register_error_handlers(app)
     request_limits.install(app)
+    response_headers.install(app, cors_paths=API_PREFIXES if settings.cors_origins else None)
     app.register_api(auth.bp)
     app.register_api(public.bp)
     app.register_api(public.health_bp)
@@ -129,7 +131,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
 
     @app.get("/openapi.json", doc_ui=False)
     def openapi_json():
-        """The OpenAPI document (alias of flask-openapi3's /openapi/openapi.json)."""
+        """The OpenAPI document (always served; flask-openapi3's /openapi/ pages only with API_DOCS)."""
         return app.api_doc
 
     @app.after_request

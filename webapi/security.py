@@ -2,7 +2,8 @@
 
 Supabase tokens are accepted only with an allow-listed algorithm whose key we hold:
 HS256 with `SUPABASE_JWT_SECRET`, RS256/ES256 with a key from `SUPABASE_JWKS_URL`
-(looked up by `kid`). The algorithm list passed to `jwt.decode` is exactly the one the
+(looked up by `kid` in `webapi.jwks.KeySet`: a slow or unreachable key set is a quick 503,
+an unknown `kid` a quick 401). The algorithm list passed to `jwt.decode` is exactly the one the
 key is for, so `none` and an HS256 token "signed" with a public key are refused
 (RFC 8725). `exp` and `sub` are required, `aud` must match, and `iss` too when configured.
 
@@ -19,6 +20,7 @@ from flask import current_app, g, request
 
 from models.config import ConfigError, Settings
 from models.errors import DomainError, Unauthorized
+from webapi.jwks import KeySet, KeySetUnavailable, UnknownKey
 
 OUR_ISSUER = "studio-api"
 OUR_AUDIENCE = "studio-parent-api"
@@ -60,21 +62,17 @@ class SupabaseVerifier:
         self.secret = settings.SUPABASE_JWT_SECRET
         self.audience = settings.SUPABASE_JWT_AUDIENCE
         self.issuer = settings.SUPABASE_JWT_ISSUER
-        self.jwks = (
-            jwt.PyJWKClient(settings.SUPABASE_JWKS_URL, cache_keys=True, lifespan=600, timeout=5)
-            if settings.SUPABASE_JWKS_URL
-            else None
-        )
+        self.jwks = KeySet(settings.SUPABASE_JWKS_URL) if settings.SUPABASE_JWKS_URL else None
 
-    def _key_for(self, token: str, algorithm: str | None):
+    def _key_for(self, algorithm: str | None, kid: str | None):
         if algorithm == "HS256" and self.secret:
             return self.secret
         if algorithm in ASYMMETRIC_ALGORITHMS and self.jwks is not None:
             try:
-                return self.jwks.get_signing_key_from_jwt(token).key
-            except jwt.PyJWKClientConnectionError:
+                return self.jwks.signing_key(kid).key
+            except KeySetUnavailable:
                 raise AuthUnavailable("the sign-in key set cannot be fetched; retry later") from None
-            except jwt.PyJWTError:
+            except UnknownKey:
                 raise Unauthorized("the token's signing key is unknown", type="invalid-token") from None
         raise Unauthorized(f"token algorithm {algorithm!r} is not accepted", type="invalid-token")
 
@@ -85,7 +83,7 @@ class SupabaseVerifier:
         except jwt.PyJWTError:
             raise Unauthorized("the token is malformed", type="invalid-token") from None
         algorithm = header.get("alg")
-        key = self._key_for(token, algorithm)
+        key = self._key_for(algorithm, header.get("kid"))
         required = ["exp", "sub", "aud"] + (["iss"] if self.issuer else [])
         claims = _decode(token, key, algorithm=algorithm, audience=self.audience, issuer=self.issuer, required=required)
         email = claims.get("email")
