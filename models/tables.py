@@ -1,7 +1,9 @@
 """Import every table module so `SQLModel.metadata` is complete (Alembic, tests, export)."""
 
+import sqlalchemy as sa
 from sqlmodel import SQLModel
 
+from models.access import PayeeInvite
 from models.attendance import Attendance, MakeUp
 from models.audit import AuditLog
 from models.billing import Plan, StripeEvent
@@ -20,6 +22,7 @@ TABLES = {
         Teacher,
         TeacherInstrument,
         Payee,
+        PayeeInvite,
         Student,
         Timeslot,
         Semester,
@@ -37,3 +40,14 @@ TABLES = {
         StripeRefund,
     )
 }
+
+
+def row_counts(connection) -> dict[str, int]:
+    """How many rows each of our tables holds, by name; tables the database does not have (yet)
+    are left out. (What a downgrade would put at risk.)"""
+    present = set(sa.inspect(connection).get_table_names())
+    return {
+        table.name: connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+        for table in metadata.sorted_tables
+        if table.name in present
+    }

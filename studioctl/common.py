@@ -82,11 +82,13 @@ def _domain_error(error: BaseException) -> str | None:
         return str(error)
     sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
     if sqlalchemy_exc is not None:
-        if isinstance(error, (sqlalchemy_exc.OperationalError, sqlalchemy_exc.ProgrammingError)):
-            from models.db import NOT_MIGRATED, is_not_migrated
+        if isinstance(error, sqlalchemy_exc.DBAPIError):
+            from models.db import NOT_MIGRATED, is_not_migrated, read_only_reason
 
             if is_not_migrated(error):
                 return NOT_MIGRATED
+            if read_only := read_only_reason(error):
+                return read_only
         if isinstance(error, sqlalchemy_exc.OperationalError):
             return f"database unavailable: {_first_line(error.orig or error)}"
         if isinstance(error, sqlalchemy_exc.IntegrityError):

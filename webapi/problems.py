@@ -16,7 +16,7 @@ from flask import Flask, Response, json, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from models.db import NOT_MIGRATED, is_not_migrated
+from models.db import NOT_MIGRATED, NotMigrated, is_not_migrated
 from models.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -91,18 +91,20 @@ def register_error_handlers(app: Flask) -> None:
         log.info("database refused a value: %s", error.orig)
         return problem(422, "invalid-value", "Invalid value", "a value in the request is out of range or malformed")
 
+    @app.errorhandler(NotMigrated)
+    def _not_migrated(_error: Exception | None = None):
+        # The database layer's check (no schema, another revision, no SQLite file) or a table
+        # missing mid-run: the parent learns it is temporary, the operator reads the log.
+        log.error(NOT_MIGRATED)
+        return problem(
+            503, NotMigrated.type, NotMigrated.title, "the database is not migrated yet", headers={"Retry-After": "30"}
+        )
+
     @app.errorhandler(sqlalchemy.exc.OperationalError)
     @app.errorhandler(sqlalchemy.exc.InterfaceError)
     def _database_down(error: Exception):
         if is_not_migrated(error):
-            log.error(NOT_MIGRATED)
-            return problem(
-                503,
-                "database-not-migrated",
-                "Service unavailable",
-                "the database is not migrated yet",
-                headers={"Retry-After": "30"},
-            )
+            return _not_migrated()
         log.error("database unavailable: %s", error)
         return problem(
             503,
@@ -115,14 +117,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         if isinstance(error, sqlalchemy.exc.ProgrammingError) and is_not_migrated(error):
-            log.error(NOT_MIGRATED)
-            return problem(
-                503,
-                "database-not-migrated",
-                "Service unavailable",
-                "the database is not migrated yet",
-                headers={"Retry-After": "30"},
-            )
+            return _not_migrated()
         if isinstance(error, HTTPException):
             return _http(error)
         log.exception("unhandled error on %s %s", request.method, request.path)
