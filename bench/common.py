@@ -371,6 +371,7 @@ def bench_env(database_url: str, **extra: str) -> dict[str, str]:
         "MAX_HOLDS_PER_PAYEE": "100",
         "RATELIMIT_AUTH": "1000000/minute",
         "RATELIMIT_BOOKINGS": "1000000/minute",
+        "RATELIMIT_PARENT_WRITES": "1000000/minute",
         **extra,
     }
     return server_env(without=CLEARED_ENV, **values)

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
 
     RATELIMIT_AUTH: str = "20/minute"
     RATELIMIT_BOOKINGS: str = "10/minute"
+    RATELIMIT_PARENT_WRITES: str = "60/minute"
 
     @field_validator(
         "REDIS_URL",

@@ -22,8 +22,13 @@ def _serve(
 
     Example: studioctl serve --host 0.0.0.0 --port 8000 --workers 4
     """
+    import logging
+
     from webapi import create_app
 
+    # One line per warning on stderr (next to gunicorn's own lines): the rate limiter falling
+    # back to memory, an after-commit enqueue that failed, a readiness check that failed.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app()  # validates the settings once, here, with one clear line on failure
     if dev:
         # No Werkzeug debugger: its /console runs code for whoever reaches the port.

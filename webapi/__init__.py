@@ -4,24 +4,21 @@ Blueprints: `auth` (token exchange), `public` (discovery), `parent` (the family'
 data; our bearer token), `health`, and Stripe's `webhooks` (no auth, no CORS, no rate
 limit there: Stripe signs its calls).
 
-Rate limits (flask-limiter; Redis storage when `REDIS_URL` is set, memory otherwise) cover
-`/auth/*` (per client address) and `POST /parent/bookings` (per signed-in user); the limit
-strings come from `RATELIMIT_AUTH` / `RATELIMIT_BOOKINGS` and can be overridden in
-`test_config`. CORS answers only the origins of `CORS_ORIGINS`.
+Rate limits: `webapi/rate_limits.py` (the limit strings come from the `RATELIMIT_*`
+settings and can be overridden in `test_config`). CORS answers only the origins of
+`CORS_ORIGINS`.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import g, request
+from flask import request
 from flask_cors import CORS
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_openapi3 import Info, OpenAPI
 
 from models.config import ConfigError, Settings, get_settings
-from webapi import auth, parent, public, request_limits, response_headers, webhooks
+from webapi import auth, parent, public, rate_limits, request_limits, response_headers, webhooks
 from webapi.problems import flask_openapi3_validation_callback, register_error_handlers
 from webapi.security import SupabaseVerifier
 
@@ -59,28 +56,6 @@ def _check_settings(settings: Settings) -> None:
         )
 
 
-def _user_or_address() -> str:
-    identity = getattr(g, "identity", None)
-    return f"user:{identity.sub}" if identity is not None else get_remote_address()
-
-
-def _install_rate_limits(app: OpenAPI, settings: Settings) -> Limiter:
-    limiter = Limiter(
-        key_func=get_remote_address,
-        app=app,
-        headers_enabled=True,
-        default_limits=[],
-        storage_uri=app.config.get("RATELIMIT_STORAGE_URI") or settings.REDIS_URL or "memory://",
-        key_prefix="studio-api",
-    )
-    limiter.limit(lambda: app.config["RATELIMIT_AUTH"])(auth.bp)
-    endpoint = "parent.create_booking"
-    app.view_functions[endpoint] = limiter.limit(lambda: app.config["RATELIMIT_BOOKINGS"], key_func=_user_or_address)(
-        app.view_functions[endpoint]
-    )
-    return limiter
-
-
 def create_app(test_config: dict | None = None) -> OpenAPI:
     """Build the API. Settings are validated here: a missing JWT_SECRET is a ConfigError."""
     settings = get_settings()
@@ -102,6 +77,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
         STUDIO_SETTINGS=settings,
         RATELIMIT_AUTH=settings.RATELIMIT_AUTH,
         RATELIMIT_BOOKINGS=settings.RATELIMIT_BOOKINGS,
+        RATELIMIT_PARENT_WRITES=settings.RATELIMIT_PARENT_WRITES,
         MAX_CONTENT_LENGTH=request_limits.MAX_CONTENT_LENGTH,
         JSON_SORT_KEYS=False,
     )
@@ -118,7 +94,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
     app.register_api(parent.bp)
     app.register_blueprint(webhooks.bp)
 
-    limiter = _install_rate_limits(app, settings)
+    limiter = rate_limits.install(app, settings)
     limiter.exempt(webhooks.bp)
     if settings.cors_origins:
         CORS(

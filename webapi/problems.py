@@ -13,11 +13,13 @@ import logging
 
 import sqlalchemy.exc
 from flask import Flask, Response, json, request
+from flask_limiter import RateLimitExceeded
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from models.db import NOT_MIGRATED, NotMigrated, is_not_migrated
 from models.errors import DomainError
+from webapi.rate_limits import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,8 @@ def register_error_handlers(app: Flask) -> None:
         status = error.code or 500
         title = error.name or "Error"
         detail = error.description if status != 429 else f"rate limit exceeded ({error.description})"
+        if isinstance(error, RateLimitExceeded):
+            headers["Retry-After"] = str(retry_after(error))
         return problem(status, _slug(title), title, detail, headers=headers)
 
     @app.errorhandler(sqlalchemy.exc.DataError)

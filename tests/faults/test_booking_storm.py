@@ -55,6 +55,7 @@ def test_200_concurrent_bookings_on_20_slots_make_exactly_20_holds(engine_name, 
         HUEY_NAME=queue,
         RATELIMIT_AUTH="100000/minute",
         RATELIMIT_BOOKINGS="100000/minute",
+        RATELIMIT_PARENT_WRITES="100000/minute",
     )
     with Gunicorn(env, tmp_path / "gunicorn.log", workers=2, threads=8) as server:
         tokens = []

@@ -10,7 +10,12 @@ import pytest
 from tests import factories
 from tests.support.jwt_tokens import backend_token
 
-RELAXED_LIMITS = {"TESTING": True, "RATELIMIT_AUTH": "10000/minute", "RATELIMIT_BOOKINGS": "10000/minute"}
+RELAXED_LIMITS = {
+    "TESTING": True,
+    "RATELIMIT_AUTH": "10000/minute",
+    "RATELIMIT_BOOKINGS": "10000/minute",
+    "RATELIMIT_PARENT_WRITES": "10000/minute",
+}
 
 
 def make_app(**config):
