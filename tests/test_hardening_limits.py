@@ -55,3 +55,9 @@ def test_item_08_parent_writes_are_limited_per_parent_across_routes(db, session)
     assert client.post("/parent/students", json={"name": "Dee"}, headers=second.headers).status_code == 201
     # Reads are not writes.
     assert client.get("/parent/students", headers=first.headers).status_code == 200
+
+
+def test_item_06_readyz_is_200_naming_each_check_when_all_answer(client):
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.get_json()
+    assert ready.get_json()["status"] == "ready" and ready.get_json()["checks"]["database"] == "ok"

@@ -42,7 +42,7 @@ SECURITY_SCHEMES = {
         "description": "the family's calendar subscription token",
     },
 }
-API_PREFIXES = r"/(auth|public|parent|healthz)(/.*)?"
+API_PREFIXES = r"/(auth|public|parent|healthz|readyz)(/.*)?"
 
 
 def _check_settings(settings: Settings) -> None:

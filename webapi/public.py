@@ -8,12 +8,15 @@ from flask_openapi3 import APIBlueprint, Tag
 from models.clock import format_minute
 from models.db import ping, session_scope
 from models.discovery import list_instruments, list_teachers, list_timeslots
+from webapi import readiness
+from webapi.problems import problem
 from webapi.schemas import (
     HealthOut,
     InstrumentOut,
     InstrumentPage,
     PageQuery,
     Problem,
+    ReadyOut,
     TeacherOut,
     TeacherPage,
     TeacherQuery,
@@ -97,3 +100,15 @@ def healthz():
     """200 when the database answers, 503 problem+json otherwise."""
     ping()
     return {"status": "ok"}
+
+
+@health_bp.get("/readyz", responses={200: ReadyOut, 503: Problem})
+def readyz():
+    """200 when the database is at the migrations' head and Redis answers (when configured);
+    503 problem+json `not-ready` naming what is down otherwise. `/healthz` is liveness only."""
+    results = readiness.checks(current_app.config["STUDIO_SETTINGS"])
+    down = readiness.failing(results)
+    if down:
+        detail = "; ".join(f"{name}: {result}" for name, result in down.items())
+        return problem(503, "not-ready", "Not ready", detail, headers={"Retry-After": "5"}, checks=results)
+    return {"status": "ready", "checks": results}

@@ -167,6 +167,11 @@ class HealthOut(BaseModel):
     status: Literal["ok"]
 
 
+class ReadyOut(BaseModel):
+    status: Literal["ready"]
+    checks: dict[str, str] = Field(description="each dependency (database, redis) → `ok` or what is wrong")
+
+
 # Payee and students ----------------------------------------------------------------------
 
 
