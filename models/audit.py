@@ -27,7 +27,7 @@ class AuditLog(SQLModel, table=True):
 
 # Columns that are credentials: the audit trail (and its CSV export) records that they
 # exist, never their value.
-SECRET_COLUMNS = frozenset({"calendar_token", "action_client_secret"})
+SECRET_COLUMNS = frozenset({"calendar_token", "action_client_secret", "code_hash"})
 REDACTED = "[redacted]"
 
 

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     SUPABASE_JWKS_URL: str | None = None
     SUPABASE_JWT_AUDIENCE: str = "authenticated"
     SUPABASE_JWT_ISSUER: str | None = None
+    # `user_metadata.email_verified` counts as proof the sign-in owns its email (links an
+    # admin-made payee). Supabase users can edit their user_metadata: turn it off when "Confirm
+    # email" is off, and vouch with a top-level `email_verified` claim (an access-token hook).
+    SUPABASE_TRUST_USER_METADATA: bool = True
 
     ADMIN_EMAIL_ALLOWLIST: str = ""
     CORS_ORIGINS: str = ""

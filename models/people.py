@@ -46,10 +46,10 @@ class Teacher(SQLModel, table=True):
 
 
 class Payee(SQLModel, table=True):
-    """The paying parent. `supabase_user_id` links the parent's sign-in; admins may add payees without one."""
+    """The paying parent. `supabase_user_id` links the parent's sign-in (`models.access`); admins may add payees without one."""
 
     id: int | None = Field(default=None, primary_key=True)
-    supabase_user_id: str | None = Field(default=None, max_length=64, sa_column_kwargs={"unique": True})
+    supabase_user_id: str | None = Field(default=None, max_length=255, sa_column_kwargs={"unique": True})
     email: str = Field(max_length=254, sa_column_kwargs={"unique": True})
     name: str = Field(max_length=120)
     phone: str | None = Field(default=None, max_length=40)
@@ -270,54 +270,6 @@ def update_payee(
     session.add(payee)
     session.flush()
     record_audit(session, actor=actor, action="payee.update", entity=payee, before=before, after=snapshot(payee))
-    return payee
-
-
-def upsert_payee_for_user(
-    session: Session,
-    *,
-    supabase_user_id: str,
-    email: str,
-    name: str | None = None,
-    phone: str | None = None,
-    actor: str | None = None,
-) -> Payee:
-    """The payee signed in as `supabase_user_id`, created or updated (idempotent).
-
-    A payee the admin created with the same email is linked to the sign-in rather than
-    duplicated, so a family the studio already knows keeps its students.
-    """
-    email = normalise_email(email)
-    payee = session.exec(select(Payee).where(Payee.supabase_user_id == supabase_user_id)).first()
-    if payee is None:
-        payee = session.exec(select(Payee).where(Payee.email == email, Payee.supabase_user_id.is_(None))).first()
-    if payee is None:
-        if session.exec(select(Payee).where(Payee.email == email)).first():
-            raise Conflict(f"{email} belongs to another sign-in")
-        payee = Payee(supabase_user_id=supabase_user_id, email=email, name=(name or email.split("@")[0]).strip())
-        payee.phone = phone
-        session.add(payee)
-        session.flush()
-        record_audit(session, actor=actor or f"payee:{payee.id}", action="payee.signup", entity=payee, after=snapshot(payee))
-        return payee
-    before = snapshot(payee)
-    payee.supabase_user_id = supabase_user_id
-    if payee.email != email:
-        if session.exec(select(Payee).where(Payee.email == email, Payee.id != payee.id)).first():
-            raise Conflict(f"{email} belongs to another payee")
-        payee.email = email
-    if name is not None and name.strip():
-        payee.name = name.strip()
-    if phone is not None:
-        payee.phone = phone or None
-    after = snapshot(payee)
-    if after != before:
-        payee.updated_at = utcnow()
-        session.add(payee)
-        session.flush()
-        record_audit(
-            session, actor=actor or f"payee:{payee.id}", action="payee.update", entity=payee, before=before, after=snapshot(payee)
-        )
     return payee
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from studioctl.common import JsonOption, emit_json, print_table, show_record
+from studioctl.common import JsonOption, emit_json, get_console, print_table, show_record
 
 app = typer.Typer(
     help="Payees: the paying parents.\n\nExample: studioctl payees show parent@family.example", no_args_is_help=True
@@ -103,6 +103,33 @@ def update(
         row = update_payee(session, get_payee(session, payee), name=name, email=email, phone=phone, actor="admin")
         view = payee_view(session, row, with_students=True)
     _show(view, json_output, "updated payee")
+
+
+@app.command()
+def invite(payee: PayeeRef, json_output: bool = JsonOption) -> None:
+    """Make a one-time code the parent enters in the app to claim this family record.
+
+    For a parent whose sign-in cannot claim it by email (not verified, or another address):
+    the code links their sign-in once, within 7 days. It is shown only now (the studio keeps
+    a hash); a new invite revokes the payee's earlier ones.
+
+    Example: studioctl payees invite sam@family.example
+    """
+    from models.access import create_invite
+    from models.db import session_scope
+    from models.people import get_payee
+
+    with session_scope() as session:
+        row = get_payee(session, payee)
+        record, code = create_invite(session, row, actor="admin")
+        view = {"payee_id": row.id, "email": row.email, "invite_code": code, "expires_at": record.expires_at}
+    if json_output:
+        return emit_json(view)
+    console = get_console()
+    console.print(f"[green]invite code for payee {row.id} <{row.email}>:[/] [bold]{code}[/]", highlight=False)
+    console.print(
+        f"valid once, until {record.expires_at:%Y-%m-%d %H:%M} UTC; the parent signs in and enters it in the app", highlight=False
+    )
 
 
 @app.command("rotate-calendar-token")

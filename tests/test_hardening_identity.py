@@ -4,20 +4,27 @@ PUBLIC_BASE_URL (11), size-checked claims (15)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import threading
 import time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 
+from models.access import PayeeInvite
 from models.audit import AuditLog
+from models.base import utcnow
 from models.config import ConfigError, load_settings
+from models.people import Payee
+from tests import factories
 from tests.support.api import assert_problem, bearer, make_app, register
-from tests.support.cli import ok, refused, row_counts
+from tests.support.cli import ok, ok_json, refused, row_counts
 from tests.support.jwt_tokens import ec_key, jwk, rsa_key, supabase_token
 from webapi.jwks import KeySet, KeySetUnavailable, UnknownKey
 
@@ -278,3 +285,148 @@ def test_item_07_a_jwks_trickling_its_answer_is_cut_at_the_timeout():
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# 2. Linking a sign-in to the payee the studio made ------------------------------------------
+
+
+def _signed_in(client, sub: str, email: str, **claims) -> dict:
+    """Headers with our token for a Supabase sign-in carrying `claims`, through /auth/exchange."""
+    response = client.post("/auth/exchange", headers={"Authorization": f"Bearer {supabase_token(sub, email, **claims)}"})
+    assert response.status_code == 200, response.get_json()
+    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+
+@pytest.fixture
+def studio_family(session):
+    """A family the studio made (`studioctl payees add`), with a student, not signed up yet."""
+    payee = factories.payee(session, email="sam@family.test", name="Sam Garcia")
+    factories.student(session, payee_row=payee, name="Robin")
+    session.commit()
+    return payee
+
+
+def _payee_row(session, payee_id: int) -> Payee:
+    session.expire_all()
+    return session.get(Payee, payee_id)
+
+
+def test_item_02_unverified_email_does_not_link(client, session, studio_family):
+    before = row_counts(session)
+    headers = _signed_in(client, "attacker", "sam@family.test")  # no email_verified claim at all
+    body = assert_problem(client.put("/parent/payee", json={"name": "Mallory"}, headers=headers), 409, "link-required")
+    assert "invite" in body["detail"]
+    assert_problem(client.get("/parent/students", headers=headers), 403, "payee-required")
+    assert _payee_row(session, studio_family.id).supabase_user_id is None
+    assert row_counts(session) == before
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"email_verified": "true"},  # a string is not true
+        {"email_verified": True, "is_anonymous": True},
+        {"user_metadata": {"email_verified": True}, "is_anonymous": True},
+        {"user_metadata": {"email_verified": False}},
+        {"app_metadata": {"email_verified": True}},
+    ],
+    ids=["string-true", "anonymous", "anonymous-metadata", "metadata-false", "app-metadata"],
+)
+def test_item_02_what_does_not_prove_the_email(client, session, studio_family, claims):
+    before = row_counts(session)
+    headers = _signed_in(client, "someone", "sam@family.test", **claims)
+    assert_problem(client.put("/parent/payee", json={}, headers=headers), 409, "link-required")
+    assert row_counts(session) == before
+
+
+@pytest.mark.parametrize(
+    "claims", [{"email_verified": True}, {"user_metadata": {"email_verified": True}}], ids=["top-level", "user-metadata"]
+)
+def test_item_02_verified_email_links_the_studios_payee(client, session, studio_family, claims):
+    headers = _signed_in(client, "sam-sub", "Sam@Family.test", **claims)
+    linked = client.put("/parent/payee", json={"phone": "+1 555 0100"}, headers=headers)
+    assert linked.status_code == 200, linked.get_json()
+    assert linked.get_json()["id"] == studio_family.id
+    assert [s["name"] for s in client.get("/parent/students", headers=headers).get_json()["items"]] == ["Robin"]
+    assert _payee_row(session, studio_family.id).supabase_user_id == "sam-sub"
+    (row,) = _audit_rows(session, "payee.link")
+    assert row.actor == f"payee:{studio_family.id}" and row.after["linked_by"] == "verified-email"
+    assert row.before["supabase_user_id"] is None and row.after["supabase_user_id"] == "sam-sub"
+
+
+def test_item_02_user_metadata_is_not_trusted_when_turned_off(monkeypatch, db, session, studio_family):
+    monkeypatch.setenv("SUPABASE_TRUST_USER_METADATA", "false")
+    client = make_app().test_client()
+    headers = _signed_in(client, "sam-sub", "sam@family.test", user_metadata={"email_verified": True})
+    assert_problem(client.put("/parent/payee", json={}, headers=headers), 409, "link-required")
+    headers = _signed_in(client, "sam-sub", "sam@family.test", email_verified=True)
+    assert client.put("/parent/payee", json={}, headers=headers).get_json()["id"] == studio_family.id
+
+
+def test_item_02_a_new_family_still_signs_up_unverified(client, session):
+    headers = _signed_in(client, "new-sub", "new@family.test")
+    response = client.put("/parent/payee", json={"name": "Nia"}, headers=headers)
+    assert response.status_code == 200 and response.get_json()["email"] == "new@family.test"
+    assert [row.action for row in _audit_rows(session, "payee.signup")] == ["payee.signup"]
+
+
+def test_item_02_unverified_email_changes_do_not_follow_the_sign_in(client, session, family_a):
+    headers = _signed_in(client, family_a.sub, "other@family.test")  # same user, a new unverified address
+    assert client.put("/parent/payee", json={}, headers=headers).get_json()["email"] == family_a.email
+    headers = _signed_in(client, family_a.sub, "other@family.test", email_verified=True)
+    assert client.put("/parent/payee", json={}, headers=headers).get_json()["email"] == "other@family.test"
+
+
+def _invite(email: str) -> str:
+    return ok_json("payees", "invite", email)["invite_code"]
+
+
+def test_item_02_invite_code_links_an_unverified_sign_in_once(client, session, studio_family):
+    result = ok("payees", "invite", "sam@family.test")
+    code = result.stdout.split(":")[1].split()[0]
+    (invite,) = session.scalars(sa.select(PayeeInvite))
+    assert invite.code_hash == hashlib.sha256(code.encode()).hexdigest() and code not in repr(invite)
+    assert invite.expires_at - invite.created_at == timedelta(days=7)
+    (audit,) = _audit_rows(session, "payee.invite")
+    assert audit.actor == "admin" and audit.after["code_hash"] == "[redacted]" and audit.after["payee_id"] == studio_family.id
+    # The parent signs in with another, unverified address and presents the code.
+    headers = _signed_in(client, "sam-sub", "sam.g@elsewhere.test")
+    linked = client.put("/parent/payee", json={"invite_code": code}, headers=headers)
+    assert linked.status_code == 200, linked.get_json()
+    assert linked.get_json()["id"] == studio_family.id and linked.get_json()["email"] == "sam@family.test"
+    assert [s["name"] for s in client.get("/parent/students", headers=headers).get_json()["items"]] == ["Robin"]
+    (link,) = _audit_rows(session, "payee.link")
+    assert link.after["linked_by"] == "invite" and link.after["invite_id"] == invite.id
+    # The app retrying the same claim gets the same answer; anyone else finds the code used.
+    assert client.put("/parent/payee", json={"invite_code": code}, headers=headers).get_json()["id"] == studio_family.id
+    before = row_counts(session)
+    other = _signed_in(client, "mallory", "mallory@evil.test")
+    assert_problem(client.put("/parent/payee", json={"invite_code": code}, headers=other), 403, "invite-used")
+    assert row_counts(session) == before and _payee_row(session, studio_family.id).supabase_user_id == "sam-sub"
+
+
+def test_item_02_wrong_revoked_and_expired_codes_link_nothing(client, session, studio_family):
+    first = _invite("sam@family.test")
+    second = _invite("sam@family.test")  # revokes the first
+    before = row_counts(session)
+    headers = _signed_in(client, "sam-sub", "sam@family.test")
+    for code, problem_type in ((first, "invite-invalid"), ("A" * 32, "invite-invalid")):
+        assert_problem(client.put("/parent/payee", json={"invite_code": code}, headers=headers), 403, problem_type)
+    assert_problem(client.put("/parent/payee", json={"invite_code": "short"}, headers=headers), 422, "validation-error")
+    with time_machine.travel(utcnow() + timedelta(days=7, minutes=1)):
+        late = _signed_in(client, "sam-sub", "sam@family.test")
+        body = assert_problem(client.put("/parent/payee", json={"invite_code": second}, headers=late), 403, "invite-expired")
+        assert "expired" in body["detail"]
+    assert row_counts(session) == before and _payee_row(session, studio_family.id).supabase_user_id is None
+    assert client.put("/parent/payee", json={"invite_code": second}, headers=headers).get_json()["id"] == studio_family.id
+
+
+def test_item_02_invites_are_refused_for_a_linked_family_or_a_sign_in_with_its_own(client, session, studio_family, family_a):
+    before = row_counts(session)
+    refused("payees", "invite", family_a.email, message="linked to a sign-in already")
+    refused("payees", "invite", "nobody@family.test", message="no payee")
+    assert row_counts(session) == before
+    code = _invite("sam@family.test")
+    before = row_counts(session)
+    assert_problem(client.put("/parent/payee", json={"invite_code": code}, headers=family_a.headers), 409, "already-linked")
+    assert row_counts(session) == before and _payee_row(session, studio_family.id).supabase_user_id is None

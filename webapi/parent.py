@@ -13,7 +13,7 @@ from flask import Response, current_app, g, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
 
 from models import family
-from models.access import rotate_calendar_token
+from models.access import register_sign_in, rotate_calendar_token
 from models.attendance import book_makeup, eligible_makeup_slots, get_makeup
 from models.base import utcnow
 from models.booking import hold_slot
@@ -23,7 +23,7 @@ from models.db import after_commit, session_scope
 from models.enrollment import ACTION_REQUIRED, PAST_DUE, Enrollment, archive_student, get_enrollment
 from models.errors import Forbidden, NotFound
 from models.idempotency import IdempotencyRace, fingerprint, store_response, stored_response
-from models.people import Payee, Student, add_student, get_student, update_student, upsert_payee_for_user
+from models.people import Payee, Student, add_student, get_student, update_student
 from webapi.ics import render_calendar
 from webapi.schemas import (
     BookingAccepted,
@@ -122,10 +122,22 @@ def get_payee():
 
 @bp.put("/payee", responses={200: PayeeOut, 409: Problem})
 def put_payee(body: PayeeUpdate):
-    """Create or update the caller's payee (idempotent); the email always comes from the token."""
+    """Create or update the caller's payee (idempotent); the email always comes from the token.
+
+    A family record the studio made with the same email is claimed only when the sign-in's
+    email is verified, else 409 `link-required`; `invite_code` (from the studio, once, 7 days)
+    claims it whatever the email (403 `invite-invalid`, `invite-used`, `invite-expired`).
+    """
+    identity = g.identity
     with session_scope() as session:
-        payee = upsert_payee_for_user(
-            session, supabase_user_id=g.identity.sub, email=g.identity.email, name=body.name, phone=body.phone
+        payee = register_sign_in(
+            session,
+            supabase_user_id=identity.sub,
+            email=identity.email,
+            email_verified=identity.email_verified,
+            name=body.name,
+            phone=body.phone,
+            invite_code=body.invite_code,
         )
         return _payee_out(payee)
 

@@ -176,7 +176,11 @@ class ReadyOut(BaseModel):
 
 
 class PayeeUpdate(Input):
-    """What a parent may set on their own record (the email comes from the sign-in)."""
+    """What a parent may set on their own record (the email comes from the sign-in).
+
+    `invite_code`: the one-time code the studio gave the family (`studioctl payees invite`);
+    it links this sign-in to the family record the studio made, whatever the sign-in's email.
+    """
 
     name: Name | None = None
     phone: Phone | None = None
@@ -185,6 +189,7 @@ class PayeeUpdate(Input):
 class PayeeOut(BaseModel):
     id: int
     email: str
+    invite_code: str | None = Field(None, min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     name: str
     phone: str | None = None
     has_billing_customer: bool

@@ -44,6 +44,8 @@ class Identity:
     sub: str
     email: str
     role: str
+    # The identity provider vouches that `email` is the user's (links an admin-made payee).
+    email_verified: bool = False
 
 
 def bearer_token() -> str:
@@ -62,6 +64,7 @@ class SupabaseVerifier:
         self.secret = settings.SUPABASE_JWT_SECRET
         self.audience = settings.SUPABASE_JWT_AUDIENCE
         self.issuer = settings.SUPABASE_JWT_ISSUER
+        self.trust_user_metadata = settings.SUPABASE_TRUST_USER_METADATA
         self.jwks = KeySet(settings.SUPABASE_JWKS_URL) if settings.SUPABASE_JWKS_URL else None
 
     def _key_for(self, algorithm: str | None, kid: str | None):
@@ -89,7 +92,24 @@ class SupabaseVerifier:
         email = claims.get("email")
         if not isinstance(email, str) or "@" not in email:
             raise Unauthorized("the token carries no email address", type="invalid-token")
-        return Identity(sub=str(claims["sub"]), email=email.strip().lower(), role=_role_for(email))
+        return Identity(
+            sub=str(claims["sub"]),
+            email=email.strip().lower(),
+            role=_role_for(email),
+            email_verified=_email_verified(claims, trust_user_metadata=self.trust_user_metadata),
+        )
+
+
+def _email_verified(claims: dict, *, trust_user_metadata: bool) -> bool:
+    """Whether the token vouches for its email: `email_verified` true at the top level (a custom
+    access-token hook's claim) or in `user_metadata` (Supabase's copy of the identity's; the user
+    can edit it, hence SUPABASE_TRUST_USER_METADATA), and not an anonymous user."""
+    if claims.get("is_anonymous") is True:
+        return False
+    if claims.get("email_verified") is True:
+        return True
+    metadata = claims.get("user_metadata")
+    return trust_user_metadata and isinstance(metadata, dict) and metadata.get("email_verified") is True
 
 
 def _decode(token: str, key, *, algorithm: str, audience: str, issuer: str | None, required: list[str]) -> dict:
@@ -128,6 +148,7 @@ def mint_access_token(identity: Identity, settings: Settings, *, now: int | None
         "sub": identity.sub,
         "email": identity.email,
         "role": identity.role,
+        "email_verified": identity.email_verified,
         "iat": issued,
         "exp": issued + ttl,
         "iss": OUR_ISSUER,
@@ -146,7 +167,12 @@ def verify_access_token(token: str, settings: Settings) -> Identity:
         issuer=OUR_ISSUER,
         required=["exp", "iat", "sub", "iss", "aud", "email", "role"],
     )
-    return Identity(sub=claims["sub"], email=str(claims["email"]), role=str(claims["role"]))
+    return Identity(
+        sub=claims["sub"],
+        email=str(claims["email"]),
+        role=str(claims["role"]),
+        email_verified=claims.get("email_verified") is True,  # tokens minted before the claim existed: not verified
+    )
 
 
 def require_identity() -> Identity:
