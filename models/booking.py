@@ -26,7 +26,7 @@ from models.clock import occurrence_start, slot_label, studio_today, weekday_lab
 from models.config import get_settings
 from models.db import is_postgres
 from models.enrollment import ACTIVE, HOLD_STATUSES, LIVE_SQL, LIVE_STATUSES, PROVISIONAL, Enrollment
-from models.errors import Invalid, NotFound, SlotTaken, TooManyHolds
+from models.errors import CardRequired, Invalid, NotFound, SlotTaken, TooManyHolds
 from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument
 from models.scheduling import Semester, SemesterClosure, Timeslot, all_closures, closures_of, slot_dates
 
@@ -146,11 +146,15 @@ def _new_enrollment(
     first_lesson = _first_lesson_on_or_after(facts.weekday, first_day, closures, semester)
     if facts.plan_frequency == "semester" and semester is None:
         raise Invalid("a semester plan needs a semester", field="plan")
-    # Row locks, always in this order: the family's (serialises its holds: the cap), then
-    # the slot's (serialises bookings of one slot). SQLite: the unit of work began IMMEDIATE.
+    # Locks, always in this order: the family's row (serialises its holds: the cap), the
+    # card-less holds' lock (a family without a card on file: serialises the studio-wide cap),
+    # the slot's row (serialises bookings of one slot). SQLite: the unit of work began IMMEDIATE.
     postgres = is_postgres(session)
+    cardless = hold_for is not None and hold_for.stripe_payment_method_id is None
     if hold_for is not None and postgres:
         session.execute(_LOCK_PAYEE, {"payee_id": hold_for.id})
+        if cardless:
+            session.execute(_LOCK_CARDLESS_HOLDS)
     slot_active = session.execute(_LOCK_SLOT if postgres else _SLOT_ACTIVE, {"timeslot_id": facts.slot_id}).scalar()
     if not slot_active:  # an admin closed it meanwhile
         raise Invalid(f"timeslot {timeslot_id} is not open for booking", field="timeslot_id")
@@ -162,7 +166,9 @@ def _new_enrollment(
     ).one()
     if live_id is not None:
         raise SlotTaken(f"timeslot {facts.slot_id} ({facts.label}) is taken")
-    if hold_for is not None and holds >= settings.MAX_HOLDS_PER_PAYEE:
+    if cardless:
+        _check_cardless_caps(session, holds)
+    elif hold_for is not None and holds >= settings.MAX_HOLDS_PER_PAYEE:
         raise TooManyHolds(f"you already hold {holds} provisional bookings (the limit is {settings.MAX_HOLDS_PER_PAYEE})")
     if last_makeup is not None and last_makeup >= first_lesson:
         first_lesson = _first_lesson_on_or_after(facts.weekday, last_makeup + timedelta(days=1), closures, semester)
@@ -175,7 +181,7 @@ def _new_enrollment(
         status=status,
         offline=offline,
         start_date=first_lesson,
-        provisional_expires_at=now + timedelta(minutes=settings.PROVISIONAL_HOLD_MINUTES) if status == PROVISIONAL else None,
+        provisional_expires_at=now + timedelta(minutes=_hold_minutes(settings, cardless)) if status == PROVISIONAL else None,
         created_at=now,
         updated_at=now,
     )
@@ -191,6 +197,25 @@ def _new_enrollment(
         after=snapshot(enrollment),
     )
     return enrollment
+
+
+def _hold_minutes(settings, cardless: bool) -> int:
+    return settings.CARDLESS_HOLD_MINUTES if cardless else settings.PROVISIONAL_HOLD_MINUTES
+
+
+def _check_cardless_caps(session: Session, holds: int) -> None:
+    """A family without a card on file holds CARDLESS_HOLDS_PER_PAYEE slots (1) at a time, and only while fewer than
+    MAX_CARDLESS_HOLDS card-less holds exist in the studio (read under their lock)."""
+    settings = get_settings()
+    if holds >= settings.CARDLESS_HOLDS_PER_PAYEE:
+        raise CardRequired(
+            f"without a card on file a family holds {settings.CARDLESS_HOLDS_PER_PAYEE} slot(s) at a time: "
+            "add a card (POST /parent/payment-setup) to hold more"
+        )
+    if session.execute(_CARDLESS_HOLDS).scalar_one() >= settings.MAX_CARDLESS_HOLDS:
+        raise CardRequired(
+            "many families are holding slots without a card right now: add a card (POST /parent/payment-setup) to book"
+        )
 
 
 def _facts_statement(plan_on):
@@ -237,6 +262,15 @@ _FACTS_PLAN_BY_FREQUENCY = _facts_statement(
     .order_by(Plan.id.desc())
     .limit(1)
     .scalar_subquery()
+)
+# PostgreSQL's transaction-scoped advisory lock for card-less holds (a constant key of ours).
+_LOCK_CARDLESS_HOLDS = sa.select(sa.func.pg_advisory_xact_lock(0x5374_7564_696F))
+# Provisional holds of families without a card on file, studio-wide.
+_CARDLESS_HOLDS = (
+    select(func.count(Enrollment.id))
+    .join(Student, Student.id == Enrollment.student_id)
+    .join(Payee, Payee.id == Student.payee_id)
+    .where(Enrollment.status == PROVISIONAL, Payee.stripe_payment_method_id.is_(None))
 )
 _LOCK_PAYEE = select(Payee.id).where(Payee.id == sa.bindparam("payee_id", type_=sa.Integer)).with_for_update()
 _SLOT_ACTIVE = select(Timeslot.active).where(Timeslot.id == sa.bindparam("timeslot_id", type_=sa.Integer))

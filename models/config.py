@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     # never from the request's Host header. Unset: `DEFAULT_PUBLIC_BASE_URL` (`studioctl serve`'s bind).
     PUBLIC_BASE_URL: str | None = None
     MAX_HOLDS_PER_PAYEE: int = Field(default=3, ge=1, le=100)
+    # A family with no card on file: one hold at a time, this long; at most MAX_CARDLESS_HOLDS
+    # such holds in the whole studio (throw-away accounts cannot hoard every free slot).
+    CARDLESS_HOLD_MINUTES: int = Field(default=10, ge=1, le=24 * 60)
+    CARDLESS_HOLDS_PER_PAYEE: int = Field(default=1, ge=1, le=100)
+    MAX_CARDLESS_HOLDS: int = Field(default=10, ge=1, le=10_000)
     DUNNING_GRACE_DAYS: int = Field(default=7, ge=0, le=90)
     CURRENCY: str = "usd"
     # flask-limiter strings for the parent API ("20/minute;200/hour"); raised by tests and benchmarks.

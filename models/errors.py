@@ -74,3 +74,10 @@ class TooManyHolds(Conflict):
 
     type = "too-many-holds"
     title = "Too many provisional holds"
+
+
+class CardRequired(Conflict):
+    """A family without a card on file may hold one slot, and only while few such holds exist."""
+
+    type = "card-required"
+    title = "A card on file is required"

@@ -14,7 +14,7 @@ from models.attendance import MakeUp
 from models.audit import AuditLog
 from models.enrollment import ACTIVE, Enrollment
 from models.outbox import IdempotencyRecord
-from models.people import Student
+from models.people import Payee, Student
 from tests import factories
 from tests.support.api import Studio, assert_problem, bearer, booking_body, make_app, register
 
@@ -175,7 +175,9 @@ def test_taken_slot_is_409_and_enqueues_nothing(client, studio: Studio, family_a
     assert task_queue.pending() == []
 
 
-def test_hold_cap_stops_slot_hoarding(client, studio: Studio, family_a):
+def test_hold_cap_stops_slot_hoarding(client, session, studio: Studio, family_a):
+    session.execute(sa.update(Payee).where(Payee.id == family_a.payee_id).values(stripe_payment_method_id="pm_on_file"))
+    session.commit()  # a family with a card on file: the card holder's cap
     student = family_a.add_student(client)
     slots = [studio.slot_id, *studio.other_slot_ids]
     for slot_id in slots[:3]:

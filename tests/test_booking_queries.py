@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from models.people import Payee
 from tests.support.api import Studio, booking_body
 
 
@@ -50,8 +51,10 @@ def test_a_taken_slot_is_answered_from_one_read_without_a_lock(client, studio: S
 
 
 def test_a_free_slot_locks_the_family_then_the_slot_and_inserts_the_hold_and_its_audit(
-    client, studio: Studio, family_a, statements, engine_name
+    client, session, studio: Studio, family_a, statements, engine_name
 ):
+    session.execute(sa.update(Payee).where(Payee.id == family_a.payee_id).values(stripe_payment_method_id="pm_on_file"))
+    session.commit()  # a family with a card on file (without one: the card-less holds' lock and count too)
     student = family_a.add_student(client)
     statements.clear()
     response = client.post(

@@ -123,24 +123,32 @@ def test_start_date_must_be_the_slots_weekday(studio):
         _hold(studio, start_date=date(2026, 12, 8))
 
 
-def test_hold_cap_per_family(studio, monkeypatch):
+def _card_on_file(studio, session) -> None:
+    studio["payee"].stripe_payment_method_id = "pm_on_file"
+    session.add(studio["payee"])
+    session.commit()
+
+
+def test_hold_cap_per_family(studio, session, monkeypatch):
     from models.config import reset_settings
 
     monkeypatch.setenv("MAX_HOLDS_PER_PAYEE", "2")
     reset_settings()
+    _card_on_file(studio, session)
     _hold(studio, 0)
     _hold(studio, 1)
     with pytest.raises(TooManyHolds):
         _hold(studio, 2)
 
 
-def test_a_booking_waiting_for_3ds_still_counts_against_the_hold_cap(studio, monkeypatch):
+def test_a_booking_waiting_for_3ds_still_counts_against_the_hold_cap(studio, session, monkeypatch):
     from models.config import reset_settings
     from models.enrollment import lock_enrollment
     from models.payment_action import PaymentAction, await_payment_action
 
     monkeypatch.setenv("MAX_HOLDS_PER_PAYEE", "2")
     reset_settings()
+    _card_on_file(studio, session)
     for index in (0, 1):
         enrollment_id = _hold(studio, index)
         with session_scope() as session:
