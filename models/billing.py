@@ -19,6 +19,24 @@ from models.people import Payee
 
 FREQUENCIES = ("weekly", "monthly", "semester")
 EVENT_STATUSES = ("received", "processed", "failed", "ignored")
+NAME_LENGTH = 80
+MAX_AMOUNT_CENTS = 99_999_999  # Stripe's largest unit_amount (8 digits): 999,999.99
+
+# ISO 4217 List One (SIX, the maintenance agency; as published in 2025): the currencies in
+# use, lowercase as Stripe writes them. Funds, precious metals and the testing and "no
+# currency" codes (BOV, CLF, XDR, XAU, XTS, XXX...) are left out: nothing is priced in them.
+# ANG and BGN stay while they are being replaced (by XCG and the euro).
+ISO_4217 = frozenset(
+    """
+    aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd bob brl bsd btn bwp
+    byn bzd cad cdf chf clp cny cop crc cup cve czk djf dkk dop dzd egp ern etb eur fjd fkp gbp
+    gel ghs gip gmd gnf gtq gyd hkd hnl htg huf idr ils inr iqd irr isk jmd jod jpy kes kgs khr
+    kmf kpw krw kwd kyd kzt lak lbp lkr lrd lsl lyd mad mdl mga mkd mmk mnt mop mru mur mvr mwk
+    mxn myr mzn nad ngn nio nok npr nzd omr pab pen pgk php pkr pln pyg qar ron rsd rub rwf sar
+    sbd scr sdg sek sgd shp sle sos srd ssp stn svc syp szl thb tjs tmt tnd top try ttd twd tzs
+    uah ugx usd uyu uzs ved ves vnd vuv wst xaf xcd xcg xof xpf yer zar zmw zwg
+    """.split()
+)
 
 
 class Plan(SQLModel, table=True):
@@ -32,7 +50,7 @@ class Plan(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(max_length=80)
+    name: str = Field(max_length=NAME_LENGTH)
     frequency: str = Field(max_length=16)
     amount_cents: int
     currency: str = Field(default="usd", max_length=3)
@@ -78,13 +96,44 @@ def parse_amount(text: str | float | Decimal) -> int:
     return int(cents)
 
 
-def add_plan(session: Session, *, name: str, frequency: str, amount_cents: int, currency: str, actor: str) -> Plan:
-    """Add a plan (Stripe ids are filled in by the workers' gateway)."""
+def check_plan(*, name: str, frequency: str, amount_cents: int, currency: str) -> None:
+    """Refuse a plan that cannot be priced, before anything (a row, a Stripe Price) is made:
+    an unknown frequency, an amount of zero or less (or past what Stripe takes), a currency
+    that is not ISO 4217, a name longer than its column."""
+    if len(name.strip()) > NAME_LENGTH:
+        raise Invalid(f"a plan's name has at most {NAME_LENGTH} characters", field="name")
     if frequency not in FREQUENCIES:
         raise Invalid(f"frequency must be one of {', '.join(FREQUENCIES)}", field="frequency")
-    if amount_cents < 0:
-        raise Invalid("amount must not be negative", field="amount")
-    plan = Plan(name=name.strip() or frequency, frequency=frequency, amount_cents=amount_cents, currency=currency)
+    if amount_cents <= 0:
+        raise Invalid("amount must be more than 0", field="amount")
+    if amount_cents > MAX_AMOUNT_CENTS:
+        raise Invalid(f"amount must be at most {Decimal(MAX_AMOUNT_CENTS) / 100} (Stripe's limit)", field="amount")
+    if currency not in ISO_4217:
+        raise Invalid(f"{currency!r} is not an ISO 4217 currency code (e.g. usd, eur, gbp)", field="currency")
+
+
+def add_plan(
+    session: Session,
+    *,
+    name: str,
+    frequency: str,
+    amount_cents: int,
+    currency: str,
+    actor: str,
+    stripe_product_id: str | None = None,
+    stripe_price_id: str | None = None,
+) -> Plan:
+    """Add a plan, with its Stripe ids when they were made first (else the workers' gateway
+    fills them in on first use)."""
+    check_plan(name=name, frequency=frequency, amount_cents=amount_cents, currency=currency)
+    plan = Plan(
+        name=name.strip() or frequency,
+        frequency=frequency,
+        amount_cents=amount_cents,
+        currency=currency,
+        stripe_product_id=stripe_product_id,
+        stripe_price_id=stripe_price_id,
+    )
     session.add(plan)
     session.flush()
     record_audit(session, actor=actor, action="plan.add", entity=plan, after=snapshot(plan))

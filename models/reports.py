@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from sqlmodel import Session, func, select
 
 from models.attendance import ATTENDANCE_STATUSES, AVAILABLE, MAKEUP_STATUSES, Attendance, MakeUp
+from models.audit import snapshot
 from models.billing import Plan
 from models.clock import WEEKDAYS, format_minute, studio_today
 from models.enrollment import LIVE_STATUSES, STATUSES, Enrollment
@@ -298,9 +299,28 @@ def table_names() -> list[str]:
     return sorted(TABLES)
 
 
+# A text cell a spreadsheet would read as a formula (`=HYPERLINK(...)` as a student's name) or
+# whose leading tab/CR it would drop: OWASP's CSV-injection advice, a leading single quote.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value) -> str | int | float | bool:
+    """One exported value (as `plain()` gives it): JSON columns as JSON text, NULL empty, text
+    that starts like a formula prefixed with `'` (numbers stay numbers)."""
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def export_rows(session: Session, table: str, path, *, progress=None, advance=None) -> int:
     """Write every row of `table` to the CSV file `path` (ordered by primary key); return the
-    count. `progress(total)` returns a handle that `advance(handle)` moves once per row."""
+    count. Credentials (`calendar_token`...) are redacted as in the audit trail; cells are
+    made safe to open in a spreadsheet (`csv_cell`). `progress(total)` returns a handle that
+    `advance(handle)` moves once per row."""
     model = TABLES[table]
     columns = [column.name for column in model.__table__.columns]
     total = session.exec(select(func.count()).select_from(model)).one()
@@ -311,15 +331,8 @@ def export_rows(session: Session, table: str, path, *, progress=None, advance=No
         writer.writerow(columns)
         statement = select(model).order_by(*model.__table__.primary_key.columns)
         for row in session.exec(statement.execution_options(yield_per=500)):
-            values = []
-            for name in columns:
-                value = getattr(row, name)
-                if isinstance(value, (dict, list)):
-                    value = json.dumps(value, sort_keys=True)
-                elif hasattr(value, "isoformat"):
-                    value = value.isoformat()
-                values.append("" if value is None else value)
-            writer.writerow(values)
+            values = snapshot(row)  # the audit trail's own view: credentials already redacted
+            writer.writerow([csv_cell(values[name]) for name in columns])
             written += 1
             if advance and handle is not None:
                 advance(handle)

@@ -29,6 +29,8 @@ def add_semester(
     actor: str,
 ) -> Semester:
     """Add a semester; the make-up window defaults to the semester itself."""
+    if not name.strip():
+        raise Invalid("a semester needs a name, e.g. 'Fall 2026'", field="name")
     if ends_on < starts_on:
         raise Invalid("the semester ends before it starts", field="ends")
     makeup_starts_on = makeup_starts_on or starts_on

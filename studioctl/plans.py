@@ -27,6 +27,9 @@ def add(
 ) -> None:
     """Add a plan and create its Stripe Product and Price (recurring for weekly/monthly).
 
+    The frequency, amount (more than 0), currency (ISO 4217) and name are checked first; the
+    plan is saved only once Stripe has made its Price: when Stripe fails, nothing is saved.
+
     Example: studioctl plans add --frequency weekly --amount 30.00
     """
     from models.billing import add_plan, parse_amount
@@ -34,25 +37,23 @@ def add(
     from models.db import session_scope
     from models.stripe_records import plan_row
 
-    with session_scope() as session:
-        plan = add_plan(
-            session,
-            name=name or frequency.title(),
-            frequency=frequency.strip().lower(),
-            amount_cents=parse_amount(amount),
-            currency=(currency or get_settings().CURRENCY).lower(),
-            actor="admin",
-        )
-        plan_id = plan.id
-    if not offline:
+    frequency = frequency.strip().lower()
+    amount_cents = parse_amount(amount)
+    currency = (currency or get_settings().CURRENCY).strip().lower()
+    name = name.strip() or frequency.title()
+    fields = {"name": name, "frequency": frequency, "amount_cents": amount_cents, "currency": currency, "actor": "admin"}
+    if offline:
+        with session_scope() as session:
+            plan_id = add_plan(session, **fields).id
+    else:
         from models.errors import DomainError
-        from workers.pipeline import ensure_plan_price
+        from workers.pipeline import create_plan
         from workers.stripe_gateway import StripeGateway, StripeGatewayError
 
         try:
-            ensure_plan_price(StripeGateway(), plan_id)
+            plan_id = create_plan(StripeGateway(), **fields)
         except StripeGatewayError as error:
-            raise DomainError(f"plan {plan_id} saved, but Stripe failed: {error} (the first booking will retry)") from None
+            raise DomainError(f"Stripe failed: {error}; no plan was saved (--offline saves it without Stripe)") from None
     with session_scope(write=False) as session:
         view = plan_row(session, plan_id=plan_id)
     if json_output:

@@ -17,6 +17,7 @@ The related rows a step reads (payee, plan, slot, teacher...) come in one query.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -224,6 +225,31 @@ def ensure_plan_price(gateway: StripeGateway, plan_id: int) -> str:
         return billing.set_plan_stripe_ids(
             session, plan, product_id=product_id, price_id=price["id"], actor=ACTOR
         ).stripe_price_id
+
+
+def create_plan(gateway: StripeGateway, *, name: str, frequency: str, amount_cents: int, currency: str, actor: str) -> int:
+    """A new plan with its Stripe Product and Price, as one unit: checked first, then made in
+    Stripe, and only then saved (with their ids) — a Stripe failure leaves no plan behind. (A
+    database failure after Stripe answered leaves an unused Product/Price there, never charged.)
+    The key is new per call: an admin running the command again after a failure starts afresh."""
+    billing.check_plan(name=name, frequency=frequency, amount_cents=amount_cents, currency=currency)
+    key = f"plan-new-{uuid.uuid4().hex}"
+    product_id = gateway.create_product(plan_id=None, name=name, key=key)["id"]
+    price = gateway.create_price(
+        plan_id=None, product_id=product_id, amount_cents=amount_cents, currency=currency, frequency=frequency, key=key
+    )
+    with session_scope() as session:
+        plan = billing.add_plan(
+            session,
+            name=name,
+            frequency=frequency,
+            amount_cents=amount_cents,
+            currency=currency,
+            actor=actor,
+            stripe_product_id=product_id,
+            stripe_price_id=price["id"],
+        )
+        return plan.id
 
 
 def _wait_for_card(enrollment_id: int, payee_email: str) -> None:

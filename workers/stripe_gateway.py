@@ -297,17 +297,23 @@ class StripeGateway:
 
     # Catalogue ------------------------------------------------------------------------
 
-    def create_product(self, *, plan_id: int, name: str, key: str) -> dict:
-        params: ProductCreateParams = {"name": name, "metadata": {"plan_id": str(plan_id)}}
+    def create_product(self, *, plan_id: int | None, name: str, key: str) -> dict:
+        """The Product of a plan (`plan_id` None: a plan not saved yet, made once Stripe has answered)."""
+        params: ProductCreateParams = {"name": name}
+        if plan_id:
+            params["metadata"] = {"plan_id": str(plan_id)}
         return self._call(self.v1.products.create, params, self._key(f"{key}-product"))
 
-    def create_price(self, *, plan_id: int, product_id: str, amount_cents: int, currency: str, frequency: str, key: str) -> dict:
+    def create_price(
+        self, *, plan_id: int | None, product_id: str, amount_cents: int, currency: str, frequency: str, key: str
+    ) -> dict:
         """Recurring for weekly/monthly plans; a one-time per-lesson price for semester plans."""
+        metadata = {"plan_id": str(plan_id), "frequency": frequency} if plan_id else {"frequency": frequency}
         params: PriceCreateParams = {
             "product": product_id,
             "unit_amount": amount_cents,
             "currency": currency,
-            "metadata": {"plan_id": str(plan_id), "frequency": frequency},
+            "metadata": metadata,
         }
         if frequency in INTERVALS:
             params["recurring"] = {"interval": INTERVALS[frequency]}
