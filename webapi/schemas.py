@@ -184,12 +184,12 @@ class PayeeUpdate(Input):
 
     name: Name | None = None
     phone: Phone | None = None
+    invite_code: str | None = Field(None, min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
 class PayeeOut(BaseModel):
     id: int
     email: str
-    invite_code: str | None = Field(None, min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     name: str
     phone: str | None = None
     has_billing_customer: bool
