@@ -210,3 +210,20 @@ def test_short_jwt_secret_is_a_clear_config_error(monkeypatch):
     reset_settings()
     with pytest.raises(ConfigError, match="JWT_SECRET"):
         create_app()
+
+
+def test_a_token_remembered_as_verified_is_still_refused_once_it_expires(db):
+    import time_machine
+
+    from tests.support.api import register
+    from tests.support.jwt_tokens import backend_token
+
+    client = make_app().test_client()
+    family_a = register(client, "user-m", "m@family.test")
+    token = backend_token(family_a.sub, family_a.email, exp_in=60)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/parent/payee", headers=headers).status_code == 200  # verified, remembered
+    with time_machine.travel(time.time() + 120, tick=False):
+        assert_problem(client.get("/parent/payee", headers=headers), 401, "token-expired")
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert_problem(client.get("/parent/payee", headers={"Authorization": f"Bearer {tampered}"}), 401)

@@ -12,6 +12,7 @@ Our token is HS256 with `JWT_SECRET`, our own issuer and audience, `JWT_TTL_SECO
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -158,21 +159,35 @@ def mint_access_token(identity: Identity, settings: Settings, *, now: int | None
 
 
 def verify_access_token(token: str, settings: Settings) -> Identity:
-    """The identity of one of our own valid tokens; Unauthorized otherwise."""
+    """The identity of one of our own valid tokens; Unauthorized otherwise.
+
+    A token verified once is remembered until it expires (its signature, issuer and audience
+    cannot change): a family's app sends the same token with every request, and verifying
+    it again cost more than the rest of a refused booking. Refused tokens are not remembered.
+    """
+    identity, expires = _verified(token, settings.JWT_SECRET)
+    if time.time() > expires + LEEWAY_SECONDS:
+        raise Unauthorized("the token has expired", type="token-expired")
+    return identity
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified(token: str, secret: str) -> tuple[Identity, int]:
     claims = _decode(
         token,
-        settings.JWT_SECRET,
+        secret,
         algorithm=OUR_ALGORITHM,
         audience=OUR_AUDIENCE,
         issuer=OUR_ISSUER,
         required=["exp", "iat", "sub", "iss", "aud", "email", "role"],
     )
-    return Identity(
+    identity = Identity(
         sub=claims["sub"],
         email=str(claims["email"]),
         role=str(claims["role"]),
         email_verified=claims.get("email_verified") is True,  # tokens minted before the claim existed: not verified
     )
+    return identity, int(claims["exp"])
 
 
 def require_identity() -> Identity:
