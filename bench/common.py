@@ -370,7 +370,7 @@ def bench_env(database_url: str, **extra: str) -> dict[str, str]:
         "OUTBOX_DIR": str(work_dir("outbox")),
         "MAX_HOLDS_PER_PAYEE": "100",
         "CARDLESS_HOLDS_PER_PAYEE": "100",
-        "MAX_CARDLESS_HOLDS": "100000",
+        "MAX_CARDLESS_HOLDS": "10000",
         "RATELIMIT_AUTH": "1000000/minute",
         "RATELIMIT_BOOKINGS": "1000000/minute",
         "RATELIMIT_PARENT_WRITES": "1000000/minute",
