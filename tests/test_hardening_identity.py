@@ -430,3 +430,52 @@ def test_item_02_invites_are_refused_for_a_linked_family_or_a_sign_in_with_its_o
     before = row_counts(session)
     assert_problem(client.put("/parent/payee", json={"invite_code": code}, headers=family_a.headers), 409, "already-linked")
     assert row_counts(session) == before and _payee_row(session, studio_family.id).supabase_user_id is None
+
+
+# 15. Claims that could never register -----------------------------------------------------
+
+
+def _email_of_length(length: int) -> str:
+    local = "p" * 64
+    return f"{local}@{'d' * (length - len(local) - 1 - len('.test'))}.test"
+
+
+@pytest.mark.parametrize(
+    "sub, email",
+    [
+        ("u" * 256, "parent@family.test"),
+        ("user\n1", "parent@family.test"),
+        ("user\x00", "parent@family.test"),
+        ("user\u202e1", "parent@family.test"),  # a right-to-left override
+        ("user-1", _email_of_length(255)),
+        ("user-1", "par\tent@family.test"),
+        ("user-1", "parent@family.test\u2028"),
+        ("user-1", "parent@localhost"),  # what registering refuses as no address
+        ("user-1", "par ent@family.test"),
+    ],
+    ids=[
+        "sub-256",
+        "sub-newline",
+        "sub-nul",
+        "sub-bidi",
+        "email-255",
+        "email-tab",
+        "email-line-separator",
+        "email-no-dot",
+        "email-space",
+    ],
+)
+def test_item_15_claims_that_could_never_register_are_401_at_exchange(client, sub, email):
+    response = client.post("/auth/exchange", headers={"Authorization": f"Bearer {supabase_token(sub, email)}"})
+    assert_problem(response, 401, "invalid-token")
+
+
+def test_item_15_the_longest_accepted_claims_register(client, session):
+    sub, email = "u" * 255, _email_of_length(254)
+    headers = _signed_in(client, sub, email.upper())
+    response = client.put("/parent/payee", json={"name": "Long"}, headers=headers)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["email"] == email
+    assert _payee_row(session, response.get_json()["id"]).supabase_user_id == sub
+    headers = _signed_in(client, "josé-1", "José@Família.test")  # letters beyond ASCII are fine
+    assert client.put("/parent/payee", json={}, headers=headers).get_json()["email"] == "josé@família.test"

@@ -6,6 +6,8 @@ HS256 with `SUPABASE_JWT_SECRET`, RS256/ES256 with a key from `SUPABASE_JWKS_URL
 an unknown `kid` a quick 401). The algorithm list passed to `jwt.decode` is exactly the one the
 key is for, so `none` and an HS256 token "signed" with a public key are refused
 (RFC 8725). `exp` and `sub` are required, `aud` must match, and `iss` too when configured.
+`sub` (≤ 255 characters) and `email` (an address, ≤ 254) must fit what registering stores,
+with no control characters: a token refused here is one that could never sign up.
 
 Our token is HS256 with `JWT_SECRET`, our own issuer and audience, `JWT_TTL_SECONDS` long.
 """
@@ -14,13 +16,15 @@ from __future__ import annotations
 
 import functools
 import time
+import unicodedata
 from dataclasses import dataclass
 
 import jwt
 from flask import current_app, g, request
 
 from models.config import ConfigError, Settings
-from models.errors import DomainError, Unauthorized
+from models.errors import DomainError, Invalid, Unauthorized
+from models.people import normalise_email
 from webapi.jwks import KeySet, KeySetUnavailable, UnknownKey
 
 OUR_ISSUER = "studio-api"
@@ -28,6 +32,9 @@ OUR_AUDIENCE = "studio-parent-api"
 OUR_ALGORITHM = "HS256"
 ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
 LEEWAY_SECONDS = 10
+# What a sign-in must fit to be registered: payee.supabase_user_id, and an address (RFC 5321).
+MAX_SUB_LENGTH = 255
+MAX_EMAIL_LENGTH = 254
 
 
 class AuthUnavailable(DomainError):
@@ -90,12 +97,19 @@ class SupabaseVerifier:
         key = self._key_for(algorithm, header.get("kid"))
         required = ["exp", "sub", "aud"] + (["iss"] if self.issuer else [])
         claims = _decode(token, key, algorithm=algorithm, audience=self.audience, issuer=self.issuer, required=required)
+        sub = _claim_text(claims["sub"], "subject", MAX_SUB_LENGTH)
         email = claims.get("email")
         if not isinstance(email, str) or "@" not in email:
             raise Unauthorized("the token carries no email address", type="invalid-token")
+        try:
+            email = normalise_email(_claim_text(email, "email", MAX_EMAIL_LENGTH))
+        except Invalid:
+            raise Unauthorized("the token's email is not an email address", type="invalid-token") from None
+        if len(email) > MAX_EMAIL_LENGTH:  # lower-casing can lengthen some letters
+            raise Unauthorized(f"the token's email is longer than {MAX_EMAIL_LENGTH} characters", type="invalid-token")
         return Identity(
-            sub=str(claims["sub"]),
-            email=email.strip().lower(),
+            sub=sub,
+            email=email,
             role=_role_for(email),
             email_verified=_email_verified(claims, trust_user_metadata=self.trust_user_metadata),
         )
@@ -111,6 +125,16 @@ def _email_verified(claims: dict, *, trust_user_metadata: bool) -> bool:
         return True
     metadata = claims.get("user_metadata")
     return trust_user_metadata and isinstance(metadata, dict) and metadata.get("email_verified") is True
+
+
+def _claim_text(value: str, name: str, limit: int) -> str:
+    """A text claim we store or show, refused (401) when it could never be: longer than its column
+    or holding control, format or unassigned characters (newlines, NUL, bidi overrides)."""
+    if len(value) > limit:
+        raise Unauthorized(f"the token's {name} is longer than {limit} characters", type="invalid-token")
+    if any(unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Zl", "Zp") for char in value):
+        raise Unauthorized(f"the token's {name} contains control characters", type="invalid-token")
+    return value
 
 
 def _decode(token: str, key, *, algorithm: str, audience: str, issuer: str | None, required: list[str]) -> dict:
