@@ -3,7 +3,15 @@ installs before doing any work. Cheap to import: Huey and the tasks load on the 
 
 from __future__ import annotations
 
+import logging
+
 from models import dispatch
+
+# Loggers that write HTTP traffic at DEBUG: Stripe's SDK logs every request's parameters and
+# every response body (client secrets `pi_..._secret_...`, emails, card details), urllib3 and
+# httpx/httpcore their request lines. Debug logging (`studioctl worker -v`, `huey_consumer -v`)
+# sets the root logger's level, never these: they stay at INFO (Stripe's one-line summaries).
+HTTP_BODY_LOGGERS = ("stripe", "urllib3", "httpx", "httpcore")
 
 
 def _enqueue_send(email_id: int) -> None:
@@ -12,6 +20,15 @@ def _enqueue_send(email_id: int) -> None:
     send_email(email_id)
 
 
+def keep_http_bodies_out_of_logs() -> None:
+    """Hold the loggers that write request and response bodies at INFO or above."""
+    for name in HTTP_BODY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.level, logging.INFO))
+
+
 def install() -> None:
-    """Emails queued in a unit of work are enqueued for sending once it commits."""
+    """Emails queued in a unit of work are enqueued for sending once it commits; no HTTP body
+    reaches a log, whatever the log level."""
     dispatch.set_email_dispatcher(_enqueue_send)
+    keep_http_bodies_out_of_logs()
