@@ -76,6 +76,13 @@ class TooManyHolds(Conflict):
     title = "Too many provisional holds"
 
 
+class TooManyStudents(Conflict):
+    """The family already has the maximum number of (non-archived) students."""
+
+    type = "too-many-students"
+    title = "Too many students"
+
+
 class CardRequired(Conflict):
     """A family without a card on file may hold one slot, and only while few such holds exist."""
 

@@ -11,7 +11,8 @@ from sqlmodel import Field, Session, SQLModel, select
 from models.audit import record_audit, snapshot
 from models.base import MAX_ID, utc_column, utcnow
 from models.clock import studio_today
-from models.errors import Conflict, Invalid, NotFound
+from models.db import lock_row
+from models.errors import Conflict, Invalid, NotFound, TooManyStudents
 
 SEED_INSTRUMENTS = ("piano", "guitar", "drums", "bass")
 
@@ -274,13 +275,26 @@ def update_payee(
 
 
 def add_student(
-    session: Session, *, payee: Payee, name: str, birth_date: date | None = None, notes: str | None = None, actor: str
+    session: Session,
+    *,
+    payee: Payee,
+    name: str,
+    birth_date: date | None = None,
+    notes: str | None = None,
+    actor: str,
+    max_students: int | None = None,
 ) -> Student:
-    """Add a student to a payee's family."""
+    """Add a student to a payee's family; `max_students`: TooManyStudents when the family has that
+    many non-archived ones (counted under the payee's row lock, so concurrent adds cannot pass it)."""
     if not name.strip():
         raise Invalid("student name is empty", field="name")
     if birth_date is not None and birth_date > studio_today():
         raise Invalid("birth date is in the future", field="birth_date")
+    if max_students is not None:
+        lock_row(session, Payee, payee.id)
+        count = sa.select(sa.func.count()).where(Student.payee_id == payee.id, Student.archived_at.is_(None))
+        if session.scalar(count) >= max_students:
+            raise TooManyStudents(f"your family has {max_students} students already (the limit)")
     student = Student(payee_id=payee.id, name=name.strip(), birth_date=birth_date, notes=notes)
     session.add(student)
     session.flush()

@@ -366,6 +366,7 @@ def test_todays_shapes_are_read_too(session):
 def test_a_failed_card_setup_tells_the_parent_once_and_leaves_the_hold(session, stripe_env, client, task_queue):
     from workers.emails import render_email
     from workers.payments import create_payment_setup
+    from workers.stripe_gateway import StripeGateway
 
     enrollment, payee, _, _ = provisional_booking(session)
     expires = enrollment.provisional_expires_at
@@ -376,10 +377,11 @@ def test_a_failed_card_setup_tells_the_parent_once_and_leaves_the_hold(session, 
         {"message": "Your card has insufficient funds.", "decline_code": "insufficient_funds"},
     )
     assert failed["last_setup_error"]["message"] == "Your card has insufficient funds."
-    # Another setup that failed once, then worked with another card: nothing to tell.
-    recovered = create_payment_setup(payee.id)
-    stripe_env.client().v1.setup_intents.confirm(recovered["setup_intent_id"], {"payment_method": "pm_card_visa"})
-    stale = {"id": recovered["setup_intent_id"], "object": "setup_intent", "last_setup_error": {"message": "declined"}}
+    # Another SetupIntent of the family (payment setup reuses an open one: made directly here) that
+    # failed once, then worked with another card: nothing to tell.
+    recovered = StripeGateway().create_setup_intent(customer_id=setup["customer_id"], payee_id=payee.id)
+    stripe_env.client().v1.setup_intents.confirm(recovered["id"], {"payment_method": "pm_card_visa"})
+    stale = {"id": recovered["id"], "object": "setup_intent", "last_setup_error": {"message": "declined"}}
     statuses = _deliver(session, client, task_queue, ("setup_intent.setup_failed", failed), ("setup_intent.setup_failed", stale))
     assert statuses == ["processed", "ignored"]
 

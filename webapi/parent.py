@@ -160,13 +160,19 @@ def list_students(query: PageQuery):
     return {"items": [_student_out(row) for row in items], "next_cursor": next_cursor}
 
 
-@bp.post("/students", responses={201: StudentOut})
+@bp.post("/students", responses={201: StudentOut, 409: Problem})
 def create_student(body: StudentCreate):
-    """Add a child to the family."""
+    """Add a child to the family: 409 `too-many-students` past `MAX_STUDENTS_PER_PAYEE` (archived ones do not count)."""
     with session_scope() as session:
         payee = _payee(session)
         student = add_student(
-            session, payee=payee, name=body.name, birth_date=body.birth_date, notes=body.notes, actor=_actor(payee)
+            session,
+            payee=payee,
+            name=body.name,
+            birth_date=body.birth_date,
+            notes=body.notes,
+            actor=_actor(payee),
+            max_students=_settings().MAX_STUDENTS_PER_PAYEE,
         )
         out = _student_out(student)
     return out, 201, {"Location": url_for("parent.get_student_route", student_id=out["id"])}

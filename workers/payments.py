@@ -24,8 +24,8 @@ class PaymentProviderError(DomainError):
 
 
 def create_payment_setup(payee_id: int) -> dict:
-    """A SetupIntent for the payee's Stripe customer (created once, idempotently):
-    `{"client_secret", "customer_id", "setup_intent_id"}`."""
+    """A SetupIntent for the payee's Stripe customer (the customer created once, idempotently): the
+    customer's open one when there is one, else a new one. `{"client_secret", "customer_id", "setup_intent_id"}`."""
     with session_scope(write=False) as session:
         payee = session.get(Payee, payee_id)
         if payee is None:
@@ -44,7 +44,10 @@ def create_payment_setup(payee_id: int) -> dict:
                 with session_scope() as session:
                     billing.spend_customer_key(session, payee_id)
             raise
-        intent = gateway.create_setup_intent(customer_id=customer_id, payee_id=payee_id)
+        # An open one is reused: a parent (or a script) asking again gets the same client secret.
+        intent = gateway.open_setup_intent(customer_id=customer_id, payee_id=payee_id) or gateway.create_setup_intent(
+            customer_id=customer_id, payee_id=payee_id
+        )
     except StripeNotConfigured as error:
         raise PaymentProviderError(str(error), type="payments-unavailable") from None
     except StripeGatewayError as error:

@@ -48,6 +48,7 @@ from stripe.params import (
     RefundCreateParams,
     RefundListParams,
     SetupIntentCreateParams,
+    SetupIntentListParams,
     SubscriptionCreateParams,
     SubscriptionListParams,
 )
@@ -63,6 +64,9 @@ API_VERSION = "2026-10-28.endive"
 
 # Stripe's intervals for our plan frequencies (semester plans are charged once, no interval).
 INTERVALS = {"weekly": "week", "monthly": "month"}
+
+# A SetupIntent in these states still waits for the parent's card (or the bank's check): reusable.
+OPEN_SETUP_STATUSES = ("requires_payment_method", "requires_confirmation", "requires_action")
 
 
 class StripeGatewayError(Exception):
@@ -280,10 +284,24 @@ class StripeGateway:
         self._call(self.v1.customers.update, customer_id, params)
         return payment_method_id
 
+    def open_setup_intent(self, *, customer_id: str, payee_id: int) -> dict | None:
+        """The customer's newest SetupIntent of ours still waiting for the parent (no card yet, a
+        declined one, or the bank's check pending): a card entry reuses it rather than making
+        one per click. Stripe's list, not a column of ours: Stripe knows when one succeeded."""
+        params: SetupIntentListParams = {"customer": customer_id, "limit": 100}
+        for intent in self._call(self.v1.setup_intents.list, params).get("data") or []:
+            if (
+                intent.get("status") in OPEN_SETUP_STATUSES
+                and intent.get("usage") == "off_session"
+                and (intent.get("metadata") or {}).get("payee_id") == str(payee_id)
+            ):
+                return intent
+        return None
+
     def create_setup_intent(self, *, customer_id: str, payee_id: int) -> dict:
-        """A SetupIntent the parent's browser confirms with Stripe.js (a fresh one per request):
-        a card, saved for off-session use (the bank's check, if any, happens now, with the
-        parent present, so later charges need none)."""
+        """A SetupIntent the parent's browser confirms with Stripe.js (when no open one is left,
+        `open_setup_intent`): a card, saved for off-session use (the bank's check, if any,
+        happens now, with the parent present, so later charges need none)."""
         params: SetupIntentCreateParams = {
             "customer": customer_id,
             "usage": "off_session",

@@ -12,7 +12,8 @@ Gaps bridged (each measured against localstripe 1.15.10 with stripe-python 16):
 7. Paying a subscription's invoice that fails leaves the subscription `active` and emits
    nothing: like Stripe, it becomes `past_due` with `invoice.payment_failed` and
    `customer.subscription.updated`; a later successful payment emits the update too.
-8. `GET /v1/payment_intents?customer=` is refused ("Unexpected customer"): filtered here, newest first.
+8. `GET /v1/payment_intents?customer=` and `GET /v1/setup_intents?customer=` are refused
+   ("Unexpected customer"): filtered here, newest first.
 Test helpers (not Stripe): `POST /_config/compat/faults` (make a path fail N times or answer late;
 `after_handler`: do the work, then fail; `remember`: store the failure as the idempotency key's
 answer, as Stripe does with a 500; `should_retry`: send `Stripe-Should-Retry`),
@@ -132,6 +133,20 @@ def _payment_intent_list(cls, url, customer=None, limit=None, starting_after=Non
 
 
 resources.PaymentIntent._api_list_all = classmethod(_payment_intent_list)
+
+# 8. setup_intents list filtered by customer (the same gap)
+_original_setup_intent_list = SetupIntent._api_list_all.__func__
+
+
+def _setup_intent_list(cls, url, customer=None, limit=None, starting_after=None, **kwargs):
+    listing = _original_setup_intent_list(cls, url, limit=limit, starting_after=starting_after, **kwargs)
+    if customer is not None:
+        listing._list = [intent for intent in listing._list if intent.customer == customer]
+    listing._list.sort(key=lambda intent: intent.created, reverse=True)
+    return listing
+
+
+SetupIntent._api_list_all = classmethod(_setup_intent_list)
 
 # 5. invoice.paid after invoice.payment_succeeded
 _original_schedule = resources.schedule_webhook

@@ -65,6 +65,7 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", "/v1/payment_methods/{payment_method}/attach", "PaymentMethodAttachParams"),
     ("POST", "/v1/payment_methods/{payment_method}/detach", "PaymentMethodDetachParams"),
     ("POST", "/v1/setup_intents", "SetupIntentCreateParams"),
+    ("GET", "/v1/setup_intents", "SetupIntentListParams"),
     ("GET", "/v1/setup_intents/{intent}", "SetupIntentRetrieveParams"),
     ("POST", "/v1/setup_intents/{intent}/confirm", "SetupIntentConfirmParams"),
     ("POST", "/v1/setup_intents/{intent}/cancel", "SetupIntentCancelParams"),
