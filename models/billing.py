@@ -82,6 +82,13 @@ class StripeEvent(SQLModel, table=True):
     processed_at: datetime | None = Field(default=None, sa_column=utc_column())
 
 
+# Stripe's zero-decimal and three-decimal currencies (docs: "Zero-decimal currencies",
+# "Three-decimal currencies"); every other ISO 4217 code here has two.
+ZERO_DECIMAL_CURRENCIES = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+THREE_DECIMAL_CURRENCIES = frozenset("bhd jod kwd omr tnd".split())
+TWO_DECIMAL_CURRENCIES = ISO_4217 - ZERO_DECIMAL_CURRENCIES - THREE_DECIMAL_CURRENCIES
+
+
 def parse_amount(text: str | float | Decimal) -> int:
     """`30.00` → 3000 cents; Invalid when negative, malformed or finer than a cent."""
     try:
@@ -110,6 +117,14 @@ def check_plan(*, name: str, frequency: str, amount_cents: int, currency: str) -
         raise Invalid(f"amount must be at most {Decimal(MAX_AMOUNT_CENTS) / 100} (Stripe's limit)", field="amount")
     if currency not in ISO_4217:
         raise Invalid(f"{currency!r} is not an ISO 4217 currency code (e.g. usd, eur, gbp)", field="currency")
+    if currency not in TWO_DECIMAL_CURRENCIES:
+        # Amounts are kept and shown in hundredths everywhere (plans, charges, emails, exports):
+        # 3000 JPY would be charged as 300,000. Refused until money carries its exponent.
+        raise Invalid(
+            f"{currency.upper()} does not have two decimals (Stripe: zero- or three-decimal); "
+            "plans are priced in two-decimal currencies only (e.g. usd, eur, gbp)",
+            field="currency",
+        )
 
 
 def add_plan(

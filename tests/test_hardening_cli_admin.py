@@ -52,6 +52,8 @@ def test_item_09_export_payee_redacts_the_calendar_token_as_the_audit_log_does(d
         (("--amount", "30.00", "--currency", "xyz"), "'xyz' is not an ISO 4217 currency code"),
         (("--amount", "30.00", "--currency", "dollars"), "is not an ISO 4217 currency code"),
         (("--amount", "30.00", "--currency", "xau"), "is not an ISO 4217 currency code"),  # gold: not a price
+        (("--amount", "3000", "--currency", "jpy"), "JPY does not have two decimals"),  # would charge 300,000 yen
+        (("--amount", "30.000", "--currency", "kwd"), "KWD does not have two decimals"),
         (("--amount", "0"), "amount must be more than 0"),
         (("--amount", "0.00", "--offline"), "amount must be more than 0"),
         (("--amount", "-5"), "not a non-negative amount"),
