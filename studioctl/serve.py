@@ -9,6 +9,12 @@ import typer
 # gunicorn's default access line logs the query string (`%(r)s`), and the calendar feed's
 # query string holds the family's secret token: log the path only.
 ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(D)sus "%(a)s"'
+# What gunicorn refuses before the app sees the request (gunicorn's defaults, set explicitly:
+# the OpenAPI document states them, webapi/openapi_doc.py): a request line over 4,094 bytes
+# is a 414, a header line over 8,190 bytes or more than 100 headers a 431.
+LIMIT_REQUEST_LINE = 4094
+LIMIT_REQUEST_FIELD_SIZE = 8190
+LIMIT_REQUEST_FIELDS = 100
 
 
 def _serve(
@@ -45,11 +51,38 @@ def _serve(
             self.cfg.set("accesslog", "-")
             self.cfg.set("access_log_format", ACCESS_LOG_FORMAT)
             self.cfg.set("post_fork", _post_fork)
+            self.cfg.set("limit_request_line", LIMIT_REQUEST_LINE)
+            self.cfg.set("limit_request_field_size", LIMIT_REQUEST_FIELD_SIZE)
+            self.cfg.set("limit_request_fields", LIMIT_REQUEST_FIELDS)
 
         def load(self):
             return create_app()
 
+    _answer_refusals_as_problems()
     _Gunicorn().run()
+
+
+def _problem_page(sock, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's answer to a request it refuses itself (414, 431, a malformed request: 400) as
+    `application/problem+json`, like every other error of the API, instead of its HTML page."""
+    import json
+
+    from gunicorn import util
+
+    problem = {"type": "-".join(reason.lower().split()), "title": reason, "status": status_int}
+    if mesg:
+        problem["detail"] = mesg
+    body = json.dumps(problem).encode()
+    head = f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/problem+json\r\n"
+    util.write_nonblock(sock, f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body)
+
+
+def _answer_refusals_as_problems() -> None:
+    # gunicorn has no setting for its error page: its workers call `gunicorn.util.write_error`,
+    # replaced here in the arbiter before the workers fork (they inherit it).
+    from gunicorn import util
+
+    util.write_error = _problem_page
 
 
 def _post_fork(_server, _worker) -> None:

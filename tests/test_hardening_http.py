@@ -200,3 +200,77 @@ def test_item_12_the_docs_pages_are_off_unless_api_docs(db, monkeypatch):
     client = make_app().test_client()
     assert client.get("/openapi/").status_code == 200
     assert client.get("/openapi/openapi.json").get_json() == client.get("/openapi.json").get_json()
+
+
+# 13. The OpenAPI document says what the API does ---------------------------------------------
+
+
+def _operations(spec: dict):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            yield f"{method.upper()} {path}", operation
+
+
+def test_item_13_every_error_is_declared_problem_json(app):
+    """flask-openapi3 declared errors `application/json` (and its own 422 model); they are
+    all served `application/problem+json` as `Problem`."""
+    spec = app.api_doc
+    for label, operation in _operations(spec):
+        responses = operation["responses"]
+        errors = {status: response for status, response in responses.items() if int(status) >= 400}
+        for status, response in errors.items():
+            assert response["content"] == {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}, (
+                label,
+                status,
+            )
+        assert {"414", "431", "500", "503"} <= set(errors), label
+        if "requestBody" in operation:
+            assert {"400", "413", "422"} <= set(errors), label
+    assert "ValidationErrorModel" not in spec["components"]["schemas"]
+    problem = spec["components"]["schemas"]["Problem"]["properties"]
+    assert {"type", "title", "status", "detail", "instance", "field", "errors"} <= set(problem)
+
+
+def test_item_13_a_422_is_what_the_problem_schema_says(client, signed_in):
+    from webapi.schemas import Problem
+
+    body = assert_problem(client.post("/parent/students", json={"name": ""}, headers=signed_in.headers), 422)
+    assert Problem.model_validate(body).errors[0].field == "name"
+
+
+def test_item_13_the_cursor_is_documented_and_every_documented_value_is_taken(client, app, signed_in):
+    """The cursor was opaque base64 in a 40-character string: a schema-valid `cursor` was a 422.
+    It is the id the next page starts after, `^[0-9]{1,10}$`, and any such value pages."""
+    [cursor] = [p for p in app.api_doc["paths"]["/public/instruments"]["get"]["parameters"] if p["name"] == "cursor"]
+    pattern = next(branch for branch in cursor["schema"]["anyOf"] if branch.get("type") == "string")["pattern"]
+    assert re.fullmatch(pattern, "0") and re.fullmatch(pattern, "9999999999") and not re.fullmatch(pattern, "aWQ6Mw")
+    assert "id" in cursor["schema"]["description"]
+    for path in ("/public/instruments", "/public/teachers", "/public/timeslots"):
+        assert client.get(f"{path}?cursor=9999999999").get_json() == {"items": [], "next_cursor": None}
+        assert client.get(f"{path}?cursor=0").status_code == 200
+    for path in ("/parent/students", "/parent/bookings", "/parent/makeups"):
+        assert client.get(f"{path}?cursor=9999999999", headers=signed_in.headers).status_code == 200
+    body = assert_problem(client.get("/public/instruments?cursor=aWQ6Mw"), 422, "validation-error")
+    assert body["errors"][0]["field"] == "cursor"
+
+
+def test_item_13_patch_documents_which_fields_null_clears(app, client, signed_in):
+    """`StudentUpdate.name` was documented nullable, yet `null` is refused: 422."""
+    properties = app.api_doc["components"]["schemas"]["StudentUpdate"]["properties"]
+    assert properties["name"]["type"] == "string" and "anyOf" not in properties["name"]
+    assert {"type": "null"} in properties["notes"]["anyOf"] and {"type": "null"} in properties["birth_date"]["anyOf"]
+    student_id = signed_in.add_student(client)
+    url = f"/parent/students/{student_id}"
+    assert_problem(client.patch(url, json={"name": None}, headers=signed_in.headers), 422, "validation-error")
+    cleared = client.patch(url, json={"notes": None, "birth_date": None}, headers=signed_in.headers)
+    assert cleared.status_code == 200 and cleared.get_json()["notes"] is None
+
+
+def test_item_13_a_calendar_token_is_documented_as_the_capability_it_is(app, client):
+    """An unknown calendar token is a 404 (no calendar at that address), not a 401: the feed is
+    documented as bearer-or-nothing with its `token` parameter, not as a second credential."""
+    operation = app.api_doc["paths"]["/parent/calendar.ics"]["get"]
+    assert operation["security"] == [{"bearer": []}, {}]
+    assert [parameter["name"] for parameter in operation["parameters"]] == ["token"]
+    assert_problem(client.get("/parent/calendar.ics?token=not-a-token"), 404)
+    assert_problem(client.get("/parent/calendar.ics"), 401)

@@ -19,6 +19,7 @@ from flask_openapi3 import Info, OpenAPI
 
 from models.config import ConfigError, Settings, get_settings
 from webapi import auth, parent, public, rate_limits, request_limits, response_headers, webhooks
+from webapi.openapi_doc import StudioOpenAPI
 from webapi.problems import flask_openapi3_validation_callback, register_error_handlers
 from webapi.security import SupabaseVerifier
 
@@ -65,7 +66,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
 
     wiring.install()
 
-    app = OpenAPI(
+    app = StudioOpenAPI(
         __name__,
         info=Info(title="Music studio parent API", version="1.0.0"),
         security_schemes=SECURITY_SCHEMES,

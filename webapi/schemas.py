@@ -8,8 +8,6 @@ input reaches the database in a shape it would reject with a 500.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from datetime import date, datetime
 from typing import Annotated, Literal
@@ -17,7 +15,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from models.base import MAX_ID
-from models.errors import Invalid
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=120, pattern=r"^[^\x00-\x1f]*$")]
@@ -57,41 +54,49 @@ class Parameters(BaseModel):
 # Problems and pages ------------------------------------------------------------------------
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details."""
+class FieldError(BaseModel):
+    field: str = Field(description="dotted path of the field at fault (`body` for the whole body)")
+    message: str
 
-    type: str
-    title: str
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, always served as `application/problem+json`."""
+
+    type: str = Field(description="stable slug to switch on (`slot-taken`, `not-found`, `validation-error`...)")
+    title: str = Field(description="fixed per type")
     status: int
     detail: str | None = None
-    instance: str | None = None
+    instance: str | None = Field(None, description="the request's path")
+    field: str | None = Field(None, description="the field a domain refusal is about")
+    errors: list[FieldError] | None = Field(None, description="422 `validation-error`: every field at fault")
+
+
+CURSOR_PATTERN = r"^[0-9]{1,10}$"
 
 
 class PageQuery(Parameters):
-    """`limit` (1–100) and the opaque `cursor` of the previous page's `next_cursor`."""
+    """`limit` (1–100) and the `cursor` of the previous page's `next_cursor`."""
 
     limit: int = Field(50, ge=1, le=100)
-    cursor: str | None = Field(None, max_length=40)
+    cursor: str | None = Field(
+        None,
+        pattern=CURSOR_PATTERN,
+        description="`next_cursor` of the previous page (the id of its last item; the page goes on past it)",
+    )
 
 
 def encode_cursor(row_id: int) -> str:
-    """An opaque cursor for keyset pagination."""
-    return base64.urlsafe_b64encode(f"id:{row_id}".encode()).decode().rstrip("=")
+    """The cursor of the page after the row `row_id` (keyset pagination)."""
+    return str(row_id)
 
 
 def decode_cursor(cursor: str | None) -> int | None:
-    """The id inside a cursor; Invalid (422, field `cursor`) when it is not one of ours."""
+    """The id a cursor (`CURSOR_PATTERN`, checked by the query model) pages from. Every value the
+    documented pattern allows is a place in the keyset, so it is taken as such: past the largest
+    id is an empty page, never a refusal of a value the document says is valid."""
     if cursor is None:
         return None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, value = text.partition(":")
-        row_id = int(value)
-        if prefix != "id" or not 0 < row_id <= MAX_ID:
-            raise ValueError
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Invalid("cursor is not a cursor this API returned", field="cursor") from None
-    return row_id
+    return min(int(cursor), MAX_ID)
 
 
 def page(rows: list, limit: int, key=lambda row: row.id) -> tuple[list, str | None]:
@@ -202,8 +207,24 @@ class StudentCreate(Input):
     notes: Text | None = None
 
 
+def _not_nullable(*names: str):
+    """A `json_schema_extra` documenting fields that may be left out but never sent as null
+    (their Python default is None; a validator refuses an explicit null)."""
+
+    def rewrite(schema: dict) -> None:
+        for name in names:
+            field = schema["properties"][name]
+            [branch] = [branch for branch in field.pop("anyOf") if branch.get("type") != "null"]
+            field.pop("default", None)
+            field.update(branch)
+
+    return rewrite
+
+
 class StudentUpdate(Input):
     """Only the fields sent change; `null` clears `birth_date` or `notes`, never `name`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_not_nullable("name"))
 
     name: Name | None = None
     birth_date: date | None = None
