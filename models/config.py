@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     CORS_ORIGINS: str = ""
     # The interactive API docs (flask-openapi3's /openapi/ pages); /openapi.json is always served.
     API_DOCS: bool = False
+    # Reverse proxies in front of the API that set X-Forwarded-For/-Proto (compose's nginx: 1).
+    # 0: clients reach the API directly and those headers are ignored (a client could forge them).
+    TRUSTED_PROXIES: int = Field(default=0, ge=0, le=5)
     STUDIO_NAME: str = "Music Studio"
     STUDIO_TIMEZONE: str = "America/New_York"
     PROVISIONAL_HOLD_MINUTES: int = Field(default=30, ge=1, le=24 * 60)

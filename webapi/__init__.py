@@ -16,6 +16,7 @@ import logging
 from flask import request
 from flask_cors import CORS
 from flask_openapi3 import Info, OpenAPI
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models.config import ConfigError, Settings, get_settings
 from webapi import auth, parent, public, rate_limits, request_limits, response_headers, webhooks
@@ -88,6 +89,10 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
 
     register_error_handlers(app)
     request_limits.install(app)
+    if settings.TRUSTED_PROXIES:
+        # Behind compose's nginx: the client's address (per-address rate limits) and scheme.
+        hops = settings.TRUSTED_PROXIES
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     response_headers.install(app, cors_paths=API_PREFIXES if settings.cors_origins else None)
     app.register_api(auth.bp)
     app.register_api(public.bp)
