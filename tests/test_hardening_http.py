@@ -274,3 +274,19 @@ def test_item_13_a_calendar_token_is_documented_as_the_capability_it_is(app, cli
     assert [parameter["name"] for parameter in operation["parameters"]] == ["token"]
     assert_problem(client.get("/parent/calendar.ics?token=not-a-token"), 404)
     assert_problem(client.get("/parent/calendar.ics"), 401)
+
+
+def test_item_13_every_rate_limited_operation_declares_429(app, client, signed_in):
+    """/auth/* and every parent write are rate limited; only POST /parent/bookings and /auth/*
+    declared the 429 they can answer."""
+    from webapi.rate_limits import WRITE_METHODS
+
+    for label, operation in _operations(app.api_doc):
+        method, path = label.split(" ", 1)
+        limited = path.startswith("/auth/") or (path.startswith("/parent/") and method in WRITE_METHODS)
+        assert ("429" in operation["responses"]) == limited, label
+    client.application.config["RATELIMIT_PARENT_WRITES"] = "1/minute"
+    student_id = signed_in.add_student(client)
+    refused = client.patch(f"/parent/students/{student_id}", json={"notes": "x"}, headers=signed_in.headers)
+    assert_problem(refused, 429)
+    assert int(refused.headers["Retry-After"]) > 0

@@ -9,7 +9,9 @@ operation:
   `deploy/nginx.conf` at 8 KiB — before the app sees it; `studioctl serve` makes those
   answers problem+json too), 500 and 503;
 - operations with a JSON body also declare 400 (`json-too-deep`, `webapi.request_limits`)
-  and 413 (a body over 64 KiB).
+  and 413 (a body over 64 KiB);
+- the rate-limited ones (`webapi.rate_limits`: `/auth/*` and every write under `/parent/`)
+  declare 429.
 A calendar token is a capability URL: an unknown one is a 404 (no calendar lives there),
 not a 401, so `GET /parent/calendar.ics` is documented as bearer-or-nothing with its
 `token` query parameter, not as a second credential that 401s.
@@ -20,6 +22,7 @@ from __future__ import annotations
 from flask_openapi3 import OpenAPI
 
 from webapi.problems import PROBLEM_JSON
+from webapi.rate_limits import WRITE_METHODS
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 ANY_REQUEST = {
@@ -32,6 +35,7 @@ WITH_BODY = {
     "400": "Bad Request: JSON nested deeper than 64 levels (`json-too-deep`)",
     "413": "Content Too Large: a body over 64 KiB",
 }
+RATE_LIMITED = "Too Many Requests: rate limited (`Retry-After` says when to try again)"
 CAPABILITY_SCHEMES = ("calendarToken",)
 
 
@@ -39,12 +43,18 @@ def _problem(description: str) -> dict:
     return {"description": description, "content": {PROBLEM_JSON: {"schema": PROBLEM_REF}}}
 
 
-def _finish_operation(operation: dict) -> None:
+def _rate_limited(path: str, method: str) -> bool:
+    return path.startswith("/auth/") or (path.startswith("/parent/") and method.upper() in WRITE_METHODS)
+
+
+def _finish_operation(path: str, method: str, operation: dict) -> None:
     responses = operation.setdefault("responses", {})
     for status, response in responses.items():
         if int(status) >= 400:
             responses[status] = _problem(response.get("description") or status)
     added = {**ANY_REQUEST, **(WITH_BODY if "requestBody" in operation else {})}
+    if _rate_limited(path, method):
+        added["429"] = RATE_LIMITED
     for status, description in added.items():
         responses.setdefault(status, _problem(description))
     security = operation.get("security") or []
@@ -56,9 +66,9 @@ def _finish_operation(operation: dict) -> None:
 
 def finish_spec(spec: dict) -> dict:
     """Rewrite flask-openapi3's document in place (and return it) to say what the API does."""
-    for path_item in spec.get("paths", {}).values():
-        for operation in path_item.values():
-            _finish_operation(operation)
+    for path, path_item in spec.get("paths", {}).items():
+        for method, operation in path_item.items():
+            _finish_operation(path, method, operation)
     # flask-openapi3's own 422 model, referenced by nothing now: every 422 here is a Problem.
     spec.get("components", {}).get("schemas", {}).pop("ValidationErrorModel", None)
     return spec
