@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, Session, SQLModel, select
 
 from models.base import json_column, utc_column, utcnow
 from models.plain import plain
@@ -74,3 +74,39 @@ def record_audit(
     )
     session.add(row)
     return row
+
+
+def _redacted(value: dict | None) -> dict | None:
+    """A snapshot with any credential column's value hidden (rows are redacted when written;
+    this covers ones written before a column was known to be a secret)."""
+    if value is None:
+        return None
+    return {name: REDACTED if name in SECRET_COLUMNS else item for name, item in value.items()}
+
+
+def list_audit(
+    session: Session, *, entity: str | None = None, since: datetime | None = None, limit: int = 50, before_id: int | None = None
+) -> list[dict]:
+    """The newest `limit` audit rows (of one `entity` table, when given; written at or after
+    `since`, when given; older than `before_id`, when given: the admin API's pages), newest first,
+    as plain rows with credentials redacted."""
+    statement = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
+    if entity is not None:
+        statement = statement.where(AuditLog.entity == entity)
+    if since is not None:
+        statement = statement.where(AuditLog.created_at >= since)
+    if before_id is not None:
+        statement = statement.where(AuditLog.id < before_id)
+    return [
+        {
+            "id": row.id,
+            "actor": row.actor,
+            "action": row.action,
+            "entity": row.entity,
+            "entity_id": row.entity_id,
+            "before": _redacted(row.before),
+            "after": _redacted(row.after),
+            "created_at": row.created_at,
+        }
+        for row in session.exec(statement).all()
+    ]

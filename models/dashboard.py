@@ -17,7 +17,7 @@ from models.clock import format_minute, is_dst_change_week, occurrence_start
 from models.config import get_settings
 
 if TYPE_CHECKING:
-    from models.billing import Plan
+    from models.billing import Plan, StripeEvent
     from models.scheduling import Semester
 
 # `day_schedule` (the `studioctl dashboard today` path) selects columns through the light
@@ -162,16 +162,19 @@ def _entry(
     }
 
 
-def provisional_holds(session: Session, *, now: datetime | None = None) -> list[dict]:
+def provisional_holds(
+    session: Session, *, now: datetime | None = None, after: tuple[datetime, int] | None = None, limit: int | None = None
+) -> list[dict]:
     """Holds — provisional enrollments, and those whose first payment waits for the parent's 3-D
-    Secure check (`status` says which) — soonest expiry first, with the seconds left (one query)."""
+    Secure check (`status` says which) — soonest expiry first (then by id), with the seconds left
+    (one query). `after` (an expiry and an id) and `limit`: the admin API's pages, the holds
+    that come after that place in this order."""
     from models.enrollment import HOLD_STATUSES, Enrollment
     from models.people import Instrument, Payee, Student, Teacher
     from models.scheduling import Timeslot
 
     now = now or utcnow()
-    rows = []
-    for enrollment, slot, teacher, student, instrument, payee_email in session.exec(
+    statement = (
         select(Enrollment, Timeslot, Teacher.name, Student.name, Instrument.name, Payee.email)
         .join(Timeslot, Timeslot.id == Enrollment.timeslot_id)
         .join(Teacher, Teacher.id == Timeslot.teacher_id)
@@ -179,8 +182,19 @@ def provisional_holds(session: Session, *, now: datetime | None = None) -> list[
         .join(Payee, Payee.id == Student.payee_id)
         .join(Instrument, Instrument.id == Enrollment.instrument_id)
         .where(Enrollment.status.in_(HOLD_STATUSES))
-        .order_by(Enrollment.provisional_expires_at)
-    ).all():
+        .order_by(Enrollment.provisional_expires_at, Enrollment.id)
+        .limit(limit)
+    )
+    if after is not None:
+        expires, enrollment_id = after
+        statement = statement.where(
+            sa.or_(
+                Enrollment.provisional_expires_at > expires,
+                sa.and_(Enrollment.provisional_expires_at == expires, Enrollment.id > enrollment_id),
+            )
+        )
+    rows = []
+    for enrollment, slot, teacher, student, instrument, payee_email in session.exec(statement).all():
         left = int((enrollment.provisional_expires_at - now).total_seconds())
         rows.append(
             {
@@ -200,33 +214,41 @@ def provisional_holds(session: Session, *, now: datetime | None = None) -> list[
     return rows
 
 
-def payment_activity(session: Session, *, days: int = 7, now: datetime | None = None) -> dict:
-    """Stripe events received in the last `days` days (newest first) and the failures to act on:
-    events that failed processing, and enrollments now failed or past due."""
+def payment_activity(
+    session: Session,
+    *,
+    days: int = 7,
+    now: datetime | None = None,
+    before: tuple[datetime, int] | None = None,
+    limit: int | None = None,
+) -> dict:
+    """Stripe events received in the last `days` days (newest first, then by id) and the failures
+    to act on: events that failed processing, and enrollments now failed or past due.
+    `before` (a received time and an id) and `limit` page the events (the admin API); the
+    failures are always all of them."""
     from models.billing import StripeEvent
     from models.enrollment import FAILED, PAST_DUE, Enrollment
     from models.people import Student
 
     now = now or utcnow()
     since = now - timedelta(days=days)
-    events = [
-        {
-            "id": event.id,
-            "stripe_event_id": event.stripe_event_id,
-            "type": event.type,
-            "status": event.status,
-            "received_at": event.received_at.isoformat(),
-            "error": event.error,
-        }
-        for event in session.exec(
-            select(StripeEvent).where(StripeEvent.received_at >= since).order_by(StripeEvent.received_at.desc())
-        ).all()
-    ]
-    failures = [
-        {"kind": "stripe_event", "id": event["id"], "what": event["type"], "error": event["error"]}
-        for event in events
-        if event["status"] == "failed"
-    ]
+    recent = (
+        select(StripeEvent)
+        .where(StripeEvent.received_at >= since)
+        .order_by(StripeEvent.received_at.desc(), StripeEvent.id.desc())
+    )
+    statement = recent.limit(limit)
+    if before is not None:
+        received, event_id = before
+        statement = statement.where(
+            sa.or_(StripeEvent.received_at < received, sa.and_(StripeEvent.received_at == received, StripeEvent.id < event_id))
+        )
+    events = [_event_row(event) for event in session.exec(statement).all()]
+    if before is None and limit is None:  # every event of the window is here: no second query
+        failed = [event for event in events if event["status"] == "failed"]
+    else:
+        failed = [_event_row(event) for event in session.exec(recent.where(StripeEvent.status == "failed")).all()]
+    failures = [{"kind": "stripe_event", "id": event["id"], "what": event["type"], "error": event["error"]} for event in failed]
     for enrollment, student_name in session.exec(
         select(Enrollment, Student.name)
         .join(Student, Student.id == Enrollment.student_id)
@@ -242,6 +264,17 @@ def payment_activity(session: Session, *, days: int = 7, now: datetime | None = 
             }
         )
     return {"days": days, "events": events, "failures": failures}
+
+
+def _event_row(event: StripeEvent) -> dict:
+    return {
+        "id": event.id,
+        "stripe_event_id": event.stripe_event_id,
+        "type": event.type,
+        "status": event.status,
+        "received_at": event.received_at.isoformat(),
+        "error": event.error,
+    }
 
 
 def _amount_cents(plan: Plan | None, dates: list[date]) -> int:

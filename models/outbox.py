@@ -259,11 +259,14 @@ def _email_row(email: EmailLog) -> dict:
     }
 
 
-def list_emails(session: Session, *, status: str | None = None, limit: int = 50) -> list[dict]:
-    """The newest `limit` emails (of one `status`, when given), newest first, as plain rows."""
+def list_emails(session: Session, *, status: str | None = None, limit: int = 50, before_id: int | None = None) -> list[dict]:
+    """The newest `limit` emails (of one `status`, when given; older than `before_id`, when given:
+    the admin API's pages), newest first, as plain rows."""
     statement = select(EmailLog).order_by(EmailLog.id.desc()).limit(limit)
     if status:
         statement = statement.where(EmailLog.status == status)
+    if before_id is not None:
+        statement = statement.where(EmailLog.id < before_id)
     return [_email_row(email) for email in session.exec(statement).all()]
 
 
@@ -279,11 +282,16 @@ def _dead_letter_row(letter: DeadLetter) -> dict:
     }
 
 
-def list_dead_letters(session: Session, *, include_resolved: bool = False) -> list[dict]:
-    """Dead letters, newest first, as plain rows; only the open ones unless `include_resolved`."""
-    statement = select(DeadLetter).order_by(DeadLetter.id.desc())
+def list_dead_letters(
+    session: Session, *, include_resolved: bool = False, limit: int | None = None, before_id: int | None = None
+) -> list[dict]:
+    """Dead letters, newest first, as plain rows; only the open ones unless `include_resolved`;
+    the newest `limit` older than `before_id` when given (the admin API's pages)."""
+    statement = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
     if not include_resolved:
         statement = statement.where(DeadLetter.resolved_at.is_(None))
+    if before_id is not None:
+        statement = statement.where(DeadLetter.id < before_id)
     return [_dead_letter_row(letter) for letter in session.exec(statement).all()]
 
 

@@ -41,12 +41,16 @@ def plan_row(session: Session, *, plan_id: int) -> dict:
     return _plan_row(plan)
 
 
-def list_stripe_events(session: Session, *, status: str | None = None, limit: int = 50) -> list[dict]:
-    """The newest `limit` stored Stripe events (of one `status`, when given), newest first,
-    without their payloads."""
+def list_stripe_events(
+    session: Session, *, status: str | None = None, limit: int = 50, before_id: int | None = None
+) -> list[dict]:
+    """The newest `limit` stored Stripe events (of one `status`, when given; older than
+    `before_id`, when given: the admin API's pages), newest first, without their payloads."""
     statement = select(StripeEvent).order_by(StripeEvent.id.desc()).limit(limit)
     if status:
         statement = statement.where(StripeEvent.status == status)
+    if before_id is not None:
+        statement = statement.where(StripeEvent.id < before_id)
     return [
         {
             "id": event.id,

@@ -48,8 +48,9 @@ def test_exchange_mints_our_token_with_the_documented_claims(client):
     assert claims["exp"] - claims["iat"] == 7200
 
 
-def test_admin_allowlisted_email_gets_the_admin_role(client):
-    assert _ours(_exchange(client, supabase_token("boss", "admin@studio.test")))["role"] == "admin"
+def test_admin_allowlisted_email_gets_the_admin_role_once_verified(client):
+    assert _ours(_exchange(client, supabase_token("boss", "admin@studio.test", email_verified=True)))["role"] == "admin"
+    assert _ours(_exchange(client, supabase_token("boss", "admin@studio.test")))["role"] == "parent"
 
 
 def test_refresh_gives_a_fresh_token_while_the_supabase_token_is_valid(client):

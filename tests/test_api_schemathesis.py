@@ -20,8 +20,10 @@ from schemathesis.core.failures import FailureGroup
 
 from tests import factories
 from tests.support.api import bearer, make_app
+from tests.support.jwt_tokens import backend_token
 
 SUB, EMAIL = "fuzz-user", "fuzz@family.test"
+ADMIN_EMAIL = "admin@studio.test"  # on ADMIN_EMAIL_ALLOWLIST (tests/support/settings.py)
 MAX_EXAMPLES = {GenerationMode.POSITIVE: 20, GenerationMode.NEGATIVE: 10}
 PHASES = [hypothesis.Phase.explicit, hypothesis.Phase.generate]  # no shrinking: a failure is reported as found
 
@@ -44,7 +46,8 @@ def _schema(app):
     """The app's document, with our token for the `bearer` scheme. /auth/* (the `supabase`
     scheme) gets none: schemathesis' own random bearer strings exercise the refusals there."""
     token = bearer(SUB, EMAIL)["Authorization"].removeprefix("Bearer ")
-    config = SchemathesisConfig.from_dict({"auth": {"openapi": {"bearer": {"bearer": token}}}})
+    admin = backend_token("fuzz-admin", ADMIN_EMAIL, role="admin", email_verified=True)  # /admin/*: `adminBearer`
+    config = SchemathesisConfig.from_dict({"auth": {"openapi": {"bearer": {"bearer": token}, "adminBearer": {"bearer": admin}}}})
     return schemathesis.openapi.from_wsgi("/openapi.json", app, config=config)
 
 

@@ -1,8 +1,9 @@
 """The parent REST API: `create_app()` builds the Flask app (flask-openapi3, spec from code).
 
 Blueprints: `auth` (token exchange), `public` (discovery), `parent` (the family's own
-data; our bearer token), `health`, and Stripe's `webhooks` (no auth, no CORS, no rate
-limit there: Stripe signs its calls).
+data; our bearer token), `admin` (read-only studio data; our token with the admin role),
+`health`, and Stripe's `webhooks` (no auth, no CORS, no rate limit there: Stripe signs
+its calls).
 
 Rate limits: `webapi/rate_limits.py` (the limit strings come from the `RATELIMIT_*`
 settings and can be overridden in `test_config`). CORS answers only the origins of
@@ -19,7 +20,7 @@ from flask_openapi3 import Info, OpenAPI
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models.config import ConfigError, Settings, get_settings
-from webapi import auth, parent, public, rate_limits, request_limits, response_headers, webhooks
+from webapi import admin, auth, parent, public, rate_limits, request_limits, response_headers, webhooks
 from webapi.openapi_doc import StudioOpenAPI
 from webapi.problems import flask_openapi3_validation_callback, register_error_handlers
 from webapi.security import SupabaseVerifier
@@ -37,6 +38,13 @@ SECURITY_SCHEMES = {
         "bearerFormat": "JWT",
         "description": "a Supabase access token (only for /auth/*)",
     },
+    "adminBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "the API's own token from POST /auth/exchange with the admin role (a verified email on "
+        "ADMIN_EMAIL_ALLOWLIST); only for /admin/*",
+    },
     "calendarToken": {
         "type": "apiKey",
         "in": "query",
@@ -44,7 +52,7 @@ SECURITY_SCHEMES = {
         "description": "the family's calendar subscription token",
     },
 }
-API_PREFIXES = r"/(auth|public|parent|healthz|readyz)(/.*)?"
+API_PREFIXES = r"/(auth|public|parent|admin|healthz|readyz)(/.*)?"
 
 
 def _check_settings(settings: Settings) -> None:
@@ -98,6 +106,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
     app.register_api(public.bp)
     app.register_api(public.health_bp)
     app.register_api(parent.bp)
+    app.register_api(admin.bp)
     app.register_blueprint(webhooks.bp)
 
     limiter = rate_limits.install(app, settings)

@@ -10,6 +10,8 @@ key is for, so `none` and an HS256 token "signed" with a public key are refused
 with no control characters: a token refused here is one that could never sign up.
 
 Our token is HS256 with `JWT_SECRET`, our own issuer and audience, `JWT_TTL_SECONDS` long.
+Its `role` is `admin` only for an email on ADMIN_EMAIL_ALLOWLIST that the sign-in vouches
+for (`email_verified`), `parent` otherwise.
 """
 
 from __future__ import annotations
@@ -107,12 +109,8 @@ class SupabaseVerifier:
             raise Unauthorized("the token's email is not an email address", type="invalid-token") from None
         if len(email) > MAX_EMAIL_LENGTH:  # lower-casing can lengthen some letters
             raise Unauthorized(f"the token's email is longer than {MAX_EMAIL_LENGTH} characters", type="invalid-token")
-        return Identity(
-            sub=sub,
-            email=email,
-            role=_role_for(email),
-            email_verified=_email_verified(claims, trust_user_metadata=self.trust_user_metadata),
-        )
+        verified = _email_verified(claims, trust_user_metadata=self.trust_user_metadata)
+        return Identity(sub=sub, email=email, role=_role_for(email, verified=verified), email_verified=verified)
 
 
 def _email_verified(claims: dict, *, trust_user_metadata: bool) -> bool:
@@ -159,8 +157,15 @@ def _decode(token: str, key, *, algorithm: str, audience: str, issuer: str | Non
     return claims
 
 
-def _role_for(email: str) -> str:
-    return "admin" if email.strip().lower() in current_app.config["STUDIO_SETTINGS"].admin_emails else "parent"
+def is_admin_email(email: str) -> bool:
+    """Whether `email` is on ADMIN_EMAIL_ALLOWLIST (as the settings hold it now)."""
+    return email.strip().lower() in current_app.config["STUDIO_SETTINGS"].admin_emails
+
+
+def _role_for(email: str, *, verified: bool) -> str:
+    # An unverified email is only the user's claim (anyone can sign up with the admin's
+    # address): the admin role needs the identity provider to vouch for it.
+    return "admin" if verified and is_admin_email(email) else "parent"
 
 
 def mint_access_token(identity: Identity, settings: Settings, *, now: int | None = None) -> tuple[str, int]:
