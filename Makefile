@@ -32,10 +32,10 @@ demo: $(DEV_STAMP)
 ## The whole test suite: SQLite always, PostgreSQL and Redis when reachable (required under CI=true).
 ## The static checks first (`make typecheck`).
 test: typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 ## Static checks, before the tests: lint and format (ruff), types (mypy: workers/ against
-## stripe-python's generated parameter types), one-way layers (import-linter).
+## stripe-python's generated parameter types, and models/), one-way layers (import-linter).
 typecheck: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
