@@ -38,6 +38,15 @@ def head_revisions() -> frozenset[str]:
     return frozenset(revisions - revised)
 
 
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every revision these migrations know (a database at another one was migrated by a newer
+    release), read from the version files like `head_revisions`."""
+    return frozenset(
+        value for path in (HERE / "versions").glob("*.py") for name, value in _assignments(path) if name == "revision"
+    )
+
+
 def _assignments(path: Path):
     """(name, literal value) of the module-level `name = literal` lines of a version file."""
     for node in ast.parse(path.read_text(encoding="utf-8")).body:

@@ -8,6 +8,7 @@ from models.attendance import Attendance, MakeUp
 from models.audit import AuditLog
 from models.billing import Plan, StripeEvent
 from models.enrollment import Enrollment
+from models.health import JobRun, WorkerHeartbeat
 from models.money_events import Dispute, StripeRefund
 from models.outbox import DeadLetter, EmailLog, IdempotencyRecord
 from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument
@@ -38,6 +39,8 @@ TABLES = {
         IdempotencyRecord,
         Dispute,
         StripeRefund,
+        WorkerHeartbeat,
+        JobRun,
     )
 }
 

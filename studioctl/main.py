@@ -37,6 +37,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "term-preview": ("term_preview", "Lesson dates, counts and amounts of a semester per family."),
     "serve": ("serve", "Run the parent API (gunicorn)."),
     "worker": ("worker", "Run the Huey worker (consumer)."),
+    "doctor": ("doctor", "Check settings, database, Redis, Stripe, Mailjet, the worker and its jobs."),
 }
 
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import logging
 
-import sqlalchemy as sa
-
-from migrations import head_revisions
 from models.config import Settings
-from models.db import get_engine
+from models.health import schema_status
+from workers.health import redis_problem
 
 log = logging.getLogger(__name__)
 
@@ -23,35 +21,25 @@ TIMEOUT_SECONDS = 1.0
 
 
 def database_check() -> str | None:
-    """None when the database answers at the migrations' head, else what is wrong."""
-    try:
-        with get_engine().connect() as connection:
-            revisions = set(connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
-    except Exception as error:  # unreachable, no schema at all, a SQLite file that is not there
-        text = str(getattr(error, "orig", error)).lower()
-        if "alembic_version" in text or "unable to open database file" in text or "not migrated" in text:
-            return "not migrated: run `studioctl db upgrade`"
-        log.warning("readiness: database unreachable: %s", type(error).__name__)
+    """None when the database answers at the migrations' head, else what is wrong (the same
+    reading `studioctl doctor` makes: `models.health.schema_status`)."""
+    status = schema_status()
+    if status.ok:
+        return None
+    if status.state == "not_migrated":
+        return "not migrated: run `studioctl db upgrade`"
+    if status.state == "unreachable":
+        log.warning("readiness: database unreachable: %s", status.error)
         return "unreachable"
-    if revisions != head_revisions():
-        return "not at the migrations' head: run `studioctl db upgrade`"
-    return None
+    return "not at the migrations' head: run `studioctl db upgrade`"
 
 
 def redis_check(settings: Settings) -> str | None:
     """None when Redis answers a PING (or is not configured), else what is wrong."""
-    if not settings.REDIS_URL:
-        return None
-    import redis
-
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=TIMEOUT_SECONDS, socket_timeout=TIMEOUT_SECONDS)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        log.warning("readiness: redis unreachable: %s", type(error).__name__)
+    problem = redis_problem(settings, timeout=TIMEOUT_SECONDS)
+    if problem:
+        log.warning("readiness: redis %s", problem)
         return "unreachable"
-    finally:
-        client.close()
     return None
 
 

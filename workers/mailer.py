@@ -231,6 +231,30 @@ class MailjetBackend:
             log.warning("Mailjet holds %d messages with CustomID %s: %s", len(found), wanted, found)
         return str(found[0]) if found else None
 
+    def sender_status(self, *, timeout: float) -> str | None:
+        """Mailjet's status of the sender this code sends from (MAILJET_SENDER_EMAIL): `Active`
+        once validated (the address itself, or its whole domain, `*@domain`), else `Inactive`
+        while it waits for validation; None when neither is registered. A read that changes nothing
+        (`GET /v3/REST/sender`), so it also proves the credentials.
+
+        Raises TerminalEmailError when Mailjet refuses the credentials (401/403) or the request,
+        TransientEmailError when it cannot answer (timeout, connection, 5xx, 429)."""
+        from mailjet_rest import errors
+
+        try:
+            response = self.rest.sender.get(filters={"Limit": 1000}, timeout=timeout)
+        except (errors.MailjetAuthError, errors.ValidationError, errors.DoesNotExistError) as error:
+            raise TerminalEmailError(f"Mailjet refused the request ({getattr(error, 'status_code', '?')}): {error}") from None
+        except errors.ApiError as error:  # its message ends in the whole urllib3 chain: the first clause says it
+            raise TransientEmailError(f"Mailjet did not answer ({str(error).split(':', 1)[0]})") from None
+        try:
+            senders = {str(row["Email"]).lower(): str(row.get("Status")) for row in response.json()["Data"]}
+        except (ValueError, KeyError, TypeError):
+            raise TransientEmailError(f"Mailjet answered {response.status_code} without a sender list") from None
+        address = self.sender.lower()
+        found = [status for status in (senders.get(address), senders.get("*@" + address.rpartition("@")[2])) if status]
+        return "Active" if "Active" in found else next(iter(found), None)
+
 
 def _never_connected(error: Exception) -> bool:
     """True when a mailjet-rest network error proves the request never left: no connection was

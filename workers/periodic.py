@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from huey import crontab
 
-from models import attendance, dunning
+from models import attendance, dunning, health
 from models import enrollment as enrollment_ops
 from models.base import utcnow
 from models.config import get_settings
@@ -29,6 +31,8 @@ from workers.app import huey
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"
+# When this process loaded its schedule: a consumer's start, as its heartbeat reports it.
+PROCESS_STARTED = utcnow()
 
 
 def expire_provisional_holds() -> dict:
@@ -199,10 +203,12 @@ def retry_stuck_events() -> dict:
 
 @dataclass(frozen=True)
 class Job:
-    """A periodic job: what it does, when the consumer runs it, and the function."""
+    """A periodic job: what it does, when the consumer runs it (`schedule` for people, `every`
+    for `studioctl doctor`, which calls a job late past one and a half of them), and the function."""
 
     name: str
     schedule: str
+    every: timedelta
     run: Callable[[], dict]
 
     @property
@@ -213,25 +219,58 @@ class Job:
 JOBS: dict[str, Job] = {
     job.name: job
     for job in (
-        Job("expire_provisional_holds", "every minute", expire_provisional_holds),
-        Job("reconcile_bookings", "every 5 minutes", reconcile_bookings),
-        Job("retry_stuck_emails", "every 5 minutes", retry_stuck_emails),
-        Job("retry_stuck_events", "every 5 minutes", retry_stuck_events),
-        Job("enforce_dunning", "hourly", enforce_dunning),
-        Job("reconcile_stripe", "nightly at 03:15 UTC", reconcile_stripe),
-        Job("expire_makeup_credits", "daily at 04:30 UTC", expire_makeup_credits),
+        Job("expire_provisional_holds", "every minute", timedelta(minutes=1), expire_provisional_holds),
+        Job("reconcile_bookings", "every 5 minutes", timedelta(minutes=5), reconcile_bookings),
+        Job("retry_stuck_emails", "every 5 minutes", timedelta(minutes=5), retry_stuck_emails),
+        Job("retry_stuck_events", "every 5 minutes", timedelta(minutes=5), retry_stuck_events),
+        Job("enforce_dunning", "hourly", timedelta(hours=1), enforce_dunning),
+        Job("reconcile_stripe", "nightly at 03:15 UTC", timedelta(days=1), reconcile_stripe),
+        Job("expire_makeup_credits", "daily at 04:30 UTC", timedelta(days=1), expire_makeup_credits),
     )
 }
 
 
 def run_job(name: str) -> dict:
-    """Run a periodic job now, under the same lock the consumer uses (TaskLockedException if busy)."""
+    """Run a periodic job now, under the same lock the consumer uses (TaskLockedException if busy).
+    The run, and whether it failed, is recorded for `studioctl doctor`."""
     job = JOBS[name]
     with huey.lock_task(name):
-        return job.run()
+        started = utcnow()
+        try:
+            result = job.run()
+        except Exception as error:
+            _record_run(name, started, error=f"{type(error).__name__}: {error}".splitlines()[0])
+            raise
+        _record_run(name, started, error=None)
+        return result
 
 
-# The consumer's schedule (Huey checks it every 60 s; `utc=True` so crontabs are UTC).
+def _record_run(name: str, started, *, error: str | None) -> None:
+    try:
+        with session_scope() as session:
+            health.record_job_run(session, name=name, started_at=started, finished_at=utcnow(), error=error)
+    except Exception:  # the job's own outcome matters more than its record
+        log.exception("could not record the run of %s", name)
+
+
+def consumer_name() -> str:
+    """This process as its heartbeat names it: `host:pid`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def beat() -> dict:
+    """Record that this consumer is consuming its queue (the heartbeat `studioctl doctor` reads)."""
+    with session_scope() as session:
+        health.record_heartbeat(session, consumer=consumer_name(), started_at=PROCESS_STARTED)
+    return {"consumer": consumer_name()}
+
+
+# The consumer's schedule (Huey checks it every 60 s and at start; `utc=True` so crontabs are UTC).
+
+
+@huey.periodic_task(crontab(minute="*"), name="periodic_heartbeat")
+def periodic_heartbeat():
+    return beat()
 
 
 @huey.periodic_task(crontab(minute="*"), name="periodic_expire_provisional_holds")

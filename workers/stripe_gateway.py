@@ -337,6 +337,19 @@ class StripeGateway:
             params["recurring"] = {"interval": INTERVALS[frequency]}
         return self._call(self.v1.prices.create, params, self._key(f"{key}-price-{amount_cents}-{currency}"))
 
+    def retrieve_price(self, price_id: str) -> dict:
+        """A Price: `active`, `unit_amount`, `currency`, `recurring` (None for a one-time price)."""
+        return self._call(self.v1.prices.retrieve, price_id)
+
+    # The key itself ---------------------------------------------------------------------
+
+    def check_key(self) -> None:
+        """A read that changes nothing and needs a valid secret key: one customer listed (a
+        restricted key with the permissions this code needs may read customers, not
+        necessarily the balance). Raises the gateway's errors (a 401 for a wrong key)."""
+        params: CustomerListParams = {"limit": 1}
+        self._call(self.v1.customers.list, params)
+
     # Billing ----------------------------------------------------------------------------
 
     def find_subscription(self, customer_id: str, enrollment_id: int) -> dict | None:
@@ -483,6 +496,17 @@ def is_not_found(error: StripeGatewayError) -> bool:
     """True when Stripe said the object does not exist."""
     cause = error.__cause__
     return isinstance(cause, stripe.InvalidRequestError) and getattr(cause, "http_status", None) == 404
+
+
+def http_status(error: StripeGatewayError) -> int | None:
+    """The HTTP status Stripe answered (401: the key is wrong, 403: a restricted key may not), or
+    None when no answer came."""
+    return getattr(error.__cause__, "http_status", None)
+
+
+def is_key_refused(error: StripeGatewayError) -> bool:
+    """True when Stripe refused the API key itself (authentication, or a restricted key's permission)."""
+    return isinstance(error.__cause__, (stripe.AuthenticationError, stripe.PermissionError))
 
 
 # Shapes: old (localstripe, API 2017) and new (2025-03-31.basil and later) -------------

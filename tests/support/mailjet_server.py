@@ -1,5 +1,6 @@
-"""A local stand-in for Mailjet: the v3.1 send API (`POST /v3.1/send`) and the v3 message
-lookup (`GET /v3/REST/message?CustomID=...`), for tests and manual tries.
+"""A local stand-in for Mailjet: the v3.1 send API (`POST /v3.1/send`), the v3 message
+lookup (`GET /v3/REST/message?CustomID=...`) and the v3 sender list (`GET /v3/REST/sender`),
+for tests and manual tries.
 
     python -m tests.support.mailjet_server --port 8421
 
@@ -30,6 +31,12 @@ late), `lag` (`Count: 0` although the message is in: Mailjet's lookup data laggi
 
 `requests` records every send request when it arrives (auth refusals included), `lookups`
 every lookup request.
+
+Senders (`senders`, one `Active` entry for studio@example.com unless given): rows shaped like
+Mailjet's `sender` resource (`ID`, `Email` — an address or a whole domain, `*@example.com` —,
+`Name`, `Status` `Active` once validated or `Inactive`, `EmailType`, `IsDefaultSender`,
+`CreatedAt`, `DNSID`, `Filename`), filtered by `Email` and `Status`, paged by `Limit` (default
+10, at most 1000) and `Offset`. `sender_lookups` records those requests.
 """
 
 from __future__ import annotations
@@ -62,6 +69,21 @@ REASONS = {
 }
 
 
+def sender_row(email: str, *, status: str = "Active", sender_id: int = 1) -> dict:
+    """A sender as Mailjet's `GET /v3/REST/sender` lists it (`*@domain` for a whole domain)."""
+    return {
+        "CreatedAt": "2026-09-01T10:00:00Z",
+        "DNSID": 0,
+        "Email": email,
+        "EmailType": "transactional",
+        "Filename": "",
+        "ID": sender_id,
+        "IsDefaultSender": False,
+        "Name": "",
+        "Status": status,
+    }
+
+
 class _Dropped(Exception):
     """The scripted answer is no answer: close the connection."""
 
@@ -69,12 +91,18 @@ class _Dropped(Exception):
 class MailjetStub:
     """The server plus its scripts, the requests it received and the messages it accepted."""
 
-    def __init__(self, port: int = 0, *, api_key: str = "mj-key", api_secret: str = "mj-secret"):
+    def __init__(
+        self, port: int = 0, *, api_key: str = "mj-key", api_secret: str = "mj-secret", senders: list[dict] | None = None
+    ):
         self.script: list[str | int] = []
         self.lookup_script: list[str | int] = []
         self.requests: list[dict] = []
         self.lookups: list[dict] = []
+        self.sender_lookups: list[dict] = []
         self.messages: list[dict] = []
+        self.senders: list[dict] = (
+            senders if senders is not None else [sender_row("studio@example.com", status="Active", sender_id=1)]
+        )
         self.lock = threading.Lock()
         self._authorization = "Basic " + base64.b64encode(f"{api_key}:{api_secret}".encode()).decode()
         stub = self
@@ -179,6 +207,8 @@ class MailjetStub:
                 url = urlsplit(self.path)
                 query = {key: values[-1] for key, values in parse_qs(url.query).items()}
                 authorized = self.headers.get("Authorization") == stub._authorization
+                if url.path == "/v3/REST/sender":
+                    return self._answer_senders(query, authorized)
                 with stub.lock:
                     stub.lookups.append({"path": url.path, "query": query, "headers": dict(self.headers)})
                     answer = (
@@ -206,6 +236,24 @@ class MailjetStub:
                         ]
                     )
                 self._reply(200, {"Count": len(found), "Data": found, "Total": len(found)})
+
+            def _answer_senders(self, query: dict, authorized: bool):
+                with stub.lock:
+                    stub.sender_lookups.append({"query": query, "authorized": authorized})
+                    rows = [
+                        dict(row)
+                        for row in stub.senders
+                        if query.get("Email", row["Email"]).lower() == row["Email"].lower()
+                        and query.get("Status", row["Status"]) == row["Status"]
+                    ]
+                if not authorized:
+                    return self._error(401, "v3", "API key authentication/authorization failure.")
+                try:
+                    limit, offset = min(int(query.get("Limit", 10)), 1000), int(query.get("Offset", 0))
+                except ValueError:
+                    return self._error(400, "v3", "Invalid Limit or Offset")
+                page = rows[offset : offset + limit]
+                self._reply(200, {"Count": len(page), "Data": page, "Total": len(rows)})
 
             def _error(self, status: int, version: str, message: str, **extra):
                 if version == "v3.1":
