@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,6 +32,17 @@ from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument
 from models.scheduling import Semester, SemesterClosure, Timeslot, all_closures, closures_of, slot_dates
 
 BOOKING_HORIZON = timedelta(days=731)  # how far ahead an enrollment may start
+
+
+class HoldingFamily(Protocol):
+    """What the booking door reads of the family holding a slot (a Payee row, or the API's
+    two-column `models.family.PayeeRef`)."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def stripe_payment_method_id(self) -> str | None: ...
 
 
 def _first_lesson_on_or_after(weekday: int, day: date, closures: set[date], semester: Semester | None) -> date:
@@ -96,7 +108,7 @@ def _new_enrollment(
     offline: bool,
     now: datetime,
     actor: str,
-    hold_for: Payee | None = None,
+    hold_for: HoldingFamily | None = None,
 ) -> Enrollment:
     """The one booking rule behind both doors. `hold_for`: a family's provisional hold (the
     student must be theirs; their holds are counted under their row lock)."""
@@ -336,7 +348,7 @@ def _insert_unless_slot_live(session: Session, enrollment: Enrollment) -> bool:
 def hold_slot(
     session: Session,
     *,
-    payee: Payee,
+    payee: HoldingFamily,
     student_id: int,
     timeslot_id: int,
     instrument: str,

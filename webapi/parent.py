@@ -87,7 +87,7 @@ def _payee(session, *, lock: bool = False) -> Payee:
     return payee
 
 
-def _actor(payee: Payee) -> str:
+def _actor(payee: Payee | family.PayeeRef) -> str:
     return f"payee:{payee.id}"
 
 
@@ -276,7 +276,9 @@ def create_booking(body: BookingCreate, header: BookingHeaders):
             # With a key, the family's row is locked first: it serialises the family's retries,
             # so a retry waits for the first attempt and replays its answer. Without one,
             # `hold_slot` locks it only once the slot is known to be free.
-            payee = _payee(session, lock=bool(key))
+            payee = family.payee_ref_for_user(session, g.identity.sub, lock=bool(key))
+            if payee is None:
+                raise Forbidden("register first with PUT /parent/payee", type="payee-required")
             if key:
                 record = stored_response(session, payee_id=payee.id, key=key, request_fingerprint=request_fingerprint)
                 if record is not None:
