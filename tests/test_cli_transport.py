@@ -37,8 +37,9 @@ QUERY_CALLS = frozenset(
 # The one ORM import a command may make: the worker's warm-up configures the mappers before forking.
 ALLOWED_IMPORTS = frozenset({("sqlalchemy.orm", "configure_mappers")})
 SESSION_NAMES = frozenset({"session", "unit"})
-# Objects of the CLI itself whose attributes a command may set (a lazily loaded click command's name).
-CLI_OBJECTS = frozenset({"command"})
+# Objects of the CLI itself whose attributes a command may set (a lazily loaded click command's
+# name; gunicorn's `util.write_error`, replaced by `serve` so its refusals are problem+json).
+CLI_OBJECTS = frozenset({"command", "util"})
 
 
 def _called_name(call: ast.Call) -> str | None:
