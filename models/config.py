@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -104,6 +105,15 @@ class Settings(BaseSettings):
     RATELIMIT_BOOKINGS: str = "10/minute"
     RATELIMIT_PARENT_WRITES: str = "60/minute"
 
+    # Operations: logs (models/logs.py) and Prometheus metrics (workers/metrics.py).
+    LOG_FORMAT: Literal["text", "json"] = "text"
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # `Authorization: Bearer <METRICS_TOKEN>` opens /metrics to other hosts (loopback needs none).
+    METRICS_TOKEN: str | None = Field(default=None, min_length=16)
+    # The consumer serves /metrics on this port (0: not at all), on WORKER_METRICS_HOST.
+    WORKER_METRICS_PORT: int = Field(default=0, ge=0, le=65535)
+    WORKER_METRICS_HOST: str = "127.0.0.1"
+
     @field_validator(
         "REDIS_URL",
         "STRIPE_SECRET_KEY",
@@ -119,11 +129,20 @@ class Settings(BaseSettings):
         "SUPABASE_JWT_ISSUER",
         "PARENT_APP_URL",
         "PUBLIC_BASE_URL",
+        "METRICS_TOKEN",
         mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("LOG_FORMAT", "LOG_LEVEL", mode="before")
+    @classmethod
+    def _log_word(cls, value):
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        return value.lower() if value.lower() in ("text", "json") else value.upper()
 
     @field_validator("DATABASE_URL")
     @classmethod

@@ -8,7 +8,7 @@
   `workers.periodic.run_job`, for the consumer's runs and `studioctl jobs run` alike).
 - `schema_status()`: the database's revision against the migrations' head.
 - The counts an operator acts on: open dead letters, holds past their expiry, the active
-  plans whose Stripe Prices should exist.
+  plans whose Stripe Prices should exist; `operations_gauges()`, what `/metrics` reads of them.
 
 Both tables are written with an upsert keyed by the name: two worker threads beating at once
 update one row instead of racing to insert it.
@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, func, select
 
 from models.base import utc_column, utcnow
-from models.billing import Plan
+from models.billing import Plan, StripeEvent
 from models.db import NotMigrated, get_engine, is_not_migrated
 from models.enrollment import HOLD_STATUSES, Enrollment
 from models.outbox import DeadLetter
@@ -151,6 +151,28 @@ def holds_overdue(session: Session, *, expired_before: datetime, limit: int = 10
         .limit(limit)
     ).all()
     return {"count": count, "ids": [row[0] for row in rows], "oldest_expiry": rows[0][1] if rows else None}
+
+
+def operations_gauges(session: Session, *, now: datetime | None = None) -> dict:
+    """What `/metrics` reads at each scrape: holds by status, holds past their expiry, open dead
+    letters, Stripe events stored and not processed yet and the oldest one's age in seconds."""
+    now = now or utcnow()
+    holds = dict.fromkeys(HOLD_STATUSES, 0)
+    holds.update(
+        session.exec(
+            select(Enrollment.status, func.count()).where(col(Enrollment.status).in_(HOLD_STATUSES)).group_by(Enrollment.status)
+        ).all()
+    )
+    waiting, oldest = session.exec(
+        select(func.count(), func.min(StripeEvent.received_at)).where(StripeEvent.status == "received")
+    ).one()
+    return {
+        "holds_open": holds,
+        "holds_past_expiry": holds_overdue(session, expired_before=now, limit=0)["count"],
+        "dead_letters_open": open_dead_letters(session)["count"],
+        "webhook_events_waiting": waiting,
+        "webhook_oldest_waiting_seconds": (now - oldest).total_seconds() if oldest else 0.0,
+    }
 
 
 def active_plans(session: Session) -> list[dict]:

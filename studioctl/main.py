@@ -96,7 +96,15 @@ def _root() -> None:
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. Logs go to stderr in LOG_FORMAT, from LOG_LEVEL up (read from
+    the environment: the settings cost too much to load for `--help`); WARNING by default, an
+    admin's terminal. `serve` and `worker` set them up again from the settings (INFO)."""
+    import os
+
+    from models import logs
+
+    level = (os.environ.get("LOG_LEVEL") or "").strip().upper()
+    logs.configure(level=level if level in logs.LEVELS else "WARNING", fmt=(os.environ.get("LOG_FORMAT") or "text").lower())
     app()
 
 

@@ -30,11 +30,26 @@ def _serve(
     """
     import logging
 
+    from models import logs
+    from models.config import get_settings
+
+    settings = get_settings()
+    # The app's lines (a request each, warnings: the rate limiter falling back to memory, an
+    # enqueue that failed...) and gunicorn's own, in LOG_FORMAT on stderr.
+    root, level = logging.getLogger(), logging.getLogger().level
+    handler = logs.configure(level=settings.LOG_LEVEL, fmt=settings.LOG_FORMAT)
+    metrics_dir = None if dev else use_multiprocess_metrics()  # before anything imports prometheus_client
+    try:
+        _run(host, port, workers, threads, dev, json_logs=settings.LOG_FORMAT == "json")
+    finally:  # the server stopped (or a test's fake one returned): leave the process as it was
+        end_multiprocess_metrics(metrics_dir)
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _run(host: str, port: int, workers: int, threads: int, dev: bool, *, json_logs: bool) -> None:
     from webapi import create_app
 
-    # One line per warning on stderr (next to gunicorn's own lines): the rate limiter falling
-    # back to memory, an after-commit enqueue that failed, a readiness check that failed.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app()  # validates the settings once, here, with one clear line on failure
     if dev:
         # No Werkzeug debugger: its /console runs code for whoever reaches the port.
@@ -48,9 +63,12 @@ def _serve(
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread" if threads > 1 else "sync")
-            self.cfg.set("accesslog", "-")
+            # JSON logs: the app's `http.request` line (with the request id) is the access log.
+            self.cfg.set("accesslog", None if json_logs else "-")
             self.cfg.set("access_log_format", ACCESS_LOG_FORMAT)
+            self.cfg.set("logger_class", _gunicorn_logger_class())
             self.cfg.set("post_fork", _post_fork)
+            self.cfg.set("child_exit", _child_exit)
             self.cfg.set("limit_request_line", LIMIT_REQUEST_LINE)
             self.cfg.set("limit_request_field_size", LIMIT_REQUEST_FIELD_SIZE)
             self.cfg.set("limit_request_fields", LIMIT_REQUEST_FIELDS)
@@ -83,6 +101,65 @@ def _answer_refusals_as_problems() -> None:
     from gunicorn import util
 
     util.write_error = _problem_page
+
+
+def use_multiprocess_metrics() -> tuple[str, bool] | None:
+    """Prometheus' multi-process mode for gunicorn's workers: PROMETHEUS_MULTIPROC_DIR (emptied
+    of the last run's files) or a temporary folder, set before prometheus_client is imported —
+    it picks its mode then. Returns (folder, made here); None when it was imported already."""
+    import os
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    if "prometheus_client" in sys.modules:  # (only in a test process) its mode is fixed
+        return None
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for leftover in Path(folder).glob("*.db"):
+            leftover.unlink()
+        return folder, False
+    folder = tempfile.mkdtemp(prefix="studio-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder, True
+
+
+def end_multiprocess_metrics(made: tuple[str, bool] | None) -> None:
+    """Remove the temporary folder `use_multiprocess_metrics` made (a given one is kept)."""
+    import os
+    import shutil
+
+    if made is not None and made[1]:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(made[0], ignore_errors=True)
+
+
+def _child_exit(_server, worker) -> None:
+    # A worker gone: its live gauges' files are dropped (prometheus-client's multi-process protocol).
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def _gunicorn_logger_class():
+    """gunicorn's logger, its lines written in the studio's format (models/logs.py)."""
+    from gunicorn.glogging import Logger
+
+    from models import logs
+    from models.config import get_settings
+
+    class StudioGunicornLogger(Logger):
+        def setup(self, cfg):
+            super().setup(cfg)
+            for logger in (self.error_log, self.access_log):
+                for handler in logger.handlers:
+                    handler.setFormatter(logs.formatter(get_settings().LOG_FORMAT))
+
+    return StudioGunicornLogger
 
 
 def _post_fork(_server, _worker) -> None:

@@ -33,13 +33,21 @@ def register(app: typer.Typer) -> None:
         if worker_type not in ("thread", "process"):
             raise typer.BadParameter("thread or process", param_hint="--worker-type")
 
+        from models import logs
+        from models.config import get_settings
+
+        settings = get_settings()
+        logs.configure(level="DEBUG" if verbose else settings.LOG_LEVEL, fmt=settings.LOG_FORMAT)
+        if worker_type == "process" and settings.WORKER_METRICS_PORT:
+            from studioctl.serve import use_multiprocess_metrics
+
+            use_multiprocess_metrics()  # the worker processes' metrics, summed by the scrape
+
         from huey.consumer_options import ConsumerConfig
 
-        from models.config import get_settings
         from workers.consumer import huey
 
         _warm_up()
-        settings = get_settings()
         config = ConsumerConfig(
             workers=workers,
             worker_type=worker_type,
@@ -49,7 +57,6 @@ def register(app: typer.Typer) -> None:
             initial_delay=0.1,
             max_delay=2.0,
         )
-        config.setup_logger()
         logging.getLogger("huey").info(
             "queue %s on %s", huey.name, "Redis" if settings.REDIS_URL else "SQLite beside the database"
         )

@@ -20,7 +20,7 @@ from flask_openapi3 import Info, OpenAPI
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models.config import ConfigError, Settings, get_settings
-from webapi import admin, auth, parent, public, rate_limits, request_limits, response_headers, webhooks
+from webapi import admin, auth, observability, parent, public, rate_limits, request_limits, response_headers, webhooks
 from webapi.openapi_doc import StudioOpenAPI
 from webapi.problems import flask_openapi3_validation_callback, register_error_handlers
 from webapi.security import SupabaseVerifier
@@ -96,6 +96,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
     app.extensions["studio_supabase"] = SupabaseVerifier(settings)
 
     register_error_handlers(app)
+    observability.install(app)  # first: a request refused by the checks below still has its id
     request_limits.install(app)
     if settings.TRUSTED_PROXIES:
         # Behind compose's nginx: the client's address (per-address rate limits) and scheme.
@@ -115,8 +116,8 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
         CORS(
             app,
             resources={API_PREFIXES: {"origins": settings.cors_origins}},
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
-            expose_headers=["Location", "Retry-After", "Idempotent-Replayed"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["Location", "Retry-After", "Idempotent-Replayed", "X-Request-ID"],
             max_age=600,
         )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 import sqlalchemy.exc
-from flask import Flask, Response, json, request
+from flask import Flask, Response, g, json, request
 from flask_limiter import RateLimitExceeded
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -28,12 +28,15 @@ _KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate", "X-RateLimit-Limit"
 
 
 def problem(status: int, type: str, title: str, detail: str | None = None, *, headers=None, **extra) -> Response:
-    """A problem+json response."""
+    """A problem+json response, with the request's `request_id` (its X-Request-ID)."""
     body = {"type": type, "title": title, "status": status}
     if detail:
         body["detail"] = detail
     body["instance"] = request.path
     body.update({key: value for key, value in extra.items() if value is not None})
+    if g.get("request_id"):
+        body["request_id"] = g.request_id
+    g.problem_type = type
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
     for name, value in (headers or {}).items():
         response.headers[name] = value

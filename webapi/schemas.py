@@ -69,6 +69,7 @@ class Problem(BaseModel):
     instance: str | None = Field(None, description="the request's path")
     field: str | None = Field(None, description="the field a domain refusal is about")
     errors: list[FieldError] | None = Field(None, description="422 `validation-error`: every field at fault")
+    request_id: str | None = Field(None, description="the request's id, also in the `X-Request-ID` answer header")
 
 
 CURSOR_PATTERN = r"^[0-9]{1,10}$"

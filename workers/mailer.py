@@ -42,6 +42,7 @@ ambiguous ("ambiguous: ...").
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from email.charset import QP, Charset
 from email.header import Header
@@ -51,10 +52,12 @@ from email.utils import formataddr, make_msgid
 from pathlib import Path
 from typing import Any
 
+from models import logs
 from models.base import utcnow
 from models.config import Settings, get_settings
 from models.db import session_scope
 from models.outbox import add_dead_letter, claim_email, get_email, mark_email_failed, mark_email_sent, queue_admin_alert
+from workers import metrics
 from workers.emails import RenderedEmail, RenderError, render_email
 
 log = logging.getLogger(__name__)
@@ -299,31 +302,54 @@ def deliver(email_id: int) -> str:
     first looks the message up at the provider by its CustomID: found → `sent` with the
     provider's message id, nothing sent; not found → sent. Raises TransientEmailError (the row
     is `queued` again) so the task is retried — also when the lookup could not answer."""
+    started = time.perf_counter()
     with session_scope() as session:
         email = claim_email(session, email_id, stale_before=utcnow() - sending_stale_after())
         if email is None:
             return "skipped"
         recipient, template, context, attempt = email.recipient, email.template, dict(email.context), email.attempts
     settings = get_settings()
+    outcome = "sent"
     try:
         message = render_email(template, context)
         backend = backend_for(settings)
         # An earlier attempt may have reached the provider without us hearing so: look first.
         provider_id = backend.find(email_id=email_id) if attempt > 1 else None
         if provider_id is not None:
+            outcome = "already_sent"
             log.info("email %s: the provider already has it (message %s), not sent again", email_id, provider_id)
         else:
             provider_id = backend.send(email_id=email_id, template=template, recipient=recipient, message=message)
     except TransientEmailError as error:
         with session_scope() as session:
             mark_email_failed(session, get_email(session, email_id), error=str(error), final=False)
+        _note_send(email_id, template, attempt, "retry", started, error=error)
         raise
     except (TerminalEmailError, RenderError) as error:
         _give_up(email_id, str(error))
+        _note_send(email_id, template, attempt, "failed", started, error=error)
         return "failed"
     with session_scope() as session:
         mark_email_sent(session, get_email(session, email_id), subject=message.subject, provider_message_id=provider_id)
+    _note_send(email_id, template, attempt, outcome, started, provider_message_id=provider_id, backend=settings.email_backend)
     return "sent"
+
+
+def _note_send(email_id: int, template: str, attempt: int, outcome: str, started: float, *, error=None, **fields) -> None:
+    """One `email.send` event (never the recipient or the body) and the count by template and outcome."""
+    metrics.EMAILS.labels(template, outcome).inc()
+    logs.event(
+        log,
+        "email.send",
+        level=logging.INFO if error is None else logging.WARNING,
+        email_id=email_id,
+        template=template,
+        attempt=attempt,
+        outcome=outcome,
+        error=type(error).__name__ if error is not None else None,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        **fields,
+    )
 
 
 def give_up_after_retries(email_id: int, error: str) -> None:

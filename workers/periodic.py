@@ -21,12 +21,13 @@ from datetime import timedelta
 
 from huey import crontab
 
-from models import attendance, dunning, health
+from models import attendance, dunning, health, logs
 from models import enrollment as enrollment_ops
 from models.base import utcnow
 from models.config import get_settings
 from models.db import after_commit, session_scope
 from models.outbox import queue_admin_alert, stuck_emails
+from workers import metrics
 from workers.app import huey
 
 log = logging.getLogger(__name__)
@@ -234,15 +235,27 @@ def run_job(name: str) -> dict:
     """Run a periodic job now, under the same lock the consumer uses (TaskLockedException if busy).
     The run, and whether it failed, is recorded for `studioctl doctor`."""
     job = JOBS[name]
-    with huey.lock_task(name):
+    with huey.lock_task(name), logs.context(job=name):
         started = utcnow()
         try:
             result = job.run()
         except Exception as error:
             _record_run(name, started, error=f"{type(error).__name__}: {error}".splitlines()[0])
+            _note_run(name, started, "failed", error=type(error).__name__)
             raise
         _record_run(name, started, error=None)
+        _note_run(
+            name, started, "ok", summary={key: len(value) if isinstance(value, list) else value for key, value in result.items()}
+        )
         return result
+
+
+def _note_run(name: str, started, outcome: str, **fields) -> None:
+    """One `job.run` event (what the job did, as counts) and the runs' counter."""
+    metrics.JOB_RUNS.labels(name, outcome).inc()
+    seconds = (utcnow() - started).total_seconds()
+    level = logging.INFO if outcome == "ok" else logging.WARNING
+    logs.event(log, "job.run", level=level, job=name, outcome=outcome, duration_ms=round(seconds * 1000, 1), **fields)
 
 
 def _record_run(name: str, started, *, error: str | None) -> None:

@@ -17,11 +17,14 @@ The related rows a step reads (payee, plan, slot, teacher...) come in one query.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from models import billing
+from models import billing, logs
 from models import enrollment as enrollment_ops
 from models.billing import Plan
 from models.clock import studio_today
@@ -30,6 +33,7 @@ from models.enrollment import ACTION_REQUIRED, HOLD_STATUSES, PROVISIONAL
 from models.errors import DomainError
 from models.outbox import add_dead_letter, queue_admin_alert, queue_email
 from models.payment_action import PaymentAction, await_payment_action
+from workers import metrics
 from workers.stripe_gateway import (
     AuthenticationRequired,
     StripeGateway,
@@ -112,6 +116,33 @@ def preload(session, enrollment, *, with_slot: bool) -> None:
         statement = statement.join(model, condition)
     rows = session.exec(statement.where(Enrollment.id == enrollment.id)).first()
     session.info.setdefault(PRELOADED, []).append(tuple(rows or ()))
+
+
+@contextmanager
+def step(name: str, enrollment_id: int) -> Iterator[None]:
+    """One step of a booking: the lines logged inside carry `enrollment_id`, and the step logs one
+    `booking.step` event (step, outcome, duration) and is measured, failed or not."""
+    started = time.perf_counter()
+    with logs.context(enrollment_id=enrollment_id):
+        try:
+            yield
+        except Exception as error:
+            seconds = time.perf_counter() - started
+            metrics.PIPELINE_STEP_DURATION.labels(name).observe(seconds)
+            metrics.PIPELINE_STEP_FAILURES.labels(name, type(error).__name__).inc()
+            logs.event(
+                log,
+                "booking.step",
+                level=logging.WARNING,
+                step=name,
+                outcome="failed",
+                error=type(error).__name__,
+                duration_ms=round(seconds * 1000, 1),
+            )
+            raise
+        seconds = time.perf_counter() - started
+        metrics.PIPELINE_STEP_DURATION.labels(name).observe(seconds)
+        logs.event(log, "booking.step", step=name, outcome="ok", duration_ms=round(seconds * 1000, 1))
 
 
 def _with_generation(key: str, generation: int) -> str:
@@ -487,91 +518,98 @@ def run_booking(enrollment_id: int) -> str:
     charging). Raises TransientStripeError to be retried, TerminalStripeError when the booking
     cannot succeed (the task turns it into `failed`).
     """
-    booking = _load(enrollment_id)
+    with step("load", enrollment_id):
+        booking = _load(enrollment_id)
     if booking is None:
         return "skipped"
     gateway = StripeGateway()
     if booking.status == ACTION_REQUIRED:
-        return _check_parent_action(gateway, booking)
-    customer_id = _create_or_note_ambiguity(
-        enrollment_id,
-        lambda: ensure_customer(
-            gateway,
-            payee_id=booking.payee_id,
-            email=booking.payee_email,
-            name=booking.payee_name,
-            customer_id=booking.customer_id,
-            key=booking.payee_key,
-            look_first=not booking.first_attempt,
-        ),
-    )
-    if customer_id != booking.customer_id and not _progress(enrollment_id, "customer"):
-        return "skipped"  # (a customer that existed at the start was recorded by `_load`)
-    payment_method = gateway.default_payment_method(customer_id)
-    if payment_method is None:
-        _wait_for_card(enrollment_id, booking.payee_email)
-        return "awaiting_payment_method"
-    if not _progress(enrollment_id, "charging"):
-        return "skipped"
+        with step("check_payment_action", enrollment_id):
+            return _check_parent_action(gateway, booking)
+    with step("customer", enrollment_id):
+        customer_id = _create_or_note_ambiguity(
+            enrollment_id,
+            lambda: ensure_customer(
+                gateway,
+                payee_id=booking.payee_id,
+                email=booking.payee_email,
+                name=booking.payee_name,
+                customer_id=booking.customer_id,
+                key=booking.payee_key,
+                look_first=not booking.first_attempt,
+            ),
+        )
+        if customer_id != booking.customer_id and not _progress(enrollment_id, "customer"):
+            return "skipped"  # (a customer that existed at the start was recorded by `_load`)
+    with step("payment_method", enrollment_id):
+        payment_method = gateway.default_payment_method(customer_id)
+        if payment_method is None:
+            _wait_for_card(enrollment_id, booking.payee_email)
+            return "awaiting_payment_method"
+        if not _progress(enrollment_id, "charging"):
+            return "skipped"
 
     subscription_id = payment_intent_id = invoice_id = None
     if booking.frequency in ("weekly", "monthly"):
-        price_id = booking.price_id or ensure_plan_price(gateway, booking.plan_id)
-        existing = None if booking.first_attempt else gateway.find_subscription(customer_id, enrollment_id)
-        subscription = existing or _create_or_note_ambiguity(
-            enrollment_id,
-            lambda: gateway.create_subscription(
-                enrollment_id=enrollment_id, customer_id=customer_id, price_id=price_id, key=booking.key
-            ),
-        )
-        subscription_id = subscription["id"]
-        outcome, invoice_id, _ = _subscription_outcome(gateway, enrollment_id, subscription)
-        if outcome != "paid":
-            return outcome
-    else:
-        if booking.lessons_left <= 0:
-            raise TerminalStripeError("no billable lesson left in the semester")
-        # The amount follows the calendar (a day passing, a closure added), and with it the
-        # charge's key: a re-run looks for the earlier charge instead of trusting the key.
-        existing = (
-            None
-            if booking.first_attempt
-            else gateway.find_payment(
-                customer_id,
+        with step("subscription", enrollment_id):
+            price_id = booking.price_id or ensure_plan_price(gateway, booking.plan_id)
+            existing = None if booking.first_attempt else gateway.find_subscription(customer_id, enrollment_id)
+            subscription = existing or _create_or_note_ambiguity(
                 enrollment_id,
-                statuses=("succeeded", "processing", "requires_capture", "requires_action", "requires_payment_method"),
-            )
-        )
-        if existing and existing.get("status") == "requires_payment_method" and not awaiting_parent(existing):
-            existing = None  # an earlier decline: charging again is this run's job
-        try:
-            intent = existing or _create_or_note_ambiguity(
-                enrollment_id,
-                lambda: gateway.charge_off_session(
-                    enrollment_id=enrollment_id,
-                    customer_id=customer_id,
-                    payment_method_id=payment_method,
-                    amount_cents=booking.amount_cents * booking.lessons_left,
-                    currency=booking.currency,
-                    key=booking.key,
+                lambda: gateway.create_subscription(
+                    enrollment_id=enrollment_id, customer_id=customer_id, price_id=price_id, key=booking.key
                 ),
             )
-        except AuthenticationRequired as error:
-            intent = (
-                error.payment_intent
-                or gateway.find_payment(customer_id, enrollment_id, statuses=("requires_payment_method", "requires_action"))
-                or {}
+            subscription_id = subscription["id"]
+            outcome, invoice_id, _ = _subscription_outcome(gateway, enrollment_id, subscription)
+            if outcome != "paid":
+                return outcome
+    else:
+        with step("charge", enrollment_id):
+            if booking.lessons_left <= 0:
+                raise TerminalStripeError("no billable lesson left in the semester")
+            # The amount follows the calendar (a day passing, a closure added), and with it the
+            # charge's key: a re-run looks for the earlier charge instead of trusting the key.
+            existing = (
+                None
+                if booking.first_attempt
+                else gateway.find_payment(
+                    customer_id,
+                    enrollment_id,
+                    statuses=("succeeded", "processing", "requires_capture", "requires_action", "requires_payment_method"),
+                )
             )
-            if not intent.get("id"):
-                raise TerminalStripeError(f"the payment needs authentication, but Stripe named no payment: {error}") from None
-        payment_intent_id = intent["id"]
-        if awaiting_parent(intent):
-            return _await_parent(gateway, enrollment_id, intent=intent)
-        if intent.get("status") != "succeeded":
-            raise TerminalStripeError(f"the payment was not taken (payment {intent.get('status')})")
-    return _activate_or_undo(
-        gateway, enrollment_id, subscription_id=subscription_id, payment_intent_id=payment_intent_id, invoice_id=invoice_id
-    )
+            if existing and existing.get("status") == "requires_payment_method" and not awaiting_parent(existing):
+                existing = None  # an earlier decline: charging again is this run's job
+            try:
+                intent = existing or _create_or_note_ambiguity(
+                    enrollment_id,
+                    lambda: gateway.charge_off_session(
+                        enrollment_id=enrollment_id,
+                        customer_id=customer_id,
+                        payment_method_id=payment_method,
+                        amount_cents=booking.amount_cents * booking.lessons_left,
+                        currency=booking.currency,
+                        key=booking.key,
+                    ),
+                )
+            except AuthenticationRequired as error:
+                intent = (
+                    error.payment_intent
+                    or gateway.find_payment(customer_id, enrollment_id, statuses=("requires_payment_method", "requires_action"))
+                    or {}
+                )
+                if not intent.get("id"):
+                    raise TerminalStripeError(f"the payment needs authentication, but Stripe named no payment: {error}") from None
+            payment_intent_id = intent["id"]
+            if awaiting_parent(intent):
+                return _await_parent(gateway, enrollment_id, intent=intent)
+            if intent.get("status") != "succeeded":
+                raise TerminalStripeError(f"the payment was not taken (payment {intent.get('status')})")
+    with step("activate", enrollment_id):
+        return _activate_or_undo(
+            gateway, enrollment_id, subscription_id=subscription_id, payment_intent_id=payment_intent_id, invoice_id=invoice_id
+        )
 
 
 def fail_booking(enrollment_id: int, reason: str, *, kind: str = "book_enrollment") -> bool:

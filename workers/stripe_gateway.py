@@ -30,8 +30,12 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable
+import re
+import time
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
+from urllib.parse import urlsplit
 
 import stripe
 from stripe import RequestOptions
@@ -53,8 +57,10 @@ from stripe.params import (
     SubscriptionListParams,
 )
 
+from models import logs
 from models.config import Settings, get_settings
 from models.plain import plain
+from workers import metrics
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +207,61 @@ class _RequestsReadingTheEnvironmentOnce:
         return session
 
 
+# What the HTTP client saw of the request `_call` is making: method, path, key, status, Stripe's id.
+_request_facts: ContextVar[dict[str, Any] | None] = ContextVar("stripe_request_facts", default=None)
+
+
+class _RecordingRequestsClient(stripe.RequestsClient):
+    """The SDK's HTTP client, noting each request's method, path (no query string: a list's
+    filters may name an email), idempotency key, status and Stripe's `Request-Id` for `_call`'s
+    log line. Never a body."""
+
+    def request(
+        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None, *, _usage: Any = None
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        facts = _request_facts.get()
+        if facts is not None:
+            facts.update(method=method.upper(), path=urlsplit(url).path, idempotency_key=(headers or {}).get("Idempotency-Key"))
+        content, status, response_headers = super().request(method, url, headers, post_data)
+        if facts is not None:
+            facts.update(status=status, stripe_request_id=response_headers.get("Request-Id"))
+        return content, status, response_headers
+
+
+def _operation(fn: Callable[..., Any]) -> str:
+    """`customer.create` for `client.v1.customers.create` (the service's class, the method)."""
+    service = type(getattr(fn, "__self__", None)).__name__.removesuffix("Service")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", service).lower() + "." + getattr(fn, "__name__", "call")
+
+
+def _outcome(error: StripeGatewayError | None) -> str:
+    if error is None:
+        return "error"  # not an answer of Stripe's (a bug of ours, an interrupted call)
+    if isinstance(error, AuthenticationRequired):
+        return "authentication_required"
+    return "transient" if isinstance(error, TransientStripeError) else "terminal"
+
+
+def _record(operation: str, facts: dict[str, Any], seconds: float, outcome: str, error: StripeGatewayError | None) -> None:
+    """One log line and the metrics of one Stripe call."""
+    metrics.STRIPE_REQUESTS.labels(operation, outcome).inc()
+    metrics.STRIPE_DURATION.labels(operation).observe(seconds)
+    logs.event(
+        log,
+        "stripe.request",
+        level=logging.INFO if outcome == "ok" else logging.WARNING,
+        operation=operation,
+        method=facts.get("method"),
+        path=facts.get("path"),
+        idempotency_key=facts.get("idempotency_key"),
+        stripe_request_id=facts.get("stripe_request_id"),
+        status=facts.get("status"),
+        outcome=outcome,
+        error_code=error.code if error is not None else None,
+        duration_ms=round(seconds * 1000, 1),
+    )
+
+
 @functools.lru_cache(maxsize=8)
 def _client(secret_key: str, api_base: str, pid: int, timeout: float = 30.0) -> stripe.StripeClient:
     """One SDK client per key, base address and process, shared by every gateway: its HTTP
@@ -215,7 +276,7 @@ def _client(secret_key: str, api_base: str, pid: int, timeout: float = 30.0) -> 
         options["base_addresses"] = {"api": api_base}
     proxies = get_environ_proxies(api_base or stripe.api_base)
     proxy: Any = {scheme: url for scheme, url in proxies.items() if scheme in ("http", "https")}
-    options["http_client"] = stripe.RequestsClient(
+    options["http_client"] = _RecordingRequestsClient(
         timeout=timeout, proxy=proxy or None, _lib=_RequestsReadingTheEnvironmentOnce()
     )
     return stripe.StripeClient(secret_key, **options)
@@ -234,10 +295,26 @@ class StripeGateway:
         self.v1 = self.client.v1
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict:
+        """Every Stripe request: made, its error sorted (`classify`), logged (`stripe.request`:
+        operation, method, path, idempotency key, Stripe's request id, status, duration) and counted."""
+        facts: dict[str, Any] = {}
+        token = _request_facts.set(facts)
+        started = time.perf_counter()
+        failure: StripeGatewayError | None = None
+        answered = False
         try:
-            return plain(fn(*args, **kwargs))
+            result = plain(fn(*args, **kwargs))
+            answered = True
+            return result
         except stripe.StripeError as error:
-            raise classify(error) from error
+            failure = classify(error)
+            facts.setdefault("status", getattr(error, "http_status", None))
+            facts["stripe_request_id"] = facts.get("stripe_request_id") or getattr(error, "request_id", None)
+            raise failure from error
+        finally:
+            _request_facts.reset(token)
+            outcome = "ok" if answered else _outcome(failure)
+            _record(_operation(fn), facts, time.perf_counter() - started, outcome, failure)
 
     @staticmethod
     def _key(key: str | None) -> RequestOptions | None:

@@ -19,6 +19,7 @@ replays its dead letter (`studioctl deadletters retry`).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ from dataclasses import dataclass
 from huey.api import TaskWrapper
 from huey.signals import SIGNAL_ERROR
 
-from models import outbox
+from models import logs, outbox
 from models.errors import Invalid
+from workers import metrics
 from workers.app import TASK_RETRIES, TASK_RETRY_BACKOFF, TASK_RETRY_DELAY, huey
 
 log = logging.getLogger(__name__)
@@ -35,21 +37,40 @@ log = logging.getLogger(__name__)
 RETRYING = {"retries": TASK_RETRIES, "retry_delay": TASK_RETRY_DELAY, "retry_backoff": TASK_RETRY_BACKOFF}
 
 
+def about(field: str):
+    """The task's one argument, named `field` (`enrollment_id`...), on every line it logs."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def run(row_id: int):
+            with logs.context(**{field: row_id}):
+                return fn(row_id)
+
+        return run
+
+    return decorate
+
+
 @huey.task(**RETRYING)
+@about("enrollment_id")
 def book_enrollment(enrollment_id: int) -> str:
     """Run the booking pipeline for one enrollment; returns where it stopped."""
     from workers import pipeline
     from workers.stripe_gateway import TerminalStripeError
 
     try:
-        return pipeline.run_booking(enrollment_id)
+        result = pipeline.run_booking(enrollment_id)
     except TerminalStripeError as error:
         if pipeline.fail_booking(enrollment_id, str(error)) and error.ambiguous:
             undo_orphan_charges(enrollment_id)  # a 5xx Stripe says not to retry may still have charged
-        return "failed"
+        result = "failed"
+    metrics.PIPELINE_RESULTS.labels(result).inc()
+    logs.event(log, "booking.result", result=result)
+    return result
 
 
 @huey.task(**RETRYING)
+@about("enrollment_id")
 def cancel_subscription(enrollment_id: int) -> str:
     """Cancel the Stripe subscription of an enrollment that is no longer live."""
     from models.db import session_scope
@@ -76,6 +97,7 @@ def cancel_subscription(enrollment_id: int) -> str:
 
 
 @huey.task(**RETRYING)
+@about("enrollment_id")
 def undo_orphan_charges(enrollment_id: int) -> str:
     """Cancel and refund what Stripe charged for a booking that ended without recording it."""
     from workers import pipeline
@@ -89,6 +111,7 @@ def undo_orphan_charges(enrollment_id: int) -> str:
 
 
 @huey.task(**RETRYING)
+@about("email_id")
 def send_email(email_id: int) -> str:
     """Send one queued email (sent once, whatever the retries)."""
     from workers.mailer import deliver
@@ -97,6 +120,7 @@ def send_email(email_id: int) -> str:
 
 
 @huey.task(**RETRYING)
+@about("event_id")
 def process_stripe_event(event_id: int) -> str:
     """Process one stored Stripe event; returns its final status. The work it leaves (bookings
     to resume, charges to check) is enqueued once the event's processing has committed."""

@@ -15,16 +15,18 @@ ended bookings whose charges to check, and the `process_stripe_event` task enque
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from models import billing, dunning
+from models import billing, dunning, logs
 from models import enrollment as enrollment_ops
 from models.billing import StripeEvent
 from models.db import session_scope
 from models.enrollment import ACTION_REQUIRED, ACTIVE, HOLD_STATUSES, LIVE_STATUSES, PAST_DUE, PAUSED, Enrollment
 from models.outbox import add_dead_letter, queue_admin_alert
 from models.payment_action import PaymentAction
+from workers import metrics
 from workers.money_events import MONEY_HANDLERS
 from workers.pipeline import awaiting_parent, resume_bookings_of_customer
 from workers.stripe_gateway import (
@@ -248,7 +250,7 @@ def process_event(event_id: int) -> Outcome:
             return Outcome("missing")
         if event.status in ("processed", "ignored"):
             return Outcome(event.status)
-        event_type, payload = event.type, event.payload
+        event_type, payload, stripe_event_id = event.type, event.payload, event.stripe_event_id
     note_event_api_version(payload.get("api_version") if isinstance(payload, dict) else None)
     handler = HANDLERS.get(event_type)
     obj = _event_object(payload)
@@ -270,7 +272,27 @@ def process_event(event_id: int) -> Outcome:
         billing.finish_stripe_event(session, event, status=status, error=error)
         if status == "failed":
             add_dead_letter(session, kind="process_stripe_event", payload={"event_id": event_id}, error=error)
+    _note_event(stripe_event_id, event_type, payload, status)
     return outcome
+
+
+def _note_event(stripe_event_id: str, event_type: str, payload: object, status: str) -> None:
+    """One `webhook.event` line (Stripe's id, type, how it ended, the lag since Stripe made it)
+    and the lag histogram."""
+    created = payload.get("created") if isinstance(payload, dict) else None
+    lag = max(0.0, time.time() - created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None
+    metrics.WEBHOOK_EVENTS.labels(status).inc()
+    if lag is not None:
+        metrics.WEBHOOK_LAG.observe(lag)
+    logs.event(
+        log,
+        "webhook.event",
+        level=logging.WARNING if status == "failed" else logging.INFO,
+        stripe_event_id=stripe_event_id,
+        type=event_type,
+        status=status,
+        lag_seconds=round(lag, 3) if lag is not None else None,
+    )
 
 
 def give_up_event(event_id: int, error: str) -> None:

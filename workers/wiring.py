@@ -10,8 +10,11 @@ from models import dispatch
 # Loggers that write HTTP traffic at DEBUG: Stripe's SDK logs every request's parameters and
 # every response body (client secrets `pi_..._secret_...`, emails, card details), urllib3 and
 # httpx/httpcore their request lines. Debug logging (`studioctl worker -v`, `huey_consumer -v`)
-# sets the root logger's level, never these: they stay at INFO (Stripe's one-line summaries).
+# sets the root logger's level, never these: they stay at INFO, Stripe's at WARNING — the
+# gateway logs each call itself (`stripe.request`: method, path without the query string, key,
+# status, duration), where the SDK's INFO summaries carry the URL with a list's filters (emails).
 HTTP_BODY_LOGGERS = ("stripe", "urllib3", "httpx", "httpcore")
+QUIET_AT = {"stripe": logging.WARNING}
 
 
 def _enqueue_send(email_id: int) -> None:
@@ -21,10 +24,10 @@ def _enqueue_send(email_id: int) -> None:
 
 
 def keep_http_bodies_out_of_logs() -> None:
-    """Hold the loggers that write request and response bodies at INFO or above."""
+    """Hold the loggers that write request and response bodies at INFO or above (Stripe's at WARNING)."""
     for name in HTTP_BODY_LOGGERS:
         logger = logging.getLogger(name)
-        logger.setLevel(max(logger.level, logging.INFO))
+        logger.setLevel(max(logger.level, QUIET_AT.get(name, logging.INFO)))
 
 
 def install() -> None:
