@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,81 @@ def test_a_booking_moves_the_counters(client, family_a, studio, stripe_env, task
     assert moved(done, "studio_stripe_request_duration_seconds_count", operation="subscription.create") == 1
     assert moved(done, "studio_emails_total", template="booking_confirmation", outcome="sent") == 1
     assert _value(done, "studio_holds_open", status="provisional") == 0 and _value(done, "studio_queue_depth") == 0
+
+
+def test_a_failed_step_is_counted_and_logged(client, session, stripe_env, task_queue, caplog):
+    """Stripe answers 500 to the subscription: the step's failure, the call's outcome, a warning line."""
+    from workers.tasks import book_enrollment
+
+    before = _scrape(client)
+    enrollment, payee, _, _ = provisional_booking(session)
+    add_card(stripe_env.client(), payee.id)
+    stripe_env.fault("/v1/subscriptions", fail_times=1, status=500)
+    book_enrollment(enrollment.id)
+    with caplog.at_level("INFO"):
+        task_queue.run_all()  # the attempt fails; Huey schedules the retry
+    after = _scrape(client)
+    failures = {"step": "subscription", "error": "TransientStripeError"}
+    assert (
+        _value(after, "studio_pipeline_step_failures_total", **failures)
+        - _value(before, "studio_pipeline_step_failures_total", **failures)
+        == 1
+    )
+    transient = {"operation": "subscription.create", "outcome": "transient"}
+    assert (
+        _value(after, "studio_stripe_requests_total", **transient) - _value(before, "studio_stripe_requests_total", **transient)
+        == 1
+    )
+    [call] = [r.fields for r in caplog.records if r.getMessage() == "stripe.request" and r.fields["outcome"] == "transient"]
+    assert call["status"] == 500 and call["method"] == "POST" and call["path"] == "/v1/subscriptions"
+    [step] = [r for r in caplog.records if r.getMessage() == "booking.step" and r.fields["outcome"] == "failed"]
+    assert step.levelname == "WARNING" and step.fields["step"] == "subscription"
+
+
+def test_the_state_gauges_read_what_the_alerts_watch(client, session):
+    """A hold past its expiry, an open dead letter, a Stripe event waiting ten minutes: what
+    deploy/alerts.yml's holds-stuck, dead-letters and webhook rules read."""
+    from models import billing, outbox
+    from models.base import utcnow
+
+    enrollment, _, _, _ = provisional_booking(session)
+    enrollment.provisional_expires_at = utcnow() - timedelta(minutes=5)
+    session.add(enrollment)
+    outbox.add_dead_letter(session, kind="send_email", payload={"email_id": 1}, error="Mailjet said no")
+    event = billing.record_stripe_event(session, event_id="evt_waiting", type="invoice.paid", payload={"created": 0})
+    event.received_at = utcnow() - timedelta(minutes=10)
+    session.add(event)
+    session.commit()
+    samples = _scrape(client)
+    assert _value(samples, "studio_holds_past_expiry") == 1 and _value(samples, "studio_holds_open", status="provisional") == 1
+    assert _value(samples, "studio_dead_letters_open") == 1 and _value(samples, "studio_webhook_events_waiting") == 1
+    assert 600 <= _value(samples, "studio_webhook_oldest_waiting_seconds") < 700
+
+
+def test_webhook_lag_is_measured_from_stripes_created(client, session, caplog):
+    """Stripe's `created` to processed here: a histogram observation and the `webhook.event` line."""
+    import time
+
+    from models import billing
+    from workers.webhook_events import process_event
+
+    before = _scrape(client)
+    event = billing.record_stripe_event(
+        session, event_id="evt_late", type="test.unhandled", payload={"created": int(time.time()) - 90}
+    )
+    session.commit()
+    with caplog.at_level("INFO", logger="workers.webhook_events"):
+        assert process_event(event.id).status == "ignored"
+    after = _scrape(client)
+    assert _value(after, "studio_webhook_lag_seconds_count") - _value(before, "studio_webhook_lag_seconds_count") == 1
+    assert 90 <= _value(after, "studio_webhook_lag_seconds_sum") - _value(before, "studio_webhook_lag_seconds_sum") < 150
+    assert (
+        _value(after, "studio_webhook_events_total", status="ignored")
+        - _value(before, "studio_webhook_events_total", status="ignored")
+        == 1
+    )
+    [line] = [record.fields for record in caplog.records if record.getMessage() == "webhook.event"]
+    assert line["stripe_event_id"] == "evt_late" and line["type"] == "test.unhandled" and line["lag_seconds"] >= 90
 
 
 def test_metrics_refused_from_another_address_without_the_token(db, monkeypatch):
