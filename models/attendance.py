@@ -36,7 +36,9 @@ from models.people import Payee, Student, Teacher, TeacherInstrument, get_instru
 from models.scheduling import Semester, SemesterClosure, Timeslot, current_or_next_semester, semester_on, slot_dates
 
 PRESENT, EXCUSED, NO_SHOW, TEACHER_CANCELLED = "present", "excused", "no_show", "teacher_cancelled"
-ATTENDANCE_STATUSES = (PRESENT, EXCUSED, NO_SHOW, TEACHER_CANCELLED)
+# The family called the lesson off later than the make-up notice allows: no credit.
+LATE_CANCEL = "late_cancel"
+ATTENDANCE_STATUSES = (PRESENT, EXCUSED, NO_SHOW, TEACHER_CANCELLED, LATE_CANCEL)
 EARNS_MAKEUP = (EXCUSED, TEACHER_CANCELLED)
 
 # A make-up credit:  available ──> booked ──> used (its date passed)

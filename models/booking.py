@@ -3,19 +3,19 @@ admin's assignment (`assign_enrollment`, the CLI and the demo seed) — one rule
 
 Everything that needs no lock is read in one prepared statement; the slot's row lock (FOR
 UPDATE on PostgreSQL; SQLite's unit of work began IMMEDIATE) is held only for what must be
-read under it and the insert, which the one-live-enrollment-per-slot partial unique index
-guards last (INSERT ... ON CONFLICT DO NOTHING). A booked make-up owns its slot-date, so this
-module sits above `models.attendance`.
+read under it and the insert, which the database's rule "no two live enrollments of a slot
+overlap in dates" guards last (`models.enrollment.SLOT_DATES_CONSTRAINT`). A slot held until a
+date is bookable from the lesson after it: without a start date a booking starts there. A
+booked make-up owns its slot-date, so this module sits above `models.attendance`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, func, select
 
@@ -25,32 +25,13 @@ from models.base import utcnow
 from models.billing import FREQUENCIES, Plan
 from models.clock import occurrence_start, slot_label, studio_today, weekday_label
 from models.config import get_settings
-from models.db import is_postgres
-from models.enrollment import ACTIVE, HOLD_STATUSES, LIVE_SQL, LIVE_STATUSES, PROVISIONAL, Enrollment
+from models.db import is_postgres, violates
+from models.enrollment import ACTIVE, HOLD_STATUSES, LIVE_STATUSES, PROVISIONAL, SLOT_DATES_CONSTRAINT, Enrollment
 from models.errors import CardRequired, Invalid, NotFound, SlotTaken, TooManyHolds
-from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument
-from models.scheduling import Semester, SemesterClosure, Timeslot, all_closures, closures_of, slot_dates
+from models.people import HoldingFamily, Instrument, Payee, Student, Teacher, TeacherInstrument
+from models.scheduling import Timeslot, first_lesson_on_or_after, semester_with_closures
 
 BOOKING_HORIZON = timedelta(days=731)  # how far ahead an enrollment may start
-
-
-class HoldingFamily(Protocol):
-    """What the booking door reads of the family holding a slot (a Payee row, or the API's
-    two-column `models.family.PayeeRef`)."""
-
-    @property
-    def id(self) -> int | None: ...
-
-    @property
-    def stripe_payment_method_id(self) -> str | None: ...
-
-
-def _first_lesson_on_or_after(weekday: int, day: date, closures: set[date], semester: Semester | None) -> date:
-    last = semester.ends_on if semester else day + timedelta(days=7 * 60)
-    dates = slot_dates(weekday, day, last, closures)
-    if not dates:
-        raise Invalid("no lesson date left for this slot in the semester", field="start_date")
-    return dates[0]
 
 
 @dataclass(frozen=True)
@@ -66,7 +47,8 @@ class _Facts:
     instrument_id: int | None
     instrument_name: str
     teaches: bool
-    taken: bool
+    held_forever: bool  # a live enrollment of the slot has no end
+    held_until: date | None  # the last end date of its live enrollments
     student_id: int | None
     student_payee_id: int | None
     student_archived: bool
@@ -114,8 +96,8 @@ def _new_enrollment(
     student must be theirs; their holds are counted under their row lock)."""
     settings = get_settings()
     # Everything that needs no lock is read first, in one statement: the slot with its
-    # teacher, the instrument by name, whether the teacher teaches it, whether a live
-    # enrollment already holds the slot, the student and the plan. A slot taken before this
+    # teacher, the instrument by name, whether the teacher teaches it, until when live
+    # enrollments hold the slot, the student and the plan. A slot taken before this
     # request is answered from it, without any lock. The locks (the family's row, then the
     # slot's) are then held only for what must be read under them and the inserts.
     facts = _read_facts(session, timeslot_id=timeslot_id, instrument=instrument, plan=plan, student_id=student_id)
@@ -147,15 +129,18 @@ def _new_enrollment(
             raise Invalid(f"{start_date} is not a {weekday_label(facts.weekday)}", field="start_date")
         if start_date == today and occurrence_start(today, facts.start_minute, settings.tz) <= now:
             raise Invalid(f"today's {facts.label} lesson has already started; start next week", field="start_date")
-    if facts.taken:  # a live enrollment was committed before this request: no need to queue for the lock
-        raise SlotTaken(f"timeslot {facts.slot_id} ({facts.label}) is taken")
-    semester, closures = _semester_with_closures(session, start_date or today)
+    # Taken before this request (held forever, or on the start date asked): no need to queue for the lock.
+    free_from = facts.held_until + timedelta(days=1) if facts.held_until else None
+    if facts.held_forever or (start_date and free_from and start_date < free_from):
+        raise _taken(facts, free_from if not facts.held_forever else None)
+    # Without a start date the first lesson is the next one that has not started yet, once the slot is free.
+    earliest = today if occurrence_start(today, facts.start_minute, settings.tz) > now else today + timedelta(days=1)
+    earliest = max(earliest, free_from) if free_from else earliest
+    semester, closures = semester_with_closures(session, start_date or earliest)
     if semester and start_date and start_date > semester.ends_on:
         raise Invalid(f"{start_date} is after the semester ends", field="start_date")
-    # Without a start date the first lesson is the next one that has not started yet.
-    earliest = today if occurrence_start(today, facts.start_minute, settings.tz) > now else today + timedelta(days=1)
     first_day = max(start_date or earliest, semester.starts_on if semester else earliest)
-    first_lesson = _first_lesson_on_or_after(facts.weekday, first_day, closures, semester)
+    first_lesson = first_lesson_on_or_after(facts.weekday, first_day, closures, semester)
     if facts.plan_frequency == "semester" and semester is None:
         raise Invalid("a semester plan needs a semester", field="plan")
     # Locks, always in this order: the family's row (serialises its holds: the cap), the
@@ -170,20 +155,21 @@ def _new_enrollment(
     slot_active = session.execute(_LOCK_SLOT if postgres else _SLOT_ACTIVE, {"timeslot_id": facts.slot_id}).scalar()
     if not slot_active:  # an admin closed it meanwhile
         raise Invalid(f"timeslot {timeslot_id} is not open for booking", field="timeslot_id")
-    # A new statement after the locks, so its snapshot holds whatever the previous holders of
-    # the locks committed: a live enrollment of the slot, the last booked make-up on it (a
-    # booked make-up owns its slot-date: the weekly lessons start after it), the family's holds.
-    live_id, last_makeup, holds = session.execute(
+    # A new statement after the locks, so its snapshot holds what the previous holders of the
+    # locks committed: until when live enrollments hold the slot, the last booked make-up on it
+    # (it owns its slot-date: the weekly lessons start after it), the family's holds.
+    held_forever, held_until, last_makeup, holds = session.execute(
         _UNDER_LOCKS, {"timeslot_id": facts.slot_id, "payee_id": hold_for.id if hold_for is not None else 0}
     ).one()
-    if live_id is not None:
-        raise SlotTaken(f"timeslot {facts.slot_id} ({facts.label}) is taken")
+    if held_forever or (start_date and held_until and held_until >= first_lesson):
+        raise _taken(facts, held_until + timedelta(days=1) if held_until and not held_forever else None)
     if cardless:
         _check_cardless_caps(session, holds)
     elif hold_for is not None and holds >= settings.MAX_HOLDS_PER_PAYEE:
         raise TooManyHolds(f"you already hold {holds} provisional bookings (the limit is {settings.MAX_HOLDS_PER_PAYEE})")
-    if last_makeup is not None and last_makeup >= first_lesson:
-        first_lesson = _first_lesson_on_or_after(facts.weekday, last_makeup + timedelta(days=1), closures, semester)
+    taken_until = max((day for day in (held_until, last_makeup) if day is not None), default=None)
+    if taken_until is not None and taken_until >= first_lesson:
+        first_lesson = first_lesson_on_or_after(facts.weekday, taken_until + timedelta(days=1), closures, semester)
     enrollment = Enrollment(
         student_id=facts.student_id,
         timeslot_id=facts.slot_id,
@@ -197,10 +183,9 @@ def _new_enrollment(
         created_at=now,
         updated_at=now,
     )
-    # The partial unique index is the last line: the insert does nothing on a live
-    # enrollment of the slot, and no row back means the slot is taken.
-    if not _insert_unless_slot_live(session, enrollment):
-        raise SlotTaken(f"timeslot {facts.slot_id} ({facts.label}) is taken")
+    # The database's date-range rule is the last line: no row back means the slot is taken.
+    if not _insert_unless_slot_held(session, enrollment):
+        raise _taken(facts, None)
     record_audit(
         session,
         actor=actor,
@@ -209,6 +194,11 @@ def _new_enrollment(
         after=snapshot(enrollment),
     )
     return enrollment
+
+
+def _taken(facts: _Facts, free_from: date | None) -> SlotTaken:
+    free = f"; it is free from {free_from.isoformat()}" if free_from else ""
+    return SlotTaken(f"timeslot {facts.slot_id} ({facts.label}) is taken{free}")
 
 
 def _hold_minutes(settings, cardless: bool) -> int:
@@ -230,6 +220,11 @@ def _check_cardless_caps(session: Session, holds: int) -> None:
         )
 
 
+def _live_of(timeslot_id):
+    """The live enrollments of a slot (a column or a bound parameter)."""
+    return sa.and_(Enrollment.timeslot_id == timeslot_id, Enrollment.status.in_(LIVE_STATUSES))
+
+
 def _facts_statement(plan_on):
     """`_FACTS` for one way of naming the plan (`plan_on`: the join condition, or None)."""
     anchor = sa.select(sa.literal(1).label("one")).subquery("anchor")
@@ -243,7 +238,8 @@ def _facts_statement(plan_on):
         Instrument.id,
         Instrument.name,
         sa.exists().where(TeacherInstrument.teacher_id == Timeslot.teacher_id, TeacherInstrument.instrument_id == Instrument.id),
-        sa.exists().where(Enrollment.timeslot_id == Timeslot.id, Enrollment.status.in_(LIVE_STATUSES)),
+        sa.exists().where(_live_of(Timeslot.id), Enrollment.end_date.is_(None)),
+        select(func.max(Enrollment.end_date)).where(_live_of(Timeslot.id)).scalar_subquery(),
         Student.id,
         Student.payee_id,
         Student.archived_at.is_not(None),
@@ -288,15 +284,15 @@ _LOCK_PAYEE = select(Payee.id).where(Payee.id == sa.bindparam("payee_id", type_=
 _SLOT_ACTIVE = select(Timeslot.active).where(Timeslot.id == sa.bindparam("timeslot_id", type_=sa.Integer))
 _LOCK_SLOT = _SLOT_ACTIVE.with_for_update()
 
-# Read under the locks, one statement: a live enrollment of slot `:timeslot_id` (its id or
-# NULL), the latest date of a booked or used make-up on it, and the holds of family
-# `:payee_id` — provisional ones and those waiting for a 3-D Secure check, which hold a slot
-# for a day (else a card that always asks would let a family hoard slots past the cap).
+# Read under the locks, one statement: whether a live enrollment of slot `:timeslot_id` has
+# no end, the last end of its live ones, the latest date of a booked or used make-up on it,
+# and the holds of family `:payee_id` — provisional ones and those waiting for a 3-D Secure
+# check, which hold a slot for a day (else a card that always asks would let a family hoard
+# slots past the cap).
+_SLOT_PARAM = sa.bindparam("timeslot_id", type_=sa.Integer)
 _UNDER_LOCKS = select(
-    select(Enrollment.id)
-    .where(Enrollment.timeslot_id == sa.bindparam("timeslot_id", type_=sa.Integer), Enrollment.status.in_(LIVE_STATUSES))
-    .limit(1)
-    .scalar_subquery(),
+    sa.exists().where(_live_of(_SLOT_PARAM), Enrollment.end_date.is_(None)),
+    select(func.max(Enrollment.end_date)).where(_live_of(_SLOT_PARAM)).scalar_subquery(),
     select(func.max(MakeUp.lesson_date))
     .where(MakeUp.timeslot_id == sa.bindparam("timeslot_id", type_=sa.Integer), MakeUp.status.in_(TAKEN_STATUSES))
     .scalar_subquery(),
@@ -307,36 +303,24 @@ _UNDER_LOCKS = select(
 )
 
 
-def _semester_with_closures(session: Session, day: date) -> tuple[Semester | None, set[date]]:
-    """The semester of `day` and its closures in one statement (`semester_on` + `closures_of`);
-    without one, the next semester to start and its closures, or every closure."""
-    rows = session.exec(
-        select(Semester, SemesterClosure.closed_on)
-        .outerjoin(SemesterClosure, SemesterClosure.semester_id == Semester.id)
-        .where(Semester.starts_on <= day, Semester.ends_on >= day)
-        .order_by(Semester.starts_on, Semester.id)
-    ).all()
-    if rows:
-        semester = rows[0][0]
-        return semester, {closed_on for row, closed_on in rows if row.id == semester.id and closed_on is not None}
-    semester = session.exec(select(Semester).where(Semester.starts_on > day).order_by(Semester.starts_on)).first()
-    return semester, closures_of(session, semester.id) if semester else all_closures(session)
-
-
-def _insert_unless_slot_live(session: Session, enrollment: Enrollment) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING on the live-slot partial unique index (PostgreSQL and
-    SQLite), RETURNING the id. True when inserted: `enrollment` then is a persistent row of
-    the session (no re-read); False when a live enrollment holds the slot."""
-    insert = postgresql.insert if is_postgres(session) else sqlite.insert
+def _insert_unless_slot_held(session: Session, enrollment: Enrollment) -> bool:
+    """INSERT ... RETURNING the id. True when inserted (`enrollment` is then a persistent row of
+    the session, no re-read); False when the database's date-range rule refuses it. PostgreSQL:
+    ON CONFLICT DO NOTHING, which with no conflict target stands back from an exclusion
+    constraint too (no savepoint round trips); SQLite: its trigger's abort, in a savepoint."""
     table = Enrollment.__table__
     values = {column.name: getattr(enrollment, column.name) for column in table.columns if column.name != "id"}
-    statement = (
-        insert(table)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["timeslot_id"], index_where=sa.text(LIVE_SQL))
-        .returning(table.c.id)
-    )
-    new_id = session.execute(statement).scalar()
+    if is_postgres(session):
+        statement = postgresql.insert(table).values(**values).on_conflict_do_nothing()
+        new_id = session.execute(statement.returning(table.c.id)).scalar()
+    else:
+        try:
+            with session.begin_nested():
+                new_id = session.execute(sa.insert(table).values(**values).returning(table.c.id)).scalar()
+        except sa.exc.IntegrityError as error:
+            if not violates(error, SLOT_DATES_CONSTRAINT):
+                raise
+            new_id = None
     if new_id is None:
         return False
     enrollment.id = new_id

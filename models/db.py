@@ -197,6 +197,17 @@ def is_not_migrated(error: BaseException) -> bool:
     return "no such table" in str(orig).lower()
 
 
+def violates(error: BaseException, constraint: str) -> bool:
+    """True when a database error is the refusal of the rule named `constraint`: PostgreSQL
+    names the constraint it checked (psycopg's `diag.constraint_name`); a SQLite trigger that
+    stands for one aborts with a message starting with its name."""
+    orig = getattr(error, "orig", None) or error
+    diag = getattr(orig, "diag", None)
+    if diag is not None and getattr(diag, "constraint_name", None) == constraint:
+        return True
+    return str(orig).startswith(f"{constraint}:")
+
+
 SQLITE_READONLY = 8  # the primary result code; extended ones (SQLITE_READONLY_DBMOVED...) share its low byte
 
 

@@ -4,18 +4,22 @@ Every listing runs a constant number of queries whatever the page size (a benchm
 counts them): one for the page, one for the teachers' instruments, one for closures.
 Pages are keyset-paginated on `id` (`after_id` = the last id of the previous page), so
 a page never shifts when rows are added before it.
+
+A slot is held for dates (`models.enrollment`): it is available when no live enrollment holds
+it forever, from the first lesson after the last one's end (and after any booked make-up on it).
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from models.attendance import TAKEN_STATUSES, MakeUp
 from models.base import utcnow
 from models.clock import next_occurrence
 from models.enrollment import LIVE_STATUSES, Enrollment
@@ -36,19 +40,29 @@ _INSTRUMENTS_OF = (
     .order_by(Instrument.__table__.c.name)
 )
 _CLOSURES = sa.select(SemesterClosure.__table__.c.closed_on)
+_FOREVER = date.max  # the end of a live enrollment without one, in the listing's statement
 
 
 @functools.lru_cache(maxsize=64)
 def _listing_statement(after: bool, teacher: bool, weekday: bool, instrument: bool, available: bool | None):
     """The page statement of `list_timeslots` for one combination of filters.
 
-    The live enrollment of each slot comes through a LEFT JOIN (the partial unique index
-    allows at most one, so rows never repeat): the planner walks both indexes in id order
-    and stops at the page. A NOT EXISTS in the select list became a hashed subplan reading
-    every live enrollment on each request.
+    Each slot's holds come as two correlated aggregates, which the planner runs per row of
+    the page on the (timeslot_id) indexes: the last end of its live enrollments (`_FOREVER`
+    for one without an end) and the last booked make-up date. (A NOT EXISTS in the select
+    list became a hashed subplan reading every live enrollment on each request.)
     """
-    slot, teacher_t = Timeslot.__table__, Teacher.__table__
-    live = Enrollment.__table__.alias("live")
+    slot, teacher_t, live, makeup = Timeslot.__table__, Teacher.__table__, Enrollment.__table__, MakeUp.__table__
+    held_until = (
+        sa.select(sa.func.max(sa.func.coalesce(live.c.end_date, sa.literal(_FOREVER, sa.Date))))
+        .where(live.c.timeslot_id == slot.c.id, live.c.status.in_(LIVE_STATUSES))
+        .scalar_subquery()
+    )
+    last_makeup = (
+        sa.select(sa.func.max(makeup.c.lesson_date))
+        .where(makeup.c.timeslot_id == slot.c.id, makeup.c.status.in_(TAKEN_STATUSES))
+        .scalar_subquery()
+    )
     statement = (
         sa.select(
             slot.c.id,
@@ -56,13 +70,10 @@ def _listing_statement(after: bool, teacher: bool, weekday: bool, instrument: bo
             slot.c.weekday,
             slot.c.start_minute,
             teacher_t.c.name,
-            live.c.timeslot_id.is_(None).label("available"),
+            held_until.label("held_until"),
+            last_makeup.label("last_makeup"),
         )
-        .select_from(
-            slot.join(teacher_t, teacher_t.c.id == slot.c.teacher_id).outerjoin(
-                live, sa.and_(live.c.timeslot_id == slot.c.id, live.c.status.in_(LIVE_STATUSES))
-            )
-        )
+        .select_from(slot.join(teacher_t, teacher_t.c.id == slot.c.teacher_id))
         .where(slot.c.active.is_(True), teacher_t.c.active.is_(True))
         .order_by(slot.c.id)
         .limit(sa.bindparam("limit", type_=sa.Integer))
@@ -82,10 +93,11 @@ def _listing_statement(after: bool, teacher: bool, weekday: bool, instrument: bo
                 named.c.name == sa.bindparam("instrument", type_=sa.String),
             )
         )
+    held_forever = sa.func.coalesce(held_until, sa.literal(date.min, sa.Date)) == sa.literal(_FOREVER, sa.Date)
     if available is True:
-        statement = statement.where(live.c.timeslot_id.is_(None))
+        statement = statement.where(~held_forever)
     elif available is False:
-        statement = statement.where(live.c.timeslot_id.is_not(None))
+        statement = statement.where(held_forever)
     return statement
 
 
@@ -109,6 +121,8 @@ class SlotListing:
     instruments: list[str]
     available: bool
     next_occurrence: datetime | None
+    # The first lesson a booking made now would start on (None: held forever).
+    available_from: date | None = None
 
 
 def list_instruments(session: Session, *, after_id: int | None = None, limit: int = 50) -> list[Instrument]:
@@ -164,9 +178,11 @@ def list_timeslots(
 ) -> list[SlotListing]:
     """Active slots of active teachers with availability and the next lesson start.
 
-    `available` is true when no live (provisional, active, past_due) enrollment holds the
-    slot; `available=True`/`False` filters on it in SQL, so pages stay full.
-    `next_occurrence` skips closures and is placed in `tz` (right across DST changes).
+    `available` is true when no live enrollment holds the slot forever (it is bookable from
+    some date: `available_from`, the first lesson after the live enrollments' last end and
+    the last booked make-up on it, closures skipped); `available=True`/`False` filters on it
+    in SQL, so pages stay full. `next_occurrence` skips closures and is placed in `tz` (right
+    across DST changes).
     """
     now = now or utcnow()
     params = {
@@ -182,24 +198,31 @@ def list_timeslots(
         return []
     instruments = _instruments_by_teacher(session, sorted({row[1] for row in rows}))
     closures = set(session.execute(_CLOSURES).scalars())
-    starts: dict[tuple[int, int], datetime | None] = {}  # (weekday, start minute) → next start
+    starts: dict[tuple[int, int, date | None], datetime | None] = {}  # (weekday, minute, taken until) → start
 
-    def next_start(weekday: int, minute: int) -> datetime | None:
-        key = (weekday, minute)
+    def next_start(weekday: int, minute: int, taken_until: date | None = None) -> datetime | None:
+        key = (weekday, minute, taken_until)
         if key not in starts:
-            starts[key] = next_occurrence(weekday, minute, after=now, tz=tz, closures=closures)
+            after = max(now, datetime.combine(taken_until, time.max, tzinfo=tz)) if taken_until else now
+            starts[key] = next_occurrence(weekday, minute, after=after, tz=tz, closures=closures)
         return starts[key]
 
-    return [
-        SlotListing(
-            id=slot_id,
-            weekday=day,
-            start_minute=minute,
-            teacher_id=teacher,
-            teacher_name=teacher_name,
-            instruments=instruments[teacher],
-            available=bool(is_available),
-            next_occurrence=next_start(day, minute),
+    listings = []
+    for slot_id, teacher, day, minute, teacher_name, held_until, last_makeup in rows:
+        available = held_until != _FOREVER
+        taken_until = max((taken for taken in (held_until, last_makeup) if taken is not None), default=None)
+        free_start = next_start(day, minute, taken_until) if available else None
+        listings.append(
+            SlotListing(
+                id=slot_id,
+                weekday=day,
+                start_minute=minute,
+                teacher_id=teacher,
+                teacher_name=teacher_name,
+                instruments=instruments[teacher],
+                available=available,
+                next_occurrence=next_start(day, minute),
+                available_from=free_start.date() if free_start else None,
+            )
         )
-        for slot_id, teacher, day, minute, teacher_name, is_available in rows
-    ]
+    return listings

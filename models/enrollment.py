@@ -10,9 +10,11 @@
       ├──> expired  (hold ran out before billing was set up)
       └──> cancelled (admin)
 
-At most one *live* (provisional, action_required, active, past_due, paused) enrollment per
-timeslot: the booking (`models.booking`) locks the slot row and checks, and a partial
-unique index in the database is the last line of defence. This module holds the table, what
+A slot is held for dates, not forever: no two *live* (provisional, action_required, active,
+past_due, paused) enrollments of one timeslot overlap in dates (`start_date`..`end_date`, an
+open end is forever). The booking (`models.booking`) locks the slot row and checks; the
+database is the last line of defence (migration 0005: an exclusion constraint on PostgreSQL,
+triggers on SQLite, both named `SLOT_DATES_CONSTRAINT`). This module holds the table, what
 is read of an enrollment, and the hold's transitions; the renewals of a billed enrollment
 (past_due, paused, cancelled for non-payment) are `models.dunning`.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Field, Session, SQLModel, select
 
 from models.audit import change_audited
@@ -46,9 +49,11 @@ LIVE_STATUSES = (PROVISIONAL, ACTIVE, PAST_DUE, ACTION_REQUIRED, PAUSED)
 HOLD_STATUSES = (PROVISIONAL, ACTION_REQUIRED)
 # Lessons take place (attendance is marked) for these; a hold is not a lesson yet.
 TAUGHT_STATUSES = (ACTIVE, PAST_DUE, CANCELLED)
-# The predicate of the one-live-enrollment-per-slot partial unique index (`models.booking`
-# names it in its INSERT ... ON CONFLICT).
+# The predicate of the live enrollments whose dates may not overlap on one slot.
 LIVE_SQL = "status IN ('provisional', 'active', 'past_due', 'action_required', 'paused')"
+# The name of that rule in the database (PostgreSQL's exclusion constraint; the message of
+# SQLite's triggers), which `models.db.violates` recognises in an IntegrityError.
+SLOT_DATES_CONSTRAINT = "ex_enrollment_live_slot_dates"
 
 
 class Enrollment(SQLModel, table=True):
@@ -60,13 +65,13 @@ class Enrollment(SQLModel, table=True):
         sa.CheckConstraint(
             "status NOT IN ('provisional', 'action_required') OR provisional_expires_at IS NOT NULL", name="hold_expires"
         ),
-        # One live enrollment per slot, enforced by the database itself on both engines.
-        sa.Index(
-            "uq_enrollment_live_timeslot",
-            "timeslot_id",
-            unique=True,
-            postgresql_where=sa.text(LIVE_SQL),
-            sqlite_where=sa.text(LIVE_SQL),
+        # No two live enrollments of a slot overlap in dates (SQLite: triggers of migration 0005).
+        postgresql.ExcludeConstraint(
+            (sa.column("timeslot_id"), "="),
+            (sa.func.daterange(sa.column("start_date"), sa.column("end_date"), sa.literal_column("'[]'")), "&&"),
+            name=SLOT_DATES_CONSTRAINT,
+            using="gist",
+            where=sa.text(LIVE_SQL),
         ),
     )
 
@@ -95,6 +100,12 @@ class Enrollment(SQLModel, table=True):
     failure_reason: str | None = Field(default=None, max_length=500)
     cancel_reason: str | None = Field(default=None, max_length=500)
     past_due_since: datetime | None = Field(default=None, sa_column=utc_column())
+    # Cancelled by the family at the end of the paid period: still live until `end_date`.
+    cancel_at_period_end: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # Moved from another slot: the enrollment this one continues (its end is this one's start).
+    moved_from_id: int | None = Field(
+        default=None, foreign_key="enrollment.id", ondelete="SET NULL", sa_column_kwargs={"unique": True}
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
 

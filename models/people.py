@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import date, datetime
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
@@ -65,6 +66,17 @@ class Payee(SQLModel, table=True):
     )
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
+
+
+class HoldingFamily(Protocol):
+    """What the booking door reads of the family holding a slot (a Payee row, or the API's
+    two-column `models.family.PayeeRef`)."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def stripe_payment_method_id(self) -> str | None: ...
 
 
 class Student(SQLModel, table=True):

@@ -118,7 +118,8 @@ def list_payees(session: Session) -> list[dict]:
 
 
 def timeslot_view(session: Session, slot: Timeslot, *, holder: Enrollment | None = None) -> dict:
-    """A slot with its teacher and whether it can be booked (active, teacher active, not held)."""
+    """A slot with its teacher and whether it can be booked (active, teacher active, not held
+    forever: `holder` is its last live enrollment, and a booking starts after its `end_date`)."""
     teacher = session.get(Teacher, slot.teacher_id)
     return {
         "id": slot.id,
@@ -128,8 +129,9 @@ def timeslot_view(session: Session, slot: Timeslot, *, holder: Enrollment | None
         "start": format_minute(slot.start_minute),
         "end": format_minute(slot.start_minute + 30),
         "active": slot.active,
-        "available": slot.active and teacher.active and holder is None,
+        "available": slot.active and teacher.active and (holder is None or holder.end_date is not None),
         "enrollment_id": holder.id if holder else None,
+        "held_until": _iso(holder.end_date) if holder else None,
     }
 
 
@@ -142,9 +144,12 @@ def list_timeslots(
         statement = statement.where(Timeslot.teacher_id == teacher_id)
     if weekday is not None:
         statement = statement.where(Timeslot.weekday == weekday)
+    # A slot's live enrollments never overlap in dates: the one starting last ends last.
     holders = {
         enrollment.timeslot_id: enrollment
-        for enrollment in session.exec(select(Enrollment).where(Enrollment.status.in_(LIVE_STATUSES))).all()
+        for enrollment in session.exec(
+            select(Enrollment).where(Enrollment.status.in_(LIVE_STATUSES)).order_by(Enrollment.start_date)
+        ).all()
     }
     rows = [timeslot_view(session, slot, holder=holders.get(slot.id)) for slot in session.exec(statement).all()]
     return [row for row in rows if row["available"]] if available else rows

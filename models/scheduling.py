@@ -145,6 +145,32 @@ def current_or_next_semester(session: Session, day: date) -> Semester | None:
     )
 
 
+def first_lesson_on_or_after(weekday: int, day: date, closures: set[date], semester: Semester | None) -> date:
+    """The slot's first lesson date from `day` on (closures skipped), inside `semester` when
+    there is one; Invalid when none is left."""
+    last = semester.ends_on if semester else day + timedelta(days=7 * 60)
+    dates = slot_dates(weekday, day, last, closures)
+    if not dates:
+        raise Invalid("no lesson date left for this slot in the semester", field="start_date")
+    return dates[0]
+
+
+def semester_with_closures(session: Session, day: date) -> tuple[Semester | None, set[date]]:
+    """The semester of `day` and its closures in one statement (`semester_on` + `closures_of`);
+    without one, the next semester to start and its closures, or every closure."""
+    rows = session.exec(
+        select(Semester, SemesterClosure.closed_on)
+        .outerjoin(SemesterClosure, SemesterClosure.semester_id == Semester.id)
+        .where(Semester.starts_on <= day, Semester.ends_on >= day)
+        .order_by(Semester.starts_on, Semester.id)
+    ).all()
+    if rows:
+        semester = rows[0][0]
+        return semester, {closed_on for row, closed_on in rows if row.id == semester.id and closed_on is not None}
+    semester = session.exec(select(Semester).where(Semester.starts_on > day).order_by(Semester.starts_on)).first()
+    return semester, closures_of(session, semester.id) if semester else all_closures(session)
+
+
 # Operations ----------------------------------------------------------------------------
 
 

@@ -43,8 +43,10 @@ def test_timeslots_filters_and_availability(client, session, studio: Studio, fam
 
     slots = {item["id"]: item for item in client.get("/public/timeslots").get_json()["items"]}
     assert set(slots) == {studio.slot_id, *studio.other_slot_ids, guitar_slot.id}
-    assert slots[studio.slot_id]["available"] is False
-    assert slots[guitar_slot.id] | {"next_occurrence": None} == {
+    assert slots[studio.slot_id]["available"] is False and slots[studio.slot_id]["available_from"] is None
+    # A free slot is bookable from its next lesson (tests/test_slot_dates.py: a slot held until a date).
+    assert slots[guitar_slot.id]["available_from"] == slots[guitar_slot.id]["next_occurrence"][:10]
+    assert slots[guitar_slot.id] | {"next_occurrence": None, "available_from": None} == {
         "id": guitar_slot.id,
         "teacher_id": guitar.id,
         "teacher_name": guitar.name,
@@ -54,6 +56,7 @@ def test_timeslots_filters_and_availability(client, session, studio: Studio, fam
         "end": "10:30",
         "available": True,
         "next_occurrence": None,
+        "available_from": None,
     }
     available = client.get("/public/timeslots?available=true").get_json()["items"]
     assert studio.slot_id not in {item["id"] for item in available}

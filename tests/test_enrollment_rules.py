@@ -301,11 +301,11 @@ def test_cancel_sees_an_expiry_committed_after_the_enrollment_was_read(studio, s
     assert session.get(Enrollment, enrollment_id).status == "provisional"  # the refused unit rolled back
 
 
-def test_the_live_slot_index_refuses_a_hold_even_when_the_taken_check_was_stale(studio, session):
-    """The slot lock statement reads `taken` with its snapshot: a hold committed while the
-    booking waited for the lock is not in it. The insert then does nothing on the partial
-    unique index (ON CONFLICT DO NOTHING) and reports it, so no second live row is added."""
-    from models.booking import _insert_unless_slot_live
+def test_the_date_range_rule_refuses_a_hold_even_when_the_taken_check_was_stale(studio, session):
+    """Should the reads have missed a live enrollment of the slot, the database's date-range
+    rule refuses the insert (PostgreSQL: ON CONFLICT DO NOTHING on the exclusion constraint;
+    SQLite: the trigger's abort, in a savepoint) and the door reports it: no second live row."""
+    from models.booking import _insert_unless_slot_held
 
     blocker = session.get(Enrollment, _hold(studio))
 
@@ -323,11 +323,11 @@ def test_the_live_slot_index_refuses_a_hold_even_when_the_taken_check_was_stale(
         )
 
     with session_scope() as unit:
-        assert _insert_unless_slot_live(unit, candidate(0)) is False
+        assert _insert_unless_slot_held(unit, candidate(0)) is False
     assert session.exec(select(sa.func.count(Enrollment.id)).where(Enrollment.timeslot_id == studio["slots"][0].id)).one() == 1
     with session_scope() as unit:  # a free slot: inserted, and a persistent row of the session
         row = candidate(3)
-        assert _insert_unless_slot_live(unit, row) is True
+        assert _insert_unless_slot_held(unit, row) is True
         assert row.id is not None and unit.get(Enrollment, row.id) is row
     assert session.get(Enrollment, row.id).timeslot_id == studio["slots"][3].id
 
@@ -359,6 +359,7 @@ def test_a_hold_made_after_todays_lesson_started_begins_next_week(studio, sessio
             now=NOW,
         )
     assert late.start_date == date(2026, 12, 1) and soon.start_date == date(2026, 11, 24)
+    # A paid assignment too (an offline one may start in the past: tests/test_slot_dates.py).
     with pytest.raises(Invalid, match="already started"):
         with session_scope() as unit:
             assign_enrollment(
@@ -366,8 +367,7 @@ def test_a_hold_made_after_todays_lesson_started_begins_next_week(studio, sessio
                 student_id=studio["kids"][0].id,
                 timeslot_id=factories.timeslot(session, teacher_row=studio["teacher"], weekday=1, start="08:00").id,
                 instrument="piano",
-                plan=None,
-                offline=True,
+                plan=studio["plan"].id,
                 start_date=date(2026, 11, 24),
                 actor="admin",
                 now=NOW,

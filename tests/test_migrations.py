@@ -1,5 +1,6 @@
 """The schema comes only from migrations: up, down to nothing, up again, and no drift."""
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 
@@ -92,5 +93,60 @@ def test_upgrading_a_populated_database_keeps_every_row(engine_name, tmp_path):
     url = create_pg_database("studio_mig_data")
     try:
         _roundtrip_with_data(url)
+    finally:
+        drop_pg_database(url)
+
+
+def _slot_dates_roundtrip(url: str) -> None:
+    """0005 on a populated database: successive live enrollments of one slot are taken and an
+    overlap refused by the database itself; the downgrade refuses while a slot holds two
+    (the old schema cannot), then goes through once one is ended, `late_cancel` becoming a
+    no-show; and the rule is back after upgrading again (SQLite: the triggers were made anew)."""
+    config = alembic_config(url)
+    command.upgrade(config, "0004")
+    engine = sa.create_engine(url)
+    _populate_at_baseline(engine)
+    command.upgrade(config, "0005")
+    enrollment = (
+        "INSERT INTO enrollment (id, student_id, timeslot_id, instrument_id, status, offline, start_date, created_at, updated_at)"
+        " VALUES ({id}, 2, 1, 1, 'active', true, '{start}', '2026-09-01 10:00:00', '2026-09-01 10:00:00')"
+    )
+
+    def overlap_refused() -> None:
+        with pytest.raises(sa.exc.IntegrityError, match="ex_enrollment_live_slot_dates"):
+            with engine.begin() as connection:
+                connection.exec_driver_sql(enrollment.format(id=9, start="2026-11-23"))
+
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE enrollment SET end_date = '2026-11-30' WHERE id = 1")
+        connection.exec_driver_sql(
+            "INSERT INTO student (id, payee_id, name, created_at) VALUES (2, 1, 'T', '2026-09-01 10:00:00')"
+        )
+        connection.exec_driver_sql(enrollment.format(id=2, start="2026-12-07"))
+        connection.exec_driver_sql(
+            "INSERT INTO attendance (id, enrollment_id, lesson_date, status, marked_at)"
+            " VALUES (2, 1, '2026-09-14', 'late_cancel', '2026-09-14 17:00:00')"
+        )
+    overlap_refused()
+    with pytest.raises(RuntimeError, match=r"timeslot\(s\) 1 hold more than one live enrollment"):
+        command.downgrade(config, "0004")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE enrollment SET status = 'cancelled' WHERE id = 2")
+    command.downgrade(config, "0004")
+    assert _count(engine, "enrollment") == 2
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT status FROM attendance WHERE id = 2").scalar() == "no_show"
+    command.upgrade(config, "head")
+    overlap_refused()
+    engine.dispose()
+
+
+def test_the_slot_date_rule_migrates_up_and_down_with_data(engine_name, tmp_path):
+    if engine_name == "sqlite":
+        _slot_dates_roundtrip(f"sqlite:///{tmp_path / 'slot_dates.db'}")
+        return
+    url = create_pg_database("studio_mig_dates")
+    try:
+        _slot_dates_roundtrip(url)
     finally:
         drop_pg_database(url)

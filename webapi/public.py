@@ -88,6 +88,7 @@ def timeslots(query: TimeslotQuery):
                 "end": format_minute((row.start_minute + 30) % 1440),
                 "available": row.available,
                 "next_occurrence": row.next_occurrence.isoformat() if row.next_occurrence else None,
+                "available_from": row.available_from.isoformat() if row.available_from else None,
             }
             for row in items
         ],

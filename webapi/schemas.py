@@ -160,8 +160,11 @@ class TimeslotOut(BaseModel):
     weekday: int = Field(description="0 = Monday")
     start: str = Field(description="studio-local wall clock, HH:MM")
     end: str
-    available: bool
+    available: bool = Field(description="bookable from some date: no live booking holds it forever")
     next_occurrence: datetime | None = Field(description="ISO 8601 with the studio's UTC offset on that date")
+    available_from: date | None = Field(
+        description="the first lesson a booking made now would start on (after the current booking ends); null when not available"
+    )
 
 
 class TimeslotPage(BaseModel):
