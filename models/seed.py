@@ -82,6 +82,10 @@ FIRST_NAMES = (
 # What `seed_demo_studio` reports progress in: one `advance()` after each.
 DEMO_STAGES = ("teachers and slots", "semesters", "plans", "families", "enrollments", "attendance")
 
+# The marks the demo seeds for past lessons and their weights: mostly present (a late
+# cancellation is the parent's own report, never seeded).
+_SEEDED_MARKS = (attendance_ops.PRESENT, attendance_ops.EXCUSED, attendance_ops.NO_SHOW, attendance_ops.TEACHER_CANCELLED)
+
 
 def studio_has_teachers(session: Session) -> bool:
     """True when any teacher (active or not) exists: the demo only fills an empty studio."""
@@ -246,7 +250,7 @@ def seed_demo_studio(
     if running:
         for enrollment in enrollments:
             for day in lesson_dates(session, enrollment, last=today - timedelta(days=1)):
-                status = rng.choices(attendance_ops.ATTENDANCE_STATUSES, (90, 5, 3, 2))[0]
+                status = rng.choices(_SEEDED_MARKS, (90, 5, 3, 2))[0]
                 if status != attendance_ops.PRESENT and day < today - timedelta(days=21):
                     status = attendance_ops.PRESENT  # keep the demo's make-up list short and recent
                 attendance_ops.mark_attendance(session, enrollment_id=enrollment.id, lesson_date=day, status=status, actor=actor)

@@ -173,7 +173,7 @@ def test_cors_only_for_configured_origins(client):
 def test_openapi_document(client):
     spec = client.get("/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
-    assert set(spec["components"]["securitySchemes"]) == {"bearer", "supabase", "calendarToken"}
+    assert set(spec["components"]["securitySchemes"]) == {"bearer", "supabase", "calendarToken", "adminBearer"}
     assert "/parent/bookings" in spec["paths"] and "/public/timeslots" in spec["paths"]
     assert client.get("/openapi/openapi.json").status_code == 404  # flask-openapi3's pages: only with API_DOCS=true
 
