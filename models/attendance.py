@@ -139,9 +139,10 @@ def _new_credit(
 
 
 def mark_attendance(
-    session: Session, *, enrollment_id: int, lesson_date: date, status: str, note: str | None = None, actor: str
+    session: Session, *, enrollment_id: int, lesson_date: date, status: str, note: str | None = None, actor: str, earn=True
 ) -> tuple[Attendance, MakeUp | None]:
-    """Mark (or re-mark) one lesson; returns the row and the make-up credit it now carries, if any."""
+    """Mark (or re-mark) one lesson; returns the row and the make-up credit it now carries, if any.
+    `earn=False`: no new credit (the make-up policy's cap, `models.absences`, says there is none left)."""
     if status not in ATTENDANCE_STATUSES:
         raise Invalid(f"status must be one of {', '.join(ATTENDANCE_STATUSES)}", field="status")
     enrollment = get_enrollment(session, enrollment_id)
@@ -167,7 +168,7 @@ def mark_attendance(
     session.add(row)
     session.flush()
     record_audit(session, actor=actor, action="attendance.mark", entity=row, before=before, after=snapshot(row))
-    if status in EARNS_MAKEUP and credit is None:
+    if status in EARNS_MAKEUP and credit is None and earn:
         credit = _new_credit(
             session,
             student_id=enrollment.student_id,

@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     CARDLESS_HOLDS_PER_PAYEE: int = Field(default=1, ge=1, le=100)
     MAX_CARDLESS_HOLDS: int = Field(default=10, ge=1, le=10_000)
     DUNNING_GRACE_DAYS: int = Field(default=7, ge=0, le=90)
+    # The make-up policy (models/absences.py): a lesson the family calls off at least this many
+    # hours before it starts is excused and earns a make-up credit; later, `late_cancel`, none.
+    MAKEUP_NOTICE_HOURS: int = Field(default=24, ge=0, le=30 * 24)
+    # Make-up credits one student earns by excused absences in a semester's make-up window
+    # (teacher cancellations and the admin's grants do not count); past it, excused, no credit.
+    MAKEUP_CREDITS_PER_SEMESTER: int = Field(default=3, ge=0, le=100)
     CURRENCY: str = "usd"
     # flask-limiter strings for the parent API ("20/minute;200/hour"); raised by tests and benchmarks.
     # Workers: queue name, retry policy (stored in each task when it is enqueued, so the API and

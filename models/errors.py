@@ -88,3 +88,10 @@ class CardRequired(Conflict):
 
     type = "card-required"
     title = "A card on file is required"
+
+
+class AlreadyMarked(Conflict):
+    """The lesson already carries another attendance mark (the admin's `present`, `teacher_cancelled`...)."""
+
+    type = "already-marked"
+    title = "Lesson already marked"

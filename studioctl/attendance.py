@@ -18,30 +18,31 @@ app = typer.Typer(
 def mark(
     enrollment: Annotated[int, typer.Option(help="Enrollment id.")],
     date: Annotated[str, typer.Option("--date", help="Lesson date YYYY-MM-DD (a real occurrence).")],
-    status: Annotated[str, typer.Option(help="present, excused, no_show or teacher_cancelled.")],
+    status: Annotated[str, typer.Option(help="present, excused, no_show, teacher_cancelled or late_cancel.")],
     note: Annotated[str | None, typer.Option(help="A note for the record.")] = None,
     json_output: bool = JsonOption,
 ) -> None:
     """Mark (or re-mark) one lesson. excused / teacher_cancelled earn one make-up credit and
-    email an invite; no_show emails a notice; re-marking to present or no_show withdraws an
-    unbooked credit.
+    email an invite — excused only while the student is under MAKEUP_CREDITS_PER_SEMESTER
+    (`makeups policy`; `makeups grant` gives one anyway); late_cancel (called off too late)
+    earns none; no_show emails a notice; re-marking to present, no_show or late_cancel
+    withdraws an unbooked credit.
 
     Example: studioctl attendance mark --enrollment 7 --date 2026-11-02 --status excused --note "flu"
     """
-    from models.attendance import mark_attendance
+    from models.absences import mark_lesson
     from models.db import session_scope
     from models.reports import attendance_view, check_attendance_status
 
     lesson_date = parse_date(date)
     check_attendance_status(status)
     with session_scope() as session:
-        row, credit = mark_attendance(
-            session, enrollment_id=enrollment, lesson_date=lesson_date, status=status, note=note, actor="admin"
-        )
-        view = attendance_view(session, row, makeup=credit)
+        marked = mark_lesson(session, enrollment_id=enrollment, lesson_date=lesson_date, status=status, note=note, actor="admin")
+        view = attendance_view(session, marked.attendance, makeup=marked.credit) | {"credit_reason": marked.credit_reason}
     if json_output:
         return emit_json(view)
     extra = f"; make-up credit {view['makeup_id']}" if view["makeup_id"] else ""
+    extra += f"; {view['credit_reason']}" if view["credit_reason"] else ""
     console.print(
         f"marked enrollment {enrollment} on {view['lesson_date']} ({view['student']}): [bold]{view['status']}[/]{extra}"
     )

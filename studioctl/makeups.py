@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from studioctl.common import JsonOption, emit_json, parse_date, print_table, show_record
+from studioctl.common import JsonOption, emit_json, get_console, parse_date, print_table, show_record
 
 app = typer.Typer(help="Make-up lesson credits.\n\nExample: studioctl makeups list --expiring-within 14", no_args_is_help=True)
 
@@ -52,6 +52,28 @@ def list_(
             for r in rows
         ],
         empty="no make-up credits match",
+    )
+
+
+@app.command()
+def policy(json_output: bool = JsonOption) -> None:
+    """The make-up policy a family's absence is judged by (MAKEUP_NOTICE_HOURS and
+    MAKEUP_CREDITS_PER_SEMESTER in the settings); `makeups grant` overrides it.
+
+    Example: studioctl makeups policy --json
+    """
+    from models.absences import makeup_policy
+
+    view = makeup_policy()
+    if json_output:
+        return emit_json(view)
+    hours, cap = view["notice_hours"], view["credits_per_semester"]
+    get_console().print(
+        f"[bold]Make-up policy[/]\n"
+        f"notice: {hours} hours (MAKEUP_NOTICE_HOURS) — a lesson called off at least {hours} hours before it starts is "
+        f"excused and earns a make-up credit; later it is late_cancel, no credit\n"
+        f"cap: {cap} credits per student per semester (MAKEUP_CREDITS_PER_SEMESTER) — past it an absence is excused "
+        f"with no credit; teacher cancellations and `makeups grant` are not counted"
     )
 
 

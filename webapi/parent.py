@@ -13,6 +13,7 @@ from flask import Response, current_app, g, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
 
 from models import family
+from models.absences import report_absence
 from models.access import register_sign_in, rotate_calendar_token
 from models.attendance import book_makeup, eligible_makeup_slots, get_makeup
 from models.base import utcnow
@@ -26,6 +27,8 @@ from models.idempotency import IdempotencyRace, fingerprint, store_response, sto
 from models.people import Payee, Student, add_student, get_student, update_student
 from webapi.ics import render_calendar
 from webapi.schemas import (
+    AbsenceCreate,
+    AbsenceOut,
     BookingAccepted,
     BookingCreate,
     BookingHeaders,
@@ -327,6 +330,37 @@ def get_booking(path: BookingPath):
     with session_scope(write=False) as session:
         enrollment = get_enrollment(session, path.booking_id, payee_id=_payee(session).id)
         return _booking_out(enrollment, family.instrument_name(session, enrollment.instrument_id))
+
+
+@bp.post("/bookings/<int:booking_id>/absences", responses={200: AbsenceOut, 201: AbsenceOut, 409: Problem})
+def report_absence_route(path: BookingPath, body: AbsenceCreate):
+    """Call off one lesson of the booking that has not started, under the make-up policy.
+
+    At least `MAKEUP_NOTICE_HOURS` before it starts: `excused`, with a make-up credit and its
+    invite email while the student is under `MAKEUP_CREDITS_PER_SEMESTER` (past it, no credit
+    and `credit_reason` says why); later: `late_cancel`, no credit. 201; the lesson's absence
+    already recorded (a repeat) answers it again with 200. Another mark there (the studio's
+    `present`, `teacher_cancelled`...) is 409 `already-marked`; a hold or ended booking 409; a
+    date that is no lesson of the booking (weekday, closure, outside its dates) or a lesson
+    already started is 422.
+    """
+    with session_scope() as session:
+        payee = _payee(session)
+        absence = report_absence(
+            session,
+            payee_id=payee.id,
+            enrollment_id=path.booking_id,
+            lesson_date=body.date,
+            reason=body.reason,
+            actor=_actor(payee),
+        )
+        out = AbsenceOut(
+            attendance_id=absence.attendance.id,
+            status=absence.attendance.status,
+            makeup_id=absence.credit.id if absence.credit else None,
+            credit_reason=absence.credit_reason,
+        ).model_dump(mode="json")
+    return out, 201 if absence.created else 200
 
 
 # Make-ups --------------------------------------------------------------------------------

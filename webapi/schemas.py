@@ -327,6 +327,25 @@ class PaymentSetupOut(BaseModel):
     client_secret: str
 
 
+# Absences --------------------------------------------------------------------------------
+
+
+class AbsenceCreate(Input):
+    date: Annotated[date, Field(description="the lesson to call off: a lesson of this booking that has not started")]
+    reason: Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")] | None = Field(
+        None, description="for the studio's record (the attendance note)"
+    )
+
+
+class AbsenceOut(BaseModel):
+    attendance_id: int
+    status: Literal["excused", "late_cancel"] = Field(
+        description="`excused`: called off with at least MAKEUP_NOTICE_HOURS' notice; `late_cancel`: later, no credit"
+    )
+    makeup_id: int | None = Field(description="the make-up credit it earned (`GET /parent/makeups`), null when none")
+    credit_reason: str | None = Field(description="why no credit (late, or past the semester's cap); null when one was earned")
+
+
 # Make-ups --------------------------------------------------------------------------------
 
 
