@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from studioctl.common import JsonOption, emit_json, get_console, print_table, show_record
+from studioctl.common import JsonOption, emit_json, get_console, parse_date, print_table, show_record
 
 app = typer.Typer(
     help="Payees: the paying parents.\n\nExample: studioctl payees show parent@family.example", no_args_is_help=True
@@ -148,3 +148,53 @@ def rotate_calendar_token(payee: PayeeRef, json_output: bool = JsonOption) -> No
     with session_scope() as session:
         view = payee_view(session, rotate(session, get_payee(session, payee), actor="admin"))
     _show(view, json_output, "rotated the calendar link: the old one no longer works; the family's app shows the new one")
+
+
+@app.command()
+def lessons(
+    payee: PayeeRef,
+    from_: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD (default: today).")] = None,
+    to: Annotated[str | None, typer.Option(help="Last day, included (default: 8 weeks on; at most 26 weeks).")] = None,
+    json_output: bool = JsonOption,
+) -> None:
+    """A family's lessons, as its app shows them (GET /parent/lessons): the weekly lessons of
+    its bookings within their dates and its booked make-ups, by start, with attendance once
+    marked. Closure dates are not lessons.
+
+    Example: studioctl payees lessons sam@family.example --from 2026-11-02 --to 2026-11-29
+    """
+    from dataclasses import asdict
+
+    from models.clock import studio_today
+    from models.config import get_settings
+    from models.db import session_scope
+    from models.lessons import family_lessons, lesson_range
+    from models.people import get_payee
+
+    first, last = lesson_range(
+        studio_today(), parse_date(from_, field="from") if from_ else None, parse_date(to, field="to") if to else None
+    )
+    with session_scope(write=False) as session:
+        row = get_payee(session, payee)
+        rows = family_lessons(session, row.id, first=first, last=last, tz=get_settings().tz)
+    if json_output:
+        return emit_json({"payee_id": row.id, "from": first, "to": last, "items": [asdict(lesson) for lesson in rows]})
+    print_table(
+        f"Lessons of {row.name} <{row.email}>, {first} to {last}",
+        ["date", "starts", "student", "teacher", "instrument", "kind", "booking", "make-up", "attendance"],
+        [
+            [
+                lesson.date,
+                f"{lesson.starts_at:%H:%M %Z}",
+                lesson.student,
+                lesson.teacher,
+                lesson.instrument,
+                f"{lesson.kind} (hold)" if lesson.tentative else lesson.kind,
+                lesson.enrollment_id,
+                lesson.makeup_id,
+                lesson.attendance,
+            ]
+            for lesson in rows
+        ],
+        empty=f"no lessons from {first} to {last}",
+    )

@@ -19,13 +19,15 @@ from models.attendance import book_makeup, eligible_makeup_slots, get_makeup
 from models.base import utcnow
 from models.booking import hold_slot
 from models.calendar import family_calendar
-from models.clock import occurrence_start
+from models.clock import occurrence_start, studio_today
 from models.db import after_commit, session_scope
 from models.enrollment import ACTION_REQUIRED, PAST_DUE, Enrollment, archive_student, get_enrollment
 from models.errors import Forbidden, NotFound
 from models.idempotency import IdempotencyRace, fingerprint, store_response, stored_response
+from models.lessons import family_lessons, lesson_range
 from models.people import Payee, Student, add_student, get_student, update_student
 from webapi.ics import render_calendar
+from webapi.lesson_schemas import LessonList, LessonsQuery
 from webapi.schemas import (
     AbsenceCreate,
     AbsenceOut,
@@ -417,6 +419,38 @@ def book_makeup_route(path: MakeupPath, body: MakeupBook):
         credit = get_makeup(session, path.makeup_id, payee_id=payee.id)
         credit = book_makeup(session, credit, timeslot_id=body.timeslot_id, lesson_date=body.date, actor=_actor(payee))
         return _makeup_out(credit, family.instrument_name(session, credit.instrument_id))
+
+
+# Lessons ---------------------------------------------------------------------------------
+
+
+@bp.get("/lessons", responses={200: LessonList})
+def list_lessons(query: LessonsQuery):
+    """Every lesson of the family from `from` (default today) to `to` (default 8 weeks on, at
+    most 26; 422 beyond): the weekly lessons of its bookings within their dates (a hold's are
+    `tentative`; a paused booking has none) and its booked make-ups, by start, each with its
+    attendance once marked. Closure dates are not lessons."""
+    first, last = lesson_range(studio_today(), query.from_, query.to)
+    with session_scope(write=False) as session:
+        lessons = family_lessons(session, _payee(session).id, first=first, last=last, tz=_settings().tz)
+    items = [
+        {
+            "date": lesson.date,
+            "starts_at": lesson.starts_at,
+            "kind": lesson.kind,
+            "student_id": lesson.student_id,
+            "student": lesson.student,
+            "teacher": lesson.teacher,
+            "instrument": lesson.instrument,
+            "timeslot_id": lesson.timeslot_id,
+            "enrollment_id": lesson.enrollment_id,
+            "makeup_id": lesson.makeup_id,
+            "attendance": {"id": lesson.attendance_id, "status": lesson.attendance} if lesson.attendance else None,
+            "tentative": lesson.tentative,
+        }
+        for lesson in lessons
+    ]
+    return LessonList.model_validate({"from": first, "to": last, "items": items}).model_dump(mode="json", by_alias=True)
 
 
 # Calendar --------------------------------------------------------------------------------
