@@ -34,6 +34,8 @@ TEMPLATES = (
     "payment_failed",
     "payment_action_required",
     "card_setup_failed",
+    "enrollment_ending",
+    "lesson_moved",
 )
 
 

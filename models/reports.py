@@ -199,6 +199,8 @@ def enrollment_view(session: Session, enrollment: Enrollment) -> dict:
         "provisional_expires_at": _iso(enrollment.provisional_expires_at),
         "failure_reason": enrollment.failure_reason,
         "cancel_reason": enrollment.cancel_reason,
+        "cancel_at_period_end": enrollment.cancel_at_period_end,
+        "moved_from_id": enrollment.moved_from_id,
         "stripe_subscription_id": enrollment.stripe_subscription_id,
     }
 

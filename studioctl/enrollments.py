@@ -1,4 +1,4 @@
-"""`studioctl enrollments`: who holds which weekly slot, and assigning or cancelling one."""
+"""`studioctl enrollments`: who holds which weekly slot, and assigning, cancelling or moving one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from studioctl.common import JsonOption, emit_json, parse_date, print_table, show_record
+from studioctl.common import JsonOption, emit_json, fail, parse_date, print_table, show_record
 
 app = typer.Typer(
     help="Enrollments: a student's weekly lesson.\n\nExample: studioctl enrollments list --status provisional",
@@ -122,17 +122,38 @@ def assign(
 def cancel(
     enrollment: EnrollmentId,
     reason: Annotated[str | None, typer.Option(help="Why (kept on the enrollment).")] = None,
+    at_period_end: Annotated[
+        bool,
+        typer.Option(
+            "--at-period-end",
+            help="As a family cancels: a weekly/monthly booking keeps its lessons until the end of the period paid "
+            "for and Stripe does not renew it; a hold is cancelled now.",
+        ),
+    ] = False,
     json_output: bool = JsonOption,
 ) -> None:
     """Cancel a live enrollment; the slot is free again and the Stripe subscription is
-    cancelled by a task after commit.
+    cancelled by a task after commit. With --at-period-end, Stripe is told not to renew the
+    subscription and the enrollment stays active until its last lesson in the paid period
+    (then cancelled; the slot is free from the day after).
 
     Example: studioctl enrollments cancel 7 --reason "moved away"
+    Example: studioctl enrollments cancel 7 --at-period-end
     """
     from models.db import after_commit, session_scope
     from models.enrollment import cancel_enrollment, get_enrollment
     from models.reports import enrollment_view
 
+    if at_period_end:
+        from workers.enrollment_changes import cancel_booking
+
+        if reason is not None:
+            raise fail("--reason is not kept with --at-period-end (the reason says it ends with its paid period)")
+        row = cancel_booking(enrollment, actor="admin")
+        with session_scope(write=False) as session:
+            view = enrollment_view(session, row)
+        verb = f"[yellow]ends after {row.end_date}[/] (Stripe will not renew it)" if row.status == "active" else ""
+        return _show(view, json_output, verb or f"[yellow]{row.status}[/]")
     with session_scope() as session:
         row = cancel_enrollment(session, get_enrollment(session, enrollment), reason=reason, actor="admin")
         if not row.offline:
@@ -142,3 +163,38 @@ def cancel(
             after_commit(session, lambda: cancel_subscription(enrollment_id))
         view = enrollment_view(session, row)
     _show(view, json_output, "[yellow]cancelled[/]")
+
+
+@app.command()
+def move(
+    enrollment: EnrollmentId,
+    timeslot: Annotated[int, typer.Option(help="The free timeslot to move to (its teacher teaches the instrument).")],
+    start: Annotated[
+        str | None, typer.Option(help="First lesson there on or after YYYY-MM-DD (default: the next one the slot is free for).")
+    ] = None,
+    json_output: bool = JsonOption,
+) -> None:
+    """Move an active enrollment to another weekly slot, same plan, nothing charged: a new
+    enrollment starts there and the old one ends with its last lesson before it. The family
+    gets `lesson_moved`; the Stripe subscription's metadata names the new enrollment (a task
+    after commit).
+
+    Example: studioctl enrollments move 7 --timeslot 12 --start 2026-12-07
+    """
+    from models.changes import move_enrollment
+    from models.db import after_commit, session_scope
+    from models.enrollment import get_enrollment
+    from models.reports import enrollment_view
+
+    start_date = parse_date(start, field="start") if start else None
+    with session_scope() as session:
+        row = move_enrollment(
+            session, get_enrollment(session, enrollment), timeslot_id=timeslot, start_date=start_date, actor="admin"
+        )
+        if row.stripe_subscription_id:
+            from workers.tasks import move_subscription
+
+            moved_id = row.id
+            after_commit(session, lambda: move_subscription(moved_id))
+        view = enrollment_view(session, row)
+    _show(view, json_output, f"[green]moved[/]: enrollment {enrollment} continues as {row.id} from {row.start_date}")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import email
+from datetime import timedelta
 
 import pytest
 from sqlmodel import select
 
-from models import attendance, dunning, payment_action
+from models import attendance, changes, dunning, payment_action
 from models import enrollment as enrollment_ops
 from models.config import reset_settings
 from models.outbox import TEMPLATES, DeadLetter, EmailLog, queue_admin_alert, queue_email
@@ -69,6 +70,18 @@ def _real_emails(session) -> dict[str, EmailLog]:
         dedupe_key="card_setup_failed:test",
         context=card_setup_failed_context(session, holding, {"message": "Your card was declined."}),
     )
+    ending, _, _, _ = provisional_booking(session, frequency="monthly")  # cancelled at the end of its paid period
+    enrollment_ops.activate_enrollment(session, ending, actor="worker", subscription_id="sub_test_ending")
+    changes.record_cancel_at_period_end(
+        session, ending.id, period_end=enrollment_ops.utcnow() + timedelta(days=30), actor="admin"
+    )
+    moving, _, _, _ = provisional_booking(session, frequency="monthly")  # moved to a later slot of its teacher
+    enrollment_ops.activate_enrollment(session, moving, actor="worker", subscription_id="sub_test_moving")
+    slot = session.get(enrollment_ops.Timeslot, moving.timeslot_id)
+    later = factories.timeslot(
+        session, teacher_row=session.get(enrollment_ops.Teacher, slot.teacher_id), weekday=slot.weekday, start="18:00"
+    )
+    changes.move_enrollment(session, moving, timeslot_id=later.id, actor="admin")
     session.commit()
     rows = {}
     for row in session.exec(select(EmailLog).order_by(EmailLog.id)).all():

@@ -19,6 +19,7 @@ from models.attendance import book_makeup, eligible_makeup_slots, get_makeup
 from models.base import utcnow
 from models.booking import hold_slot
 from models.calendar import family_calendar
+from models.changes import move_enrollment
 from models.clock import occurrence_start, studio_today
 from models.db import after_commit, session_scope
 from models.enrollment import ACTION_REQUIRED, PAST_DUE, Enrollment, archive_student, get_enrollment
@@ -32,8 +33,10 @@ from webapi.schemas import (
     AbsenceCreate,
     AbsenceOut,
     BookingAccepted,
+    BookingCancelled,
     BookingCreate,
     BookingHeaders,
+    BookingMove,
     BookingOut,
     BookingPage,
     BookingPath,
@@ -324,6 +327,50 @@ def list_bookings(query: PageQuery):
         rows = family.bookings_page(session, _payee(session).id, before_id=decode_cursor(query.cursor), limit=query.limit)
     items, next_cursor = page(rows, query.limit, key=lambda row: row[0].id)
     return {"items": [_booking_out(enrollment, name) for enrollment, name in items], "next_cursor": next_cursor}
+
+
+@bp.post("/bookings/<int:booking_id>/cancel", responses={200: BookingCancelled, 409: Problem, 502: Problem})
+def cancel_booking_route(path: BookingPath):
+    """Cancel a booking. A hold (`provisional`, `action_required`) is `cancelled` at once. A weekly
+    or monthly booking stays `active` until its last lesson in the period paid for (`end_date`,
+    `cancel_at_period_end: true`) once Stripe has been told not to renew it, then is `cancelled`;
+    the slot is free from the day after `end_date`. Asked again (or for a booking already over):
+    the same answer. A semester plan, a booking paid outside the app or one whose payment is
+    being settled (`past_due`, `paused`): 409 `contact-studio`. Stripe unreachable: 502, nothing
+    changed (ask again).
+    """
+    from workers.enrollment_changes import cancel_booking  # imports stripe: only when a parent cancels
+
+    with session_scope(write=False) as session:
+        payee_id = _payee(session).id
+        instrument = family.instrument_name(session, get_enrollment(session, path.booking_id, payee_id=payee_id).instrument_id)
+    enrollment = cancel_booking(path.booking_id, actor=f"payee:{payee_id}", payee_id=payee_id)
+    out = _booking_out(enrollment, instrument) | {"cancel_at_period_end": enrollment.cancel_at_period_end}
+    return BookingCancelled.model_validate(out).model_dump(mode="json")
+
+
+@bp.post("/bookings/<int:booking_id>/move", responses={200: BookingOut, 409: Problem})
+def move_booking_route(path: BookingPath, body: BookingMove):
+    """Move an active booking to another weekly slot (same instrument, same plan, nothing charged):
+    the new booking (200) starts on the slot's first free lesson on or after `start_date` (default:
+    the next one), the old one ends with its last lesson before that. One transaction, the slot
+    locked as a booking locks it: a slot taken is 409 `slot-taken` with nothing changed; a
+    booking that is not `active`, is cancelled at its period end or moved already is 409; a
+    teacher who does not teach the instrument, a start in the past or not on the slot's weekday
+    is 422.
+    """
+    from workers.tasks import move_subscription
+
+    with session_scope() as session:
+        payee = _payee(session)
+        enrollment = get_enrollment(session, path.booking_id, payee_id=payee.id)
+        moved = move_enrollment(
+            session, enrollment, timeslot_id=body.timeslot_id, start_date=body.start_date, actor=_actor(payee)
+        )
+        if moved.stripe_subscription_id:  # the subscription's metadata names the new booking, after commit
+            moved_id = moved.id
+            after_commit(session, lambda: move_subscription(moved_id))
+        return _booking_out(moved, family.instrument_name(session, moved.instrument_id))
 
 
 @bp.get("/bookings/<int:booking_id>", responses={200: BookingOut})

@@ -323,6 +323,22 @@ class BookingPath(BaseModel):
     booking_id: Id
 
 
+class BookingCancelled(BookingOut):
+    """A booking after a cancel request: a hold `cancelled` at once, or a weekly/monthly booking
+    still `active` until `end_date` (its last lesson in the period paid for), Stripe told not to renew."""
+
+    cancel_at_period_end: bool = Field(
+        description="Stripe will not renew the subscription: the lessons end with `end_date`, then the booking is `cancelled`"
+    )
+
+
+class BookingMove(Input):
+    timeslot_id: Id = Field(description="a free slot of a teacher who teaches the booking's instrument")
+    start_date: date | None = Field(
+        None, description="the first lesson in the new slot on or after this date; default: the next one the slot is free for"
+    )
+
+
 class PaymentSetupOut(BaseModel):
     client_secret: str
 

@@ -21,7 +21,7 @@ from datetime import timedelta
 
 from huey import crontab
 
-from models import attendance, dunning, health, logs
+from models import attendance, changes, dunning, health, logs
 from models import enrollment as enrollment_ops
 from models.base import utcnow
 from models.config import get_settings
@@ -163,6 +163,16 @@ def expire_makeup_credits() -> dict:
     return {"expired": expired, "used": used}
 
 
+def end_finished_enrollments() -> dict:
+    """Enrollments past their end date that Stripe no longer renews (cancelled at the end of their
+    paid period, moved to another slot, offline) → cancelled, their end date kept (the slot is
+    booked from the day after). Nothing is asked of Stripe: a subscription cancelled at its
+    period end ends by itself (`customer.subscription.deleted`, which does the same)."""
+    with session_scope() as session:
+        ended = changes.finish_past_their_end(session, actor=ACTOR)
+    return {"ended": ended}
+
+
 def retry_stuck_emails() -> dict:
     """Emails still `queued` after EMAIL_STUCK_SECONDS (dispatch lost) or `sending` after
     EMAIL_SENDING_STALE_SECONDS (worker died mid-send): send again. The send task claims the row
@@ -227,6 +237,7 @@ JOBS: dict[str, Job] = {
         Job("enforce_dunning", "hourly", timedelta(hours=1), enforce_dunning),
         Job("reconcile_stripe", "nightly at 03:15 UTC", timedelta(days=1), reconcile_stripe),
         Job("expire_makeup_credits", "daily at 04:30 UTC", timedelta(days=1), expire_makeup_credits),
+        Job("end_finished_enrollments", "daily at 05:20 UTC", timedelta(days=1), end_finished_enrollments),
     )
 }
 
@@ -319,3 +330,8 @@ def periodic_reconcile_stripe():
 @huey.periodic_task(crontab(minute="30", hour="4"), name="periodic_expire_makeup_credits")
 def periodic_expire_makeup_credits():
     return run_job("expire_makeup_credits")
+
+
+@huey.periodic_task(crontab(minute="20", hour="5"), name="periodic_end_finished_enrollments")
+def periodic_end_finished_enrollments():
+    return run_job("end_finished_enrollments")

@@ -55,6 +55,7 @@ from stripe.params import (
     SetupIntentListParams,
     SubscriptionCreateParams,
     SubscriptionListParams,
+    SubscriptionUpdateParams,
 )
 
 from models import logs
@@ -528,6 +529,22 @@ class StripeGateway:
         if latest_id:
             self.void_open_invoice(latest_id)
         return current
+
+    def set_cancel_at_period_end(self, subscription_id: str, *, key: str) -> dict:
+        """Stop renewing: the subscription runs to the end of the period paid for, then Stripe ends
+        it (`customer.subscription.deleted`); nothing more is charged. One already ending, or
+        ended, is returned as it is (the caller reads `status`)."""
+        current = self.retrieve_subscription(subscription_id)
+        if current.get("cancel_at_period_end") or current.get("status") in ("canceled", "incomplete_expired"):
+            return current
+        params: SubscriptionUpdateParams = {"cancel_at_period_end": True}
+        return self._call(self.v1.subscriptions.update, subscription_id, params, self._key(key))
+
+    def update_subscription_metadata(self, subscription_id: str, metadata: dict[str, str], *, key: str) -> dict:
+        """Set keys of a subscription's metadata (the others are kept), e.g. the enrollment it bills
+        now that the booking moved; no charge, no proration."""
+        params: SubscriptionUpdateParams = {"metadata": metadata}
+        return self._call(self.v1.subscriptions.update, subscription_id, params, self._key(key))
 
     def retrieve_invoice(self, invoice_id: str) -> dict:
         return self._call(self.v1.invoices.retrieve, invoice_id)

@@ -6,6 +6,7 @@ The public entry points other layers enqueue (keep these names and signatures):
 - `send_email(email_id)`                send one EmailLog row (dispatched automatically after commit)
 - `process_stripe_event(event_id)`      act on a stored StripeEvent row (local id)
 - `undo_orphan_charges(enrollment_id)`  cancel/refund Stripe charges of a booking that ended unrecorded
+- `move_subscription(enrollment_id)`    point a moved booking's subscription at the enrollment continuing it
 
 Transient errors (Stripe or Mailjet unreachable, 5xx, rate limits) are raised so Huey
 retries with backoff; when the last retry fails, the SIGNAL_ERROR handler below (the
@@ -73,6 +74,7 @@ def book_enrollment(enrollment_id: int) -> str:
 @about("enrollment_id")
 def cancel_subscription(enrollment_id: int) -> str:
     """Cancel the Stripe subscription of an enrollment that is no longer live."""
+    from models.changes import successor_id
     from models.db import session_scope
     from models.enrollment import LIVE_STATUSES, Enrollment
     from workers.stripe_gateway import StripeGateway, TerminalStripeError, is_not_found
@@ -82,6 +84,9 @@ def cancel_subscription(enrollment_id: int) -> str:
         if enrollment is None or enrollment.status in LIVE_STATUSES:
             return "skipped"
         subscription_id = enrollment.stripe_subscription_id
+        moved = not subscription_id and successor_id(session, enrollment_id) is not None
+    if moved:  # its subscription went with the move, to the enrollment that continues it
+        return "skipped"
     if not subscription_id:
         # A hold cancelled while (or after) its worker charged: nothing is linked, Stripe may
         # still hold a subscription or payment carrying the enrollment's id.
@@ -108,6 +113,35 @@ def undo_orphan_charges(enrollment_id: int) -> str:
     except TerminalStripeError as error:
         _undo_failed(enrollment_id, str(error))
         return "failed"
+
+
+@huey.task(**RETRYING)
+@about("enrollment_id")
+def move_subscription(enrollment_id: int) -> str:
+    """A moved booking: its Stripe subscription's `metadata.enrollment_id` names the enrollment that
+    continues it (no charge). `updated`, or `skipped` when that enrollment no longer holds a
+    live subscription (moved on again, ended, or the subscription is gone)."""
+    from models.db import session_scope
+    from models.enrollment import LIVE_STATUSES, Enrollment
+    from workers.stripe_gateway import StripeGateway, TerminalStripeError, is_not_found
+
+    with session_scope(write=False) as session:
+        enrollment = session.get(Enrollment, enrollment_id)
+        if enrollment is None or enrollment.status not in LIVE_STATUSES or not enrollment.stripe_subscription_id:
+            return "skipped"
+        subscription_id = enrollment.stripe_subscription_id
+    try:
+        StripeGateway().update_subscription_metadata(
+            subscription_id,
+            {"enrollment_id": str(enrollment_id)},
+            key=f"subscription-{subscription_id}-enrollment-{enrollment_id}",
+        )
+    except TerminalStripeError as error:
+        if is_not_found(error):
+            return "skipped"
+        _move_failed(enrollment_id, str(error))
+        return "failed"
+    return "updated"
 
 
 @huey.task(**RETRYING)
@@ -152,6 +186,20 @@ def _cancel_failed(enrollment_id: int, error: str) -> None:
             subject=f"Cancelling the subscription of enrollment {enrollment_id} failed",
             message=f"{error}. Cancel it in the Stripe dashboard, then resolve the dead letter.",
             dedupe_key=f"cancel_failed:{enrollment_id}",
+        )
+
+
+def _move_failed(enrollment_id: int, error: str) -> None:
+    from models.db import session_scope
+
+    with session_scope() as session:
+        outbox.add_dead_letter(session, kind=task_name(move_subscription), payload={"enrollment_id": enrollment_id}, error=error)
+        outbox.queue_admin_alert(
+            session,
+            subject=f"Pointing the subscription of moved booking {enrollment_id} at it failed",
+            message=f"{error}. In the Stripe dashboard, set the subscription's metadata enrollment_id to {enrollment_id}, "
+            "then resolve the dead letter (nothing is charged wrongly meanwhile: the subscription bills as before).",
+            dedupe_key=f"move_failed:{enrollment_id}",
         )
 
 
@@ -251,6 +299,7 @@ RETRYABLE: dict[str, Retryable] = {
         ),
         Retryable(cancel_subscription, "enrollment_id", _cancel_failed, queued="cancellation of enrollment {}'s subscription"),
         Retryable(undo_orphan_charges, "enrollment_id", _undo_failed, queued="the Stripe check of ended booking {}"),
+        Retryable(move_subscription, "enrollment_id", _move_failed, queued="the subscription metadata of moved booking {}"),
         Retryable(send_email, "email_id", _email_failed, queued="email {}", reopen=_requeue_email),
         Retryable(process_stripe_event, "event_id", _event_failed, queued="Stripe event {}", reopen=_reprocess_event),
     )

@@ -18,8 +18,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from models import billing, dunning, logs
+from models import changes as self_service
 from models import enrollment as enrollment_ops
 from models.billing import StripeEvent
 from models.db import session_scope
@@ -37,6 +39,7 @@ from workers.stripe_gateway import (
     note_event_api_version,
     object_id,
     payment_client_secret,
+    subscription_period_end,
 )
 
 log = logging.getLogger(__name__)
@@ -87,7 +90,17 @@ def sync_subscription_state(subscription: dict, *, source: str) -> Sync:
             if enrollment.status == PAUSED and status in ("active", "trialing", "past_due"):
                 dunning.mark_resumed(session, enrollment, actor=ACTOR)
                 changes.append(f"enrollment {enrollment.id}: resumed (subscription {status})")
-            if status in ("canceled", "incomplete_expired") and enrollment.status in (ACTIVE, PAST_DUE, PAUSED):
+            period_end = subscription_period_end(subscription) if subscription.get("cancel_at_period_end") else None
+            if period_end and not enrollment.cancel_at_period_end and status in ("active", "trialing", "past_due"):
+                # Stripe will not renew it (asked through us, an answer lost; or in its dashboard).
+                end = datetime.fromtimestamp(period_end, UTC)
+                self_service.record_cancel_at_period_end(session, enrollment.id, period_end=end, actor=ACTOR)
+                changes.append(f"enrollment {enrollment.id}: cancelled at its period end, last lesson {enrollment.end_date}")
+            if enrollment.cancel_at_period_end and status in ("canceled", "incomplete_expired"):
+                # Ended at its period end, as the family asked: its end date (its last paid lesson) stays.
+                if self_service.finish_enrollment(session, enrollment.id, actor=ACTOR):
+                    changes.append(f"enrollment {enrollment.id}: ended with its paid period (subscription {status})")
+            elif status in ("canceled", "incomplete_expired") and enrollment.status in (ACTIVE, PAST_DUE, PAUSED):
                 enrollment_ops.cancel_enrollment(session, enrollment, reason=f"subscription {status} in Stripe", actor=ACTOR)
                 queue_admin_alert(
                     session,

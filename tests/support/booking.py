@@ -80,3 +80,21 @@ def active_booking(session, stripe_env, task_queue, *, frequency: str = "monthly
     enrollment = session.get(Enrollment, enrollment.id)
     assert enrollment.status == "active"
     return enrollment, customer_id
+
+
+def family_booking(session, stripe_env, task_queue, *, sub: str = "user-c", frequency: str = "monthly", card: bool = True):
+    """A signed-in family's booking on a fresh slot, taken to `active` by the real pipeline
+    (`card=False`: left provisional); returns (enrollment, the family's API headers)."""
+    from tests.support.api import bearer
+    from workers.tasks import book_enrollment
+
+    payee = factories.payee(session, email=f"{sub}@family.test", supabase_user_id=sub)
+    enrollment, payee, _, _ = provisional_booking(session, frequency=frequency, payee=payee)
+    if card:
+        add_card(stripe_env.client(), payee.id)
+        book_enrollment(enrollment.id)
+        task_queue.run_all()
+        session.expire_all()
+        enrollment = session.get(Enrollment, enrollment.id)
+        assert enrollment.status == "active", enrollment.failure_reason
+    return enrollment, bearer(sub, payee.email)

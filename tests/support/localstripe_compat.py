@@ -45,8 +45,11 @@ installed first so it sees the request as sent; see `tests/support/stripe_contra
 13. Faults that look like Stripe's own: `after_handler` (the work done, then a 5xx), `remember`
    (the failure stored as the idempotency key's answer, replayed like Stripe replays a 500),
    `should_retry` (a `Stripe-Should-Retry` header).
-Not bridged (our code copes): `customer.subscription.updated` is never emitted (the
-nightly reconciliation reads subscriptions), events carry the 2017 shapes (the handlers are
+14. A subscription update (`POST /v1/subscriptions/{id}`) drops `metadata` and emits nothing: the
+   metadata is merged (an empty value unsets a key) and `customer.subscription.updated` emitted,
+   as Stripe does (e.g. after `cancel_at_period_end`).
+Not bridged (our code copes): `customer.subscription.updated` is emitted only by 7, 14 and the
+SCA renewals (the nightly reconciliation reads subscriptions), events carry the 2017 shapes (the handlers are
 also tested on today's shapes: `tests/support/stripe_today.py`).
 """
 
@@ -147,6 +150,23 @@ def _setup_intent_list(cls, url, customer=None, limit=None, starting_after=None,
 
 
 SetupIntent._api_list_all = classmethod(_setup_intent_list)
+
+
+# 14. subscription updates: metadata kept, customer.subscription.updated emitted
+_original_subscription_update = Subscription._update
+
+
+def _subscription_update(self, metadata=None, **data):
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise UserError(400, "Bad request")
+        self.metadata = {**(self.metadata or {}), **metadata}
+        self.metadata = {key: value for key, value in self.metadata.items() if value != ""}  # "" unsets a key
+    _original_subscription_update(self, **data)
+    resources.schedule_webhook(Event("customer.subscription.updated", self))
+
+
+Subscription._update = _subscription_update
 
 # 5. invoice.paid after invoice.payment_succeeded
 _original_schedule = resources.schedule_webhook
