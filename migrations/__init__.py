@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import threading
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -22,11 +23,23 @@ def alembic_config(url: str | None = None, connection=None):
     return config
 
 
+_HEADS_LOCK = threading.Lock()
+
+
 @functools.cache
 def head_revisions() -> frozenset[str]:
     """The revisions no other migration revises (`alembic heads`), read from the version files'
     `revision` / `down_revision` lines without importing Alembic (~0.2 s of every process start:
-    the database layer checks the schema against these before its first unit of work)."""
+    the database layer checks the schema against these before its first unit of work).
+
+    Read once per process, under a lock: the first units of work of a threaded server arrive
+    together, and CPython 3.11's `ast.parse` from two threads at once can fail ("AST
+    constructor recursion depth mismatch"; `functools.cache` does not serialise first calls)."""
+    with _HEADS_LOCK:
+        return _read_heads()
+
+
+def _read_heads() -> frozenset[str]:
     revisions: set[str] = set()
     revised: set[str] = set()
     for path in sorted((HERE / "versions").glob("*.py")):
