@@ -121,13 +121,16 @@ def _new_enrollment(
         raise Invalid(f"{facts.teacher_name} does not teach {facts.instrument_name}", field="instrument")
     today = studio_today(now)
     if start_date is not None:
-        if start_date < today:
+        # The admin enters a roster mid-term (offline: paid outside Stripe) from a past lesson,
+        # so attendance can be recorded; what Stripe bills starts ahead.
+        backdated = offline and start_date >= today - BOOKING_HORIZON
+        if start_date < today and not backdated:
             raise Invalid(f"start date {start_date} is in the past", field="start_date")
         if start_date > today + BOOKING_HORIZON:
             raise Invalid(f"start date {start_date} is more than {BOOKING_HORIZON.days} days ahead", field="start_date")
         if start_date.weekday() != facts.weekday:
             raise Invalid(f"{start_date} is not a {weekday_label(facts.weekday)}", field="start_date")
-        if start_date == today and occurrence_start(today, facts.start_minute, settings.tz) <= now:
+        if start_date == today and not backdated and occurrence_start(today, facts.start_minute, settings.tz) <= now:
             raise Invalid(f"today's {facts.label} lesson has already started; start next week", field="start_date")
     # Taken before this request (held forever, or on the start date asked): no need to queue for the lock.
     free_from = facts.held_until + timedelta(days=1) if facts.held_until else None

@@ -63,6 +63,18 @@ def makeups_page(
     return [(credit, name) for credit, name in session.exec(statement).all()]
 
 
+def moved_to(session: Session, payee_id: int, enrollment_ids: list[int]) -> dict[int, int]:
+    """Enrollment id → the family's enrollment that continues it after a move (one query)."""
+    if not enrollment_ids:
+        return {}
+    statement = (
+        select(Enrollment.moved_from_id, Enrollment.id)
+        .join(Student, Student.id == Enrollment.student_id)
+        .where(Student.payee_id == payee_id, Enrollment.moved_from_id.in_(enrollment_ids))
+    )
+    return {moved_from: moved for moved_from, moved in session.exec(statement).all()}
+
+
 def instrument_name(session: Session, instrument_id: int | None) -> str | None:
     """The name of an instrument id (None for None)."""
     if instrument_id is None:

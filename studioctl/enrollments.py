@@ -82,7 +82,13 @@ def assign(
     timeslot: Annotated[int, typer.Option(help="Timeslot id.")],
     instrument: Annotated[str, typer.Option(help="Instrument the teacher teaches.")],
     plan: Annotated[str | None, typer.Option(help="Plan id or frequency (weekly, monthly, semester).")] = None,
-    start: Annotated[str | None, typer.Option(help="First lesson on or after YYYY-MM-DD (default: next one).")] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="First lesson on or after YYYY-MM-DD (default: the next one the slot is free for). "
+            "With --offline it may be in the past (a roster entered mid-term: attendance for past lessons)."
+        ),
+    ] = None,
     offline: Annotated[bool, typer.Option("--offline", help="Paid outside Stripe: active at once.")] = False,
     json_output: bool = JsonOption,
 ) -> None:
@@ -90,6 +96,7 @@ def assign(
     provisional hold and the Stripe booking task is queued after commit.
 
     Example: studioctl enrollments assign --student 12 --timeslot 5 --instrument piano --plan monthly
+    Example: studioctl enrollments assign --student 12 --timeslot 5 --instrument piano --offline --start 2026-09-14
     """
     from models.booking import assign_enrollment
     from models.db import after_commit, session_scope

@@ -68,6 +68,33 @@ def test_assign_offline_is_active_and_enqueues_nothing(studio, task_queue):
     assert ok_json("enrollments", "list", "--student", "999999") == []
 
 
+def test_an_offline_assignment_may_start_in_the_past_and_its_past_lessons_take_attendance(studio, session, task_queue):
+    """A studio entering its roster mid-term (issue 13, item 7): the lessons since September
+    are this enrollment's, so attendance is recorded for them; a paid booking still starts ahead."""
+    view = _assign(studio, 0, "--offline", "--start", "2026-09-14")
+    assert view["status"] == "active" and view["start_date"] == "2026-09-14" and task_queue.names() == []
+    base = ("attendance", "mark", "--enrollment", view["id"])
+    assert ok_json(*base, "--date", "2026-09-14", "--status", "present")["status"] == "present"
+    assert ok_json(*base, "--date", "2026-10-19", "--status", "excused")["makeup_id"] is not None  # yesterday
+    refused(*base, "--date", "2026-09-07", "--status", "present", message="is not a lesson")  # before its start
+    # The slot is held from that past date on: a second roster entry on it is refused.
+    refused(
+        "enrollments",
+        "assign",
+        "--student",
+        factories.student(session).id,
+        "--timeslot",
+        studio["slots"][0].id,
+        "--instrument",
+        "piano",
+        "--offline",
+        "--start",
+        "2026-09-07",
+        message="is taken",
+    )
+    assert [action for _, action in audit_actions(session)][:2] == ["enrollment.assign", "attendance.mark"]
+
+
 def test_assign_refusals_change_nothing(studio, session, task_queue):
     taken = _assign(studio, 0, "--offline")
     before = row_counts(session)
@@ -89,7 +116,9 @@ def test_assign_refusals_change_nothing(studio, session, task_queue):
     )
     refused(*args, "--timeslot", studio["slots"][1].id, message="a plan is needed")
     refused(*args, "--timeslot", studio["slots"][1].id, "--offline", "--start", "2026-11-03", message="is not a Mon")
-    refused(*args, "--timeslot", studio["slots"][1].id, "--offline", "--start", "2026-10-19", message="in the past")
+    # Only an offline assignment may start in the past (a roster entered mid-term); a paid one may not.
+    refused(*args, "--timeslot", studio["slots"][1].id, "--plan", "monthly", "--start", "2026-10-19", message="in the past")
+    refused(*args, "--timeslot", studio["slots"][1].id, "--offline", "--start", "2024-10-14", message="in the past")
     refused("enrollments", "list", "--status", "pending", message="status must be one of")
     assert row_counts(session) == before
     assert task_queue.names() == []

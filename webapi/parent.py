@@ -240,7 +240,7 @@ def _payment_action(enrollment: Enrollment) -> PaymentAction | None:
     return PaymentAction(type="authenticate_payment", client_secret=enrollment.action_client_secret, url=enrollment.action_url)
 
 
-def _booking_out(enrollment: Enrollment, instrument: str) -> dict:
+def _booking_out(enrollment: Enrollment, instrument: str, *, moved_to: int | None = None) -> dict:
     return BookingOut(
         id=enrollment.id,
         status=enrollment.status,
@@ -250,6 +250,9 @@ def _booking_out(enrollment: Enrollment, instrument: str) -> dict:
         plan_id=enrollment.plan_id,
         start_date=enrollment.start_date,
         end_date=enrollment.end_date,
+        cancel_at_period_end=enrollment.cancel_at_period_end,
+        moved_from=enrollment.moved_from_id,
+        moved_to=moved_to,
         expires_at=enrollment.provisional_expires_at,
         failure_reason=enrollment.failure_reason,
         action=_payment_action(enrollment),
@@ -324,9 +327,14 @@ def create_booking(body: BookingCreate, header: BookingHeaders):
 def list_bookings(query: PageQuery):
     """The family's bookings, newest first."""
     with session_scope(write=False) as session:
-        rows = family.bookings_page(session, _payee(session).id, before_id=decode_cursor(query.cursor), limit=query.limit)
-    items, next_cursor = page(rows, query.limit, key=lambda row: row[0].id)
-    return {"items": [_booking_out(enrollment, name) for enrollment, name in items], "next_cursor": next_cursor}
+        payee_id = _payee(session).id
+        rows = family.bookings_page(session, payee_id, before_id=decode_cursor(query.cursor), limit=query.limit)
+        items, next_cursor = page(rows, query.limit, key=lambda row: row[0].id)
+        moved = family.moved_to(session, payee_id, [enrollment.id for enrollment, _ in items])
+    return {
+        "items": [_booking_out(enrollment, name, moved_to=moved.get(enrollment.id)) for enrollment, name in items],
+        "next_cursor": next_cursor,
+    }
 
 
 @bp.post("/bookings/<int:booking_id>/cancel", responses={200: BookingCancelled, 409: Problem, 502: Problem})
@@ -375,10 +383,15 @@ def move_booking_route(path: BookingPath, body: BookingMove):
 
 @bp.get("/bookings/<int:booking_id>", responses={200: BookingOut})
 def get_booking(path: BookingPath):
-    """One booking's status (`provisional`, `active`, `failed` with `failure_reason`...)."""
+    """One booking: its status (`provisional`, `active`, `failed` with `failure_reason`...), its
+    dates (`end_date`: its last lesson, once it ends), whether it ends with the period paid for
+    (`cancel_at_period_end`), and the booking it continues (`moved_from`) or that continues it
+    (`moved_to`) after a move to another slot. Another family's booking is 404."""
     with session_scope(write=False) as session:
-        enrollment = get_enrollment(session, path.booking_id, payee_id=_payee(session).id)
-        return _booking_out(enrollment, family.instrument_name(session, enrollment.instrument_id))
+        payee_id = _payee(session).id
+        enrollment = get_enrollment(session, path.booking_id, payee_id=payee_id)
+        moved_to = family.moved_to(session, payee_id, [enrollment.id]).get(enrollment.id)
+        return _booking_out(enrollment, family.instrument_name(session, enrollment.instrument_id), moved_to=moved_to)
 
 
 @bp.post("/bookings/<int:booking_id>/absences", responses={200: AbsenceOut, 201: AbsenceOut, 409: Problem})

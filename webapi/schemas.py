@@ -304,7 +304,14 @@ class BookingOut(BaseModel):
     instrument: str
     plan_id: int | None = None
     start_date: date
-    end_date: date | None = None
+    end_date: date | None = Field(
+        None, description="its last lesson date, once it ends (cancelled, cancelled at its period end, moved); null: no end"
+    )
+    cancel_at_period_end: bool = Field(
+        False, description="the family cancelled it: it is not renewed and ends with `end_date`, the last lesson paid for"
+    )
+    moved_from: int | None = Field(None, description="the booking this one continues after a move to another slot")
+    moved_to: int | None = Field(None, description="the booking that continues this one after a move (after `end_date`)")
     expires_at: datetime | None = None
     failure_reason: str | None = None
     action: PaymentAction | None = Field(
