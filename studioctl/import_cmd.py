@@ -10,6 +10,8 @@ import typer
 
 from studioctl.common import JsonOption, console, emit_json, err_console, fail, print_table
 
+SHOWN = 100  # rows of the table printed after an import
+
 app = typer.Typer(
     help="Import a studio's data from CSV.\n\nExample: studioctl import roster roster.csv --dry-run", no_args_is_help=True
 )
@@ -93,13 +95,10 @@ def roster(
         highlight=False,
         soft_wrap=True,
     )
-    print_table(
-        "Would create" if dry_run else "Created",
-        ["line", "family", "student", "slot", "plan", "creates"],
-        [
-            [r["line"], r["family"], r["student"], r["slot"], r["plan"], ", ".join(r["creates"])]
-            for r in result.rows
-            if r["creates"]
-        ],
-        empty="nothing new",
-    )
+    new = [
+        [r["line"], r["family"], r["student"], r["slot"], r["plan"], ", ".join(r["creates"])] for r in result.rows if r["creates"]
+    ]
+    title = "Would create" if dry_run else "Created"
+    print_table(title, ["line", "family", "student", "slot", "plan", "creates"], new[:SHOWN], empty="nothing new")
+    if len(new) > SHOWN:  # a studio's whole roster is thousands of rows: the table shows the first
+        console.print(f"[dim]… and {len(new) - SHOWN} more row(s); --json lists every row[/]")
