@@ -54,7 +54,10 @@ class Payee(SQLModel, table=True):
     supabase_user_id: str | None = Field(default=None, max_length=255, sa_column_kwargs={"unique": True})
     email: str = Field(max_length=254, sa_column_kwargs={"unique": True})
     name: str = Field(max_length=120)
-    phone: str | None = Field(default=None, max_length=40)
+    phone: str | None = Field(default=None, max_length=40)  # E.164 when set through models.sms.normalize_phone
+    # Lesson reminders, per channel (issue 14): email on, SMS off until the family opts in.
+    remind_by_email: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})
+    remind_by_sms: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     stripe_customer_id: str | None = Field(default=None, max_length=64, sa_column_kwargs={"unique": True})
     # The card Stripe bills by default, as last seen (Stripe stays the source of truth).
     stripe_payment_method_id: str | None = Field(default=None, max_length=64)

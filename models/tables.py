@@ -13,6 +13,7 @@ from models.money_events import Dispute, StripeRefund
 from models.outbox import DeadLetter, EmailLog, IdempotencyRecord
 from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument
 from models.scheduling import Semester, SemesterClosure, Timeslot
+from models.sms import SmsLog
 
 metadata = SQLModel.metadata
 
@@ -41,6 +42,7 @@ TABLES = {
         StripeRefund,
         WorkerHeartbeat,
         JobRun,
+        SmsLog,
     )
 }
 
