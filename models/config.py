@@ -49,6 +49,19 @@ class Settings(BaseSettings):
     EMAIL_BACKEND: str | None = None
     OUTBOX_DIR: str = "outbox"
 
+    # Text messages (lesson reminders): Twilio's Messages API, or `file` (OUTBOX_DIR/sms, the
+    # embedded default). Unset: twilio only when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set.
+    SMS_BACKEND: Literal["file", "twilio"] | None = None
+    TWILIO_ACCOUNT_SID: str | None = None
+    TWILIO_AUTH_TOKEN: str | None = None
+    TWILIO_FROM: str | None = None  # the sending number, E.164
+    TWILIO_API_BASE: str | None = None  # another host for api.twilio.com (tests: the local stand-in)
+    # A timed-out send is ambiguous: looked up by the row's id before any resend.
+    TWILIO_TIMEOUT_SECONDS: float = Field(default=15.0, gt=0, le=300)
+    SMS_SENDING_STALE_SECONDS: int = Field(default=120, ge=1, le=7 * 24 * 3600)
+    # Lesson reminders go this many hours before each lesson (the hourly send_lesson_reminders).
+    REMINDER_HOURS_BEFORE: int = Field(default=24, ge=1, le=7 * 24)
+
     JWT_SECRET: str | None = None
     JWT_TTL_SECONDS: int = Field(default=7200, ge=60, le=7 * 24 * 3600)
     SUPABASE_JWT_SECRET: str | None = None
@@ -129,6 +142,11 @@ class Settings(BaseSettings):
         "MAILJET_API_SECRET",
         "MAILJET_API_URL",
         "EMAIL_BACKEND",
+        "SMS_BACKEND",
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_FROM",
+        "TWILIO_API_BASE",
         "JWT_SECRET",
         "SUPABASE_JWT_SECRET",
         "SUPABASE_JWKS_URL",
@@ -232,6 +250,12 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _twilio_needs_keys(self) -> Settings:
+        if self.sms_backend == "twilio" and not (self.TWILIO_ACCOUNT_SID and self.TWILIO_AUTH_TOKEN and self.TWILIO_FROM):
+            raise ValueError("SMS_BACKEND=twilio needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM")
+        return self
+
+    @model_validator(mode="after")
     def _mailjet_needs_keys(self) -> Settings:
         if self.EMAIL_BACKEND == "mailjet" and not (self.MAILJET_API_KEY and self.MAILJET_API_SECRET):
             raise ValueError("EMAIL_BACKEND=mailjet needs MAILJET_API_KEY and MAILJET_API_SECRET")
@@ -245,6 +269,13 @@ class Settings(BaseSettings):
         if self.EMAIL_BACKEND:
             return self.EMAIL_BACKEND
         return "mailjet" if self.MAILJET_API_KEY and self.MAILJET_API_SECRET else "file"
+
+    @property
+    def sms_backend(self) -> str:
+        """The SMS backend in use: explicit `SMS_BACKEND`, else twilio only when keyed."""
+        if self.SMS_BACKEND:
+            return self.SMS_BACKEND
+        return "twilio" if self.TWILIO_ACCOUNT_SID and self.TWILIO_AUTH_TOKEN else "file"
 
     @property
     def public_base_url(self) -> str:

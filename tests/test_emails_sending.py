@@ -46,6 +46,14 @@ def _real_emails(session) -> dict[str, EmailLog]:
     slot, day = attendance.eligible_makeup_slots(session, credit)[0]
     attendance.book_makeup(session, credit, timeslot_id=slot.id, lesson_date=day, actor="admin")
     dunning.mark_past_due(session, enrollment, actor="worker")
+    # Zoë's third lesson, reminded half a day ahead (a past_due booking still has its lessons).
+    from models.clock import occurrence_start
+    from models.config import get_settings
+    from models.reminders import queue_lesson_reminders
+
+    third = enrollment_ops.lesson_dates(session, enrollment)[2]
+    starts = occurrence_start(third, booked_slot.start_minute, get_settings().tz)
+    queue_lesson_reminders(session, now=starts - timedelta(hours=12))
     other, _, _, _ = provisional_booking(session, frequency="monthly")
     other.provisional_expires_at = enrollment_ops.utcnow()
     session.add(other)

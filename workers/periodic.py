@@ -197,6 +197,25 @@ def retry_stuck_emails() -> dict:
     return {"requeued": ids}
 
 
+def send_lesson_reminders() -> dict:
+    """Lesson reminders REMINDER_HOURS_BEFORE ahead, by email and SMS as each family chose, once
+    per lesson and channel (models.reminders); texts never sent are sent again."""
+    from models.reminders import queue_lesson_reminders
+    from models.sms import stuck_sms
+    from workers.sms_gateway import sending_stale_after
+    from workers.tasks import send_sms
+
+    with session_scope() as session:
+        queued = queue_lesson_reminders(session, now=utcnow())
+    with session_scope(write=False) as session:
+        # A dispatch lost after commit, or a worker dead mid-send: the send task claims the row
+        # (a text on its way right now is left alone) and looks it up at Twilio first.
+        stuck = stuck_sms(session, older_than=utcnow() - max(sending_stale_after(), timedelta(minutes=5)))
+    for sms_id in stuck:
+        send_sms(sms_id)
+    return {"email": queued.email, "sms": queued.sms, "sms_requeued": stuck}
+
+
 def retry_stuck_events() -> dict:
     """Stripe events stored but still unprocessed after a while (the task was lost): process them.
     Stripe had its 200 and will not resend; the handlers act on Stripe's current state, so a
@@ -235,6 +254,7 @@ JOBS: dict[str, Job] = {
         Job("retry_stuck_emails", "every 5 minutes", timedelta(minutes=5), retry_stuck_emails),
         Job("retry_stuck_events", "every 5 minutes", timedelta(minutes=5), retry_stuck_events),
         Job("enforce_dunning", "hourly", timedelta(hours=1), enforce_dunning),
+        Job("send_lesson_reminders", "hourly", timedelta(hours=1), send_lesson_reminders),
         Job("reconcile_stripe", "nightly at 03:15 UTC", timedelta(days=1), reconcile_stripe),
         Job("expire_makeup_credits", "daily at 04:30 UTC", timedelta(days=1), expire_makeup_credits),
         Job("end_finished_enrollments", "daily at 05:20 UTC", timedelta(days=1), end_finished_enrollments),
@@ -320,6 +340,11 @@ def periodic_retry_stuck_events():
 @huey.periodic_task(crontab(minute="7"), name="periodic_enforce_dunning")
 def periodic_enforce_dunning():
     return run_job("enforce_dunning")
+
+
+@huey.periodic_task(crontab(minute="11"), name="periodic_send_lesson_reminders")
+def periodic_send_lesson_reminders():
+    return run_job("send_lesson_reminders")
 
 
 @huey.periodic_task(crontab(minute="15", hour="3"), name="periodic_reconcile_stripe")

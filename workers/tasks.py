@@ -4,6 +4,7 @@ The public entry points other layers enqueue (keep these names and signatures):
 - `book_enrollment(enrollment_id)`      the Stripe booking pipeline of a provisional enrollment
 - `cancel_subscription(enrollment_id)`  cancel the Stripe side of a cancelled enrollment
 - `send_email(email_id)`                send one EmailLog row (dispatched automatically after commit)
+- `send_sms(sms_id)`                    send one SmsLog row (dispatched automatically after commit)
 - `process_stripe_event(event_id)`      act on a stored StripeEvent row (local id)
 - `undo_orphan_charges(enrollment_id)`  cancel/refund Stripe charges of a booking that ended unrecorded
 - `move_subscription(enrollment_id)`    point a moved booking's subscription at the enrollment continuing it
@@ -154,6 +155,15 @@ def send_email(email_id: int) -> str:
 
 
 @huey.task(**RETRYING)
+@about("sms_id")
+def send_sms(sms_id: int) -> str:
+    """Send one queued text message (sent once, whatever the retries: workers/sms_gateway.py)."""
+    from workers.sms_gateway import deliver
+
+    return deliver(sms_id)
+
+
+@huey.task(**RETRYING)
 @about("event_id")
 def process_stripe_event(event_id: int) -> str:
     """Process one stored Stripe event; returns its final status. The work it leaves (bookings
@@ -232,6 +242,20 @@ def _email_failed(email_id: int, error: str) -> None:
     give_up_after_retries(email_id, error)
 
 
+def _sms_failed(sms_id: int, error: str) -> None:
+    from workers.sms_gateway import give_up_after_retries
+
+    give_up_after_retries(sms_id, error)
+
+
+def _requeue_sms(sms_id: int) -> None:
+    from models import sms
+    from models.db import session_scope
+
+    with session_scope() as session:  # the send is enqueued once this commits
+        sms.requeue_sms(session, sms.get_sms(session, sms_id), actor="admin")
+
+
 def _event_failed(event_id: int, error: str) -> None:
     from workers.webhook_events import give_up_event
 
@@ -302,6 +326,7 @@ RETRYABLE: dict[str, Retryable] = {
         Retryable(move_subscription, "enrollment_id", _move_failed, queued="the subscription metadata of moved booking {}"),
         Retryable(send_email, "email_id", _email_failed, queued="email {}", reopen=_requeue_email),
         Retryable(process_stripe_event, "event_id", _event_failed, queued="Stripe event {}", reopen=_reprocess_event),
+        Retryable(send_sms, "sms_id", _sms_failed, queued="SMS {}", reopen=_requeue_sms),
     )
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from models import dispatch
+from models import dispatch, sms
 
 # Loggers that write HTTP traffic at DEBUG: Stripe's SDK logs every request's parameters and
 # every response body (client secrets `pi_..._secret_...`, emails, card details), urllib3 and
@@ -23,6 +23,12 @@ def _enqueue_send(email_id: int) -> None:
     send_email(email_id)
 
 
+def _enqueue_sms(sms_id: int) -> None:
+    from workers.tasks import send_sms
+
+    send_sms(sms_id)
+
+
 def keep_http_bodies_out_of_logs() -> None:
     """Hold the loggers that write request and response bodies at INFO or above (Stripe's at WARNING)."""
     for name in HTTP_BODY_LOGGERS:
@@ -34,4 +40,5 @@ def install() -> None:
     """Emails queued in a unit of work are enqueued for sending once it commits; no HTTP body
     reaches a log, whatever the log level."""
     dispatch.set_email_dispatcher(_enqueue_send)
+    sms.set_sms_dispatcher(_enqueue_sms)
     keep_http_bodies_out_of_logs()
