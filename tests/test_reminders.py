@@ -157,7 +157,9 @@ def test_a_booked_makeup_is_reminded(session):
     queue_lesson_reminders(session, now=datetime(2026, 11, 3, 18, 0, tzinfo=NY))
     key = f"reminder:makeup-{makeup.id}:2026-11-04"
     assert _reminders(session) == ([f"{key}:email"], [f"{key}:sms"])
-    assert "make-up lesson Wed 2026-11-04 at 17:00 EST" in render_sms("lesson_reminder", session.exec(select(SmsLog)).one().context)
+    assert "make-up lesson Wed 2026-11-04 at 17:00 EST" in render_sms(
+        "lesson_reminder", session.exec(select(SmsLog)).one().context
+    )
 
 
 @pytest.mark.parametrize(

@@ -33,8 +33,8 @@ import re
 import secrets
 import threading
 import time
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -86,7 +86,12 @@ class TwilioStub:
                 code = code or CODES.get(status, 20000 + status)
                 self._answer(
                     status,
-                    {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status},
+                    {
+                        "code": code,
+                        "message": message,
+                        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                        "status": status,
+                    },
                 )
 
             def _authorized(self, sid: str) -> bool:
