@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from models.attendance import TAKEN_STATUSES, MakeUp
 from models.clock import occurrence_start
-from models.enrollment import HOLD_STATUSES, LIVE_STATUSES, PAUSED, Enrollment, lesson_dates
+from models.enrollment import HOLD_STATUSES, LIVE_STATUSES, OFFERED, PAUSED, Enrollment, lesson_dates
 from models.people import Instrument, Student, Teacher
 from models.scheduling import SLOT_MINUTES, SemesterClosure, Timeslot
 
@@ -48,7 +48,7 @@ def family_calendar(session: Session, payee_id: int, *, tz: ZoneInfo, today: dat
         .join(Timeslot, Timeslot.id == Enrollment.timeslot_id)
         .join(Teacher, Teacher.id == Timeslot.teacher_id)
         .join(Instrument, Instrument.id == Enrollment.instrument_id)
-        .where(Student.payee_id == payee_id, Enrollment.status.in_(LIVE_STATUSES), Enrollment.status != PAUSED)
+        .where(Student.payee_id == payee_id, Enrollment.status.in_(LIVE_STATUSES), Enrollment.status.not_in((PAUSED, OFFERED)))
     ).all()
     for enrollment, student, slot, teacher, instrument in enrollments:
         for day in lesson_dates(session, enrollment, first=first, last=last, closures=closures):

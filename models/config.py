@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     # never from the request's Host header. Unset: `DEFAULT_PUBLIC_BASE_URL` (`studioctl serve`'s bind).
     PUBLIC_BASE_URL: str | None = None
     MAX_HOLDS_PER_PAYEE: int = Field(default=3, ge=1, le=100)
+    # How long a freed slot offered to the waiting list is held for the family (models.offers).
+    OFFER_HOURS: float = Field(default=24, gt=0, le=7 * 24)
     # Non-archived students one family may add through the API (the admin's CLI is not capped).
     MAX_STUDENTS_PER_PAYEE: int = Field(default=12, ge=1, le=1000)
     # A family with no card on file: one hold at a time, this long; at most MAX_CARDLESS_HOLDS

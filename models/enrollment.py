@@ -41,16 +41,19 @@ from models.scheduling import Semester, Timeslot, all_closures, closures_of, slo
 PROVISIONAL, ACTIVE, PAST_DUE = "provisional", "active", "past_due"
 ACTION_REQUIRED, PAUSED = "action_required", "paused"
 FAILED, EXPIRED, CANCELLED = "failed", "expired", "cancelled"
-STATUSES = (PROVISIONAL, ACTIVE, PAST_DUE, FAILED, EXPIRED, CANCELLED, ACTION_REQUIRED, PAUSED)
+# A freed slot offered to the waiting list (models.offers): it holds the slot like a booking until
+# the family answers or the offer lapses (then `expired`); an acceptance books it anew.
+OFFERED = "offered"
+STATUSES = (PROVISIONAL, ACTIVE, PAST_DUE, FAILED, EXPIRED, CANCELLED, ACTION_REQUIRED, PAUSED, OFFERED)
 # Live statuses hold their slot. `action_required`: the first payment waits for the parent's
 # 3-D Secure check (a hold, extended); `paused`: Stripe paused collection (no lessons).
-LIVE_STATUSES = (PROVISIONAL, ACTIVE, PAST_DUE, ACTION_REQUIRED, PAUSED)
+LIVE_STATUSES = (PROVISIONAL, ACTIVE, PAST_DUE, ACTION_REQUIRED, PAUSED, OFFERED)
 # Holds: the booking is not paid yet, the hold expires at `provisional_expires_at`.
 HOLD_STATUSES = (PROVISIONAL, ACTION_REQUIRED)
 # Lessons take place (attendance is marked) for these; a hold is not a lesson yet.
 TAUGHT_STATUSES = (ACTIVE, PAST_DUE, CANCELLED)
 # The predicate of the live enrollments whose dates may not overlap on one slot.
-LIVE_SQL = "status IN ('provisional', 'active', 'past_due', 'action_required', 'paused')"
+LIVE_SQL = "status IN ('provisional', 'active', 'past_due', 'action_required', 'paused', 'offered')"
 # The name of that rule in the database (PostgreSQL's exclusion constraint; the message of
 # SQLite's triggers), which `models.db.violates` recognises in an IntegrityError.
 SLOT_DATES_CONSTRAINT = "ex_enrollment_live_slot_dates"

@@ -21,7 +21,7 @@ from sqlmodel import Session, col
 
 from models.attendance import TAKEN_STATUSES, Attendance, MakeUp
 from models.clock import occurrence_start
-from models.enrollment import HOLD_STATUSES, LIVE_STATUSES, PAUSED, Enrollment
+from models.enrollment import HOLD_STATUSES, LIVE_STATUSES, OFFERED, PAUSED, Enrollment
 from models.errors import Invalid
 from models.people import Instrument, Student, Teacher
 from models.scheduling import Semester, SemesterClosure, Timeslot, slot_dates
@@ -29,7 +29,7 @@ from models.scheduling import Semester, SemesterClosure, Timeslot, slot_dates
 DEFAULT_WEEKS = 8  # a listing without `to`
 MAX_WEEKS = 26  # the longest range one listing answers
 LESSON, MAKEUP = "lesson", "makeup"
-_LISTED = tuple(status for status in LIVE_STATUSES if status != PAUSED)
+_LISTED = tuple(status for status in LIVE_STATUSES if status not in (PAUSED, OFFERED))  # an offer is no lesson yet
 _LAST_DAY = date.max - timedelta(weeks=DEFAULT_WEEKS + 1)  # a range and its week steps stay inside the calendar
 
 

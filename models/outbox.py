@@ -36,6 +36,7 @@ TEMPLATES = (
     "card_setup_failed",
     "enrollment_ending",
     "lesson_moved",
+    "waitlist_offer",
     "lesson_reminder",
 )
 

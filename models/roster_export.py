@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from models.clock import WEEKDAYS, format_minute
-from models.enrollment import LIVE_STATUSES, Enrollment
+from models.enrollment import LIVE_STATUSES, OFFERED, Enrollment
 from models.people import Instrument, Payee, Student, Teacher
 from models.reports import csv_cell
 from models.roster import COLUMNS
@@ -20,7 +20,11 @@ def export_roster(session: Session, file: IO[str]) -> int:
     """Write the roster in import's shape: a row per live enrollment, one per non-archived student
     without one and one per family without students, by family, student and slot. Cells are safe
     to open in a spreadsheet (`csv_cell`; import takes the guard off). Returns the rows written."""
-    live = sa.and_(col(Enrollment.student_id) == col(Student.id), col(Enrollment.status).in_(LIVE_STATUSES))
+    live = sa.and_(
+        col(Enrollment.student_id) == col(Student.id),
+        col(Enrollment.status).in_(LIVE_STATUSES),
+        col(Enrollment.status) != OFFERED,  # a waiting-list offer is not on the roster yet
+    )
     statement = (
         sa.select(
             col(Payee.email),

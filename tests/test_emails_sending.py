@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from models import attendance, changes, dunning, payment_action
+from models import attendance, changes, dunning, offers, payment_action, waitlist
 from models import enrollment as enrollment_ops
 from models.config import reset_settings
 from models.outbox import TEMPLATES, DeadLetter, EmailLog, queue_admin_alert, queue_email
@@ -90,6 +90,9 @@ def _real_emails(session) -> dict[str, EmailLog]:
         session, teacher_row=session.get(enrollment_ops.Teacher, slot.teacher_id), weekday=slot.weekday, start="18:00"
     )
     changes.move_enrollment(session, moving, timeslot_id=later.id, actor="admin")
+    waiting_slot = factories.timeslot(session, teacher_row=factories.teacher(session), weekday=3, start="15:30")
+    waitlist.add_entry(session, student_id=student.id, instrument="piano", actor="admin")  # Zoë waits for a slot
+    offers.offer_slot(session, waiting_slot.id, actor="worker")
     session.commit()
     rows = {}
     for row in session.exec(select(EmailLog).order_by(EmailLog.id)).all():

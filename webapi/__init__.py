@@ -20,7 +20,7 @@ from flask_openapi3 import Info, OpenAPI
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models.config import ConfigError, Settings, get_settings
-from webapi import admin, auth, observability, parent, public, rate_limits, request_limits, response_headers, webhooks
+from webapi import admin, auth, observability, parent, public, rate_limits, request_limits, response_headers, waitlist, webhooks
 from webapi.openapi_doc import StudioOpenAPI
 from webapi.problems import flask_openapi3_validation_callback, register_error_handlers
 from webapi.security import SupabaseVerifier
@@ -107,6 +107,7 @@ def create_app(test_config: dict | None = None) -> OpenAPI:
     app.register_api(public.bp)
     app.register_api(public.health_bp)
     app.register_api(parent.bp)
+    app.register_api(waitlist.bp)
     app.register_api(admin.bp)
     app.register_blueprint(webhooks.bp)
 

@@ -29,6 +29,7 @@ from models.db import after_commit, session_scope
 from models.outbox import queue_admin_alert, stuck_emails
 from workers import metrics
 from workers.app import huey
+from workers.offers import offer_freed_slots
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"
@@ -250,6 +251,7 @@ JOBS: dict[str, Job] = {
     job.name: job
     for job in (
         Job("expire_provisional_holds", "every minute", timedelta(minutes=1), expire_provisional_holds),
+        Job("offer_freed_slots", "every 5 minutes", timedelta(minutes=5), offer_freed_slots),
         Job("reconcile_bookings", "every 5 minutes", timedelta(minutes=5), reconcile_bookings),
         Job("retry_stuck_emails", "every 5 minutes", timedelta(minutes=5), retry_stuck_emails),
         Job("retry_stuck_events", "every 5 minutes", timedelta(minutes=5), retry_stuck_events),
@@ -320,6 +322,11 @@ def periodic_heartbeat():
 @huey.periodic_task(crontab(minute="*"), name="periodic_expire_provisional_holds")
 def periodic_expire_provisional_holds():
     return run_job("expire_provisional_holds")
+
+
+@huey.periodic_task(crontab(minute="4-59/5"), name="periodic_offer_freed_slots")
+def periodic_offer_freed_slots():
+    return run_job("offer_freed_slots")
 
 
 @huey.periodic_task(crontab(minute="*/5"), name="periodic_reconcile_bookings")

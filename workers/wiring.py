@@ -29,6 +29,12 @@ def _enqueue_sms(sms_id: int) -> None:
     send_sms(sms_id)
 
 
+def _enqueue_offer(timeslot_id: int) -> None:
+    from workers.offers import enqueue_offer
+
+    enqueue_offer(timeslot_id)
+
+
 def keep_http_bodies_out_of_logs() -> None:
     """Hold the loggers that write request and response bodies at INFO or above (Stripe's at WARNING)."""
     for name in HTTP_BODY_LOGGERS:
@@ -40,5 +46,8 @@ def install() -> None:
     """Emails queued in a unit of work are enqueued for sending once it commits; no HTTP body
     reaches a log, whatever the log level."""
     dispatch.set_email_dispatcher(_enqueue_send)
+    from models import offers
+
+    offers.set_slot_dispatcher(_enqueue_offer)  # a freed slot is offered to the waiting list after commit
     sms.set_sms_dispatcher(_enqueue_sms)
     keep_http_bodies_out_of_logs()
