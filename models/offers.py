@@ -59,26 +59,41 @@ def set_slot_dispatcher(dispatcher: Callable[[int], object] | None) -> None:
     _slot_dispatcher = dispatcher
 
 
+def _freed_by(obj: object) -> int | None:
+    """The slot a flushed change made bookable: an enrollment leaving the live statuses or
+    given an end date, a slot published (new and active) or reactivated."""
+    if isinstance(obj, Enrollment):
+        state = sa.inspect(obj)
+        status, end = state.attrs.status.history, state.attrs.end_date.history
+        left = bool(status.deleted) and status.deleted[0] in LIVE_STATUSES and obj.status not in LIVE_STATUSES
+        ended = bool(end.deleted) and obj.end_date is not None and obj.status in LIVE_STATUSES
+        return obj.timeslot_id if left or ended else None
+    if isinstance(obj, Timeslot) and obj.active:
+        active = sa.inspect(obj).attrs.active.history
+        return obj.id if active.added and (not active.deleted or active.deleted[0] is False) else None
+    return None
+
+
 def _note_freed_slots(session: OrmSession, _context) -> None:
-    """After a flush: slots whose enrollment left the live statuses or got an end date."""
+    """After a flush: the slots it made bookable, handed to the dispatcher after commit."""
     dispatcher = _slot_dispatcher
     if dispatcher is None:
         return
     freed: set[int] = session.info.setdefault(FREED_KEY, set())
-    for obj in session.dirty:
-        if not isinstance(obj, Enrollment):
-            continue
-        state = sa.inspect(obj)
-        status = state.attrs.status.history
-        end = state.attrs.end_date.history
-        left = status.deleted and status.deleted[0] in LIVE_STATUSES and obj.status not in LIVE_STATUSES
-        ended = end.deleted and obj.end_date is not None and obj.status in LIVE_STATUSES
-        if (left or ended) and obj.timeslot_id not in freed:
-            freed.add(obj.timeslot_id)
-            after_commit(session, functools.partial(dispatcher, obj.timeslot_id))  # type: ignore[arg-type]
+    for obj in [*session.new, *session.dirty]:
+        slot_id = _freed_by(obj)
+        if slot_id is not None and slot_id not in freed:
+            freed.add(slot_id)
+            after_commit(session, functools.partial(dispatcher, slot_id))  # type: ignore[arg-type]
+
+
+def _forget_freed_slots(session: OrmSession, *_args) -> None:
+    session.info.pop(FREED_KEY, None)
 
 
 event.listen(OrmSession, "after_flush", _note_freed_slots)
+event.listen(OrmSession, "after_commit", _forget_freed_slots)
+event.listen(OrmSession, "after_rollback", _forget_freed_slots)
 
 
 # Matching --------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "enrollments": ("enrollments", "Enrollments: assign, cancel, list, show."),
     "attendance": ("attendance", "Mark and list attendance."),
     "makeups": ("makeups", "Make-up credits: list, grant, book, cancel."),
+    "waitlist": ("waitlist", "The waiting list for slots: list, remove."),
+    "offers": ("offers", "Freed slots offered to the waiting list: list, send."),
     "dashboard": ("dashboard", "Today's lessons, provisional holds, payments."),
     "emails": ("emails", "Email log: list, retry."),
     "deadletters": ("deadletters", "Jobs that failed for good: list, retry, resolve."),

@@ -255,3 +255,40 @@ def test_twenty_threads_accepting_one_offer_make_one_booking(committed_db):
     with session_scope(write=False) as unit:
         bookings = unit.exec(select(Enrollment).where(Enrollment.timeslot_id == slot_id, Enrollment.status == PROVISIONAL)).all()
     assert [row.id for row in bookings] == booked
+
+
+def test_a_reactivated_slot_is_offered_and_the_cli_lists_removes_and_sends(session, task_queue):
+    from models.scheduling import Timeslot, set_timeslot_active
+    from tests.support.cli import invoke, ok_json
+
+    teacher = factories.teacher(session, instruments=("piano",))
+    slot = factories.timeslot(session, teacher_row=teacher, weekday=1, start="17:00", active=False)
+    spare = factories.timeslot(session, teacher_row=teacher, weekday=2, start="17:00")
+    first, second = factories.student(session), factories.student(session)
+    session.commit()
+    kept = _add(session, first.id, teacher_id=teacher.id, weekdays=[1, 2])
+    removed = _add(session, second.id, teacher_id=teacher.id)
+    listed = ok_json("waitlist", "list", "--instrument", "piano")
+    assert [row["id"] for row in listed] == [kept, removed]
+    assert ok_json("waitlist", "list", "--instrument", "violin") == []
+    assert invoke("waitlist", "remove", removed).exit_code == 0
+    assert invoke("waitlist", "remove", removed).exit_code == 1  # gone
+    assert [row["id"] for row in ok_json("waitlist", "list")] == [kept]
+    task_queue.clear()
+    # The admin reactivates the slot: after commit it is matched.
+    with session_scope() as unit:
+        set_timeslot_active(unit, unit.get(Timeslot, slot.id), active=True, actor=ACTOR)
+    assert task_queue.pending() == [("offer_freed_slot", (slot.id,))]
+    task_queue.run_all()
+    offer = _open_offer(session, slot.id)
+    assert offer is not None and offer.entry_id == kept
+    assert [(row["id"], row["status"]) for row in ok_json("offers", "list")] == [(offer.id, "open")]
+    # A manual offer follows the same rules: an entry with an open offer gets no second one.
+    refused = invoke("offers", "send", "--timeslot", spare.id, "--entry", kept)
+    assert refused.exit_code == 1 and "does not fit" in refused.output
+    with session_scope() as unit:
+        offers.decline_offer(unit, payee_id=first.payee_id, offer_id=offer.id, actor=ACTOR)
+    task_queue.clear()  # the declined slot's matching: nobody else waits for it
+    sent = invoke("offers", "send", "--timeslot", spare.id, "--entry", kept)
+    assert sent.exit_code == 0, sent.output
+    assert _open_offer(session, spare.id).entry_id == kept
