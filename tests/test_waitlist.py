@@ -292,3 +292,25 @@ def test_a_reactivated_slot_is_offered_and_the_cli_lists_removes_and_sends(sessi
     sent = invoke("offers", "send", "--timeslot", spare.id, "--entry", kept)
     assert sent.exit_code == 0, sent.output
     assert _open_offer(session, spare.id).entry_id == kept
+
+
+def test_an_expired_hold_offers_its_slot_and_an_offer_is_no_lesson_of_the_family(session, client, task_queue):
+    from tests.support.booking import provisional_booking
+    from workers.periodic import run_job
+
+    hold, _, _, _ = provisional_booking(session)
+    family = register(client, "user-e", "e@family.test", "Elsa")
+    waiting = factories.student(session, payee_row=session.get(Payee, family.payee_id))
+    session.commit()
+    _add(session, waiting.id)
+    task_queue.clear()
+    with time_machine.travel(hold.provisional_expires_at + timedelta(minutes=1), tick=False):
+        assert run_job("expire_provisional_holds")["expired"] == [hold.id]
+        assert ("offer_freed_slot", (hold.timeslot_id,)) in task_queue.pending()
+        task_queue.run_all()
+        offer = _open_offer(session, hold.timeslot_id)
+        assert offer is not None and offer.student_id == waiting.id
+        # The offer holds the slot but is no lesson: the family's lessons and calendar leave it out.
+        headers = bearer(family.sub, family.email)
+        assert client.get("/parent/lessons", headers=headers).get_json()["items"] == []
+        assert client.get("/parent/offers", headers=headers).get_json()["items"][0]["id"] == offer.id
