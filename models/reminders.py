@@ -166,7 +166,7 @@ def set_reminders(
         payee.remind_by_sms = sms
     if payee.remind_by_sms and not payee.phone:
         raise Invalid("SMS reminders need a phone number", field="phone")
-    if payee.phone and not payee.phone.startswith("+"):
+    if payee.remind_by_sms and payee.phone and not payee.phone.startswith("+"):
         payee.phone = normalize_phone(payee.phone)  # a number written before E.164 was the rule
     after = reminder_settings(payee)
     if after != before:

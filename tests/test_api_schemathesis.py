@@ -29,8 +29,9 @@ PHASES = [hypothesis.Phase.explicit, hypothesis.Phase.generate]  # no shrinking:
 # Operations whose schema-valid input may still break a rule across fields no schema can state,
 # answered 422 `invalid` with the field (each rule tested where the operation is): there a
 # schema-valid request refused with 422 is no finding. GET /parent/lessons: `to` not before
-# `from`, at most 26 weeks after it (tests/test_lessons.py).
-CROSS_FIELD_RULES = [("GET", "/parent/lessons")]
+# `from`, at most 26 weeks after it (tests/test_lessons.py). PUT and PATCH /parent/payee: SMS
+# reminders need a phone number, one that exists (phonenumbers; tests/test_reminders.py).
+CROSS_FIELD_RULES = [("GET", "/parent/lessons"), ("PUT", "/parent/payee"), ("PATCH", "/parent/payee")]
 DOMAIN_422 = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 
 

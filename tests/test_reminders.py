@@ -238,3 +238,38 @@ def test_sms_templates_stay_within_320_characters_with_long_names(session, monke
         text = render_sms(template, context)
         assert len(text) <= MAX_SMS_CHARS and "2026-11-04 at 17:00 EST" in text
         assert not text.endswith("…")  # fits by its own design, not by the cut
+
+
+def test_the_family_chooses_its_channels_through_the_api(client, family_a, session):
+    from models.audit import AuditLog
+    from models.people import Payee
+    from tests.support.api import assert_problem
+
+    assert client.get("/parent/payee", headers=family_a.headers).get_json()["reminders"] == {"email": True, "sms": False}
+    refused = client.patch("/parent/payee", json={"reminders": {"sms": True}}, headers=family_a.headers)
+    assert_problem(refused, 422, "invalid")
+    assert_problem(
+        client.patch("/parent/payee", json={"phone": "12", "reminders": {"sms": True}}, headers=family_a.headers), 422, "invalid"
+    )
+    answer = client.patch(
+        "/parent/payee", json={"phone": "(212) 555-0123", "reminders": {"sms": True, "email": False}}, headers=family_a.headers
+    )
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    assert body["reminders"] == {"email": False, "sms": True} and body["phone"] == PHONE
+    # PUT takes the same field; what is left out is unchanged.
+    again = client.put("/parent/payee", json={"reminders": {"email": True}}, headers=family_a.headers).get_json()
+    assert again["reminders"] == {"email": True, "sms": True} and again["phone"] == PHONE
+    session.expire_all()
+    payee = session.get(Payee, family_a.payee_id)
+    assert (payee.remind_by_email, payee.remind_by_sms, payee.phone) == (True, True, PHONE)
+    audits = session.exec(select(AuditLog).where(col(AuditLog.action) == "payee.reminders")).all()
+    assert [row.actor for row in audits] == [f"payee:{payee.id}"] * 2
+
+
+def test_patch_needs_a_payee_first(client):
+    from tests.support.api import assert_problem, bearer
+
+    assert_problem(
+        client.patch("/parent/payee", json={"reminders": {"email": False}}, headers=bearer("nobody", "nobody@family.test")), 403
+    )

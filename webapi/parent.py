@@ -27,6 +27,7 @@ from models.errors import Forbidden, NotFound
 from models.idempotency import IdempotencyRace, fingerprint, store_response, stored_response
 from models.lessons import family_lessons, lesson_range
 from models.people import Payee, Student, add_student, get_student, update_student
+from models.reminders import set_reminders
 from webapi.ics import render_calendar
 from webapi.lesson_schemas import LessonList, LessonsQuery
 from webapi.schemas import (
@@ -50,10 +51,13 @@ from webapi.schemas import (
     MakeupSlotOut,
     PageQuery,
     PayeeOut,
+    PayeePatch,
     PayeeUpdate,
     PaymentAction,
     PaymentSetupOut,
     Problem,
+    Reminders,
+    RemindersOut,
     StudentCreate,
     StudentOut,
     StudentPage,
@@ -117,6 +121,7 @@ def _payee_out(payee: Payee) -> dict:
         name=payee.name,
         phone=payee.phone,
         has_billing_customer=payee.stripe_customer_id is not None,
+        reminders=RemindersOut(email=payee.remind_by_email, sms=payee.remind_by_sms),
         calendar_url=calendar_url,
     ).model_dump(mode="json")
 
@@ -147,7 +152,42 @@ def put_payee(body: PayeeUpdate):
             phone=body.phone,
             invite_code=body.invite_code,
         )
+        _set_reminders(session, payee, body.reminders, phone=body.phone)
         return _payee_out(payee)
+
+
+@bp.patch("/payee", responses={200: PayeeOut, 403: Problem, 422: Problem})
+def patch_payee(body: PayeePatch):
+    """Change some of the caller's payee record: name, phone, lesson reminder channels
+    (`{"reminders": {"email": true, "sms": false}}`); fields left out are unchanged. SMS needs a
+    valid phone number (422 `invalid`, field `phone`); numbers are stored in E.164."""
+    identity = g.identity
+    with session_scope() as session:
+        _payee(session)  # 403 payee-required before PUT /parent/payee
+        payee = register_sign_in(
+            session,
+            supabase_user_id=identity.sub,
+            email=identity.email,
+            email_verified=identity.email_verified,
+            name=body.name,
+            phone=body.phone,
+        )
+        _set_reminders(session, payee, body.reminders, phone=body.phone)
+        return _payee_out(payee)
+
+
+def _set_reminders(session, payee: Payee, reminders: Reminders | None, *, phone: str | None) -> None:
+    """The request's reminder channels (and its phone, in E.164 while SMS is on); audited."""
+    if reminders is None and not (phone and payee.remind_by_sms):
+        return
+    set_reminders(
+        session,
+        payee,
+        email=reminders.email if reminders else None,
+        sms=reminders.sms if reminders else None,
+        phone=phone,
+        actor=_actor(payee),
+    )
 
 
 # Students --------------------------------------------------------------------------------

@@ -184,6 +184,27 @@ class ReadyOut(BaseModel):
 # Payee and students ----------------------------------------------------------------------
 
 
+class Reminders(Input):
+    """The family's lesson reminder channels (a day ahead); left out: unchanged. SMS needs a phone
+    number (this request's `phone`, or the one on record), validated and stored in E.164."""
+
+    email: bool | None = None
+    sms: bool | None = None
+
+
+class RemindersOut(BaseModel):
+    email: bool
+    sms: bool
+
+
+class PayeePatch(Input):
+    """A partial update of the caller's payee (fields left out are unchanged)."""
+
+    name: Name | None = None
+    phone: Phone | None = None
+    reminders: Reminders | None = None
+
+
 class PayeeUpdate(Input):
     """What a parent may set on their own record (the email comes from the sign-in).
 
@@ -194,6 +215,7 @@ class PayeeUpdate(Input):
     name: Name | None = None
     phone: Phone | None = None
     invite_code: str | None = Field(None, min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    reminders: Reminders | None = None
 
 
 class PayeeOut(BaseModel):
@@ -202,6 +224,7 @@ class PayeeOut(BaseModel):
     name: str
     phone: str | None = None
     has_billing_customer: bool
+    reminders: RemindersOut
     calendar_url: str = Field(description="subscribe URL of the family calendar (contains a secret token)")
 
 
