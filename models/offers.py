@@ -29,7 +29,7 @@ from sqlmodel import Session, col, select
 from models.audit import record_audit, snapshot
 from models.base import utcnow
 from models.booking import _new_enrollment, hold_slot
-from models.clock import format_minute, weekday_label
+from models.clock import format_minute, occurrence_start, weekday_label
 from models.config import get_settings
 from models.db import after_commit, lock_row
 from models.enrollment import EXPIRED, LIVE_STATUSES, OFFERED, Enrollment
@@ -37,6 +37,7 @@ from models.errors import Invalid, NotFound, SlotTaken
 from models.outbox import queue_email
 from models.people import HoldingFamily, Instrument, Payee, Student, Teacher, TeacherInstrument
 from models.scheduling import Timeslot
+from models.sms import queue_sms
 from models.waitlist import (
     BOOKED,
     OFFER_ACCEPTED,
@@ -223,6 +224,24 @@ def _email_offer(session: Session, offer: WaitlistOffer, *, slot: Timeslot, teac
         },
         dedupe_key=f"waitlist_offer:{offer.id}",
     )
+    if payee.remind_by_sms and payee.phone:  # the family reads texts: the offer by SMS too
+        starts = occurrence_start(start, slot.start_minute, settings.tz)
+        queue_sms(
+            session,
+            template="waitlist_offer",
+            recipient=payee.phone,
+            context={
+                "studio_name": settings.STUDIO_NAME,
+                "student_name": student.name,
+                "teacher_name": teacher.name,
+                "weekday": weekday_label(slot.weekday),
+                "lesson_date": start.isoformat(),
+                "time": format_minute(slot.start_minute),
+                "zone": starts.tzname() or settings.STUDIO_TIMEZONE,
+                "offer_id": offer.id,
+            },
+            dedupe_key=f"waitlist_offer:{offer.id}:sms",
+        )
 
 
 def candidate_slots(session: Session) -> list[int]:

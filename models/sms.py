@@ -23,7 +23,7 @@ from models.db import after_commit, lock_row
 from models.errors import Conflict, Invalid, NotFound
 
 SMS_STATUSES = ("queued", "sending", "sent", "failed")
-SMS_TEMPLATES = ("lesson_reminder",)
+SMS_TEMPLATES = ("lesson_reminder", "waitlist_offer")
 DEFAULT_REGION = "US"  # a number written without +country code is read as this region's
 
 _dispatcher: Callable[[int], None] | None = None

@@ -314,3 +314,21 @@ def test_an_expired_hold_offers_its_slot_and_an_offer_is_no_lesson_of_the_family
         headers = bearer(family.sub, family.email)
         assert client.get("/parent/lessons", headers=headers).get_json()["items"] == []
         assert client.get("/parent/offers", headers=headers).get_json()["items"][0]["id"] == offer.id
+
+
+def test_a_family_that_reads_texts_gets_the_offer_by_sms_too(session):
+    from models.sms import SmsLog
+
+    slot, holding = _held_slot(session)
+    texting = factories.payee(session)
+    texting.phone, texting.remind_by_sms = "+12025550143", True
+    student = factories.student(session, payee_row=texting)
+    session.commit()
+    _add(session, student.id)
+    with session_scope() as unit:
+        cancel_enrollment(unit, unit.get(Enrollment, holding.id), reason=None, actor=ACTOR)
+    with session_scope() as unit:
+        offer = offers.offer_slot(unit, slot.id)
+        offer_id = offer.id
+    texts = session.exec(select(SmsLog).where(SmsLog.template == "waitlist_offer")).all()
+    assert [(text.recipient, text.dedupe_key) for text in texts] == [("+12025550143", f"waitlist_offer:{offer_id}:sms")]
