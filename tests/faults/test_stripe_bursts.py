@@ -47,10 +47,11 @@ def _emails(template: str) -> list[EmailLog]:
 def _retry_gaps(log: str) -> list[float]:
     """Seconds between a failed attempt and the next attempt of the same task (consumer log)."""
     starts: dict[str, list[datetime]] = {}
+    # The consumer's lines in the house format (models/logs.py): `<ISO time>Z INFO huey...: Executing ...`.
     for stamp, task_id in re.findall(
-        r"^\[([\d\- :,]+)\] INFO:huey:[\w-]+:Executing workers\.tasks\.book_enrollment: ([\w-]+)", log, re.M
+        r"^(\S+)Z INFO huey[\w.]*: Executing workers\.tasks\.book_enrollment: ([\w-]+)", log, re.M
     ):
-        starts.setdefault(task_id, []).append(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f"))
+        starts.setdefault(task_id, []).append(datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f"))
     return [
         (later - earlier).total_seconds() for times in starts.values() for earlier, later in zip(times, times[1:], strict=False)
     ]
