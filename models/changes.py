@@ -36,6 +36,7 @@ from models.enrollment import (
     CANCELLED,
     HOLD_STATUSES,
     LIVE_STATUSES,
+    OFFERED,
     PAST_DUE,
     PAUSED,
     Enrollment,
@@ -72,6 +73,8 @@ def cancellation_of(session: Session, enrollment: Enrollment) -> str:
     that moved (its successor is the one to cancel)."""
     if enrollment.status in HOLD_STATUSES:
         return CANCEL_NOW
+    if enrollment.status == OFFERED:
+        raise Conflict(f"booking {enrollment.id} is a waiting-list offer: decline it (POST /parent/offers/<id>/decline)")
     if enrollment.status not in LIVE_STATUSES or enrollment.cancel_at_period_end:
         return NOTHING_TO_DO
     moved_to = successor_id(session, enrollment.id)

@@ -163,6 +163,8 @@ def test_a_declined_offer_goes_to_the_next_entry_and_another_family_gets_404(ses
     offer = _open_offer(session, slot.id)
     assert offer.student_id == mine.id
     assert_problem(client.post(f"/parent/offers/{offer.id}/decline", headers=other.headers), 404)
+    # The offer's hold is no booking to cancel: the family declines the offer.
+    assert_problem(client.post(f"/parent/bookings/{offer.enrollment_id}/cancel", headers=family.headers), 409)
     assert_problem(client.post(f"/parent/offers/{offer.id}/accept", json={"plan": "monthly"}, headers=other.headers), 404)
     assert client.get("/parent/offers", headers=other.headers).get_json()["items"] == []
     declined = client.post(f"/parent/offers/{offer.id}/decline", headers=family.headers)
