@@ -23,3 +23,17 @@ def set_email_dispatcher(dispatcher: Callable[[int], object] | None) -> None:
 def email_dispatcher() -> Callable[[int], object] | None:
     """The installed dispatcher, if any."""
     return _email_dispatcher
+
+
+_sms_dispatcher: Callable[[int], object] | None = None
+
+
+def set_sms_dispatcher(dispatcher: Callable[[int], object] | None) -> None:
+    """Install what enqueues the send of SmsLog `id` after commit (None: nothing)."""
+    global _sms_dispatcher
+    _sms_dispatcher = dispatcher
+
+
+def sms_dispatcher() -> Callable[[int], object] | None:
+    """The installed SMS dispatcher, if any."""
+    return _sms_dispatcher

@@ -11,7 +11,6 @@ Phone numbers are stored in E.164 (`normalize_phone`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 
 import phonenumbers
@@ -20,19 +19,12 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from models.audit import record_audit
 from models.base import enum_check, json_column, utc_column, utcnow
 from models.db import after_commit, lock_row
+from models.dispatch import sms_dispatcher
 from models.errors import Conflict, Invalid, NotFound
 
 SMS_STATUSES = ("queued", "sending", "sent", "failed")
 SMS_TEMPLATES = ("lesson_reminder", "waitlist_offer")
 DEFAULT_REGION = "US"  # a number written without +country code is read as this region's
-
-_dispatcher: Callable[[int], None] | None = None
-
-
-def set_sms_dispatcher(dispatcher: Callable[[int], None] | None) -> None:
-    """The workers install the function that enqueues an SmsLog row's send (by id)."""
-    global _dispatcher
-    _dispatcher = dispatcher
 
 
 class SmsLog(SQLModel, table=True):
@@ -69,7 +61,7 @@ def normalize_phone(raw: str, *, region: str = DEFAULT_REGION) -> str:
 
 
 def _dispatch_after_commit(session: Session, sms_id: int) -> None:
-    dispatcher = _dispatcher
+    dispatcher = sms_dispatcher()
     if dispatcher is not None:
         after_commit(session, lambda: dispatcher(sms_id))
 

@@ -32,6 +32,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "offers": ("offers", "Freed slots offered to the waiting list: list, send."),
     "dashboard": ("dashboard", "Today's lessons, provisional holds, payments."),
     "emails": ("emails", "Email log: list, retry."),
+    "sms": ("sms", "Text message log (lesson reminders): list, retry."),
     "deadletters": ("deadletters", "Jobs that failed for good: list, retry, resolve."),
     "stripe": ("stripe_cmd", "Stripe events: list, replay, reconcile."),
     "jobs": ("jobs", "Periodic jobs: list, run one now."),

@@ -198,3 +198,26 @@ def lessons(
         ],
         empty=f"no lessons from {first} to {last}",
     )
+
+
+@app.command("set-reminders")
+def set_reminders(
+    payee: PayeeRef,
+    email: Annotated[bool | None, typer.Option("--email/--no-email", help="Lesson reminders by email.")] = None,
+    sms: Annotated[bool | None, typer.Option("--sms/--no-sms", help="Lesson reminders by SMS (needs a phone).")] = None,
+    phone: Annotated[str | None, typer.Option(help="Phone number, stored in E.164 ('' removes it).")] = None,
+    json_output: bool = JsonOption,
+) -> None:
+    """Choose a family's lesson reminder channels (a day ahead; email on, SMS off by default).
+
+    Example: studioctl payees set-reminders sam@family.example --sms --phone "+1 212 555 0123"
+    """
+    from models import reminders
+    from models.db import session_scope
+    from models.people import get_payee
+
+    with session_scope() as session:
+        row = get_payee(session, payee)
+        reminders.set_reminders(session, row, email=email, sms=sms, phone=phone, actor="admin")
+        view = {"id": row.id, "email": row.email} | reminders.reminder_settings(row)
+    show_record("Reminders", view, json_output, "reminders set")

@@ -178,3 +178,26 @@ def test_phone_numbers_are_stored_in_e164():
     for bad in ("", "hello", "12", "+1 212 555"):
         with pytest.raises(Invalid):
             normalize_phone(bad)
+
+
+def test_the_cli_sets_reminders_lists_texts_and_retries_a_failed_one(db, session):
+    from tests import factories
+    from tests.support.cli import ok, ok_json, refused
+
+    payee = factories.payee(session)
+    session.commit()
+    refused("payees", "set-reminders", payee.email, "--sms", message="need a phone number")
+    refused("payees", "set-reminders", payee.email, "--sms", "--phone", "12", message="not a")
+    view = ok_json("payees", "set-reminders", payee.email, "--sms", "--no-email", "--phone", "(212) 555-0123")
+    assert (view["email"], view["sms"], view["phone"]) == (False, True, PHONE)
+    sms_id = _queued()
+    with session_scope() as work:
+        row = get_sms(work, sms_id)
+        row.status, row.error = "failed", "Twilio send answered 400 (code 21610)"
+        work.add(row)
+    listed = ok_json("sms", "list", "--status", "failed")
+    assert [(item["id"], item["recipient"], item["status"]) for item in listed] == [(sms_id, PHONE, "failed")]
+    assert "queued again" in ok("sms", "retry", str(sms_id)).stdout
+    assert _row(sms_id).status == "queued"
+    assert deliver(sms_id) == "sent"
+    refused("sms", "retry", str(sms_id), message="was sent")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from models import dispatch, sms
+from models import dispatch
 
 # Loggers that write HTTP traffic at DEBUG: Stripe's SDK logs every request's parameters and
 # every response body (client secrets `pi_..._secret_...`, emails, card details), urllib3 and
@@ -49,5 +49,5 @@ def install() -> None:
     from models import offers
 
     offers.set_slot_dispatcher(_enqueue_offer)  # a freed slot is offered to the waiting list after commit
-    sms.set_sms_dispatcher(_enqueue_sms)
+    dispatch.set_sms_dispatcher(_enqueue_sms)
     keep_http_bodies_out_of_logs()
