@@ -165,11 +165,11 @@ def _entry(
 def provisional_holds(
     session: Session, *, now: datetime | None = None, after: tuple[datetime, int] | None = None, limit: int | None = None
 ) -> list[dict]:
-    """Holds — provisional enrollments, and those whose first payment waits for the parent's 3-D
-    Secure check (`status` says which) — soonest expiry first (then by id), with the seconds left
+    """Holds — provisional enrollments, those whose first payment waits for the parent's 3-D
+    Secure check, and open waiting-list offers (`status` says which) — soonest expiry first (then by id), with the seconds left
     (one query). `after` (an expiry and an id) and `limit`: the admin API's pages, the holds
     that come after that place in this order."""
-    from models.enrollment import HOLD_STATUSES, Enrollment
+    from models.enrollment import HOLD_STATUSES, OFFERED, Enrollment
     from models.people import Instrument, Payee, Student, Teacher
     from models.scheduling import Timeslot
 
@@ -181,7 +181,7 @@ def provisional_holds(
         .join(Student, Student.id == Enrollment.student_id)
         .join(Payee, Payee.id == Student.payee_id)
         .join(Instrument, Instrument.id == Enrollment.instrument_id)
-        .where(Enrollment.status.in_(HOLD_STATUSES))
+        .where(Enrollment.status.in_((*HOLD_STATUSES, OFFERED)))
         .order_by(Enrollment.provisional_expires_at, Enrollment.id)
         .limit(limit)
     )

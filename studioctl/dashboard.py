@@ -51,10 +51,18 @@ def today(
         get_console().print("[yellow]DST[/]: the clock changed since last week; lessons keep their wall-clock time.")
 
 
+def _waiting_for(row: dict) -> str:
+    if row["status"] == "action_required":
+        return "waiting for the parent's 3-D Secure check"
+    if row["status"] == "offered":
+        return "waiting-list offer: waiting for the family's answer"
+    return row["pipeline_state"] or "-"
+
+
 @app.command()
 def provisionals(json_output: bool = JsonOption) -> None:
-    """Holds: provisional ones waiting for payment setup, and action_required ones waiting for the
-    parent's 3-D Secure check, with the time left on each.
+    """Holds: provisional ones waiting for payment setup, action_required ones waiting for the
+    parent's 3-D Secure check, and open waiting-list offers, with the time left on each.
 
     Example: studioctl dashboard provisionals
     """
@@ -76,7 +84,7 @@ def provisionals(json_output: bool = JsonOption) -> None:
                 r["slot"],
                 r["payee"],
                 "[red]overdue[/]" if r["overdue"] else _left(r["seconds_left"]),
-                "waiting for the parent's 3-D Secure check" if r["status"] == "action_required" else r["pipeline_state"] or "-",
+                _waiting_for(r),
             ]
             for r in rows
         ],

@@ -334,3 +334,20 @@ def test_a_family_that_reads_texts_gets_the_offer_by_sms_too(session):
         offer_id = offer.id
     texts = session.exec(select(SmsLog).where(SmsLog.template == "waitlist_offer")).all()
     assert [(text.recipient, text.dedupe_key) for text in texts] == [("+12025550143", f"waitlist_offer:{offer_id}:sms")]
+
+
+def test_the_dashboard_shows_open_offers_beside_provisional_holds(session):
+    from tests.support.cli import ok_json
+
+    slot, holding = _held_slot(session)
+    student = factories.student(session)
+    session.commit()
+    _add(session, student.id)
+    with session_scope() as unit:
+        cancel_enrollment(unit, unit.get(Enrollment, holding.id), reason=None, actor=ACTOR)
+    with session_scope() as unit:
+        offer = offers.offer_slot(unit, slot.id)
+        hold_id = offer.enrollment_id
+    rows = ok_json("dashboard", "provisionals")
+    assert [(row["id"], row["status"]) for row in rows] == [(hold_id, "offered")]
+    assert rows[0]["seconds_left"] > 23 * 3600

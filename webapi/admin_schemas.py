@@ -110,7 +110,9 @@ class HoldOut(BaseModel):
     seconds_left: int
     overdue: bool
     pipeline_state: str | None = None
-    status: str = Field(description="provisional | action_required (waiting for the parent's 3-D Secure check)")
+    status: str = Field(
+        description="provisional | action_required (waiting for the parent's 3-D Secure check) | offered (a waiting-list offer)"
+    )
 
 
 class HoldPage(BaseModel):
