@@ -218,7 +218,7 @@ def _in_threads(count: int, target) -> list:
 def test_two_consumers_running_offer_freed_slots_at_once_make_one_offer(committed_db):
     from workers.offers import offer_freed_slots
 
-    rounds = 20
+    rounds = 50  # the issue asks for fifty
     for index in range(rounds):
         slot_id = _race_setup(index)
         results = _in_threads(2, offer_freed_slots)
