@@ -79,6 +79,8 @@ def test_retryable_is_keyed_by_the_task_objects():
         tasks.undo_orphan_charges,
         tasks.send_email,
         tasks.process_stripe_event,
+        tasks.move_subscription,
+        tasks.send_sms,
     )
     assert set(tasks.RETRYABLE) == {tasks.task_name(task) for task in wrappers}
     for name, entry in tasks.RETRYABLE.items():

@@ -58,34 +58,30 @@ def signed_in(client):
     return register(client, "deep-user", "deep@family.test")
 
 
-# Every route with a JSON body, and /auth/* (no body read there; the guard covers any JSON body).
-JSON_ROUTES = [
-    ("POST", "/auth/exchange"),
-    ("POST", "/auth/refresh"),
-    ("PUT", "/parent/payee"),
-    ("POST", "/parent/students"),
-    ("PATCH", "/parent/students/{student_id}"),
-    ("POST", "/parent/bookings"),
-    ("POST", "/parent/makeups/{makeup_id}/book"),
-]
+# /auth/* read no body, but the guard covers any JSON body sent to them too.
+AUTH_ROUTES = [("POST", "/auth/exchange"), ("POST", "/auth/refresh")]
 
 
-def test_item_03_the_routes_below_include_every_json_body_route(app):
-    documented = {
+def _json_body_routes(app) -> list[tuple[str, str]]:
+    """Every operation the OpenAPI document gives a request body (a new route is covered as it lands)."""
+    return sorted(
         (method.upper(), path)
         for path, item in app.api_doc["paths"].items()
         for method, operation in item.items()
         if "requestBody" in operation
-    }
-    assert documented and documented <= set(JSON_ROUTES)
+    )
 
 
-@pytest.mark.parametrize(("method", "path"), JSON_ROUTES)
-def test_item_03_deep_json_is_400_on_every_json_route(client, signed_in, method, path):
+def test_item_03_deep_json_is_400_on_every_json_route(app, client, signed_in):
     """~1,000 levels made get_json raise RecursionError: a 500. Refused before parsing now."""
-    url = re.sub(r"\{[a-z_]+\}", "1", path)
+    routes = _json_body_routes(app)
+    assert ("POST", "/parent/bookings") in routes and ("PUT", "/parent/payee") in routes
     headers = {**signed_in.headers, "Content-Type": "application/json"}
-    assert_problem(client.open(url, method=method, data=nested(1000), headers=headers), 400, "json-too-deep")
+    for method, path in AUTH_ROUTES + routes:
+        url = re.sub(r"\{[a-z_]+\}", "1", path)
+        response = client.open(url, method=method, data=nested(1000), headers=headers)
+        assert response.status_code == 400, (method, path, response.status_code)
+        assert_problem(response, 400, "json-too-deep")
 
 
 def test_item_03_json_at_the_limit_still_reaches_validation(client, signed_in):
