@@ -13,8 +13,10 @@ the abbreviation of that date (EST or EDT: right across DST).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
@@ -122,27 +124,45 @@ def queue_lesson_reminders(session: Session, *, now: datetime, hours: int | None
         assert payee is not None
         for lesson in due_lessons(session, payee_id, now=now, hours=hours):
             context = reminder_context(payee, lesson)
-            if payee.remind_by_email and queue_email(
+            if payee.remind_by_email and _once(
                 session,
-                template="lesson_reminder",
-                recipient=payee.email,
-                context=context,
-                dedupe_key=dedupe_key(lesson, "email"),
+                partial(
+                    queue_email,
+                    session,
+                    template="lesson_reminder",
+                    recipient=payee.email,
+                    context=context,
+                    dedupe_key=dedupe_key(lesson, "email"),
+                ),
             ):
                 emails.append(lesson_key(lesson))
             if (
                 payee.remind_by_sms
                 and payee.phone
-                and queue_sms(
+                and _once(
                     session,
-                    template="lesson_reminder",
-                    recipient=payee.phone,
-                    context=context,
-                    dedupe_key=dedupe_key(lesson, "sms"),
+                    partial(
+                        queue_sms,
+                        session,
+                        template="lesson_reminder",
+                        recipient=payee.phone,
+                        context=context,
+                        dedupe_key=dedupe_key(lesson, "sms"),
+                    ),
                 )
             ):
                 texts.append(lesson_key(lesson))
     return Queued(email=emails, sms=texts)
+
+
+def _once(session: Session, queue: Callable[[], object]) -> bool:
+    """Queue in a savepoint: a run elsewhere that queued the same key a moment ago (the unique
+    dedupe key refuses the second row) is no failure, just nothing more to send."""
+    try:
+        with session.begin_nested():
+            return queue() is not None
+    except sa.exc.IntegrityError:
+        return False
 
 
 def reminder_settings(payee: Payee) -> dict:

@@ -273,3 +273,40 @@ def test_patch_needs_a_payee_first(client):
     assert_problem(
         client.patch("/parent/payee", json={"reminders": {"email": False}}, headers=bearer("nobody", "nobody@family.test")), 403
     )
+
+
+def test_two_runs_at_once_queue_each_reminder_once(committed_db):
+    """Two consumers (no shared lock) running the reminders at the same moment, 10 times over:
+    one row per lesson and channel each time, and neither run fails."""
+    import threading
+
+    from models.db import session_scope
+
+    with session_scope() as work:
+        teacher = factories.teacher(work, name="Clara")
+        slots = [factories.timeslot(work, teacher_row=teacher, weekday=0, start=f"{hour}:00") for hour in (15, 16, 17)]
+        for slot in slots:
+            _, student = _family(work)
+            _enrollment(work, student, slot, start=date(2026, 9, 7))
+    errors: list[BaseException] = []
+    for week in range(10):
+        now = datetime(2026, 9, 13, 18, 0, tzinfo=NY) + timedelta(weeks=week)  # Sundays, 18:00
+        barrier = threading.Barrier(2)
+
+        def run(now=now, barrier=barrier) -> None:
+            try:
+                barrier.wait()
+                with session_scope() as work:
+                    queue_lesson_reminders(work, now=now)
+            except BaseException as error:  # noqa: BLE001 — reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert errors == []
+    with session_scope(write=False) as work:
+        emails, texts = _reminders(work)
+    assert len(emails) == len(set(emails)) == 30 and len(texts) == len(set(texts)) == 30
