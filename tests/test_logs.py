@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import re
+import uuid
 from contextlib import contextmanager
 
 import pytest
@@ -74,11 +75,12 @@ def test_one_booking_logs_json_from_the_request_to_activation(
     )
     consumer = Consumer(env, tmp_path / "consumer.log").start()
     client = make_app().test_client()
+    # The local Stripe lives for the whole session: a family email of this run alone, so the
+    # customer is created here (payment setup looks a customer up by email first).
+    email = f"ada-{uuid.uuid4().hex[:8]}@family.test"
     try:
         with captured_json_logs() as api_log, redis_queue(task_queue, env):
-            signed_in = client.post(
-                "/auth/exchange", headers={"Authorization": f"Bearer {supabase_token('u-1', 'ada@family.test')}"}
-            )
+            signed_in = client.post("/auth/exchange", headers={"Authorization": f"Bearer {supabase_token('u-1', email)}"})
             token = signed_in.get_json()["access_token"]
             parent = {"Authorization": f"Bearer {token}"}
             assert client.put("/parent/payee", json={"name": "Ada Parent"}, headers=parent).status_code == 200
