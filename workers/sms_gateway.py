@@ -133,7 +133,9 @@ class TwilioBackend:
         cutoff = since - timedelta(minutes=5)  # clocks differ a little
         for message in messages:
             created = message.date_created
-            if message.body == body and (created is None or created >= cutoff):
+            # A trial account's texts carry Twilio's prefix ("Sent from your Twilio trial account - ...").
+            held = message.body or ""
+            if (held == body or held.endswith(f" - {body}")) and (created is None or created >= cutoff):
                 return str(message.sid), str(message.status or "")
         return None
 
