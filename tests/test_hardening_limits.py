@@ -55,6 +55,10 @@ def test_item_08_parent_writes_are_limited_per_parent_across_routes(db, session)
     assert client.post("/parent/students", json={"name": "Dee"}, headers=second.headers).status_code == 201
     # Reads are not writes.
     assert client.get("/parent/students", headers=first.headers).status_code == 200
+    # Every blueprint under /parent/ counts in the same bucket (the waiting list's too).
+    assert (
+        client.post("/parent/waitlist", json={"student_id": 1, "instrument": "piano"}, headers=first.headers).status_code == 429
+    )
 
 
 def test_item_06_readyz_is_200_naming_each_check_when_all_answer(client):

@@ -63,11 +63,12 @@ def install(app: Flask, settings: Settings) -> Limiter:
 
 
 def _parent_write_endpoints(app: Flask) -> list[str]:
+    # By URL, not blueprint: every blueprint under /parent/ (the waiting list's too) is a family's.
     return sorted(
         {
             rule.endpoint
             for rule in app.url_map.iter_rules()
-            if rule.endpoint.startswith("parent.") and set(rule.methods or ()) & set(WRITE_METHODS)
+            if rule.rule.startswith("/parent/") and set(rule.methods or ()) & set(WRITE_METHODS)
         }
     )
 
