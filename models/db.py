@@ -24,6 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
+from models import dispatch
 from models.config import get_settings
 from models.errors import DomainError
 
@@ -154,6 +155,7 @@ def after_commit(session: Session, callback: Callable[[], object]) -> None:
 
 
 def _new_session(write: bool, *, migrated: bool = True) -> Session:
+    dispatch.run_before_first_unit()
     if _bind_override is not None:
         return Session(bind=_bind_override, join_transaction_mode="create_savepoint", expire_on_commit=False)
     engine = get_engine()

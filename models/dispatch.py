@@ -26,6 +26,22 @@ def email_dispatcher() -> Callable[[int], object] | None:
 
 
 _sms_dispatcher: Callable[[int], object] | None = None
+_before_first_unit: Callable[[], object] | None = None
+
+
+def set_before_first_unit(hook: Callable[[], object] | None) -> None:
+    """Install what runs before a process's first unit of work (`models.db.session_scope`): the
+    entry points use it to load what a `--help` must not (the waiting list's after-flush hook)."""
+    global _before_first_unit
+    _before_first_unit = hook
+
+
+def run_before_first_unit() -> None:
+    """Run the installed hook once (then forget it)."""
+    global _before_first_unit
+    hook, _before_first_unit = _before_first_unit, None
+    if hook is not None:
+        hook()
 
 
 def set_sms_dispatcher(dispatcher: Callable[[int], object] | None) -> None:

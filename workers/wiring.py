@@ -35,6 +35,12 @@ def _enqueue_offer(timeslot_id: int) -> None:
     enqueue_offer(timeslot_id)
 
 
+def _watch_freed_slots() -> None:
+    from models import offers
+
+    offers.set_slot_dispatcher(_enqueue_offer)
+
+
 def keep_http_bodies_out_of_logs() -> None:
     """Hold the loggers that write request and response bodies at INFO or above (Stripe's at WARNING)."""
     for name in HTTP_BODY_LOGGERS:
@@ -46,8 +52,8 @@ def install() -> None:
     """Emails queued in a unit of work are enqueued for sending once it commits; no HTTP body
     reaches a log, whatever the log level."""
     dispatch.set_email_dispatcher(_enqueue_send)
-    from models import offers
-
-    offers.set_slot_dispatcher(_enqueue_offer)  # a freed slot is offered to the waiting list after commit
+    # A freed slot is offered to the waiting list after commit: `models.offers` watches flushes
+    # once imported, which loads the ORM; so before the first unit of work, not for a `--help`.
+    dispatch.set_before_first_unit(_watch_freed_slots)
     dispatch.set_sms_dispatcher(_enqueue_sms)
     keep_http_bodies_out_of_logs()
