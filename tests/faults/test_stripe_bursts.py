@@ -48,9 +48,7 @@ def _retry_gaps(log: str) -> list[float]:
     """Seconds between a failed attempt and the next attempt of the same task (consumer log)."""
     starts: dict[str, list[datetime]] = {}
     # The consumer's lines in the house format (models/logs.py): `<ISO time>Z INFO huey...: Executing ...`.
-    for stamp, task_id in re.findall(
-        r"^(\S+)Z INFO huey[\w.]*: Executing workers\.tasks\.book_enrollment: ([\w-]+)", log, re.M
-    ):
+    for stamp, task_id in re.findall(r"^(\S+)Z INFO huey[\w.]*: Executing workers\.tasks\.book_enrollment: ([\w-]+)", log, re.M):
         starts.setdefault(task_id, []).append(datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f"))
     return [
         (later - earlier).total_seconds() for times in starts.values() for earlier, later in zip(times, times[1:], strict=False)
