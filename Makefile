@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test typecheck install install-dev bench serve worker clean
+.PHONY: demo test typecheck install install-dev bench serve worker clean openapi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ typecheck: $(DEV_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
+
+## The OpenAPI document checked in for the app developers (tests/test_openapi_file.py keeps it true).
+openapi: $(STAMP)
+	$(BIN)/python -m webapi.openapi_file
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.run_all
