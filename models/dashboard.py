@@ -13,11 +13,11 @@ from sqlmodel import Session, select
 
 from models import light
 from models.base import utcnow
-from models.clock import format_minute, is_dst_change_week, occurrence_start
+from models.clock import format_minute, is_dst_change_week, occurrence_start, slot_label
 from models.config import get_settings
 
 if TYPE_CHECKING:
-    from models.billing import Plan, StripeEvent
+    from models.billing import Plan
     from models.scheduling import Semester
 
 # `day_schedule` (the `studioctl dashboard today` path) selects columns through the light
@@ -174,8 +174,21 @@ def provisional_holds(
     from models.scheduling import Timeslot
 
     now = now or utcnow()
+    # Columns, not entities: the board is read-only, and building ORM objects (identity map,
+    # instance state) for every hold was half its time at a few thousand holds (bench/dashboard.py).
     statement = (
-        select(Enrollment, Timeslot, Teacher.name, Student.name, Instrument.name, Payee.email)
+        select(
+            Enrollment.id,
+            Enrollment.provisional_expires_at,
+            Enrollment.pipeline_state,
+            Enrollment.status,
+            Timeslot.weekday,
+            Timeslot.start_minute,
+            Teacher.name,
+            Student.name,
+            Instrument.name,
+            Payee.email,
+        )
         .join(Timeslot, Timeslot.id == Enrollment.timeslot_id)
         .join(Teacher, Teacher.id == Timeslot.teacher_id)
         .join(Student, Student.id == Enrollment.student_id)
@@ -194,21 +207,32 @@ def provisional_holds(
             )
         )
     rows = []
-    for enrollment, slot, teacher, student, instrument, payee_email in session.exec(statement).all():
-        left = int((enrollment.provisional_expires_at - now).total_seconds())
+    for (
+        enrollment_id,
+        expires_at,
+        pipeline_state,
+        status,
+        weekday,
+        start_minute,
+        teacher,
+        student,
+        instrument,
+        payee_email,
+    ) in session.exec(statement).all():
+        left = int((expires_at - now).total_seconds())
         rows.append(
             {
-                "id": enrollment.id,
+                "id": enrollment_id,
                 "teacher": teacher,
                 "student": student,
                 "instrument": instrument,
                 "payee": payee_email,
-                "slot": slot.label,
-                "expires_at": enrollment.provisional_expires_at.isoformat(),
+                "slot": slot_label(weekday, start_minute),
+                "expires_at": expires_at.isoformat(),
                 "seconds_left": max(left, 0),
                 "overdue": left < 0,
-                "pipeline_state": enrollment.pipeline_state,
-                "status": enrollment.status,
+                "pipeline_state": pipeline_state,
+                "status": status,
             }
         )
     return rows
@@ -232,8 +256,16 @@ def payment_activity(
 
     now = now or utcnow()
     since = now - timedelta(days=days)
+    # Columns, not entities (read-only; see provisional_holds).
     recent = (
-        select(StripeEvent)
+        select(
+            StripeEvent.id,
+            StripeEvent.stripe_event_id,
+            StripeEvent.type,
+            StripeEvent.status,
+            StripeEvent.received_at,
+            StripeEvent.error,
+        )
         .where(StripeEvent.received_at >= since)
         .order_by(StripeEvent.received_at.desc(), StripeEvent.id.desc())
     )
@@ -249,31 +281,32 @@ def payment_activity(
     else:
         failed = [_event_row(event) for event in session.exec(recent.where(StripeEvent.status == "failed")).all()]
     failures = [{"kind": "stripe_event", "id": event["id"], "what": event["type"], "error": event["error"]} for event in failed]
-    for enrollment, student_name in session.exec(
-        select(Enrollment, Student.name)
+    for enrollment_id, status, failure_reason, student_name in session.exec(
+        select(Enrollment.id, Enrollment.status, Enrollment.failure_reason, Student.name)
         .join(Student, Student.id == Enrollment.student_id)
         .where(Enrollment.status.in_((FAILED, PAST_DUE)), Enrollment.updated_at >= since)
         .order_by(Enrollment.updated_at.desc())
     ).all():
         failures.append(
             {
-                "kind": f"enrollment_{enrollment.status}",
-                "id": enrollment.id,
+                "kind": f"enrollment_{status}",
+                "id": enrollment_id,
                 "what": student_name,
-                "error": enrollment.failure_reason or ("payment failed" if enrollment.status == PAST_DUE else None),
+                "error": failure_reason or ("payment failed" if status == PAST_DUE else None),
             }
         )
     return {"days": days, "events": events, "failures": failures}
 
 
-def _event_row(event: StripeEvent) -> dict:
+def _event_row(row: sa.Row) -> dict:
+    event_id, stripe_event_id, type_, status, received_at, error = row
     return {
-        "id": event.id,
-        "stripe_event_id": event.stripe_event_id,
-        "type": event.type,
-        "status": event.status,
-        "received_at": event.received_at.isoformat(),
-        "error": event.error,
+        "id": event_id,
+        "stripe_event_id": stripe_event_id,
+        "type": type_,
+        "status": status,
+        "received_at": received_at.isoformat(),
+        "error": error,
     }
 
 
