@@ -155,7 +155,8 @@ def after_commit(session: Session, callback: Callable[[], object]) -> None:
 
 
 def _new_session(write: bool, *, migrated: bool = True) -> Session:
-    dispatch.run_before_first_unit()
+    if write:  # a read-only unit frees no slot: `dashboard today` need not load the waiting list's watch
+        dispatch.run_before_first_unit()
     if _bind_override is not None:
         return Session(bind=_bind_override, join_transaction_mode="create_savepoint", expire_on_commit=False)
     engine = get_engine()

@@ -30,8 +30,9 @@ _before_first_unit: Callable[[], object] | None = None
 
 
 def set_before_first_unit(hook: Callable[[], object] | None) -> None:
-    """Install what runs before a process's first unit of work (`models.db.session_scope`): the
-    entry points use it to load what a `--help` must not (the waiting list's after-flush hook)."""
+    """Install what runs before a process's first writing unit of work (`models.db.session_scope`;
+    `write=False` units change nothing, so they do not wait for it): the entry points use it to load
+    what a `--help` or a read-only command must not (the waiting list's after-flush hook)."""
     global _before_first_unit
     _before_first_unit = hook
 

@@ -26,3 +26,25 @@ def test_help_imports_nothing_heavy(argv):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
+# The table classes (pydantic models and mappers) that the read-only dashboard path is built
+# to avoid (models.dashboard's light Core handles); the waiting list's after-flush watch would
+# load them, and is installed only before a writing unit of work.
+TABLE_MODULES = ("models.booking", "models.enrollment", "models.offers", "models.people", "models.scheduling")
+
+
+def test_dashboard_today_loads_no_table_classes(tmp_path):
+    from tests.support.databases import migrate
+
+    url = f"sqlite:///{tmp_path / 'studio.db'}"
+    migrate(url)
+    code = (
+        "import sys\nfrom studioctl.main import app\n"
+        "try:\n    app(['dashboard', 'today', '--json'])\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        f"print(sorted(name for name in {TABLE_MODULES!r} if name in sys.modules))"
+    )
+    env = {**os.environ, "DATABASE_URL": url}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
