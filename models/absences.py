@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 
 from sqlmodel import Session, col, func, select
 
-from models.attendance import EXCUSED, LATE_CANCEL, Attendance, MakeUp, mark_attendance
+from models.attendance import EXCUSED, FREES_SLOT_DATE, LATE_CANCEL, TAKEN_STATUSES, Attendance, MakeUp, mark_attendance
 from models.base import utcnow
 from models.clock import occurrence_start
 from models.config import get_settings
@@ -158,6 +158,8 @@ def mark_lesson(
     says so). The notice is not applied (see the module's docstring); `teacher_cancelled`
     always earns one."""
     enrollment = get_enrollment(session, enrollment_id)
+    if status not in FREES_SLOT_DATE:
+        _refuse_if_made_up(session, enrollment, lesson_date)
     refusal = None
     if status == EXCUSED:
         student = lock_row(session, Student, enrollment.student_id)
@@ -167,3 +169,20 @@ def mark_lesson(
         session, enrollment_id=enrollment_id, lesson_date=lesson_date, status=status, note=note, actor=actor, earn=refusal is None
     )
     return Absence(row, credit, credit_reason(session, row, credit), created=True)
+
+
+def _refuse_if_made_up(session: Session, enrollment: Enrollment, lesson_date: date) -> None:
+    """A lesson its family called off is free for another student's make-up: once one is booked
+    there, the lesson cannot be marked as taught (Conflict) until that make-up is cancelled."""
+    lock_row(session, Timeslot, enrollment.timeslot_id)  # serialised with make-up bookings on the slot
+    made_up = session.exec(
+        select(MakeUp.id).where(
+            col(MakeUp.timeslot_id) == enrollment.timeslot_id,
+            col(MakeUp.lesson_date) == lesson_date,
+            col(MakeUp.status).in_(TAKEN_STATUSES),
+        )
+    ).first()
+    if made_up is not None:
+        raise Conflict(
+            f"the lesson on {lesson_date} was called off and make-up {made_up} is booked in its place; cancel that make-up first"
+        )

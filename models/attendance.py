@@ -4,8 +4,8 @@ Marking a lesson `excused` or `teacher_cancelled` earns the student one make-up 
 (expiring at the make-up window's end) and queues `make_up_invite`; `no_show` earns
 nothing and queues `no_show_notice`. Re-marking keeps the credit consistent: a credit
 not yet used disappears when the mark no longer earns it. A credit is booked onto a free
-slot-date: no live enrollment's lesson, no other make-up (a partial unique index makes the
-database refuse two), not a closure, inside the window.
+slot-date: no live enrollment's lesson (one its family called off is free), no other make-up
+(a partial unique index makes the database refuse two), not a closure, inside the window.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ PRESENT, EXCUSED, NO_SHOW, TEACHER_CANCELLED = "present", "excused", "no_show", 
 LATE_CANCEL = "late_cancel"
 ATTENDANCE_STATUSES = (PRESENT, EXCUSED, NO_SHOW, TEACHER_CANCELLED, LATE_CANCEL)
 EARNS_MAKEUP = (EXCUSED, TEACHER_CANCELLED)
+# A lesson its family called off leaves its slot-date free for someone's make-up.
+FREES_SLOT_DATE = (EXCUSED, LATE_CANCEL)
 
 # A make-up credit:  available ──> booked ──> used (its date passed)
 #                      │    ^        │
@@ -227,12 +229,10 @@ def _makeup_context(session: Session, credit: MakeUp) -> dict:
 def get_makeup(session: Session, makeup_id: int, *, payee_id: int | None = None) -> MakeUp:
     """A make-up credit by id; with `payee_id`, only that family's (others are NotFound)."""
     credit = session.get(MakeUp, makeup_id)
+    if credit is not None and payee_id is not None and session.get(Student, credit.student_id).payee_id != payee_id:
+        credit = None
     if credit is None:
         raise NotFound(f"no make-up {makeup_id}", field="makeup_id")
-    if payee_id is not None:
-        student = session.get(Student, credit.student_id)
-        if student.payee_id != payee_id:
-            raise NotFound(f"no make-up {makeup_id}", field="makeup_id")
     return credit
 
 
@@ -258,29 +258,31 @@ def grant_makeup(session: Session, *, student_id: int, reason: str, instrument: 
     )
 
 
-def _window(session: Session, credit: MakeUp, today: date) -> tuple[date, date] | None:
+def makeup_window(session: Session, credit: MakeUp, today: date) -> tuple[date, date] | None:
+    """The dates `credit` may be booked on from `today` (tomorrow at the earliest), or None."""
     semester = session.exec(select(Semester).where(Semester.makeup_ends_on == credit.expires_on)).first()
     first = max(today + timedelta(days=1), semester.makeup_starts_on if semester else today)
     last = min(credit.expires_on, semester.makeup_ends_on if semester else credit.expires_on)
     return (first, last) if first <= last else None
 
 
-def _taken_slot_dates(session: Session, slot_ids: list[int], first: date, last: date) -> set[tuple[int, date]]:
-    taken: set[tuple[int, date]] = set()
-    for slot_id, day in session.exec(
-        select(MakeUp.timeslot_id, MakeUp.lesson_date).where(
-            MakeUp.status.in_(TAKEN_STATUSES), MakeUp.lesson_date >= first, MakeUp.lesson_date <= last
-        )
-    ).all():
-        taken.add((slot_id, day))
+def taken_slot_dates(session: Session, slot_ids: list[int], first: date, last: date) -> set[tuple[int, date]]:
+    """The (slot, date) pairs from `first` to `last` a make-up cannot take: another make-up's, or
+    a live booking's lesson (one its family called off, FREES_SLOT_DATE, is free for a make-up)."""
+    made_up = select(MakeUp.timeslot_id, MakeUp.lesson_date).where(MakeUp.status.in_(TAKEN_STATUSES))
+    taken = set(session.exec(made_up.where(MakeUp.lesson_date >= first, MakeUp.lesson_date <= last)).all())
     closures = set(session.exec(select(SemesterClosure.closed_on)).all())
-    for enrollment in session.exec(
-        select(Enrollment).where(Enrollment.status.in_(LIVE_STATUSES), Enrollment.timeslot_id.in_(slot_ids))
-    ).all():
+    live = select(Enrollment).where(Enrollment.status.in_(LIVE_STATUSES), Enrollment.timeslot_id.in_(slot_ids))
+    called_off = select(Attendance.enrollment_id, Attendance.lesson_date).where(
+        Attendance.status.in_(FREES_SLOT_DATE), Attendance.lesson_date >= first, Attendance.lesson_date <= last
+    )
+    free = set(session.exec(called_off.where(Attendance.enrollment_id.in_(live.with_only_columns(Enrollment.id)))).all())
+    for enrollment in session.exec(live).all():
         end = lesson_end(session, enrollment) or last
         slot = session.get(Timeslot, enrollment.timeslot_id)
         for day in slot_dates(slot.weekday, max(first, enrollment.start_date), min(last, end), closures):
-            taken.add((slot.id, day))
+            if (enrollment.id, day) not in free:
+                taken.add((slot.id, day))
     return taken
 
 
@@ -292,7 +294,7 @@ def eligible_makeup_slots(
     if credit.status != AVAILABLE:
         return []
     today = today or studio_today()
-    window = _window(session, credit, today)
+    window = makeup_window(session, credit, today)
     if window is None:
         return []
     first, last = window
@@ -306,7 +308,7 @@ def eligible_makeup_slots(
             TeacherInstrument.instrument_id == credit.instrument_id
         )
     slots = list(session.exec(statement).all())
-    taken = _taken_slot_dates(session, [slot.id for slot in slots], first, last)
+    taken = taken_slot_dates(session, [slot.id for slot in slots], first, last)
     closures = set(session.exec(select(SemesterClosure.closed_on)).all())
     options = [
         (slot, day) for slot in slots for day in slot_dates(slot.weekday, first, last, closures) if (slot.id, day) not in taken
@@ -329,7 +331,7 @@ def book_makeup(session: Session, credit: MakeUp, *, timeslot_id: int, lesson_da
     if slot is None:
         raise NotFound(f"no timeslot {timeslot_id}", field="timeslot_id")
     today = studio_today()
-    window = _window(session, credit, today)
+    window = makeup_window(session, credit, today)
     if window is None or not window[0] <= lesson_date <= window[1]:
         raise Invalid(f"{lesson_date} is outside this make-up's window", field="date")
     if lesson_date.weekday() != slot.weekday:
@@ -341,7 +343,7 @@ def book_makeup(session: Session, credit: MakeUp, *, timeslot_id: int, lesson_da
         raise Invalid(f"{teacher.name} does not teach this make-up's instrument", field="timeslot_id")
     if session.exec(select(SemesterClosure).where(SemesterClosure.closed_on == lesson_date)).first():
         raise Invalid(f"the studio is closed on {lesson_date}", field="date")
-    if (slot.id, lesson_date) in _taken_slot_dates(session, [slot.id], lesson_date, lesson_date):
+    if (slot.id, lesson_date) in taken_slot_dates(session, [slot.id], lesson_date, lesson_date):
         raise SlotTaken(f"timeslot {slot.id} on {lesson_date} is taken")
     before = snapshot(credit)
     credit.status, credit.timeslot_id, credit.lesson_date, credit.updated_at = BOOKED, slot.id, lesson_date, utcnow()

@@ -38,6 +38,7 @@ TEMPLATES = (
     "lesson_moved",
     "waitlist_offer",
     "lesson_reminder",
+    "makeup_slots_available",
 )
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from models import attendance, changes, dunning, offers, payment_action, waitlist
+from models import attendance, changes, dunning, makeup_news, offers, payment_action, waitlist
 from models import enrollment as enrollment_ops
 from models.config import reset_settings
 from models.outbox import TEMPLATES, DeadLetter, EmailLog, queue_admin_alert, queue_email
@@ -70,7 +70,7 @@ def _real_emails(session) -> dict[str, EmailLog]:
     )
     from workers.money_events import card_setup_failed_context
 
-    _, holding, _, _ = provisional_booking(session, frequency="monthly")  # a family whose hold waits for a card
+    held, holding, _, _ = provisional_booking(session, frequency="monthly")  # a family whose hold waits for a card
     queue_email(
         session,
         template="card_setup_failed",
@@ -93,6 +93,11 @@ def _real_emails(session) -> dict[str, EmailLog]:
     waiting_slot = factories.timeslot(session, teacher_row=factories.teacher(session), weekday=3, start="15:30")
     waitlist.add_entry(session, student_id=student.id, instrument="piano", actor="admin")  # Zoë waits for a slot
     offers.offer_slot(session, waiting_slot.id, actor="worker")
+    # Zoë's fourth lesson called off: the family holding a piano credit hears of the free date.
+    attendance.grant_makeup(session, student_id=held.student_id, reason="recital", instrument="piano", actor="admin")
+    fourth = enrollment_ops.lesson_dates(session, enrollment)[3]
+    attendance.mark_attendance(session, enrollment_id=enrollment.id, lesson_date=fourth, status="excused", actor="admin")
+    assert fourth.isoformat() in makeup_news.announce_makeup_slots(session)[holding.id]
     session.commit()
     rows = {}
     for row in session.exec(select(EmailLog).order_by(EmailLog.id)).all():

@@ -351,3 +351,36 @@ def test_the_dashboard_shows_open_offers_beside_provisional_holds(session):
     rows = ok_json("dashboard", "provisionals")
     assert [(row["id"], row["status"]) for row in rows] == [(hold_id, "offered")]
     assert rows[0]["seconds_left"] > 23 * 3600
+
+
+def test_matching_failed_for_good_leaves_a_dead_letter_and_an_alert_and_its_retry_offers_the_slot(session, task_queue):
+    from models.outbox import DeadLetter
+    from tests.support.cli import ok
+    from workers import tasks
+
+    teacher = factories.teacher(session, instruments=("piano",))
+    slot = factories.timeslot(session, teacher_row=teacher, weekday=3, start="17:00")
+    student = factories.student(session)
+    session.commit()
+    entry = _add(session, student.id)
+    task = tasks.offer_freed_slot.s(slot.id)
+    task.retries = 1  # not yet the last attempt: nothing recorded
+    tasks.record_final_failure("error", task, RuntimeError("database gone"))
+    assert session.exec(select(DeadLetter)).all() == []
+    task.retries = 0
+    tasks.record_final_failure("error", task, RuntimeError("database gone"))
+    session.expire_all()
+    [letter] = session.exec(select(DeadLetter)).all()
+    assert (letter.kind, letter.payload, letter.error) == (
+        "offer_freed_slot",
+        {"timeslot_id": slot.id},
+        "RuntimeError: database gone",
+    )
+    [alert] = session.exec(select(EmailLog).where(EmailLog.template == "admin_alert")).all()
+    assert alert.recipient == "admin@studio.test"
+    assert alert.context["alert_subject"] == f"Offering freed timeslot {slot.id} to the waiting list failed"
+    task_queue.clear()
+    assert f"the waiting-list offer of timeslot {slot.id} queued again" in ok("deadletters", "retry", letter.id).stdout
+    assert task_queue.pending() == [("offer_freed_slot", (slot.id,))]
+    task_queue.run_all()
+    assert _open_offer(session, slot.id).entry_id == entry

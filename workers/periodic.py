@@ -21,7 +21,7 @@ from datetime import timedelta
 
 from huey import crontab
 
-from models import attendance, changes, dunning, health, logs
+from models import attendance, changes, dunning, health, logs, makeup_news
 from models import enrollment as enrollment_ops
 from models.base import utcnow
 from models.config import get_settings
@@ -217,6 +217,14 @@ def send_lesson_reminders() -> dict:
     return {"email": queued.email, "sms": queued.sms, "sms_requeued": stuck}
 
 
+def announce_makeup_slots() -> dict:
+    """Lesson dates families called off, announced to the families holding a make-up credit that
+    fits one: one `makeup_slots_available` a family a day at most (models.makeup_news)."""
+    with session_scope() as session:
+        announced = makeup_news.announce_makeup_slots(session, now=utcnow())
+    return {"families": sorted(announced), "dates": sum(len(dates) for dates in announced.values())}
+
+
 def retry_stuck_events() -> dict:
     """Stripe events stored but still unprocessed after a while (the task was lost): process them.
     Stripe had its 200 and will not resend; the handlers act on Stripe's current state, so a
@@ -257,6 +265,7 @@ JOBS: dict[str, Job] = {
         Job("retry_stuck_events", "every 5 minutes", timedelta(minutes=5), retry_stuck_events),
         Job("enforce_dunning", "hourly", timedelta(hours=1), enforce_dunning),
         Job("send_lesson_reminders", "hourly", timedelta(hours=1), send_lesson_reminders),
+        Job("announce_makeup_slots", "hourly", timedelta(hours=1), announce_makeup_slots),
         Job("reconcile_stripe", "nightly at 03:15 UTC", timedelta(days=1), reconcile_stripe),
         Job("expire_makeup_credits", "daily at 04:30 UTC", timedelta(days=1), expire_makeup_credits),
         Job("end_finished_enrollments", "daily at 05:20 UTC", timedelta(days=1), end_finished_enrollments),
@@ -352,6 +361,11 @@ def periodic_enforce_dunning():
 @huey.periodic_task(crontab(minute="11"), name="periodic_send_lesson_reminders")
 def periodic_send_lesson_reminders():
     return run_job("send_lesson_reminders")
+
+
+@huey.periodic_task(crontab(minute="13"), name="periodic_announce_makeup_slots")
+def periodic_announce_makeup_slots():
+    return run_job("announce_makeup_slots")
 
 
 @huey.periodic_task(crontab(minute="15", hour="3"), name="periodic_reconcile_stripe")

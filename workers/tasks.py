@@ -8,6 +8,7 @@ The public entry points other layers enqueue (keep these names and signatures):
 - `process_stripe_event(event_id)`      act on a stored StripeEvent row (local id)
 - `undo_orphan_charges(enrollment_id)`  cancel/refund Stripe charges of a booking that ended unrecorded
 - `move_subscription(enrollment_id)`    point a moved booking's subscription at the enrollment continuing it
+- `offer_freed_slot(timeslot_id)`       offer a freed slot to the waiting list (`workers.offers`)
 
 Transient errors (Stripe or Mailjet unreachable, 5xx, rate limits) are raised so Huey
 retries with backoff; when the last retry fails, the SIGNAL_ERROR handler below (the
@@ -33,6 +34,7 @@ from models import logs, outbox
 from models.errors import Invalid
 from workers import metrics
 from workers.app import TASK_RETRIES, TASK_RETRY_BACKOFF, TASK_RETRY_DELAY, huey
+from workers.offers import offer_freed_slot
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +231,22 @@ def _undo_failed(enrollment_id: int, error: str) -> None:
         )
 
 
+def _offer_failed(timeslot_id: int, error: str) -> None:
+    from models.base import utcnow
+    from models.db import session_scope
+
+    with session_scope() as session:
+        outbox.add_dead_letter(session, kind=task_name(offer_freed_slot), payload={"timeslot_id": timeslot_id}, error=error)
+        outbox.queue_admin_alert(
+            session,
+            subject=f"Offering freed timeslot {timeslot_id} to the waiting list failed",
+            message=f"{error}. The periodic offer_freed_slots tries the slot again within 5 minutes; if it keeps "
+            "failing, look at the worker's log, then retry or resolve the dead letter.",
+            # One alert a slot a day: a slot freed again tomorrow that fails again is news again.
+            dedupe_key=f"offer_failed:{timeslot_id}:{utcnow():%Y-%m-%d}",
+        )
+
+
 def _booking_failed(enrollment_id: int, error: str) -> None:
     from workers.pipeline import fail_booking
 
@@ -327,6 +345,7 @@ RETRYABLE: dict[str, Retryable] = {
         Retryable(send_email, "email_id", _email_failed, queued="email {}", reopen=_requeue_email),
         Retryable(process_stripe_event, "event_id", _event_failed, queued="Stripe event {}", reopen=_reprocess_event),
         Retryable(send_sms, "sms_id", _sms_failed, queued="SMS {}", reopen=_requeue_sms),
+        Retryable(offer_freed_slot, "timeslot_id", _offer_failed, queued="the waiting-list offer of timeslot {}"),
     )
 }
 
