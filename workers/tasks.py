@@ -186,65 +186,63 @@ def enqueue_follow_ups(outcome) -> None:
         undo_orphan_charges(enrollment_id)
 
 
-def _cancel_failed(enrollment_id: int, error: str) -> None:
+def _dead_letter_and_alert(task, payload: dict, error: str, *, subject: str, message: str, dedupe_key: str) -> None:
+    """A task failed for good: a dead letter of its kind (retried by `task`) and one admin alert."""
     from models.db import session_scope
 
     with session_scope() as session:
-        outbox.add_dead_letter(
-            session, kind=task_name(cancel_subscription), payload={"enrollment_id": enrollment_id}, error=error
-        )
-        outbox.queue_admin_alert(
-            session,
-            subject=f"Cancelling the subscription of enrollment {enrollment_id} failed",
-            message=f"{error}. Cancel it in the Stripe dashboard, then resolve the dead letter.",
-            dedupe_key=f"cancel_failed:{enrollment_id}",
-        )
+        outbox.add_dead_letter(session, kind=task_name(task), payload=payload, error=error)
+        outbox.queue_admin_alert(session, subject=subject, message=message, dedupe_key=dedupe_key)
+
+
+def _cancel_failed(enrollment_id: int, error: str) -> None:
+    _dead_letter_and_alert(
+        cancel_subscription,
+        {"enrollment_id": enrollment_id},
+        error,
+        subject=f"Cancelling the subscription of enrollment {enrollment_id} failed",
+        message=f"{error}. Cancel it in the Stripe dashboard, then resolve the dead letter.",
+        dedupe_key=f"cancel_failed:{enrollment_id}",
+    )
 
 
 def _move_failed(enrollment_id: int, error: str) -> None:
-    from models.db import session_scope
-
-    with session_scope() as session:
-        outbox.add_dead_letter(session, kind=task_name(move_subscription), payload={"enrollment_id": enrollment_id}, error=error)
-        outbox.queue_admin_alert(
-            session,
-            subject=f"Pointing the subscription of moved booking {enrollment_id} at it failed",
-            message=f"{error}. In the Stripe dashboard, set the subscription's metadata enrollment_id to {enrollment_id}, "
-            "then resolve the dead letter (nothing is charged wrongly meanwhile: the subscription bills as before).",
-            dedupe_key=f"move_failed:{enrollment_id}",
-        )
+    _dead_letter_and_alert(
+        move_subscription,
+        {"enrollment_id": enrollment_id},
+        error,
+        subject=f"Pointing the subscription of moved booking {enrollment_id} at it failed",
+        message=f"{error}. In the Stripe dashboard, set the subscription's metadata enrollment_id to {enrollment_id}, "
+        "then resolve the dead letter (nothing is charged wrongly meanwhile: the subscription bills as before).",
+        dedupe_key=f"move_failed:{enrollment_id}",
+    )
 
 
 def _undo_failed(enrollment_id: int, error: str) -> None:
-    from models.db import session_scope
-
-    with session_scope() as session:
-        outbox.add_dead_letter(
-            session, kind=task_name(undo_orphan_charges), payload={"enrollment_id": enrollment_id}, error=error
-        )
-        outbox.queue_admin_alert(
-            session,
-            subject=f"Checking Stripe for charges of ended booking {enrollment_id} failed",
-            message=f"{error}. Look for a subscription or payment with metadata enrollment_id={enrollment_id} "
-            "in the Stripe dashboard, cancel and refund it, then resolve the dead letter.",
-            dedupe_key=f"undo_failed:{enrollment_id}",
-        )
+    _dead_letter_and_alert(
+        undo_orphan_charges,
+        {"enrollment_id": enrollment_id},
+        error,
+        subject=f"Checking Stripe for charges of ended booking {enrollment_id} failed",
+        message=f"{error}. Look for a subscription or payment with metadata enrollment_id={enrollment_id} "
+        "in the Stripe dashboard, cancel and refund it, then resolve the dead letter.",
+        dedupe_key=f"undo_failed:{enrollment_id}",
+    )
 
 
 def _offer_failed(timeslot_id: int, error: str) -> None:
     from models.base import utcnow
-    from models.db import session_scope
 
-    with session_scope() as session:
-        outbox.add_dead_letter(session, kind=task_name(offer_freed_slot), payload={"timeslot_id": timeslot_id}, error=error)
-        outbox.queue_admin_alert(
-            session,
-            subject=f"Offering freed timeslot {timeslot_id} to the waiting list failed",
-            message=f"{error}. The periodic offer_freed_slots tries the slot again within 5 minutes; if it keeps "
-            "failing, look at the worker's log, then retry or resolve the dead letter.",
-            # One alert a slot a day: a slot freed again tomorrow that fails again is news again.
-            dedupe_key=f"offer_failed:{timeslot_id}:{utcnow():%Y-%m-%d}",
-        )
+    _dead_letter_and_alert(
+        offer_freed_slot,
+        {"timeslot_id": timeslot_id},
+        error,
+        subject=f"Offering freed timeslot {timeslot_id} to the waiting list failed",
+        message=f"{error}. The periodic offer_freed_slots tries the slot again within 5 minutes; if it keeps "
+        "failing, look at the worker's log, then retry or resolve the dead letter.",
+        # One alert a slot a day: a slot freed again tomorrow that fails again is news again.
+        dedupe_key=f"offer_failed:{timeslot_id}:{utcnow():%Y-%m-%d}",
+    )
 
 
 def _booking_failed(enrollment_id: int, error: str) -> None:
