@@ -72,9 +72,9 @@ def _last_told(session: Session, payee_id: int) -> datetime | None:
     ).one()
 
 
-def _fits(session: Session, credit: MakeUp, opening: Opening, today: date) -> bool:
-    """Whether `credit` may be booked on the opening (window, open slot, teacher of its instrument)."""
-    window = makeup_window(session, credit, today)
+def _fits(session: Session, credit: MakeUp, window: tuple[date, date] | None, opening: Opening) -> bool:
+    """Whether `credit` (bookable in `window`) may be booked on the opening (window, open slot,
+    teacher of its instrument)."""
     if window is None or not window[0] <= opening.lesson_date <= window[1]:
         return False
     slot = session.get(Timeslot, opening.timeslot_id)
@@ -121,8 +121,10 @@ def announce_makeup_slots(session: Session, *, now: datetime | None = None) -> d
         .order_by(col(Student.payee_id), col(MakeUp.id))
     ).all()
     families: dict[int, list[tuple[MakeUp, Student]]] = {}
+    windows: dict[int | None, tuple[date, date] | None] = {}  # a credit's window is the same for every opening
     for credit, student in holders:
         families.setdefault(student.payee_id, []).append((credit, student))
+        windows[credit.id] = makeup_window(session, credit, today)
     announced: dict[int, list[str]] = {}
     for payee_id, credits in families.items():
         key = dedupe_key(payee_id, today)
@@ -134,7 +136,7 @@ def announce_makeup_slots(session: Session, *, now: datetime | None = None) -> d
         for opening in openings:
             if opening.student_id in own or (last is not None and opening.freed_at <= last):
                 continue
-            fitting = [(credit, student) for credit, student in credits if _fits(session, credit, opening, today)]
+            fitting = [(credit, student) for credit, student in credits if _fits(session, credit, windows[credit.id], opening)]
             if fitting:
                 names = sorted({student.name for _, student in fitting})
                 dates.append(_date_view(session, opening, names, [credit.id for credit, _ in fitting]))
