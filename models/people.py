@@ -39,11 +39,15 @@ class TeacherInstrument(SQLModel, table=True):
 class Teacher(SQLModel, table=True):
     """A teacher; deactivated teachers keep their history but take no new bookings."""
 
+    __table_args__ = (sa.CheckConstraint("rate_cents IS NULL OR rate_cents >= 0", name="rate_not_negative"),)
+
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=120)
     email: str = Field(max_length=254, sa_column_kwargs={"unique": True})
     active: bool = Field(default=True)
     bio: str | None = Field(default=None, max_length=2000)
+    # Pay per lesson taught, in cents (issue 15, payroll); empty = no rate set yet.
+    rate_cents: int | None = Field(default=None)
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
 
 

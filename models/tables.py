@@ -14,6 +14,7 @@ from models.outbox import DeadLetter, EmailLog, IdempotencyRecord
 from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument
 from models.scheduling import Semester, SemesterClosure, Timeslot
 from models.sms import SmsLog
+from models.time_off import TimeOff
 from models.waitlist import WaitlistEntry, WaitlistOffer
 
 metadata = SQLModel.metadata
@@ -46,6 +47,7 @@ TABLES = {
         SmsLog,
         WaitlistEntry,
         WaitlistOffer,
+        TimeOff,
     )
 }
 
