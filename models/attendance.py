@@ -68,9 +68,7 @@ class Attendance(SQLModel, table=True):
     lesson_date: date = Field(index=True)
     status: str = Field(max_length=20)
     note: str | None = Field(default=None, max_length=500)
-    taught_by_id: int | None = Field(
-        default=None, foreign_key="teacher.id", ondelete="RESTRICT"
-    )  # a substitute; empty = the slot's teacher
+    taught_by_id: int | None = Field(default=None, foreign_key="teacher.id", ondelete="RESTRICT")  # a substitute
     marked_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
 
 
@@ -103,9 +101,7 @@ class MakeUp(SQLModel, table=True):
     status: str = Field(default=AVAILABLE, max_length=16, index=True)
     timeslot_id: int | None = Field(default=None, foreign_key="timeslot.id", ondelete="RESTRICT")
     lesson_date: date | None = None
-    taught_by_id: int | None = Field(
-        default=None, foreign_key="teacher.id", ondelete="RESTRICT"
-    )  # a substitute; empty = the slot's teacher
+    taught_by_id: int | None = Field(default=None, foreign_key="teacher.id", ondelete="RESTRICT")  # a substitute
     expires_on: date
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
