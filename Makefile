@@ -30,9 +30,10 @@ demo: $(DEV_STAMP)
 	$(BIN)/studioctl dashboard today
 
 ## The whole test suite: SQLite always, PostgreSQL and Redis when reachable (required under CI=true).
-## The static checks first (`make typecheck`).
+## The static checks first (`make typecheck`). Two pytest-xdist workers, one test file per
+## worker at a time (`--dist loadfile`: a file's module fixtures and servers stay in one process).
 test: typecheck
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 ## Static checks, before the tests: lint and format (ruff), types (mypy: workers/ against
 ## stripe-python's generated parameter types, and models/), one-way layers (import-linter).
