@@ -23,7 +23,7 @@ from models.dispatch import sms_dispatcher
 from models.errors import Conflict, Invalid, NotFound
 
 SMS_STATUSES = ("queued", "sending", "sent", "failed")
-SMS_TEMPLATES = ("lesson_reminder", "waitlist_offer")
+SMS_TEMPLATES = ("lesson_reminder", "waitlist_offer", "makeup_slots_available")
 DEFAULT_REGION = "US"  # a number written without +country code is read as this region's
 
 

@@ -88,6 +88,7 @@ def test_a_called_off_lesson_is_announced_once_a_day_to_the_other_families_holdi
         "date": "2026-12-07",
         "weekday": "Mon",
         "time": "16:00",
+        "start_minute": 960,
         "teacher_name": "Ms Keys",
         "students": ["Ben"],
         "makeup_ids": [ben_credit.id],
@@ -129,6 +130,58 @@ def test_a_taken_or_unfitting_date_is_not_announced(studio, session):
         )
     assert run_job("announce_makeup_slots") == {"families": [], "dates": 0}
     assert _announcements(session) == []
+
+
+def _announce_counting_statements() -> tuple[dict, int]:
+    from sqlalchemy import event
+
+    from models.db import get_engine
+    from models.makeup_news import announce_makeup_slots
+
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):
+        # The reads only: each message queued is its own insert with its own check of its key.
+        queueing = statement.lstrip().upper().startswith(("INSERT", "SAVEPOINT", "RELEASE")) or "dedupe_key = " in statement
+        if not queueing:
+            statements.append(statement)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with session_scope() as unit:
+            announced = announce_makeup_slots(unit)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return announced, len(statements)
+
+
+def test_a_family_that_reads_texts_gets_the_first_date_by_sms_and_the_reads_do_not_grow_with_families(studio, session):
+    from models.people import Payee
+    from models.sms import SmsLog
+    from workers.sms_gateway import MAX_SMS_CHARS, render_sms
+
+    family_b = studio["payees"][1]
+    with session_scope() as unit:
+        payee = unit.get(Payee, family_b)
+        payee.remind_by_sms, payee.phone = True, "+12125550123"
+    _call_off(studio, FREED)
+    _call_off(studio, LATER)
+    announced, few = _announce_counting_statements()
+    assert announced == {family_b: ["2026-12-07", "2026-12-14"]}
+    [text] = session.exec(select(SmsLog).where(SmsLog.template == "makeup_slots_available")).all()
+    assert (text.recipient, text.dedupe_key) == ("+12125550123", f"makeup-slots:{family_b}:2026-11-24:sms")
+    body = render_sms("makeup_slots_available", text.context)
+    assert "for Ben: Mon 2026-12-07 at 16:00 EST (and 1 more date in your email)" in body and len(body) <= MAX_SMS_CHARS
+    # Ten more families with fitting credits: the job reads with as many statements as before.
+    with session_scope() as unit:
+        for n in range(10):
+            student = factories.student(unit, payee_row=factories.payee(unit, email=f"more{n}@family.test"))
+            grant_makeup(unit, student_id=student.id, reason="recital", instrument="piano", actor="admin")
+    with time_machine.travel(TODAY + timedelta(days=1), tick=False):
+        announced, many = _announce_counting_statements()
+    assert len(announced) == 10 and family_b not in announced  # Ben's family was told of both dates already
+    assert many == few, (few, many)
 
 
 @pytest.mark.postgres

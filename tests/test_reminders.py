@@ -231,6 +231,7 @@ def test_sms_templates_stay_within_320_characters_with_long_names(session, monke
         "zone": "EST",
         "timezone": "America/Argentina/ComodRivadavia",
         "starts_at": "2026-11-04T17:00:00-05:00",
+        "more": 12,  # a make-up announcement's further dates
     }
     from models.sms import SMS_TEMPLATES
 
