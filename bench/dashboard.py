@@ -115,14 +115,43 @@ def _psql_seconds(psql: str, url: str, script: str, repeat: int) -> float:
     return statistics.median(totals[1:])
 
 
-def run(*, repeat: int = 3) -> list[Figure]:
-    """Seed, then measure each dashboard command; the figures of this benchmark (without psql,
-    only the statement counts)."""
+def time_reads(engine, reads: dict, repeat: int) -> dict[str, tuple[float, list[str], int]]:
+    """Per read (a function of a read-only session returning a JSON-able answer), warmed once:
+    (median seconds over `repeat` runs of the read and its JSON, the statements of one run with
+    their parameters inlined, the JSON's size in bytes)."""
     import psycopg
     from sqlalchemy import event
 
+    from models.db import session_scope
+
+    results = {}
+    for name, read in reads.items():
+        with session_scope(write=False) as session:  # warm-up: imports, pool, statement cache
+            json.dumps(read(session), default=str)
+        recorded: list[str] = []
+
+        def record(_conn, cursor, statement, params, _context, _many, recorded=recorded):
+            recorded.append(psycopg.ClientCursor(cursor.connection).mogrify(statement, params))
+
+        times = []
+        for attempt in range(repeat):
+            if attempt == 0:
+                event.listen(engine, "before_cursor_execute", record)
+            started = time.perf_counter()
+            with session_scope(write=False) as session:
+                output = json.dumps(read(session), default=str)
+            times.append(time.perf_counter() - started)
+            if attempt == 0:
+                event.remove(engine, "before_cursor_execute", record)
+        results[name] = (statistics.median(times), recorded, len(output))
+    return results
+
+
+def run(*, repeat: int = 3) -> list[Figure]:
+    """Seed, then measure each dashboard command; the figures of this benchmark (without psql,
+    only the statement counts)."""
     from models.config import reset_settings
-    from models.db import get_engine, session_scope
+    from models.db import get_engine
 
     try:
         psql, missing = require_tool("psql", "postgresql-client"), None
@@ -137,30 +166,10 @@ def run(*, repeat: int = 3) -> list[Figure]:
         os.environ["DATABASE_URL"] = url
         reset_settings()
         try:
-            engine = get_engine(url)
-            for name, command in _commands(board_day).items():
-                with session_scope(write=False) as session:  # warm-up: imports, pool, statement cache
-                    json.dumps(command(session), default=str)
-                recorded: list[str] = []
-
-                def record(_conn, cursor, statement, params, _context, _many, recorded=recorded):
-                    recorded.append(psycopg.ClientCursor(cursor.connection).mogrify(statement, params))
-
-                times = []
-                for attempt in range(repeat):
-                    if attempt == 0:
-                        event.listen(engine, "before_cursor_execute", record)
-                    started = time.perf_counter()
-                    with session_scope(write=False) as session:
-                        output = json.dumps(command(session), default=str)
-                    times.append(time.perf_counter() - started)
-                    if attempt == 0:
-                        event.remove(engine, "before_cursor_execute", record)
-                app_seconds = statistics.median(times)
+            measured = time_reads(get_engine(url), _commands(board_day), repeat)
+            for name, (app_seconds, recorded, size) in measured.items():
                 figures.append(
-                    bound_figure(
-                        BENCH, f"{name}: SQL statements", len(recorded), "", at_most=5, note=f"{len(output):,} bytes of JSON"
-                    )
+                    bound_figure(BENCH, f"{name}: SQL statements", len(recorded), "", at_most=5, note=f"{size:,} bytes of JSON")
                 )
                 if psql is None:
                     untimed.append(f"{name}: time")

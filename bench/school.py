@@ -20,10 +20,7 @@ today`, and `/public/timeslots?available=true&location=` (one location's first p
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import time
 from collections.abc import Callable
 from datetime import date, timedelta
 
@@ -38,7 +35,7 @@ from bench.common import (
     skipped,
     sql,
 )
-from bench.dashboard import _psql_seconds
+from bench.dashboard import _psql_seconds, time_reads
 from tests.support.databases import fresh_pg_database
 
 BENCH = "school"
@@ -215,42 +212,18 @@ def _reads(facts: dict) -> dict[str, Callable]:
 
 def _measure(url: str, facts: dict, repeat: int) -> dict[str, tuple[float, list[str], int]]:
     """Per read: (median seconds, the statements of one run with parameters inlined, JSON bytes)."""
-    import psycopg
-    from sqlalchemy import event
-
     from models.config import reset_settings
-    from models.db import dispose_engines, get_engine, session_scope
+    from models.db import dispose_engines, get_engine
 
     saved = os.environ.get("DATABASE_URL")
     os.environ["DATABASE_URL"] = url
     reset_settings()
-    results = {}
     try:
-        engine = get_engine(url)
-        for name, read in _reads(facts).items():
-            with session_scope(write=False) as session:  # warm-up: imports, pool, statement cache
-                json.dumps(read(session), default=str)
-            recorded: list[str] = []
-
-            def record(_conn, cursor, statement, params, _context, _many, recorded=recorded):
-                recorded.append(psycopg.ClientCursor(cursor.connection).mogrify(statement, params))
-
-            times = []
-            for attempt in range(repeat):
-                if attempt == 0:
-                    event.listen(engine, "before_cursor_execute", record)
-                started = time.perf_counter()
-                with session_scope(write=False) as session:
-                    output = json.dumps(read(session), default=str)
-                times.append(time.perf_counter() - started)
-                if attempt == 0:
-                    event.remove(engine, "before_cursor_execute", record)
-            results[name] = (statistics.median(times), recorded, len(output))
+        return time_reads(get_engine(url), _reads(facts), repeat)
     finally:
         dispose_engines()
         restore_environ({"DATABASE_URL": saved})
         reset_settings()
-    return results
 
 
 def run(*, repeat: int = 3) -> list[Figure]:
