@@ -2,7 +2,8 @@
 else's make-up, and the families that hold a credit to use are told, at most once a day.
 
 A lesson marked `excused` or `late_cancel` (`models.attendance.FREES_SLOT_DATE`: the family's
-absence report or the admin's mark) leaves its slot-date bookable as a make-up. The hourly job
+absence report or the admin's mark) leaves its slot-date bookable as a make-up, and so does a
+booked make-up given up again (un-booked). The hourly job
 `announce_makeup_slots` gathers the dates freed since a family was last told and sends each
 family whose students hold an available credit that fits one (the teacher teaches the credit's
 instrument, the date is in its window and still free) one `makeup_slots_available` email listing
@@ -17,12 +18,13 @@ first family to book win.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from models.attendance import AVAILABLE, FREES_SLOT_DATE, Attendance, MakeUp, makeup_window, taken_slot_dates
+from models.audit import AuditLog
 from models.base import utcnow
 from models.clock import format_minute, occurrence_start, studio_today, weekday_label
 from models.config import get_settings
@@ -33,6 +35,8 @@ from models.scheduling import Timeslot
 from models.sms import queue_sms
 
 TEMPLATE = "makeup_slots_available"
+UNBOOKED_ACTION = "makeup.cancel"  # models.attendance.cancel_makeup's audit action
+UNBOOKED_LOOKBACK = timedelta(days=120)  # longer than any make-up window
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class Opening:
     timeslot_id: int
     lesson_date: date
     freed_at: datetime
-    student_id: int  # whose lesson it was (their family is not told of it)
+    student_ids: tuple[int, ...]  # whose lesson or make-up it was (their families are not told of it)
 
 
 def dedupe_key(payee_id: int, day: date) -> str:
@@ -50,8 +54,10 @@ def dedupe_key(payee_id: int, day: date) -> str:
     return f"makeup-slots:{payee_id}:{day.isoformat()}"
 
 
-def freed_slot_dates(session: Session, *, after: date) -> list[Opening]:
-    """Lessons of live bookings dated after `after` that their families called off."""
+def freed_slot_dates(session: Session, *, after: date, now: datetime | None = None) -> list[Opening]:
+    """Slot-dates after `after` freed for a make-up: lessons of live bookings that their
+    families called off, and make-ups un-booked (`models.attendance.cancel_makeup`: the audit
+    row's before-state names the slot-date it gave up) in the last `UNBOOKED_LOOKBACK`."""
     statement = (
         select(col(Enrollment.timeslot_id), col(Attendance.lesson_date), col(Attendance.marked_at), col(Enrollment.student_id))
         .join(Enrollment, col(Enrollment.id) == col(Attendance.enrollment_id))
@@ -60,9 +66,25 @@ def freed_slot_dates(session: Session, *, after: date) -> list[Opening]:
             col(Attendance.lesson_date) > after,
             col(Enrollment.status).in_(LIVE_STATUSES),
         )
-        .order_by(col(Attendance.lesson_date), col(Enrollment.timeslot_id))
     )
-    return [Opening(*row) for row in session.exec(statement).all()]
+    freed = [(slot_id, day, at, student_id) for slot_id, day, at, student_id in session.exec(statement).all()]
+    unbooked = select(col(AuditLog.before), col(AuditLog.created_at)).where(
+        col(AuditLog.action) == UNBOOKED_ACTION, col(AuditLog.created_at) >= (now or utcnow()) - UNBOOKED_LOOKBACK
+    )
+    for before, unbooked_at in session.exec(unbooked).all():
+        lesson_date = date.fromisoformat(before["lesson_date"]) if before and before.get("lesson_date") else None
+        if lesson_date is not None and lesson_date > after and before.get("timeslot_id"):
+            freed.append((before["timeslot_id"], lesson_date, unbooked_at, before["student_id"]))
+    # One opening per slot-date, freed when it was last freed (a date called off, taken by a
+    # make-up, then given up again is news again), never told to any family it came from.
+    merged: dict[tuple[int, date], Opening] = {}
+    for slot_id, day, at, student_id in freed:
+        seen = merged.get((slot_id, day))
+        if seen is None:
+            merged[slot_id, day] = Opening(slot_id, day, at, (student_id,))
+        else:
+            merged[slot_id, day] = Opening(slot_id, day, max(seen.freed_at, at), (*seen.student_ids, student_id))
+    return [merged[key] for key in sorted(merged)]
 
 
 @dataclass(frozen=True)
@@ -150,7 +172,7 @@ def announce_makeup_slots(session: Session, *, now: datetime | None = None) -> d
     constant number of statements whatever the number of families, but one insert per family told."""
     now = now or utcnow()
     today = studio_today(now)
-    openings = freed_slot_dates(session, after=today)
+    openings = freed_slot_dates(session, after=today, now=now)
     if not openings:
         return {}
     taken = taken_slot_dates(
@@ -198,7 +220,7 @@ def announce_makeup_slots(session: Session, *, now: datetime | None = None) -> d
         last = last_told.get(payee_id)
         dates = []
         for opening in openings:
-            if opening.student_id in own.get(payee_id, ()) or (last is not None and opening.freed_at <= last):
+            if own.get(payee_id, set()) & set(opening.student_ids) or (last is not None and opening.freed_at <= last):
                 continue
             slot = slots.get(opening.timeslot_id)
             fitting = [

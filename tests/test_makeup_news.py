@@ -132,6 +132,25 @@ def test_a_taken_or_unfitting_date_is_not_announced(studio, session):
     assert _announcements(session) == []
 
 
+def test_a_make_up_given_up_again_frees_its_date_for_the_other_families(studio, session):
+    from models.attendance import cancel_makeup
+
+    tuesday = factories.timeslot(session, teacher_row=session.get(factories.Teacher, studio["monday"].teacher_id), weekday=1)
+    session.commit()
+    family_a, family_b, _ = studio["payees"]
+    with session_scope() as unit:  # Ben takes a free Tuesday for his make-up: nothing to announce
+        book_makeup(
+            unit, unit.get(MakeUp, studio["credits"]["Ben"]), timeslot_id=tuesday.id, lesson_date=date(2026, 12, 8), actor="payee"
+        )
+    assert run_job("announce_makeup_slots") == {"families": [], "dates": 0}
+    with time_machine.travel(TODAY + timedelta(hours=1), tick=False):
+        with session_scope() as unit:  # ...and gives it up: the date is news for Al's family, not Ben's
+            cancel_makeup(unit, unit.get(MakeUp, studio["credits"]["Ben"]), actor="admin")
+    with time_machine.travel(TODAY + timedelta(hours=2), tick=False):
+        assert run_job("announce_makeup_slots") == {"families": [family_a], "dates": 1}
+    assert _announcements(session) == [("a@family.test", f"makeup-slots:{family_a}:2026-11-24", ["2026-12-08"])]
+
+
 def _announce_counting_statements() -> tuple[dict, int]:
     from sqlalchemy import event
 
