@@ -45,7 +45,8 @@ class LessonOut(BaseModel):
     kind: Literal["lesson", "makeup"] = Field(description="a weekly lesson of a booking, or a booked make-up")
     student_id: int
     student: str
-    teacher: str
+    teacher: str = Field(description="the slot's teacher")
+    substitute: str | None = Field(description="who teaches the lesson instead while `teacher` is away (null: `teacher` does)")
     instrument: str | None
     timeslot_id: int
     enrollment_id: int | None = Field(description="the booking of a weekly lesson (null for a make-up)")
