@@ -3,9 +3,11 @@
 Marking a lesson `excused` or `teacher_cancelled` earns the student one make-up credit
 (expiring at the make-up window's end) and queues `make_up_invite`; `no_show` earns
 nothing and queues `no_show_notice`. Re-marking keeps the credit consistent: a credit
-not yet used disappears when the mark no longer earns it. A credit is booked onto a free
-slot-date: no live enrollment's lesson (one its family called off is free), no other make-up
-(a partial unique index makes the database refuse two), not a closure, inside the window.
+not yet used disappears when the mark no longer earns it. A mark on a date the slot's
+teacher is away with a substitute records who taught (`taught_by_id`, `models.time_off`).
+A credit is booked onto a free slot-date: no live enrollment's lesson (one its family called
+off is free), no other make-up (a partial unique index makes the database refuse two), not a
+closure, not a date its teacher is away or covers for one, inside the window.
 """
 
 from __future__ import annotations
