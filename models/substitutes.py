@@ -48,6 +48,7 @@ from models.scheduling import Timeslot
 from models.time_off import TimeOff, overlapping
 
 MAX_DAYS = 366  # the longest time off one command records
+MAX_REASON = 200  # it goes into the cancelled lessons' notes too (500 characters at most)
 _CALLED_OFF = (EXCUSED, LATE_CANCEL, TEACHER_CANCELLED)  # a lesson that will not take place
 
 
@@ -187,7 +188,7 @@ def add_time_off(
     cover = get_teacher(session, substitute) if substitute is not None else None
     today = studio_today()
     if ends_on < starts_on:
-        raise Invalid(f"--to ({ends_on}) is before --from ({starts_on})", field="to")
+        raise Invalid(f"the last day ({ends_on}) is before the first ({starts_on})", field="to")
     if starts_on < today:
         raise Invalid(f"time off starts today ({today}) or later; mark past lessons with `attendance mark`", field="from")
     if (ends_on - starts_on).days >= MAX_DAYS:
@@ -197,6 +198,8 @@ def add_time_off(
     if cover is not None and not cover.active:
         raise Invalid(f"{cover.name} is deactivated and cannot substitute", field="substitute")
     reason = reason.strip() if reason and reason.strip() else None
+    if reason is not None and len(reason) > MAX_REASON:
+        raise Invalid(f"the reason is longer than {MAX_REASON} characters", field="reason")
     # Both teachers' rows locked, in id order: two time offs involving them are written one at a time.
     for teacher_id in sorted({away.id} | ({cover.id} if cover else set())):
         lock_row(session, Teacher, teacher_id)

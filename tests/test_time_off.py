@@ -294,11 +294,16 @@ def test_a_substitute_already_covering_that_time_is_busy(session, studio):
     "args, message",
     [
         (("--teacher", "nobody@studio.test", *AWAY), "no teacher 'nobody@studio.test'"),
-        (("--teacher", "TEACHER", "--from", "2026-11-15", "--to", "2026-11-02"), "is before --from"),
+        (
+            ("--teacher", "TEACHER", "--from", "2026-11-15", "--to", "2026-11-02"),
+            "the last day (2026-11-02) is before the first (2026-11-15)",
+        ),
         (("--teacher", "TEACHER", "--from", "2026-10-27", "--to", "2026-11-02"), "time off starts today (2026-10-28) or later"),
         (("--teacher", "TEACHER", "--from", "2026-11-31", "--to", "2026-12-02"), "is not a date"),
         (("--teacher", "TEACHER", *AWAY, "--substitute", "TEACHER"), "cannot substitute for themself"),
         (("--teacher", "TEACHER", "--from", "2026-11-02", "--to", "2027-12-02"), "at most 366 days"),
+        (("--teacher", "TEACHER", *AWAY, "--reason", "x" * 201), "longer than 200 characters"),
+        (("--teacher", "TEACHER", *AWAY, "--substitute", "nobody@studio.test"), "no teacher 'nobody@studio.test'"),
     ],
 )
 def test_cli_refusals_are_one_line_exit_1(session, studio, args, message):
@@ -322,3 +327,23 @@ def test_a_lesson_marked_before_the_time_off_is_left_as_it_is(session, studio):
         sa.select(Attendance).where(Attendance.lesson_date == MONDAYS[0], Attendance.enrollment_id == ann)
     ).one()
     assert mark.status == "excused"
+
+
+def test_a_covering_substitute_takes_no_make_up_then_and_reminders_name_them(session, studio):
+    """While Sam covers Ada's Monday 16:00, no make-up lands on Sam's own Monday 16:00 slot
+    (nor on Ada's slots); after the time off both are free again. The reminder names Sam."""
+    from models.reminders import queue_lesson_reminders
+
+    sam_slot = factories.timeslot(session, teacher_row=studio["sam"], weekday=0, start="16:00")
+    credit = MakeUp(student_id=factories.student(session).id, reason="flu", expires_on=date(2027, 1, 8))
+    session.add(credit)
+    session.commit()
+    with time_machine.travel(NOW, tick=False):
+        ok("teachers", "time-off", "add", "--teacher", studio["ada"].email, *AWAY, "--substitute", studio["sam"].email)
+        options = {(slot.id, day) for slot, day in eligible_makeup_slots(session, credit)}
+    assert (sam_slot.id, MONDAYS[0]) not in options and (sam_slot.id, MONDAYS[1]) not in options
+    assert (studio["slots"]["ada_five"], MONDAYS[0]) not in options
+    assert {(sam_slot.id, date(2026, 11, 16)), (studio["slots"]["ada_five"], date(2026, 11, 16))} <= options
+    queue_lesson_reminders(session, now=datetime(2026, 11, 1, 18, 0, tzinfo=NY))
+    [reminder] = [row for row in _emails(session, "lesson_reminder") if row.recipient == "a@family.test"]
+    assert reminder.context["teacher_name"] == "Sam Stand-in" and reminder.context["lesson_date"] == "2026-11-02"
