@@ -25,11 +25,13 @@ def add(
     reason: Annotated[str | None, typer.Option(help="Why, for the record (and the cancelled lessons' note).")] = None,
     json_output: bool = JsonOption,
 ) -> None:
-    """Record a teacher's time off. Without --substitute every lesson then (weekly ones and
-    booked make-ups) is cancelled: teacher_cancelled, one make-up credit and one invite each.
-    With one, the lessons take place with the substitute and each family is told; the
-    substitute must teach each lesson's instrument and be free at its time, else nothing
-    changes and the conflicts are listed. Overlapping time off of the teacher is refused.
+    """Record a teacher's time off: their lessons then are cancelled, or taught by a substitute.
+
+    Without --substitute every lesson then (weekly ones and booked make-ups) is cancelled:
+    teacher_cancelled, one make-up credit and one invite each. With one, the lessons take
+    place with the substitute and each family is told; the substitute must teach each
+    lesson's instrument and be free at its time, else nothing changes and the conflicts are
+    listed. Overlapping time off of the teacher is refused.
 
     Example: studioctl teachers time-off add --teacher ada@studio.example --from 2026-11-02 --to 2026-11-08 --reason "flu"
     """
@@ -81,9 +83,11 @@ def list_(
 
 @app.command()
 def remove(time_off_id: Annotated[int, typer.Argument(help="Time off id (`time-off list`).")]) -> None:
-    """Remove a time off that has not begun. One with a substitute is undone (its make-ups go back
-    to the slot's teacher); one without a substitute that cancelled lessons cannot be removed
-    (the families hold the credits: `attendance mark` a lesson that takes place after all).
+    """Remove a time off that has not begun.
+
+    One with a substitute is undone (its make-ups go back to the slot's teacher); one without
+    a substitute that cancelled lessons cannot be removed (the families hold the credits:
+    `attendance mark` a lesson that takes place after all).
 
     Example: studioctl teachers time-off remove 3
     """
