@@ -39,7 +39,7 @@ class LessonAttendance(BaseModel):
     status: str = Field(description="`present`, `excused`, `no_show`, `teacher_cancelled`, `late_cancel`")
 
 
-class LessonOut(BaseModel):
+class FamilyLesson(BaseModel):
     date: dt.date
     starts_at: dt.datetime = Field(description="ISO 8601 with the studio's UTC offset on that date (right across DST)")
     kind: Literal["lesson", "makeup"] = Field(description="a weekly lesson of a booking, or a booked make-up")
@@ -60,4 +60,4 @@ class LessonList(BaseModel):
 
     from_: dt.date = Field(alias="from")
     to: dt.date
-    items: list[LessonOut] = Field(description="by start; closure dates are no lessons")
+    items: list[FamilyLesson] = Field(description="by start; closure dates are no lessons")
