@@ -3,9 +3,11 @@
 Marking a lesson `excused` or `teacher_cancelled` earns the student one make-up credit
 (expiring at the make-up window's end) and queues `make_up_invite`; `no_show` earns
 nothing and queues `no_show_notice`. Re-marking keeps the credit consistent: a credit
-not yet used disappears when the mark no longer earns it. A credit is booked onto a free
-slot-date: no live enrollment's lesson (one its family called off is free), no other make-up
-(a partial unique index makes the database refuse two), not a closure, inside the window.
+not yet used disappears when the mark no longer earns it. A mark on a date the slot's
+teacher is away with a substitute records who taught (`taught_by_id`, `models.time_off`).
+A credit is booked onto a free slot-date: no live enrollment's lesson (one its family called
+off is free), no other make-up (a partial unique index makes the database refuse two), not a
+closure, not a date its teacher is away or covers for one, inside the window.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from models.errors import Conflict, Invalid, NotFound, SlotTaken
 from models.outbox import queue_email
 from models.people import Payee, Student, Teacher, TeacherInstrument, get_instrument, get_student
 from models.scheduling import Semester, SemesterClosure, Timeslot, current_or_next_semester, semester_on, slot_dates
+from models.time_off import substitute_on, unavailable_slot_dates
 
 PRESENT, EXCUSED, NO_SHOW, TEACHER_CANCELLED = "present", "excused", "no_show", "teacher_cancelled"
 # The family called the lesson off later than the make-up notice allows: no credit.
@@ -130,15 +133,7 @@ def _new_credit(
     session.add(credit)
     session.flush()
     record_audit(session, actor=actor, action="makeup.grant", entity=credit, after=snapshot(credit))
-    student = session.get(Student, student_id)
-    payee = session.get(Payee, student.payee_id)
-    queue_email(
-        session,
-        template="make_up_invite",
-        recipient=payee.email,
-        context=_makeup_context(session, credit),
-        dedupe_key=f"make_up_invite:{credit.id}",
-    )
+    queue_makeup_email(session, credit, "make_up_invite", dedupe_key=f"make_up_invite:{credit.id}")
     return credit
 
 
@@ -159,14 +154,15 @@ def mark_attendance(
     ).first()
     before = snapshot(row) if row else None
     credit = session.exec(select(MakeUp).where(MakeUp.origin_attendance_id == row.id)).first() if row else None
+    taught_by = substitute_on(session, session.get(Timeslot, enrollment.timeslot_id).teacher_id, lesson_date)  # time off
     if row is None:
-        row = Attendance(enrollment_id=enrollment.id, lesson_date=lesson_date, status=status, note=note)
+        row = Attendance(enrollment_id=enrollment.id, lesson_date=lesson_date, status=status, note=note, taught_by_id=taught_by)
     else:
         if row.status == status and (note is None or note == row.note):
             return row, credit
         if credit is not None and status not in EARNS_MAKEUP and credit.status in TAKEN_STATUSES:
             raise Conflict(f"make-up {credit.id} earned by this lesson is {credit.status}; cancel it first")
-        row.status, row.marked_at = status, utcnow()
+        row.status, row.marked_at, row.taught_by_id = status, utcnow(), taught_by
         if note is not None:
             row.note = note
     session.add(row)
@@ -228,6 +224,14 @@ def _makeup_context(session: Session, credit: MakeUp) -> dict:
     return context
 
 
+def queue_makeup_email(session: Session, credit: MakeUp, template: str, *, dedupe_key: str) -> None:
+    """Queue `template` (`make_up_invite`, `make_up_confirmation`) about `credit` to its family."""
+    payee = session.get(Payee, session.get(Student, credit.student_id).payee_id)
+    queue_email(
+        session, template=template, recipient=payee.email, context=_makeup_context(session, credit), dedupe_key=dedupe_key
+    )
+
+
 def get_makeup(session: Session, makeup_id: int, *, payee_id: int | None = None) -> MakeUp:
     """A make-up credit by id; with `payee_id`, only that family's (others are NotFound)."""
     credit = session.get(MakeUp, makeup_id)
@@ -270,7 +274,8 @@ def makeup_window(session: Session, credit: MakeUp, today: date) -> tuple[date, 
 
 def taken_slot_dates(session: Session, slot_ids: list[int], first: date, last: date) -> set[tuple[int, date]]:
     """The (slot, date) pairs from `first` to `last` a make-up cannot take: another make-up's, or
-    a live booking's lesson (one its family called off, FREES_SLOT_DATE, is free for a make-up)."""
+    a live booking's lesson (one its family called off, FREES_SLOT_DATE, is free for a make-up),
+    or a date its teacher is away or covers for an absent one (`models.time_off`)."""
     made_up = select(MakeUp.timeslot_id, MakeUp.lesson_date).where(MakeUp.status.in_(TAKEN_STATUSES))
     taken = set(session.exec(made_up.where(MakeUp.lesson_date >= first, MakeUp.lesson_date <= last)).all())
     closures = set(session.exec(select(SemesterClosure.closed_on)).all())
@@ -285,7 +290,8 @@ def taken_slot_dates(session: Session, slot_ids: list[int], first: date, last: d
         for day in slot_dates(slot.weekday, max(first, enrollment.start_date), min(last, end), closures):
             if (enrollment.id, day) not in free:
                 taken.add((slot.id, day))
-    return taken
+    slots = list(session.exec(select(Timeslot).where(Timeslot.id.in_(slot_ids))).all())
+    return taken | unavailable_slot_dates(session, slots, first, last)
 
 
 def eligible_makeup_slots(
@@ -356,15 +362,7 @@ def book_makeup(session: Session, credit: MakeUp, *, timeslot_id: int, lesson_da
     except sa.exc.IntegrityError:
         raise SlotTaken(f"timeslot {slot.id} on {lesson_date} is taken") from None
     record_audit(session, actor=actor, action="makeup.book", entity=credit, before=before, after=snapshot(credit))
-    student = session.get(Student, credit.student_id)
-    payee = session.get(Payee, student.payee_id)
-    queue_email(
-        session,
-        template="make_up_confirmation",
-        recipient=payee.email,
-        context=_makeup_context(session, credit),
-        dedupe_key=f"make_up_confirmation:{credit.id}:{lesson_date}",
-    )
+    queue_makeup_email(session, credit, "make_up_confirmation", dedupe_key=f"make_up_confirmation:{credit.id}:{lesson_date}")
     return credit
 
 
@@ -381,6 +379,7 @@ def cancel_makeup(session: Session, credit: MakeUp, *, actor: str) -> MakeUp:
         status=AVAILABLE if credit.expires_on >= studio_today() else EXPIRED,
         timeslot_id=None,
         lesson_date=None,
+        taught_by_id=None,
         updated_at=utcnow(),
     )
 

@@ -1,8 +1,8 @@
 """A family's calendar: every lesson of its live enrollments and every booked make-up.
 
 Occurrences are derived (never stored): the slot's weekday dates within the enrollment's
-range, minus closures, placed at the slot's wall-clock time in the studio's zone. The
-transport (webapi) renders the entries as iCalendar; this module knows no format.
+range, minus closures, placed at the slot's wall-clock time in the studio's zone. On a date
+its teacher is away with a substitute, the entry names the substitute. The transport (webapi) renders the entries as iCalendar; this module knows no format.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from models.clock import occurrence_start
 from models.enrollment import HOLD_STATUSES, LIVE_STATUSES, OFFERED, PAUSED, Enrollment, lesson_dates
 from models.people import Instrument, Student, Teacher
 from models.scheduling import SLOT_MINUTES, SemesterClosure, Timeslot
+from models.time_off import Covers, covers_between
 
 # How far a subscribed calendar looks back and ahead (open-ended enrollments stop here).
 PAST_DAYS = 28
@@ -41,6 +42,7 @@ def family_calendar(session: Session, payee_id: int, *, tz: ZoneInfo, today: dat
     family from `today - PAST_DAYS` to `today + FUTURE_DAYS`, closures excluded, sorted by start."""
     first, last = today - timedelta(days=PAST_DAYS), today + timedelta(days=FUTURE_DAYS)
     closures = set(session.exec(select(SemesterClosure.closed_on)).all())
+    covers = covers_between(session, first, last)
     entries: list[CalendarEntry] = []
     enrollments = session.exec(
         select(Enrollment, Student, Timeslot, Teacher, Instrument)
@@ -58,7 +60,7 @@ def family_calendar(session: Session, payee_id: int, *, tz: ZoneInfo, today: dat
                     uid=f"enrollment-{enrollment.id}-{day.isoformat()}",
                     start=start,
                     end=start + timedelta(minutes=SLOT_MINUTES),
-                    summary=f"{student.name}: {instrument.name} with {teacher.name}",
+                    summary=f"{student.name}: {instrument.name} with {_who(covers, teacher, day)}",
                     description=f"Weekly lesson (booking {enrollment.id}, {enrollment.status}).",
                     tentative=enrollment.status in HOLD_STATUSES,
                 )
@@ -84,9 +86,15 @@ def family_calendar(session: Session, payee_id: int, *, tz: ZoneInfo, today: dat
                 uid=f"makeup-{credit.id}-{credit.lesson_date.isoformat()}",
                 start=start,
                 end=start + timedelta(minutes=SLOT_MINUTES),
-                summary=f"{student.name}: make-up lesson with {teacher.name}",
+                summary=f"{student.name}: make-up lesson with {_who(covers, teacher, credit.lesson_date)}",
                 description=f"Make-up lesson (credit {credit.id}).",
             )
         )
     entries.sort(key=lambda entry: (entry.start, entry.uid))
     return entries
+
+
+def _who(covers: Covers, teacher: Teacher, day: date) -> str:
+    """The teacher of a lesson: the slot's, or the substitute while they are away."""
+    substitute = covers.name(teacher.id, day)
+    return f"{substitute} (substituting for {teacher.name})" if substitute else teacher.name

@@ -38,7 +38,8 @@ def day_schedule(session: Session, day: date) -> dict:
     enrollment: the slot's weekday, inside its dates, not a closure. Each entry carries the
     wall-clock start, the aware start in the studio's zone, and whether the week changed
     its UTC offset (DST), so the admin sees why a lesson "moved" for people abroad.
-    Three queries whatever the size of the studio: lessons, closures, make-ups.
+    A teacher away with a substitute: `substitute` names who teaches. Four queries whatever the
+    size of the studio: lessons, closures, substitutes, make-ups.
     """
     tz = get_settings().tz
     e, t, a = light.enrollment, light.timeslot, light.attendance
@@ -48,6 +49,14 @@ def day_schedule(session: Session, day: date) -> dict:
             sa.select(light.semester_closure.c.semester_id).where(light.semester_closure.c.closed_on == day)
         ).scalars()
     )
+    off, stand_in = light.time_off, light.teacher.alias("stand_in")
+    substitutes = dict(
+        session.execute(
+            sa.select(off.c.teacher_id, stand_in.c.name)
+            .join(stand_in, stand_in.c.id == off.c.substitute_id)
+            .where(off.c.starts_on <= day, off.c.ends_on >= day)
+        ).all()
+    )
     rows = session.execute(
         sa.select(
             e.c.id,
@@ -56,6 +65,7 @@ def day_schedule(session: Session, day: date) -> dict:
             semester.c.ends_on,
             t.c.id,
             t.c.start_minute,
+            t.c.teacher_id,
             teacher.c.name,
             student.c.name,
             instrument.c.name,
@@ -91,6 +101,7 @@ def day_schedule(session: Session, day: date) -> dict:
         semester_end,
         slot_id,
         minute,
+        teacher_id,
         teacher_name,
         student_name,
         instrument_name,
@@ -107,6 +118,7 @@ def day_schedule(session: Session, day: date) -> dict:
                 clock(minute),
                 slot_id,
                 teacher=teacher_name,
+                substitute=substitutes.get(teacher_id),
                 student=student_name,
                 instrument=instrument_name,
                 kind="lesson",
@@ -116,8 +128,8 @@ def day_schedule(session: Session, day: date) -> dict:
             )
         )
     m = light.makeup
-    for makeup_id, slot_id, minute, teacher_name, student_name, instrument_name in session.execute(
-        sa.select(m.c.id, t.c.id, t.c.start_minute, teacher.c.name, student.c.name, instrument.c.name)
+    for makeup_id, slot_id, minute, teacher_id, teacher_name, student_name, instrument_name in session.execute(
+        sa.select(m.c.id, t.c.id, t.c.start_minute, t.c.teacher_id, teacher.c.name, student.c.name, instrument.c.name)
         .select_from(m)
         .join(t, t.c.id == m.c.timeslot_id)
         .join(teacher, teacher.c.id == t.c.teacher_id)
@@ -130,6 +142,7 @@ def day_schedule(session: Session, day: date) -> dict:
                 clock(minute),
                 slot_id,
                 teacher=teacher_name,
+                substitute=substitutes.get(teacher_id),
                 student=student_name,
                 instrument=instrument_name,
                 kind="make_up",
@@ -142,24 +155,11 @@ def day_schedule(session: Session, day: date) -> dict:
     return {"date": day.isoformat(), "closed": bool(closed_semesters), "lessons": lessons}
 
 
-def _entry(
-    clock: tuple[str, str, str, bool], slot_id: int, *, teacher, student, instrument, kind, enrollment_id, attendance, makeup_id
-) -> dict:
+def _entry(clock: tuple[str, str, str, bool], slot_id: int, **fields) -> dict:
+    """One entry of the day: the clock fields, then `fields` (teacher, substitute — who teaches
+    instead on time off, or None — student, instrument, kind, ids, attendance) and the slot."""
     start, end, starts_at, dst_change = clock
-    return {
-        "start": start,
-        "end": end,
-        "starts_at": starts_at,
-        "dst_change": dst_change,
-        "teacher": teacher,
-        "student": student,
-        "instrument": instrument,
-        "kind": kind,
-        "enrollment_id": enrollment_id,
-        "makeup_id": makeup_id,
-        "timeslot_id": slot_id,
-        "attendance": attendance,
-    }
+    return {"start": start, "end": end, "starts_at": starts_at, "dst_change": dst_change, **fields, "timeslot_id": slot_id}
 
 
 def provisional_holds(

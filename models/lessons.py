@@ -6,7 +6,8 @@ Lessons are derived, never stored: a slot's weekday dates inside the enrollment'
 an enrollment without a semester, as `models.enrollment.lesson_dates`), each placed at the
 slot's wall-clock time in the studio's zone (`occurrence_start`: right across DST changes).
 A paused enrollment has no lessons; a hold's are `tentative` until it is paid. Closure dates
-are not lessons, make-ups included. Four queries whatever the range and the family's size.
+are not lessons, make-ups included. A lesson on a date its teacher is away with a substitute
+names the substitute (`models.time_off`). Five queries whatever the range and the family's size.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from models.enrollment import HOLD_STATUSES, LIVE_STATUSES, OFFERED, PAUSED, Enr
 from models.errors import Invalid
 from models.people import Instrument, Student, Teacher
 from models.scheduling import Semester, SemesterClosure, Timeslot, slot_dates
+from models.time_off import Covers, covers_between
 
 DEFAULT_WEEKS = 8  # a listing without `to`
 MAX_WEEKS = 26  # the longest range one listing answers
@@ -50,6 +52,7 @@ class Lesson:
     attendance_id: int | None = None
     attendance: str | None = None  # the mark, once the studio (or the family's absence) recorded one
     tentative: bool = False  # a hold not paid yet
+    substitute: str | None = None  # who teaches instead of `teacher` (time off)
 
 
 def lesson_range(today: date, first: date | None = None, last: date | None = None) -> tuple[date, date]:
@@ -68,9 +71,9 @@ def lesson_range(today: date, first: date | None = None, last: date | None = Non
 
 def family_lessons(session: Session, payee_id: int, *, first: date, last: date, tz: ZoneInfo) -> list[Lesson]:
     """Every lesson of family `payee_id` from `first` to `last` (both included), by start."""
-    closures = _closures(session, first, last)
-    lessons = _weekly_lessons(session, payee_id, first, last, tz, closures) + _makeups(
-        session, payee_id, first, last, tz, closures
+    closures, covers = _closures(session, first, last), covers_between(session, first, last)
+    lessons = _weekly_lessons(session, payee_id, first, last, tz, closures, covers) + _makeups(
+        session, payee_id, first, last, tz, closures, covers
     )
     lessons.sort(key=lambda lesson: (lesson.starts_at, lesson.kind, lesson.student, lesson.enrollment_id or lesson.makeup_id))
     return lessons
@@ -88,7 +91,7 @@ def _closures(session: Session, first: date, last: date) -> dict[int, set[date]]
 
 
 def _weekly_lessons(
-    session: Session, payee_id: int, first: date, last: date, tz: ZoneInfo, closures: dict[int, set[date]]
+    session: Session, payee_id: int, first: date, last: date, tz: ZoneInfo, closures: dict[int, set[date]], covers: Covers
 ) -> list[Lesson]:
     rows = session.execute(
         sa.select(
@@ -101,6 +104,7 @@ def _weekly_lessons(
             col(Timeslot.id),
             col(Timeslot.weekday),
             col(Timeslot.start_minute),
+            col(Teacher.id),
             col(Teacher.name),
             col(Student.id),
             col(Student.name),
@@ -144,6 +148,7 @@ def _weekly_lessons(
         slot_id,
         weekday,
         minute,
+        teacher_id,
         teacher,
         student_id,
         student,
@@ -167,13 +172,14 @@ def _weekly_lessons(
                     attendance_id=attendance_id,
                     attendance=mark,
                     tentative=status in HOLD_STATUSES,
+                    substitute=covers.name(teacher_id, day),
                 )
             )
     return lessons
 
 
 def _makeups(
-    session: Session, payee_id: int, first: date, last: date, tz: ZoneInfo, closures: dict[int, set[date]]
+    session: Session, payee_id: int, first: date, last: date, tz: ZoneInfo, closures: dict[int, set[date]], covers: Covers
 ) -> list[Lesson]:
     rows = session.execute(
         sa.select(
@@ -181,6 +187,7 @@ def _makeups(
             col(MakeUp.lesson_date),
             col(Timeslot.id),
             col(Timeslot.start_minute),
+            col(Teacher.id),
             col(Teacher.name),
             col(Student.id),
             col(Student.name),
@@ -209,7 +216,8 @@ def _makeups(
             instrument=instrument,
             timeslot_id=slot_id,
             makeup_id=makeup_id,
+            substitute=covers.name(teacher_id, day),
         )
-        for makeup_id, day, slot_id, minute, teacher, student_id, student, instrument in rows
+        for makeup_id, day, slot_id, minute, teacher_id, teacher, student_id, student, instrument in rows
         if day is not None and day not in closed
     ]

@@ -44,5 +44,12 @@ makeup = sa.table(
     sa.column("lesson_date", _date),
     sa.column("status", _str),
 )
+time_off = sa.table(
+    "time_off",
+    sa.column("teacher_id", _int),
+    sa.column("starts_on", _date),
+    sa.column("ends_on", _date),
+    sa.column("substitute_id", _int),
+)
 
-TABLES = (enrollment, timeslot, teacher, student, instrument, semester, semester_closure, attendance, makeup)
+TABLES = (enrollment, timeslot, teacher, student, instrument, semester, semester_closure, attendance, makeup, time_off)

@@ -39,6 +39,7 @@ TEMPLATES = (
     "waitlist_offer",
     "lesson_reminder",
     "makeup_slots_available",
+    "substitute_notice",
 )
 
 

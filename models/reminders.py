@@ -62,7 +62,7 @@ def reminder_context(payee: Payee, lesson: Lesson) -> dict:
     return {
         "payee_name": payee.name,
         "student_name": lesson.student,
-        "teacher_name": lesson.teacher,
+        "teacher_name": lesson.substitute or lesson.teacher,  # who teaches it (a substitute on time off)
         "instrument": lesson.instrument or "",
         "kind": lesson.kind,
         "weekday": weekday_label(lesson.date.weekday()),

@@ -17,7 +17,8 @@ def today(
     json_output: bool = JsonOption,
 ) -> None:
     """Every lesson and make-up of the day by start time, with teacher, student, instrument and
-    attendance. Closures show no lessons; weeks where DST changed are flagged.
+    attendance. Closures show no lessons; weeks where DST changed are flagged; a teacher away
+    with a substitute shows as "Substitute (for Teacher)".
 
     Example: studioctl dashboard today --date 2026-11-02 --json
     """
@@ -37,7 +38,7 @@ def today(
         [
             [
                 entry["start"] + (" [yellow]DST[/]" if entry["dst_change"] else ""),
-                entry["teacher"],
+                f"{entry['substitute']} (for {entry['teacher']})" if entry["substitute"] else entry["teacher"],
                 entry["student"],
                 entry["instrument"],
                 "make-up" if entry["kind"] == "make_up" else "lesson",

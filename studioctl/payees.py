@@ -187,7 +187,7 @@ def lessons(
                 lesson.date,
                 f"{lesson.starts_at:%H:%M %Z}",
                 lesson.student,
-                lesson.teacher,
+                f"{lesson.substitute} (for {lesson.teacher})" if lesson.substitute else lesson.teacher,
                 lesson.instrument,
                 f"{lesson.kind} (hold)" if lesson.tentative else lesson.kind,
                 lesson.enrollment_id,

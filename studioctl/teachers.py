@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 
+from studioctl import time_off
 from studioctl.common import JsonOption, emit_json, print_table, show_record
 
 app = typer.Typer(help="Teachers (referred to by id or email).\n\nExample: studioctl teachers list --all", no_args_is_help=True)
+app.add_typer(time_off.app, name="time-off")
 
 TeacherRef = Annotated[str, typer.Argument(help="Teacher id or email.")]
 

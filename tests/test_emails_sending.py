@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from models import attendance, changes, dunning, makeup_news, offers, payment_action, waitlist
+from models import attendance, changes, dunning, makeup_news, offers, payment_action, substitutes, waitlist
 from models import enrollment as enrollment_ops
 from models.config import reset_settings
 from models.outbox import TEMPLATES, DeadLetter, EmailLog, queue_admin_alert, queue_email
@@ -92,6 +92,16 @@ def _real_emails(session) -> dict[str, EmailLog]:
     changes.move_enrollment(session, moving, timeslot_id=later.id, actor="admin")
     waiting_slot = factories.timeslot(session, teacher_row=factories.teacher(session), weekday=3, start="15:30")
     waitlist.add_entry(session, student_id=student.id, instrument="piano", actor="admin")  # Zoë waits for a slot
+    # Zoë's teacher is away on her fifth lesson: a substitute teaches it.
+    fifth = enrollment_ops.lesson_dates(session, enrollment)[4]
+    substitutes.add_time_off(
+        session,
+        teacher=booked_slot.teacher_id,
+        starts_on=fifth,
+        ends_on=fifth,
+        substitute=factories.teacher(session).id,
+        actor="admin",
+    )
     offers.offer_slot(session, waiting_slot.id, actor="worker")
     # Zoë's fourth lesson called off: the family holding a piano credit hears of the free date.
     attendance.grant_makeup(session, student_id=held.student_id, reason="recital", instrument="piano", actor="admin")

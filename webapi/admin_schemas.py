@@ -83,6 +83,7 @@ class LessonOut(BaseModel):
     starts_at: dt.datetime = Field(description="ISO 8601 with the studio's UTC offset on that date")
     dst_change: bool = Field(description="the UTC offset differs from the same lesson a week earlier")
     teacher: str
+    substitute: str | None = Field(None, description="who teaches instead while `teacher` is away (null: `teacher` does)")
     student: str
     instrument: str | None = None
     kind: Literal["lesson", "make_up"]

@@ -39,13 +39,14 @@ class LessonAttendance(BaseModel):
     status: str = Field(description="`present`, `excused`, `no_show`, `teacher_cancelled`, `late_cancel`")
 
 
-class LessonOut(BaseModel):
+class FamilyLesson(BaseModel):
     date: dt.date
     starts_at: dt.datetime = Field(description="ISO 8601 with the studio's UTC offset on that date (right across DST)")
     kind: Literal["lesson", "makeup"] = Field(description="a weekly lesson of a booking, or a booked make-up")
     student_id: int
     student: str
-    teacher: str
+    teacher: str = Field(description="the slot's teacher")
+    substitute: str | None = Field(description="who teaches the lesson instead while `teacher` is away (null: `teacher` does)")
     instrument: str | None
     timeslot_id: int
     enrollment_id: int | None = Field(description="the booking of a weekly lesson (null for a make-up)")
@@ -59,4 +60,4 @@ class LessonList(BaseModel):
 
     from_: dt.date = Field(alias="from")
     to: dt.date
-    items: list[LessonOut] = Field(description="by start; closure dates are no lessons")
+    items: list[FamilyLesson] = Field(description="by start; closure dates are no lessons")

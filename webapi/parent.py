@@ -541,6 +541,7 @@ def list_lessons(query: LessonsQuery):
             "student_id": lesson.student_id,
             "student": lesson.student,
             "teacher": lesson.teacher,
+            "substitute": lesson.substitute,
             "instrument": lesson.instrument,
             "timeslot_id": lesson.timeslot_id,
             "enrollment_id": lesson.enrollment_id,
