@@ -252,8 +252,8 @@ def _makeups(session: Session, first: date, last: date, today: date, only: int |
             **_slot_fields(day, slot_id, minute, student_id, student, slot_teacher, teacher_id),
         }
         if status == BOOKED and day >= today:
-            entry["status"] = BOOKED
-            pending.append(entry)
+            del entry["attendance_id"]
+            pending.append(entry | {"status": BOOKED})
         else:
             paid.append(entry)
     return paid, pending
@@ -332,6 +332,7 @@ def _unmarked(
                     "kind": LESSON,
                     "enrollment_id": enrollment_id,
                     "makeup_id": None,
+                    "status": None,
                     **_slot_fields(day, slot_id, minute, student_id, student, slot_teacher, expected),
                 }
             )
