@@ -20,10 +20,12 @@ from models.audit import AuditLog
 from models.booking import assign_enrollment
 from models.config import reset_settings
 from models.db import session_scope
+from models.enrollment import Enrollment
 from models.payroll import payroll
 from models.people import Teacher
 from models.time_off import TimeOff
 from tests import factories
+from tests.support.api import assert_problem, bearer
 from tests.support.cli import invoke, ok, ok_json, refused, row_counts
 from tests.test_admin_api import ADMIN
 from tests.test_dashboard_queries import count_queries
@@ -230,7 +232,7 @@ def test_csv_summary_and_detail(month):
     refused("payroll", *RANGE, "--csv", "--json", message="not both", code=2)
 
 
-def test_admin_api_answers_the_cli_numbers(month, client):
+def test_admin_api_answers_the_cli_numbers(month, client, session):
     cli = ok_json("payroll", *RANGE)
     response = client.get("/admin/payroll", query_string={"from": "2026-11-01", "to": "2026-11-30"}, headers=ADMIN)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -247,6 +249,18 @@ def test_admin_api_answers_the_cli_numbers(month, client):
     reversed_ = client.get("/admin/payroll", query_string={"from": "2026-11-30", "to": "2026-11-01"}, headers=ADMIN)
     assert reversed_.status_code == 422 and reversed_.get_json()["field"] == "to"
     assert client.get("/admin/payroll", query_string={"from": "2026-11-01", "to": "2026-11-30"}).status_code == 401
+    parent = bearer("user-a", "a@family.test")
+    assert_problem(
+        client.get("/admin/payroll", query_string={"from": "2026-11-01", "to": "2026-11-30"}, headers=parent),
+        403,
+        "admin-required",
+    )
+    reads = session.exec(select(AuditLog).where(AuditLog.action == "admin.read", AuditLog.entity == "/admin/payroll")).all()
+    assert len(reads) == 4 and reads[0].after["query"] == "from=2026-11-01&to=2026-11-30"
+    operation = client.get("/openapi.json").get_json()["paths"]["/admin/payroll"]["get"]
+    assert operation["security"] == [{"adminBearer": []}]
+    assert {"200", "401", "403", "404", "422"} <= set(operation["responses"])
+    assert {(p["name"], p["required"]) for p in operation["parameters"]} == {("from", True), ("to", True), ("teacher", False)}
 
 
 def test_set_rate_is_an_audited_write_and_bad_input_is_one_line(session):
@@ -319,4 +333,24 @@ def test_query_count_does_not_grow_with_the_studio(month, db, session):
     report = payroll(session, first=NOV_1, last=NOV_30, today=date(2026, 12, 1))
     assert sum(row["lessons_paid"] for row in report["teachers"]) == 11 + 2 * 6 * 4
     assert (count(), count(teacher=session.get(Teacher, month["ada"].id))) == small
-    assert max(small) <= 6
+    assert small == (6, 6)  # time off, attendance, make-ups, closures, enrollments, teachers
+
+
+def test_unmarked_are_the_real_lesson_dates_of_taught_enrollments_only(month, session):
+    """An enrollment cancelled on the 12th has unmarked lessons up to its end only; the closure
+    (24th) is no lesson; a paused enrollment has none."""
+    bea = month["bea"]
+    tuesday = factories.timeslot(session, teacher_row=bea, weekday=1, start="17:00")
+    thursday = factories.timeslot(session, teacher_row=bea, weekday=3, start="17:00")
+    first, second = factories.student(session), factories.student(session)
+    session.commit()
+    cancelled, paused = _enroll(tuesday.id, first.id), _enroll(thursday.id, second.id)
+    with session_scope() as unit:
+        unit.get(Enrollment, cancelled).status, unit.get(Enrollment, cancelled).end_date = "cancelled", date(2026, 11, 12)
+        unit.get(Enrollment, paused).status = "paused"
+    session.expire_all()
+    report = payroll(session, first=NOV_1, last=NOV_30, today=date(2026, 12, 1), teacher=session.get(Teacher, bea.id))
+    assert [(entry["date"], entry["enrollment_id"]) for entry in report["teachers"][0]["unmarked"]] == [
+        ("2026-11-03", cancelled),
+        ("2026-11-10", cancelled),
+    ]
