@@ -95,13 +95,21 @@ def payroll(session: Session, *, first: date, last: date, teacher: Teacher | Non
     for entry in unmarked:
         if only is None or entry["teacher_id"] == only:
             unmarked_of[entry.pop("teacher_id")].append(entry)
-    teachers = _teachers(session, only, set(lessons_of) | set(unmarked_of))
+    everyone = _teachers(session)
+    emails = {row.id: row.email for row in everyone}
+    listed = (
+        [row for row in everyone if row.id == only]
+        if only is not None
+        else [row for row in everyone if row.active or row.id in lessons_of or row.id in unmarked_of]
+    )
     rows = []
-    for row in teachers:
+    for row in listed:
         taught = sorted(lessons_of.get(row.id, []), key=_by_date)
         amount = None if row.rate_cents is None else row.rate_cents * len(taught)
         for entry in taught:
             entry["amount_cents"] = row.rate_cents
+        for entry in taught + unmarked_of.get(row.id, []):
+            entry["substitute_for"] = emails.get(entry["substitute_for_id"])
         rows.append(
             {
                 "teacher_id": row.id,
@@ -143,13 +151,9 @@ def _slot_fields(day: date, slot_id: int, minute: int, student_id: int, student:
     }
 
 
-def _teachers(session: Session, only: int | None, with_lessons: set[int]) -> list[Teacher]:
-    statement = sa.select(Teacher).order_by(col(Teacher.name), col(Teacher.id))
-    if only is not None:
-        statement = statement.where(col(Teacher.id) == only)
-    else:
-        statement = statement.where(sa.or_(col(Teacher.active).is_(True), col(Teacher.id).in_(sorted(with_lessons))))
-    return list(session.execute(statement).scalars().all())
+def _teachers(session: Session) -> list[Teacher]:
+    """Every teacher by name (a studio has tens): the listed ones and the emails of those stood in for."""
+    return list(session.execute(sa.select(Teacher).order_by(col(Teacher.name), col(Teacher.id))).scalars().all())
 
 
 def _time_off(session: Session, first: date, last: date) -> list[tuple[int, date, date, int | None]]:
@@ -343,7 +347,7 @@ def _unmarked(
 
 SUMMARY_COLUMNS = ["from", "to", "email", "name", "rate_cents", "lessons_paid", "amount_cents", "unmarked"]
 DETAIL_COLUMNS = ["email", "name", "date", "start", "kind", "attendance_id", "makeup_id", "enrollment_id", "status"]
-DETAIL_COLUMNS += ["student", "timeslot_id", "substitute_for_id", "amount_cents"]
+DETAIL_COLUMNS += ["student", "timeslot_id", "substitute_for", "amount_cents"]
 
 
 def payroll_csv(report: dict, *, detail: bool = False) -> str:

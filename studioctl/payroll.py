@@ -74,7 +74,7 @@ def _print(report: dict, detail: bool, currency: str) -> None:
                 ["date", "start", "kind", "attendance", "make-up", "status", "student", "for teacher", "amount"],
                 [
                     [x["date"], x["start"], x["kind"], x["attendance_id"], x["makeup_id"], x["status"], x["student"]]
-                    + [x["substitute_for_id"], _money(x["amount_cents"], currency)]
+                    + [x["substitute_for"], _money(x["amount_cents"], currency)]
                     for x in t["lessons"]
                 ],
                 empty=f"{t['name']}: no lessons paid",
@@ -92,7 +92,7 @@ def _print(report: dict, detail: bool, currency: str) -> None:
                 e["enrollment_id"],
                 e["makeup_id"],
                 e["student"],
-                e["substitute_for_id"],
+                e["substitute_for"],
             ]
             for t, e in unmarked
         ],

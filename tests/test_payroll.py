@@ -141,11 +141,13 @@ def test_a_month_is_paid_exactly_per_teacher_and_substitute(month):
         ("2026-11-18", month["ada"].id),
     }
     assert all(lesson["amount_cents"] == 3000 for lesson in bea["lessons"])
+    assert {lesson["substitute_for"] for lesson in substitute_lessons} == {month["ada"].email}
     # Unmarked: the two Mondays of the 30th, both Ada's to teach (she stands in for Bea); not paid.
     assert [(entry["date"], entry["enrollment_id"], entry["substitute_for_id"]) for entry in ada["unmarked"]] == [
         ("2026-11-30", month["enrollments"]["ada_mon"], None),
         ("2026-11-30", month["enrollments"]["bea_mon"], month["bea"].id),
     ]
+    assert ada["unmarked"][1]["substitute_for"] == month["bea"].email
     assert bea["unmarked"] == []
     assert report["total_cents"] == 5 * 2500 + 6 * 3000
 

@@ -40,6 +40,7 @@ class PayrollLesson(BaseModel):
     student_id: int
     student: str
     substitute_for_id: int | None = Field(description="the slot's teacher, when this teacher stood in for them")
+    substitute_for: str | None = Field(description="that teacher's email")
     amount_cents: int | None = Field(description="the teacher's rate per lesson (null: no rate set)")
 
 
@@ -54,6 +55,7 @@ class PayrollUnmarked(BaseModel):
     student_id: int
     student: str
     substitute_for_id: int | None = Field(description="the slot's teacher, when this teacher stands in (a time off)")
+    substitute_for: str | None = Field(description="that teacher's email")
 
 
 class PayrollTeacher(BaseModel):
