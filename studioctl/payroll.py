@@ -84,16 +84,7 @@ def _print(report: dict, detail: bool, currency: str) -> None:
         f"Unmarked (not paid until marked, up to {report['unmarked_until'] or report['to']})",
         ["teacher", "date", "start", "kind", "enrollment", "make-up", "student", "for teacher"],
         [
-            [
-                t["name"],
-                e["date"],
-                e["start"],
-                e["kind"],
-                e["enrollment_id"],
-                e["makeup_id"],
-                e["student"],
-                e["substitute_for"],
-            ]
+            [t["name"], e["date"], e["start"], e["kind"], e["enrollment_id"], e["makeup_id"], e["student"], e["substitute_for"]]
             for t, e in unmarked
         ],
         empty="no unmarked lessons",
