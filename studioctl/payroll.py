@@ -81,7 +81,7 @@ def _print(report: dict, detail: bool, currency: str) -> None:
             )
     unmarked = [(t, entry) for t in teachers for entry in t["unmarked"]]
     print_table(
-        f"Unmarked (not paid until marked, up to {report['unmarked_until'] or report['to']})",
+        f"Unmarked (not paid until marked; up to {report['unmarked_until']})" if report["unmarked_until"] else "Unmarked",
         ["teacher", "date", "start", "kind", "enrollment", "make-up", "student", "for teacher"],
         [
             [t["name"], e["date"], e["start"], e["kind"], e["enrollment_id"], e["makeup_id"], e["student"], e["substitute_for"]]
@@ -90,7 +90,7 @@ def _print(report: dict, detail: bool, currency: str) -> None:
         empty="no unmarked lessons",
     )
     missing = [t["email"] for t in teachers if t["rate_cents"] is None and t["lessons_paid"]]
-    console.print(f"total: [bold]{_money(report['total_cents'], currency)}[/]")
+    console.print(f"total: [bold]{_money(report['total_cents'], currency)}[/]" + (" (teachers with a rate)" if missing else ""))
     if missing:
         console.print(f"[yellow]no rate set for {', '.join(missing)}[/]: studioctl teachers set-rate EMAIL --per-lesson 25.00")
 
