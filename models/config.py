@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     # Make-up credits one student earns by excused absences in a semester's make-up window
     # (teacher cancellations and the admin's grants do not count); past it, excused, no credit.
     MAKEUP_CREDITS_PER_SEMESTER: int = Field(default=3, ge=0, le=100)
+    # Payroll (models/payroll.py): a lesson the family called off late (`late_cancel`) is paid to
+    # its teacher like one taught; `false`: not paid, like `excused`.
+    PAY_LATE_CANCEL: bool = True
     CURRENCY: str = "usd"
     # flask-limiter strings for the parent API ("20/minute;200/hour"); raised by tests and benchmarks.
     # Workers: queue name, retry policy (stored in each task when it is enqueued, so the API and

@@ -60,6 +60,7 @@ def teacher_view(session: Session, teacher: Teacher) -> dict:
         "instruments": teacher_instruments(session, teacher.id),
         "slots": slots,
         "bio": teacher.bio,
+        "rate_cents": teacher.rate_cents,
     }
 
 

@@ -38,6 +38,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "jobs": ("jobs", "Periodic jobs: list, run one now."),
     "export": ("export", "Export a table, or the roster, to CSV."),
     "import": ("import_cmd", "Import a roster from CSV (all or nothing)."),
+    "payroll": ("payroll", "What each teacher is owed for the lessons taught in a range of dates."),
     "term-preview": ("term_preview", "Lesson dates, counts and amounts of a semester per family."),
     "serve": ("serve", "Run the parent API (gunicorn)."),
     "worker": ("worker", "Run the Huey worker (consumer)."),

@@ -118,6 +118,27 @@ def activate(teacher: TeacherRef, json_output: bool = JsonOption) -> None:
     _change(teacher, json_output, "activated teacher", active=True)
 
 
+@app.command("set-rate")
+def set_rate(
+    teacher: TeacherRef,
+    per_lesson: Annotated[str, typer.Option("--per-lesson", help="Pay per lesson taught, e.g. 25.00 (the studio's currency).")],
+    json_output: bool = JsonOption,
+) -> None:
+    """Set what a teacher is paid per lesson taught (`studioctl payroll` multiplies by it).
+
+    Example: studioctl teachers set-rate ada@studio.example --per-lesson 25.00
+    """
+    from models.db import session_scope
+    from models.payroll import set_teacher_rate
+    from models.people import get_teacher
+    from models.reports import teacher_view
+
+    with session_scope() as session:
+        row = set_teacher_rate(session, get_teacher(session, teacher), per_lesson=per_lesson, actor="admin")
+        view = teacher_view(session, row)
+    _show(view, json_output, f"rate per lesson: {row.rate_cents / 100:.2f}" if row.rate_cents is not None else "")
+
+
 def _change(ref: str, json_output: bool, verb: str, **changes) -> None:
     from models.db import session_scope
     from models.people import get_teacher, update_teacher

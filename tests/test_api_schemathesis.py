@@ -31,7 +31,8 @@ PHASES = [hypothesis.Phase.explicit, hypothesis.Phase.generate]  # no shrinking:
 # schema-valid request refused with 422 is no finding. GET /parent/lessons: `to` not before
 # `from`, at most 26 weeks after it (tests/test_lessons.py). PUT and PATCH /parent/payee: SMS
 # reminders need a phone number, one that exists (phonenumbers; tests/test_reminders.py).
-CROSS_FIELD_RULES = [("GET", "/parent/lessons"), ("PUT", "/parent/payee"), ("PATCH", "/parent/payee")]
+# GET /admin/payroll: `to` not before `from` (tests/test_payroll.py).
+CROSS_FIELD_RULES = [("GET", "/parent/lessons"), ("PUT", "/parent/payee"), ("PATCH", "/parent/payee"), ("GET", "/admin/payroll")]
 DOMAIN_422 = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 
 

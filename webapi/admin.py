@@ -6,8 +6,9 @@ request comes (a token outlives a removal from it by at most JWT_TTL_SECONDS oth
 No token: 401; any other token: 403 `admin-required`.
 
 Each route answers what the matching `studioctl` command shows, through the same read model
-(`models.dashboard`, `models.outbox`, `models.stripe_records`, `models.audit`), paged like the
-parent lists: `limit` and the `cursor` of the previous page's `next_cursor`. Each request is
+(`models.dashboard`, `models.payroll`, `models.outbox`, `models.stripe_records`, `models.audit`), the
+lists paged like the parent lists: `limit` and the `cursor` of the previous page's
+`next_cursor` (the payroll of a range is one answer). Each request is
 audited (`admin.read`, actor `admin:<email>`, entity the route) in its own unit of work,
 committed before anything is read, so no answer leaves unrecorded.
 """
@@ -26,6 +27,8 @@ from models.dashboard import day_schedule, payment_activity, provisional_holds
 from models.db import session_scope
 from models.errors import Forbidden
 from models.outbox import list_dead_letters, list_emails
+from models.payroll import payroll as payroll_report
+from models.people import get_teacher
 from models.stripe_records import list_stripe_events
 from webapi.admin_schemas import (
     AuditPage,
@@ -43,6 +46,7 @@ from webapi.admin_schemas import (
     StripeEventPage,
     StripeEventQuery,
 )
+from webapi.payroll_schemas import PayrollQuery, PayrollReport
 from webapi.schemas import Problem, decode_cursor, page
 from webapi.security import Identity, is_admin_email, require_identity
 
@@ -160,6 +164,22 @@ def dashboard_payments(query: PaymentsQuery):
     return PaymentsPage.model_validate(
         {"days": activity["days"], "items": items, "failures": activity["failures"], "next_cursor": next_cursor}
     ).model_dump(mode="json")
+
+
+# Payroll ---------------------------------------------------------------------------------
+
+
+@bp.get("/payroll", responses={200: PayrollReport, 404: Problem})
+def payroll(query: PayrollQuery):
+    """What each teacher is owed from `from` to `to` (both included), as `studioctl payroll
+    --json`: the lessons paid (present, no_show, late_cancel unless PAY_LATE_CANCEL=false, and
+    make-ups that took place, each to whoever taught it) times the teacher's rate, every paid
+    lesson with its attendance or make-up id, and the lessons still unmarked (not paid). One
+    teacher with `teacher` (404 when there is none); 422 when `to` is before `from`."""
+    with session_scope(write=False) as session:
+        only = get_teacher(session, query.teacher) if query.teacher else None
+        report = payroll_report(session, first=query.from_, last=query.to, teacher=only)
+    return PayrollReport.model_validate(report).model_dump(mode="json", by_alias=True)
 
 
 # Outbox, Stripe, audit ---------------------------------------------------------------------
