@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.common import Figure, machine_facts, print_figures
 
-BENCHES = ("booking", "discovery", "cli", "dashboard", "payroll", "pipeline", "memory", "school")
+BENCHES = ("booking", "discovery", "cli", "dashboard", "pipeline", "memory", "school")
 RESULTS = Path(__file__).resolve().parent / "results.md"
 KEPT_SECTION = "## Optimisations"  # hand-written before/after notes: carried over by every run
 

@@ -190,7 +190,7 @@ def _reads(facts: dict) -> dict[str, Callable]:
     try:
         from models.payroll import payroll  # issue 15, item 3
 
-        reads[f"payroll {month_start:%Y-%m}"] = lambda session: payroll(session, starts=month_start, ends=month_end)
+        reads[f"payroll {month_start:%Y-%m}"] = lambda session: payroll(session, first=month_start, last=month_end)
     except ImportError:
         pass
 
