@@ -64,6 +64,18 @@ class Plan(SQLModel, table=True):
         """The amount in currency units."""
         return Decimal(self.amount_cents) / 100
 
+    def discounted_label(self, percent: int) -> str | None:
+        """The amount with `percent` off, as an email shows it (`108.00 USD`); None without a discount."""
+        if not percent:
+            return None
+        return f"{Decimal(self.amount_cents - discount_cents(self.amount_cents, percent)) / 100:.2f} {self.currency.upper()}"
+
+
+def discount_cents(amount_cents: int, percent: int) -> int:
+    """What `percent` off `amount_cents` takes away, rounded to the nearest cent (half up), as
+    Stripe rounds a percent-off coupon on an invoice."""
+    return (amount_cents * percent + 50) // 100
+
 
 class StripeEvent(SQLModel, table=True):
     """A webhook event, stored once by its Stripe id (replays are recognised and ignored)."""

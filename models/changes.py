@@ -278,6 +278,8 @@ def move_enrollment(
         stripe_invoice_id=old.stripe_invoice_id,
         stripe_payment_intent_id=old.stripe_payment_intent_id,
         pipeline_state="done",
+        discount_percent=old.discount_percent,  # the sibling discount goes with its subscription
+        discount_changes=old.discount_changes,
     )
     old_context = email_context(session, old)
     target = session.get(Timeslot, new.timeslot_id)

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     CARDLESS_HOLDS_PER_PAYEE: int = Field(default=1, ge=1, le=100)
     MAX_CARDLESS_HOLDS: int = Field(default=10, ge=1, le=10_000)
     DUNNING_GRACE_DAYS: int = Field(default=7, ge=0, le=90)
+    # Sibling discount (models/sibling_discount.py): percent off every live billed enrollment of a
+    # family but its most expensive one, as a Stripe coupon; 0 = off (no coupon made or moved).
+    SIBLING_DISCOUNT_PERCENT: int = Field(default=0, ge=0, le=99)
     # The make-up policy (models/absences.py): a lesson the family calls off at least this many
     # hours before it starts is excused and earns a make-up credit; later, `late_cancel`, none.
     MAKEUP_NOTICE_HOURS: int = Field(default=24, ge=0, le=30 * 24)

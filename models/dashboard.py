@@ -17,7 +17,6 @@ from models.clock import format_minute, is_dst_change_week, occurrence_start, sl
 from models.config import get_settings
 
 if TYPE_CHECKING:
-    from models.billing import Plan
     from models.scheduling import Semester
 
 # `day_schedule` (the `studioctl dashboard today` path) selects columns through the light
@@ -310,23 +309,15 @@ def _event_row(row: sa.Row) -> dict:
     }
 
 
-def _amount_cents(plan: Plan | None, dates: list[date]) -> int:
-    """What a term of `dates` costs on `plan`: weekly and semester plans per lesson, monthly
-    per calendar month that has a lesson; offline enrollments (no plan) cost nothing here."""
-    if plan is None or not dates:
-        return 0
-    if plan.frequency == "monthly":
-        return plan.amount_cents * len({(day.year, day.month) for day in dates})
-    return plan.amount_cents * len(dates)
-
-
 def term_preview(session: Session, semester: Semester, *, payee_id: int | None = None) -> dict:
     """Every lesson date of each live enrollment in `semester` (closures removed, DST-change
-    weeks flagged), with lesson counts and amounts per enrollment and per family."""
+    weeks flagged), with lesson counts and amounts per enrollment and per family: `amount_cents`
+    at full price, `discount_cents` the sibling discount Stripe applies (`term_cents`)."""
     from models.billing import Plan
     from models.enrollment import ACTION_REQUIRED, ACTIVE, PAST_DUE, PAUSED, PROVISIONAL, Enrollment
     from models.people import Instrument, Payee, Student, Teacher
     from models.scheduling import Timeslot, closures_of, slot_dates
+    from models.sibling_discount import term_cents
 
     tz = get_settings().tz
     closures = closures_of(session, semester.id)
@@ -345,11 +336,11 @@ def term_preview(session: Session, semester: Semester, *, payee_id: int | None =
     )
     if payee_id is not None:
         statement = statement.where(Student.payee_id == payee_id)
-    enrollments, families = [], defaultdict(lambda: {"lessons": 0, "amount_cents": 0, "enrollment_ids": []})
+    enrollments, families = [], defaultdict(lambda: {"lessons": 0, "amount_cents": 0, "discount_cents": 0, "enrollment_ids": []})
     for enrollment, slot, student, payee, plan, teacher, instrument in session.exec(statement).all():
         last = min(semester.ends_on, enrollment.end_date) if enrollment.end_date else semester.ends_on
         dates = slot_dates(slot.weekday, max(semester.starts_on, enrollment.start_date), last, closures)
-        amount = _amount_cents(plan, dates)
+        amount, discount = term_cents(plan, dates, enrollment.discount_percent)
         enrollments.append(
             {
                 "id": enrollment.id,
@@ -366,6 +357,8 @@ def term_preview(session: Session, semester: Semester, *, payee_id: int | None =
                 ],
                 "lesson_count": len(dates),
                 "amount_cents": amount,
+                "discount_percent": enrollment.discount_percent if plan else 0,
+                "discount_cents": discount,
                 "currency": plan.currency if plan else get_settings().CURRENCY,
             }
         )
@@ -373,6 +366,7 @@ def term_preview(session: Session, semester: Semester, *, payee_id: int | None =
         family.update(payee_id=payee.id, payee=payee.name, email=payee.email)
         family["lessons"] += len(dates)
         family["amount_cents"] += amount
+        family["discount_cents"] += discount
         family["enrollment_ids"].append(enrollment.id)
     return {
         "semester": {
@@ -385,4 +379,5 @@ def term_preview(session: Session, semester: Semester, *, payee_id: int | None =
         "enrollments": enrollments,
         "families": sorted(families.values(), key=lambda family: family["payee"]),
         "total_cents": sum(family["amount_cents"] for family in families.values()),
+        "discount_cents": sum(family["discount_cents"] for family in families.values()),
     }

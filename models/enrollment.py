@@ -14,9 +14,8 @@ A slot is held for dates, not forever: no two *live* (provisional, action_requir
 past_due, paused) enrollments of one timeslot overlap in dates (`start_date`..`end_date`, an
 open end is forever). The booking (`models.booking`) locks the slot row and checks; the
 database is the last line of defence (migration 0005: an exclusion constraint on PostgreSQL,
-triggers on SQLite, both named `SLOT_DATES_CONSTRAINT`). This module holds the table, what
-is read of an enrollment, and the hold's transitions; the renewals of a billed enrollment
-(past_due, paused, cancelled for non-payment) are `models.dunning`.
+triggers on SQLite, `SLOT_DATES_CONSTRAINT`). Here: the table, its reads, the hold's
+transitions; renewals (past_due, paused, cancelled for non-payment) are `models.dunning`.
 """
 
 from __future__ import annotations
@@ -109,6 +108,9 @@ class Enrollment(SQLModel, table=True):
     moved_from_id: int | None = Field(
         default=None, foreign_key="enrollment.id", ondelete="SET NULL", sa_column_kwargs={"unique": True}
     )
+    # Its sibling discount in percent and how often that changed (models/sibling_discount.py).
+    discount_percent: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    discount_changes: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
 
@@ -198,6 +200,8 @@ def email_context(session: Session, enrollment: Enrollment) -> dict:
         "status": enrollment.status,
         "plan": plan.frequency if plan else "offline",
         "amount": f"{plan.amount:.2f} {plan.currency.upper()}" if plan else None,
+        "discount_percent": enrollment.discount_percent if plan else 0,
+        "discounted_amount": plan.discounted_label(enrollment.discount_percent) if plan else None,
         "expires_at": enrollment.provisional_expires_at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M %Z")
         if enrollment.provisional_expires_at
         else None,
@@ -226,8 +230,7 @@ def archive_student(session: Session, student: Student, *, actor: str) -> Studen
 
 
 def change_status(session: Session, enrollment: Enrollment, status: str, *, actor: str, action: str, **changes) -> Enrollment:
-    """Move `enrollment` to `status` with `changes`, audited as `action` (the caller checked
-    that the state machine allows it)."""
+    """Move `enrollment` to `status` with `changes`, audited as `action` (the caller checked the move)."""
     return change_audited(session, enrollment, actor=actor, action=action, status=status, **changes, updated_at=utcnow())
 
 
@@ -278,8 +281,7 @@ def activate_enrollment(
 
 
 def fail_enrollment(session: Session, enrollment: Enrollment, *, reason: str, actor: str) -> bool:
-    """provisional or action_required → failed with a reason the parent can read; alerts the admin.
-    False if not such a hold."""
+    """A hold → failed with a reason the parent can read; alerts the admin. False if not a hold."""
     if enrollment.status not in HOLD_STATUSES:
         return False
     change_status(
@@ -330,8 +332,7 @@ def expire_hold(session: Session, enrollment: Enrollment, *, actor: str) -> bool
 
 
 def holds_past_expiry(session: Session, *, status: str, now: datetime | None = None) -> list[int]:
-    """Ids of holds of `status` whose expiry has passed (the expiry job re-reads Stripe for the
-    action_required ones before expiring them)."""
+    """Ids of holds of `status` past their expiry (the job re-reads Stripe for action_required ones)."""
     now = now or utcnow()
     return list(
         session.exec(select(Enrollment.id).where(Enrollment.status == status, Enrollment.provisional_expires_at <= now)).all()
@@ -375,8 +376,7 @@ def cancel_enrollment(session: Session, enrollment: Enrollment, *, reason: str |
 
 
 def stale_provisionals(session: Session, *, older_than: timedelta, now: datetime | None = None) -> list[Enrollment]:
-    """Holds (provisional, action_required) with no pipeline progress for `older_than` (for
-    reconciliation: a lost task is re-run; a payment the parent authenticated is found)."""
+    """Holds with no pipeline progress for `older_than` (reconciliation re-runs a lost task)."""
     now = now or utcnow()
     return list(
         session.exec(

@@ -22,7 +22,9 @@ def term_preview(
 
     Lesson dates per enrollment with closures removed and DST-change weeks flagged
     (*), with lesson counts and amounts per family (monthly plans per month with lessons,
-    weekly and semester plans per lesson, offline enrollments at 0).
+    weekly and semester plans per lesson, offline enrollments at 0), and the sibling
+    discount each one gets (SIBLING_DISCOUNT_PERCENT): amounts are at full price, the
+    discount is taken off them.
 
     Example: studioctl term-preview --semester 1 --payee sam@family.example
     """
@@ -42,7 +44,7 @@ def term_preview(
     )
     print_table(
         "Lessons",
-        ["id", "student", "slot", "plan", "lessons", "amount", "dates"],
+        ["id", "student", "slot", "plan", "lessons", "amount", "discount", "dates"],
         [
             [
                 e["id"],
@@ -51,6 +53,7 @@ def term_preview(
                 e["plan"],
                 e["lesson_count"],
                 _money(e["amount_cents"], e["currency"]),
+                f"-{_money(e['discount_cents'], e['currency'])} ({e['discount_percent']}%)" if e["discount_cents"] else "",
                 " ".join(lesson["date"][5:] + ("*" if lesson["dst_change"] else "") for lesson in e["lessons"]),
             ]
             for e in data["enrollments"]
@@ -60,12 +63,24 @@ def term_preview(
     currency = data["enrollments"][0]["currency"] if data["enrollments"] else "usd"
     print_table(
         "Families",
-        ["payee", "email", "lessons", "amount"],
-        [[f["payee"], f["email"], f["lessons"], _money(f["amount_cents"], currency)] for f in data["families"]],
+        ["payee", "email", "lessons", "amount", "discount", "to pay"],
+        [
+            [
+                f["payee"],
+                f["email"],
+                f["lessons"],
+                _money(f["amount_cents"], currency),
+                _money(f["discount_cents"], currency),
+                _money(f["amount_cents"] - f["discount_cents"], currency),
+            ]
+            for f in data["families"]
+        ],
         empty="",
     )
     if data["families"]:
-        console.print(f"total: [bold]{_money(data['total_cents'], currency)}[/]   (* = DST changed that week)")
+        due = _money(data["total_cents"] - data["discount_cents"], currency)
+        discount = f" (less {_money(data['discount_cents'], currency)} sibling discount: {due})" if data["discount_cents"] else ""
+        console.print(f"total: [bold]{_money(data['total_cents'], currency)}[/]{discount}   (* = DST changed that week)")
 
 
 def register(app: typer.Typer) -> None:

@@ -114,8 +114,8 @@ def test_request_options_are_headers_not_body_parameters():
 
 
 def test_an_unknown_route_is_a_violation_and_literal_segments_win():
-    assert check("GET", "/v1/coupons/co_1", {}) == [
-        "no route GET /v1/coupons/co_1 in tests/support/stripe_contract.py ROUTES (add the call's params type there)"
+    assert check("GET", "/v1/tax_rates/txr_1", {}) == [
+        "no route GET /v1/tax_rates/txr_1 in tests/support/stripe_contract.py ROUTES (add the call's params type there)"
     ]
     assert check("POST", "/v1/setup_intents/seti_1", {}) != []  # update is not in the table (yet)
     assert contract.route_for("GET", "/v1/customers/search").params == "CustomerSearchParams"

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from models import billing, logs
+from models import billing, logs, sibling_discount
 from models import enrollment as enrollment_ops
 from models.billing import Plan
 from models.clock import studio_today
@@ -65,6 +65,7 @@ class Booking:
     key: str
     payee_key: str
     first_attempt: bool = False  # no earlier run ever reached Stripe for this enrollment
+    discount_percent: int = 0  # the sibling discount it is billed with (models.sibling_discount)
     status: str = PROVISIONAL
     subscription_id: str | None = None
     payment_intent_id: str | None = None
@@ -190,6 +191,7 @@ def _load(enrollment_id: int) -> Booking | None:
                 raise TerminalStripeError(f"cannot price the semester: {error.detail}") from None
         # A payee with a customer already has the `customer` step done: one write for both.
         enrollment_ops.touch_pipeline(session, enrollment, "customer" if payee.stripe_customer_id else "started")
+        discount = sibling_discount.booking_discount(session, enrollment, actor=ACTOR)
         return Booking(
             enrollment_id=enrollment.id,
             payee_id=payee.id,
@@ -205,6 +207,7 @@ def _load(enrollment_id: int) -> Booking | None:
             key=_with_generation(stable_key("booking", enrollment.id, enrollment.created_at), enrollment.stripe_key_generation),
             payee_key=_with_generation(payee_key(payee), enrollment.stripe_key_generation),
             first_attempt=first_attempt,
+            discount_percent=discount,
         )
 
 
@@ -510,6 +513,21 @@ def _create_or_note_ambiguity(enrollment_id: int, create):
         raise
 
 
+def sibling_coupon(gateway: StripeGateway, percent: int) -> str | None:
+    """The Stripe coupon of a sibling discount of `percent` (made once), or None for none."""
+    if not percent:
+        return None
+    return gateway.ensure_coupon(
+        coupon_id=sibling_discount.coupon_id(percent), percent=percent, name=f"Sibling discount {percent}%"
+    )
+
+
+def semester_charge(booking: Booking) -> int:
+    """The semester's one charge: every billable lesson left, less the sibling discount."""
+    amount = booking.amount_cents * booking.lessons_left
+    return amount - billing.discount_cents(amount, booking.discount_percent)
+
+
 def run_booking(enrollment_id: int) -> str:
     """Drive one held enrollment as far as it can go; returns where it stopped.
 
@@ -554,10 +572,11 @@ def run_booking(enrollment_id: int) -> str:
         with step("subscription", enrollment_id):
             price_id = booking.price_id or ensure_plan_price(gateway, booking.plan_id)
             existing = None if booking.first_attempt else gateway.find_subscription(customer_id, enrollment_id)
+            coupon_id = sibling_coupon(gateway, booking.discount_percent) if not existing else None
             subscription = existing or _create_or_note_ambiguity(
                 enrollment_id,
                 lambda: gateway.create_subscription(
-                    enrollment_id=enrollment_id, customer_id=customer_id, price_id=price_id, key=booking.key
+                    enrollment_id=enrollment_id, customer_id=customer_id, price_id=price_id, key=booking.key, coupon_id=coupon_id
                 ),
             )
             subscription_id = subscription["id"]
@@ -588,7 +607,7 @@ def run_booking(enrollment_id: int) -> str:
                         enrollment_id=enrollment_id,
                         customer_id=customer_id,
                         payment_method_id=payment_method,
-                        amount_cents=booking.amount_cents * booking.lessons_left,
+                        amount_cents=semester_charge(booking),
                         currency=booking.currency,
                         key=booking.key,
                     ),

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 import stripe
 from stripe import RequestOptions
 from stripe.params import (
+    CouponCreateParams,
     CustomerCreateParams,
     CustomerListParams,
     CustomerUpdateParams,
@@ -55,6 +56,7 @@ from stripe.params import (
     SetupIntentListParams,
     SubscriptionCreateParams,
     SubscriptionListParams,
+    SubscriptionRetrieveParams,
     SubscriptionUpdateParams,
 )
 
@@ -440,11 +442,15 @@ class StripeGateway:
                 return subscription
         return None
 
-    def create_subscription(self, *, enrollment_id: int, customer_id: str, price_id: str, key: str) -> dict:
+    def create_subscription(
+        self, *, enrollment_id: int, customer_id: str, price_id: str, key: str, coupon_id: str | None = None
+    ) -> dict:
         """Subscribe, charging the first period now, off-session. `allow_incomplete`: a first
         payment the bank wants authenticated leaves the subscription `incomplete` with its
         PaymentIntent `requires_action` (see `first_payment`) instead of failing the booking;
-        a declined one leaves it `incomplete` too, and the pipeline cancels it."""
+        a declined one leaves it `incomplete` too, and the pipeline cancels it. `coupon_id`: a
+        discount on every invoice, the first one included (today's `discounts`; the old
+        `coupon` parameter is gone)."""
         params: SubscriptionCreateParams = {
             "customer": customer_id,
             "items": [{"price": price_id}],
@@ -452,7 +458,48 @@ class StripeGateway:
             "off_session": True,
             "metadata": {"enrollment_id": str(enrollment_id)},
         }
+        if coupon_id:
+            params["discounts"] = [{"coupon": coupon_id}]
         return self._call(self.v1.subscriptions.create, params, self._key(f"{key}-subscription"))
+
+    # Discounts ----------------------------------------------------------------------------
+
+    def ensure_coupon(self, *, coupon_id: str, percent: int, name: str) -> str:
+        """A percent-off coupon of ours that lasts (`forever`: every invoice of a subscription
+        carrying it), made once: looked up by its id (ours, e.g. `sibling-10`), created when
+        Stripe has none. Returns its id."""
+        try:
+            return self._call(self.v1.coupons.retrieve, coupon_id)["id"]
+        except TerminalStripeError as error:
+            if not is_not_found(error):
+                raise
+        params: CouponCreateParams = {
+            "id": coupon_id,
+            "percent_off": percent,
+            "duration": "forever",
+            "name": name,
+            "metadata": {"purpose": "sibling_discount"},
+        }
+        return self._call(self.v1.coupons.create, params, self._key(f"coupon-{coupon_id}"))["id"]
+
+    def set_subscription_coupon(self, subscription_id: str, *, coupon_id: str | None, ours: str, key: str) -> bool:
+        """Make `coupon_id` (None: none) the one coupon of ours — those whose id starts with `ours`
+        — on a subscription, keeping any other discount it carries (one the studio added in the
+        dashboard). Read first: False when it already is so, or the subscription has ended; True
+        once Stripe changed it (no charge now: the next invoices carry the change)."""
+        params: SubscriptionRetrieveParams = {"expand": ["discounts"]}
+        current = self._call(self.v1.subscriptions.retrieve, subscription_id, params)
+        if current.get("status") in ("canceled", "incomplete_expired"):
+            return False
+        discounts = [(discount_id(d), discount_coupon_id(d)) for d in current.get("discounts") or []]
+        mine = [coupon for _, coupon in discounts if coupon and coupon.startswith(ours)]
+        if mine == ([coupon_id] if coupon_id else []):
+            return False
+        kept: list[Any] = [{"discount": d} for d, coupon in discounts if d and not (coupon or "").startswith(ours)]
+        wanted = kept + ([{"coupon": coupon_id}] if coupon_id else [])
+        update: SubscriptionUpdateParams = {"discounts": wanted or ""}
+        self._call(self.v1.subscriptions.update, subscription_id, update, self._key(key))
+        return True
 
     def first_payment(self, invoice_id: str) -> tuple[dict, dict | None]:
         """An invoice and the PaymentIntent paying it (None when it has none yet). Today's API
@@ -645,6 +692,20 @@ def subscription_period_end(subscription: dict) -> int | None:
     if ends:
         return min(ends)
     return subscription.get("current_period_end")
+
+
+def discount_id(discount: Any) -> str | None:
+    """A subscription's discount's id (the item of `discounts`: an id, or the expanded Discount)."""
+    return object_id(discount)
+
+
+def discount_coupon_id(discount: Any) -> str | None:
+    """The coupon an expanded Discount redeems: `source.coupon` (today) or `coupon` (before
+    2025-03-31.basil); None for an unexpanded discount id."""
+    if not isinstance(discount, dict):
+        return None
+    source = discount.get("source") or {}
+    return object_id(source.get("coupon")) or object_id(discount.get("coupon"))
 
 
 def enrollment_id_of(obj: dict) -> int | None:

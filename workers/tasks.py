@@ -9,6 +9,7 @@ The public entry points other layers enqueue (keep these names and signatures):
 - `undo_orphan_charges(enrollment_id)`  cancel/refund Stripe charges of a booking that ended unrecorded
 - `move_subscription(enrollment_id)`    point a moved booking's subscription at the enrollment continuing it
 - `offer_freed_slot(timeslot_id)`       offer a freed slot to the waiting list (`workers.offers`)
+- `rebalance_sibling_discounts(enrollment_id)`  move the family's sibling discount in Stripe (`workers.sibling_discounts`)
 
 Transient errors (Stripe or Mailjet unreachable, 5xx, rate limits) are raised so Huey
 retries with backoff; when the last retry fails, the SIGNAL_ERROR handler below (the
@@ -35,6 +36,7 @@ from models.errors import Invalid
 from workers import metrics
 from workers.app import TASK_RETRIES, TASK_RETRY_BACKOFF, TASK_RETRY_DELAY, huey
 from workers.offers import offer_freed_slot
+from workers.sibling_discounts import discount_failed, rebalance_sibling_discounts
 
 log = logging.getLogger(__name__)
 
@@ -344,6 +346,9 @@ RETRYABLE: dict[str, Retryable] = {
         Retryable(process_stripe_event, "event_id", _event_failed, queued="Stripe event {}", reopen=_reprocess_event),
         Retryable(send_sms, "sms_id", _sms_failed, queued="SMS {}", reopen=_requeue_sms),
         Retryable(offer_freed_slot, "timeslot_id", _offer_failed, queued="the waiting-list offer of timeslot {}"),
+        Retryable(
+            rebalance_sibling_discounts, "enrollment_id", discount_failed, queued="the sibling discount of booking {}'s family"
+        ),
     )
 }
 

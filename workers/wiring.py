@@ -35,10 +35,17 @@ def _enqueue_offer(timeslot_id: int) -> None:
     enqueue_offer(timeslot_id)
 
 
+def _enqueue_rebalance(enrollment_id: int) -> None:
+    from workers.sibling_discounts import rebalance_sibling_discounts
+
+    rebalance_sibling_discounts(enrollment_id)
+
+
 def _watch_freed_slots() -> None:
-    from models import offers
+    from models import offers, sibling_discount
 
     offers.set_slot_dispatcher(_enqueue_offer)
+    sibling_discount.set_discount_dispatcher(_enqueue_rebalance)
 
 
 def keep_http_bodies_out_of_logs() -> None:
@@ -52,8 +59,9 @@ def install() -> None:
     """Emails queued in a unit of work are enqueued for sending once it commits; no HTTP body
     reaches a log, whatever the log level."""
     dispatch.set_email_dispatcher(_enqueue_send)
-    # A freed slot is offered to the waiting list after commit: `models.offers` watches flushes
-    # once imported, which loads the ORM; so before the first unit of work, not for a `--help`.
+    # A freed slot is offered to the waiting list after commit, and an enrollment becoming active or
+    # ending moves its family's sibling discount: `models.offers` and `models.sibling_discount`
+    # watch flushes once imported, which loads the ORM; so before the first unit of work, not for a `--help`.
     dispatch.set_before_first_unit(_watch_freed_slots)
     dispatch.set_sms_dispatcher(_enqueue_sms)
     keep_http_bodies_out_of_logs()

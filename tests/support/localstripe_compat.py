@@ -48,6 +48,15 @@ installed first so it sees the request as sent; see `tests/support/stripe_contra
 14. A subscription update (`POST /v1/subscriptions/{id}`) drops `metadata` and emits nothing: the
    metadata is merged (an empty value unsets a key) and `customer.subscription.updated` emitted,
    as Stripe does (e.g. after `cancel_at_period_end`).
+15. Coupons refuse `name` and an id left to Stripe: `POST /v1/coupons` takes both (an id is
+   made when none is given); `GET /v1/coupons/{id}` as localstripe has it.
+16. No `discounts` on subscriptions (today's API; the old `coupon` parameter is gone):
+   `POST /v1/subscriptions` takes `discounts=[{"coupon": id}]` and `POST /v1/subscriptions/{id}`
+   a list that replaces them (`{"discount": id}` keeps one it has) or "" that clears them.
+   The subscription shows them as today's Discount objects (`discounts[].source.coupon`, always
+   expanded). An invoice made for a subscription takes its percent-off coupons of that moment
+   off its total (what the PaymentIntent charges; `total_discount_amounts`), rounded to the
+   nearest cent as Stripe does.
 Not bridged (our code copes): `customer.subscription.updated` is emitted only by 7, 14 and the
 SCA renewals (the nightly reconciliation reads subscriptions), events carry the 2017 shapes (the handlers are
 also tested on today's shapes: `tests/support/stripe_today.py`).
@@ -59,6 +68,7 @@ import asyncio
 import json
 import pickle
 import re
+import time
 from collections import Counter
 
 from aiohttp import web
@@ -156,7 +166,11 @@ SetupIntent._api_list_all = classmethod(_setup_intent_list)
 _original_subscription_update = Subscription._update
 
 
-def _subscription_update(self, metadata=None, **data):
+def _subscription_update(self, metadata=None, discounts=None, **data):
+    if discounts is not None:  # 16: a list replaces them, "" clears them
+        self.discounts = _discounts(
+            discounts, customer=self.customer, subscription_id=self.id, existing=getattr(self, "discounts", None) or []
+        )
     if metadata is not None:
         if not isinstance(metadata, dict):
             raise UserError(400, "Bad request")
@@ -167,6 +181,90 @@ def _subscription_update(self, metadata=None, **data):
 
 
 Subscription._update = _subscription_update
+
+# 15. coupons: `name`, and an id made when none is given
+_original_coupon_init = resources.Coupon.__init__
+
+
+def _coupon_init(self, id=None, name=None, **data):
+    _original_coupon_init(self, id=id or "co_" + resources.random_id(14), **data)
+    self.name = name
+
+
+resources.Coupon.__init__ = _coupon_init
+
+
+# 16. subscription discounts, taken off its invoices
+def _discounts(value, *, customer, subscription_id=None, existing=()) -> list[dict]:
+    """The Discount objects `discounts` asks for (errors before anything changes)."""
+    if value is None or value == "":
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise UserError(400, "Bad request")
+    kept = {discount["id"]: discount for discount in existing}
+    made = []
+    for item in value:
+        if item.get("coupon"):
+            coupon = resources.Coupon._api_retrieve(item["coupon"])  # 404 for an unknown coupon
+            made.append(
+                {
+                    "id": "di_" + resources.random_id(14),
+                    "object": "discount",
+                    "source": {"type": "coupon", "coupon": coupon.id},
+                    "customer": customer,
+                    "subscription": subscription_id,
+                    "start": int(time.time()),
+                    "end": None,
+                    "invoice": None,
+                    "invoice_item": None,
+                    "promotion_code": None,
+                }
+            )
+        elif item.get("discount") in kept:
+            made.append(kept[item["discount"]])
+        else:
+            raise UserError(400, "Bad request")
+    return made
+
+
+def _percent_off(discounts) -> float:
+    coupons = [resources.Coupon._api_retrieve(d["source"]["coupon"]) for d in discounts or []]
+    return sum(coupon.percent_off or 0 for coupon in coupons)
+
+
+_original_subscription_init = Subscription.__init__
+
+
+def _subscription_init(self, discounts=None, **data):
+    # Set before localstripe's own init, which makes (and pays) the first invoice.
+    self.discounts = _discounts(discounts, customer=data.get("customer"))
+    _original_subscription_init(self, **data)
+    for discount in self.discounts:
+        discount["subscription"] = self.id
+
+
+Subscription.__init__ = _subscription_init
+
+_original_invoice_init = Invoice.__init__
+
+
+def _invoice_init(self, *args, **data):
+    _original_invoice_init(self, *args, **data)
+    subscription_id = data.get("subscription")
+    subscription = store.get("subscription:" + subscription_id) if subscription_id else None
+    self._percent_off = _percent_off(getattr(subscription, "discounts", None)) if subscription else 0
+
+
+def _invoice_discount(self) -> int:
+    return int(self.subtotal * getattr(self, "_percent_off", 0) / 100 + 0.5)
+
+
+Invoice.__init__ = _invoice_init
+Invoice.total = property(lambda self: max(0, self.subtotal - _invoice_discount(self) + self.tax - self.starting_balance))
+Invoice.total_discount_amounts = property(
+    lambda self: [{"amount": _invoice_discount(self), "discount": None}] if _invoice_discount(self) else []
+)
+
 
 # 5. invoice.paid after invoice.payment_succeeded
 _original_schedule = resources.schedule_webhook

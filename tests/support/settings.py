@@ -26,6 +26,7 @@ BASE_ENV = {
     "CARDLESS_HOLD_MINUTES": "30",
     "MAX_CARDLESS_HOLDS": "1000",
     "DUNNING_GRACE_DAYS": "7",
+    "SIBLING_DISCOUNT_PERCENT": "0",
     "CURRENCY": "usd",
 }
 # Outer services a developer's shell (or `.env`) may point at: never reached by a test.

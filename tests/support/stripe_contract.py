@@ -74,6 +74,8 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", "/v1/prices", "PriceCreateParams"),
     ("GET", "/v1/prices", "PriceListParams"),
     ("GET", "/v1/prices/{price}", "PriceRetrieveParams"),
+    ("POST", "/v1/coupons", "CouponCreateParams"),
+    ("GET", "/v1/coupons/{coupon}", "CouponRetrieveParams"),
     ("POST", "/v1/subscriptions", "SubscriptionCreateParams"),
     ("GET", "/v1/subscriptions", "SubscriptionListParams"),
     ("GET", "/v1/subscriptions/{subscription_exposed_id}", "SubscriptionRetrieveParams"),
