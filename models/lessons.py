@@ -23,6 +23,7 @@ from models.attendance import TAKEN_STATUSES, Attendance, MakeUp
 from models.clock import occurrence_start
 from models.enrollment import HOLD_STATUSES, LIVE_STATUSES, OFFERED, PAUSED, Enrollment
 from models.errors import Invalid
+from models.locations import Location, Room
 from models.people import Instrument, Student, Teacher
 from models.scheduling import Semester, SemesterClosure, Timeslot, slot_dates
 
@@ -50,6 +51,8 @@ class Lesson:
     attendance_id: int | None = None
     attendance: str | None = None  # the mark, once the studio (or the family's absence) recorded one
     tentative: bool = False  # a hold not paid yet
+    location: str | None = None  # where: the slot's room and its location (None: not said)
+    room: str | None = None
 
 
 def lesson_range(today: date, first: date | None = None, last: date | None = None) -> tuple[date, date]:
@@ -105,12 +108,16 @@ def _weekly_lessons(
             col(Student.id),
             col(Student.name),
             col(Instrument.name),
+            col(Location.name),
+            col(Room.name),
         )
         .join(Student, col(Student.id) == Enrollment.student_id)
         .join(Timeslot, col(Timeslot.id) == Enrollment.timeslot_id)
         .join(Teacher, col(Teacher.id) == Timeslot.teacher_id)
         .join(Instrument, col(Instrument.id) == Enrollment.instrument_id)
         .outerjoin(Semester, col(Semester.id) == Enrollment.semester_id)
+        .outerjoin(Room, col(Room.id) == Timeslot.room_id)
+        .outerjoin(Location, col(Location.id) == Room.location_id)
         .where(
             col(Student.payee_id) == payee_id,
             col(Enrollment.status).in_(_LISTED),
@@ -148,6 +155,8 @@ def _weekly_lessons(
         student_id,
         student,
         instrument,
+        location,
+        room,
     ) in rows:
         end = end_date or semester_end or last
         closed = closures.get(semester_id, set()) if semester_id else every_closure
@@ -167,6 +176,8 @@ def _weekly_lessons(
                     attendance_id=attendance_id,
                     attendance=mark,
                     tentative=status in HOLD_STATUSES,
+                    location=location,
+                    room=room,
                 )
             )
     return lessons
@@ -185,11 +196,15 @@ def _makeups(
             col(Student.id),
             col(Student.name),
             col(Instrument.name),
+            col(Location.name),
+            col(Room.name),
         )
         .join(Student, col(Student.id) == MakeUp.student_id)
         .join(Timeslot, col(Timeslot.id) == MakeUp.timeslot_id)
         .join(Teacher, col(Teacher.id) == Timeslot.teacher_id)
         .outerjoin(Instrument, col(Instrument.id) == MakeUp.instrument_id)
+        .outerjoin(Room, col(Room.id) == Timeslot.room_id)
+        .outerjoin(Location, col(Location.id) == Room.location_id)
         .where(
             col(Student.payee_id) == payee_id,
             col(MakeUp.status).in_(TAKEN_STATUSES),
@@ -209,7 +224,9 @@ def _makeups(
             instrument=instrument,
             timeslot_id=slot_id,
             makeup_id=makeup_id,
+            location=location,
+            room=room,
         )
-        for makeup_id, day, slot_id, minute, teacher, student_id, student, instrument in rows
+        for makeup_id, day, slot_id, minute, teacher, student_id, student, instrument, location, room in rows
         if day is not None and day not in closed
     ]

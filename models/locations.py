@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from models.audit import record_audit, snapshot
 from models.base import MAX_ID, utc_column, utcnow
@@ -112,9 +112,7 @@ def add_location(session: Session, *, name: str, address: str | None = None, act
 def add_room(session: Session, *, location: Location, name: str, actor: str) -> Room:
     """A new room of `location`; Conflict when the location has a room of that name (any case)."""
     name = _clean_name(name, "room")
-    taken = session.exec(
-        select(Room).where(Room.location_id == location.id, sa.func.lower(Room.name) == name.lower())
-    ).first()
+    taken = session.exec(select(Room).where(Room.location_id == location.id, sa.func.lower(Room.name) == name.lower())).first()
     if taken is not None:
         raise Conflict(f"{location.name} has a room {taken.name!r} already (id {taken.id})", field="name")
     room = Room(location_id=location.id, name=name)
@@ -134,7 +132,7 @@ def get_room(session: Session, ref: str | int) -> Room:
         location_name, room_name = (" ".join(part.split()) for part in text.split("/", 1))
         found = session.exec(
             select(Room)
-            .join(Location, Location.id == Room.location_id)
+            .join(Location, col(Location.id) == Room.location_id)
             .where(sa.func.lower(Location.name) == location_name.lower(), sa.func.lower(Room.name) == room_name.lower())
         ).first()
     else:
@@ -157,12 +155,11 @@ def place_of(session: Session, room_id: int | None) -> Place | None:
 
 def list_locations(session: Session) -> list[dict]:
     """Every location by name, with its address and how many rooms it has."""
-    rooms = sa.func.count(Room.id)
     rows = session.execute(
-        sa.select(Location.id, Location.name, Location.address, rooms)
-        .outerjoin(Room, Room.location_id == Location.id)
-        .group_by(Location.id, Location.name, Location.address)
-        .order_by(Location.name)
+        sa.select(col(Location.id), col(Location.name), col(Location.address), sa.func.count(col(Room.id)))
+        .outerjoin(Room, col(Room.location_id) == Location.id)
+        .group_by(col(Location.id), col(Location.name), col(Location.address))
+        .order_by(col(Location.name))
     ).all()
     return [{"id": row_id, "name": name, "address": address, "rooms": count} for row_id, name, address, count in rows]
 

@@ -19,8 +19,8 @@ from models.billing import Plan
 from models.clock import WEEKDAYS, format_minute, studio_today
 from models.enrollment import LIVE_STATUSES, STATUSES, Enrollment
 from models.errors import Invalid
-from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument, teacher_instruments
 from models.locations import Location, Room, place_of
+from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument, teacher_instruments
 from models.scheduling import Semester, Timeslot, closures_of
 from models.tables import TABLES
 
@@ -367,6 +367,13 @@ def list_rooms(session: Session, *, location: Location | None = None) -> list[di
     if location is not None:
         statement = statement.where(Room.location_id == location.id)
     return [
-        {"id": room_id, "name": name, "location_id": location_id, "location": where, "label": f"{where}/{name}", "timeslots": count}
+        {
+            "id": room_id,
+            "name": name,
+            "location_id": location_id,
+            "location": where,
+            "label": f"{where}/{name}",
+            "timeslots": count,
+        }
         for room_id, name, location_id, where, count in session.exec(statement).all()
     ]

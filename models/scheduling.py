@@ -203,7 +203,9 @@ def _room_clash(session: Session, room: Room, weekday: int, start_minute: int) -
     if clash:
         place = place_of(session, room.id)
         teacher = session.get(Teacher, clash.teacher_id)
-        raise Conflict(f"{place.label if place else room.name} is taken {clash.label} by slot {clash.id} ({teacher.name if teacher else '?'})")
+        raise Conflict(
+            f"{place.label if place else room.name} is taken {clash.label} by slot {clash.id} ({teacher.name if teacher else '?'})"
+        )
 
 
 def add_timeslot(
@@ -258,9 +260,7 @@ def publish_timeslots(
         if minute in existing:
             skipped.append(existing[minute])
         else:
-            created.append(
-                add_timeslot(session, teacher=teacher, weekday=weekday, start_minute=minute, actor=actor, room=room)
-            )
+            created.append(add_timeslot(session, teacher=teacher, weekday=weekday, start_minute=minute, actor=actor, room=room))
         if progress:
             progress(1)
     return created, skipped
