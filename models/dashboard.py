@@ -15,6 +15,7 @@ from models import light
 from models.base import utcnow
 from models.clock import format_minute, is_dst_change_week, occurrence_start, slot_label
 from models.config import get_settings
+from models.places import add_places
 
 if TYPE_CHECKING:
     from models.scheduling import Semester
@@ -37,8 +38,9 @@ def day_schedule(session: Session, day: date) -> dict:
     enrollment: the slot's weekday, inside its dates, not a closure. Each entry carries the
     wall-clock start, the aware start in the studio's zone, and whether the week changed
     its UTC offset (DST), so the admin sees why a lesson "moved" for people abroad.
-    A teacher away with a substitute: `substitute` names who teaches. Four queries whatever the
-    size of the studio: lessons, closures, substitutes, make-ups.
+    A teacher away with a substitute: `substitute` names who teaches. Each says where: `location`
+    and `room` (None for a slot without a room). Five queries whatever the size of the studio:
+    lessons, closures, substitutes, make-ups, rooms.
     """
     tz = get_settings().tz
     e, t, a = light.enrollment, light.timeslot, light.attendance
@@ -151,7 +153,7 @@ def day_schedule(session: Session, day: date) -> dict:
             )
         )
     lessons.sort(key=lambda entry: (entry["start"], entry["teacher"], entry["student"]))
-    return {"date": day.isoformat(), "closed": bool(closed_semesters), "lessons": lessons}
+    return {"date": day.isoformat(), "closed": bool(closed_semesters), "lessons": add_places(session, lessons)}
 
 
 def _entry(clock: tuple[str, str, str, bool], slot_id: int, **fields) -> dict:

@@ -24,6 +24,7 @@ from models.attendance import TAKEN_STATUSES, Attendance, MakeUp
 from models.clock import occurrence_start
 from models.enrollment import HOLD_STATUSES, LIVE_STATUSES, OFFERED, PAUSED, Enrollment
 from models.errors import Invalid
+from models.locations import Location, Room
 from models.people import Instrument, Student, Teacher
 from models.scheduling import Semester, SemesterClosure, Timeslot, slot_dates
 from models.time_off import Covers, covers_between
@@ -53,6 +54,8 @@ class Lesson:
     attendance: str | None = None  # the mark, once the studio (or the family's absence) recorded one
     tentative: bool = False  # a hold not paid yet
     substitute: str | None = None  # who teaches instead of `teacher` (time off)
+    location: str | None = None  # where: the slot's room and its location (None: not said)
+    room: str | None = None
 
 
 def lesson_range(today: date, first: date | None = None, last: date | None = None) -> tuple[date, date]:
@@ -109,12 +112,16 @@ def _weekly_lessons(
             col(Student.id),
             col(Student.name),
             col(Instrument.name),
+            col(Location.name),
+            col(Room.name),
         )
         .join(Student, col(Student.id) == Enrollment.student_id)
         .join(Timeslot, col(Timeslot.id) == Enrollment.timeslot_id)
         .join(Teacher, col(Teacher.id) == Timeslot.teacher_id)
         .join(Instrument, col(Instrument.id) == Enrollment.instrument_id)
         .outerjoin(Semester, col(Semester.id) == Enrollment.semester_id)
+        .outerjoin(Room, col(Room.id) == Timeslot.room_id)
+        .outerjoin(Location, col(Location.id) == Room.location_id)
         .where(
             col(Student.payee_id) == payee_id,
             col(Enrollment.status).in_(_LISTED),
@@ -153,6 +160,8 @@ def _weekly_lessons(
         student_id,
         student,
         instrument,
+        location,
+        room,
     ) in rows:
         end = end_date or semester_end or last
         closed = closures.get(semester_id, set()) if semester_id else every_closure
@@ -173,6 +182,8 @@ def _weekly_lessons(
                     attendance=mark,
                     tentative=status in HOLD_STATUSES,
                     substitute=covers.name(teacher_id, day),
+                    location=location,
+                    room=room,
                 )
             )
     return lessons
@@ -192,11 +203,15 @@ def _makeups(
             col(Student.id),
             col(Student.name),
             col(Instrument.name),
+            col(Location.name),
+            col(Room.name),
         )
         .join(Student, col(Student.id) == MakeUp.student_id)
         .join(Timeslot, col(Timeslot.id) == MakeUp.timeslot_id)
         .join(Teacher, col(Teacher.id) == Timeslot.teacher_id)
         .outerjoin(Instrument, col(Instrument.id) == MakeUp.instrument_id)
+        .outerjoin(Room, col(Room.id) == Timeslot.room_id)
+        .outerjoin(Location, col(Location.id) == Room.location_id)
         .where(
             col(Student.payee_id) == payee_id,
             col(MakeUp.status).in_(TAKEN_STATUSES),
@@ -217,7 +232,9 @@ def _makeups(
             timeslot_id=slot_id,
             makeup_id=makeup_id,
             substitute=covers.name(teacher_id, day),
+            location=location,
+            room=room,
         )
-        for makeup_id, day, slot_id, minute, teacher_id, teacher, student_id, student, instrument in rows
+        for makeup_id, day, slot_id, minute, teacher_id, teacher, student_id, student, instrument, location, room in rows
         if day is not None and day not in closed
     ]

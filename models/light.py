@@ -27,8 +27,15 @@ enrollment = sa.table(
     sa.column("end_date", _date),
 )
 timeslot = sa.table(
-    "timeslot", sa.column("id", _int), sa.column("teacher_id", _int), sa.column("weekday", _int), sa.column("start_minute", _int)
+    "timeslot",
+    sa.column("id", _int),
+    sa.column("teacher_id", _int),
+    sa.column("weekday", _int),
+    sa.column("start_minute", _int),
+    sa.column("room_id", _int),
 )
+room = sa.table("room", sa.column("id", _int), sa.column("location_id", _int), sa.column("name", _str))
+location = sa.table("location", sa.column("id", _int), sa.column("name", _str))
 teacher = sa.table("teacher", sa.column("id", _int), sa.column("name", _str))
 student = sa.table("student", sa.column("id", _int), sa.column("name", _str))
 instrument = sa.table("instrument", sa.column("id", _int), sa.column("name", _str))
@@ -52,4 +59,6 @@ time_off = sa.table(
     sa.column("substitute_id", _int),
 )
 
-TABLES = (enrollment, timeslot, teacher, student, instrument, semester, semester_closure, attendance, makeup, time_off)
+TABLES = (
+    enrollment, timeslot, room, location, teacher, student, instrument, semester, semester_closure, attendance, makeup, time_off
+)

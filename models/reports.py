@@ -19,6 +19,7 @@ from models.billing import Plan
 from models.clock import WEEKDAYS, format_minute, studio_today
 from models.enrollment import LIVE_STATUSES, STATUSES, Enrollment
 from models.errors import Invalid
+from models.locations import Location, Room, place_of
 from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument, teacher_instruments
 from models.scheduling import Semester, Timeslot, closures_of
 from models.tables import TABLES
@@ -122,6 +123,7 @@ def timeslot_view(session: Session, slot: Timeslot, *, holder: Enrollment | None
     """A slot with its teacher and whether it can be booked (active, teacher active, not held
     forever: `holder` is its last live enrollment, and a booking starts after its `end_date`)."""
     teacher = session.get(Teacher, slot.teacher_id)
+    place = place_of(session, slot.room_id)
     return {
         "id": slot.id,
         "teacher_id": slot.teacher_id,
@@ -133,6 +135,8 @@ def timeslot_view(session: Session, slot: Timeslot, *, holder: Enrollment | None
         "available": slot.active and teacher.active and (holder is None or holder.end_date is not None),
         "enrollment_id": holder.id if holder else None,
         "held_until": _iso(holder.end_date) if holder else None,
+        "room_id": slot.room_id,
+        "room": place.label if place else None,
     }
 
 
@@ -345,3 +349,32 @@ def export_rows(session: Session, table: str, path, *, progress=None, advance=No
             if advance and handle is not None:
                 advance(handle)
     return written
+
+
+# Locations and rooms ----------------------------------------------------------------------
+
+
+def list_rooms(session: Session, *, location: Location | None = None) -> list[dict]:
+    """Every room (of `location`, or of all) by location and name, with the label `--room`
+    takes and how many timeslots are in it (one query)."""
+    slots = func.count(Timeslot.id)
+    statement = (
+        select(Room.id, Room.name, Location.id, Location.name, slots)
+        .join(Location, Location.id == Room.location_id)
+        .outerjoin(Timeslot, Timeslot.room_id == Room.id)
+        .group_by(Room.id, Room.name, Location.id, Location.name)
+        .order_by(Location.name, Room.name)
+    )
+    if location is not None:
+        statement = statement.where(Room.location_id == location.id)
+    return [
+        {
+            "id": room_id,
+            "name": name,
+            "location_id": location_id,
+            "location": where,
+            "label": f"{where}/{name}",
+            "timeslots": count,
+        }
+        for room_id, name, location_id, where, count in session.exec(statement).all()
+    ]

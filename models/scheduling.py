@@ -3,7 +3,8 @@
 A timeslot is 30 minutes on a teacher's weekly grid, stored as minutes after midnight
 (studio-local wall clock). Because every slot is 30 minutes long and starts on the half
 hour, the unique key (teacher, weekday, start) alone guarantees no two slots of a teacher
-overlap. Occurrences are never stored: they are the slot's weekday dates in a range,
+overlap; a slot may name a room (`models.locations`), and for the same reason the unique index
+on (room, weekday, start) of the slots that have one keeps a room from holding two at once. Occurrences are never stored: they are the slot's weekday dates in a range,
 minus closures, each placed in STUDIO_TIMEZONE so a 16:00 lesson stays at 16:00 across DST
 (`models.clock`). Adding a semester and closing a day live in `models.terms`: closing a day
 reads the attendance marked and the make-ups booked on it.
@@ -20,6 +21,7 @@ from models.audit import change_audited, record_audit, snapshot
 from models.base import utc_column, utcnow
 from models.clock import WEEKDAYS, format_minute, slot_label
 from models.errors import Conflict, Invalid, NotFound
+from models.locations import Room, place_of
 from models.people import Teacher
 
 SLOT_MINUTES = 30
@@ -32,12 +34,23 @@ class Timeslot(SQLModel, table=True):
         sa.UniqueConstraint("teacher_id", "weekday", "start_minute"),
         sa.CheckConstraint("weekday BETWEEN 0 AND 6", name="weekday_range"),
         sa.CheckConstraint("start_minute BETWEEN 0 AND 1410 AND start_minute % 30 = 0", name="start_half_hour"),
+        sa.Index(
+            "uq_timeslot_room_weekday_start",
+            "room_id",
+            "weekday",
+            "start_minute",
+            unique=True,
+            postgresql_where=sa.text("room_id IS NOT NULL"),
+            sqlite_where=sa.text("room_id IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     teacher_id: int = Field(foreign_key="teacher.id", index=True, ondelete="RESTRICT")
     weekday: int
     start_minute: int
+    # Where its lessons are (issue 15); empty = not said.
+    room_id: int | None = Field(default=None, foreign_key="room.id", ondelete="RESTRICT")
     active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(nullable=False))
 
@@ -182,8 +195,24 @@ def get_timeslot(session: Session, timeslot_id: int) -> Timeslot:
     return slot
 
 
-def add_timeslot(session: Session, *, teacher: Teacher, weekday: int, start_minute: int, actor: str) -> Timeslot:
-    """Add one 30-minute slot; Conflict when the teacher has it already (which is also any overlap)."""
+def _room_clash(session: Session, room: Room, weekday: int, start_minute: int) -> None:
+    """Conflict when `room` has a slot at that weekday and time (the unique index's rule, in words)."""
+    clash = session.exec(
+        select(Timeslot).where(Timeslot.room_id == room.id, Timeslot.weekday == weekday, Timeslot.start_minute == start_minute)
+    ).first()
+    if clash:
+        place = place_of(session, room.id)
+        teacher = session.get(Teacher, clash.teacher_id)
+        raise Conflict(
+            f"{place.label if place else room.name} is taken {clash.label} by slot {clash.id} ({teacher.name if teacher else '?'})"
+        )
+
+
+def add_timeslot(
+    session: Session, *, teacher: Teacher, weekday: int, start_minute: int, actor: str, room: Room | None = None
+) -> Timeslot:
+    """Add one 30-minute slot, in `room` when given; Conflict when the teacher has it already (which
+    is also any overlap), or the room is taken then."""
     if not 0 <= weekday <= 6:
         raise Invalid("weekday must be 0–6", field="weekday")
     if start_minute % SLOT_MINUTES or not 0 <= start_minute <= 24 * 60 - SLOT_MINUTES:
@@ -195,7 +224,9 @@ def add_timeslot(session: Session, *, teacher: Teacher, weekday: int, start_minu
     ).first()
     if clash:
         raise Conflict(f"{teacher.name} already has a slot {clash.label} (id {clash.id})")
-    slot = Timeslot(teacher_id=teacher.id, weekday=weekday, start_minute=start_minute)
+    if room is not None:
+        _room_clash(session, room, weekday, start_minute)
+    slot = Timeslot(teacher_id=teacher.id, weekday=weekday, start_minute=start_minute, room_id=room.id if room else None)
     session.add(slot)
     session.flush()
     record_audit(session, actor=actor, action="timeslot.add", entity=slot, after=snapshot(slot))
@@ -203,9 +234,18 @@ def add_timeslot(session: Session, *, teacher: Teacher, weekday: int, start_minu
 
 
 def publish_timeslots(
-    session: Session, *, teacher: Teacher, weekday: int, from_minute: int, to_minute: int, actor: str, progress=None
+    session: Session,
+    *,
+    teacher: Teacher,
+    weekday: int,
+    from_minute: int,
+    to_minute: int,
+    actor: str,
+    room: Room | None = None,
+    progress=None,
 ) -> tuple[list[Timeslot], list[Timeslot]]:
-    """Make the 30-minute slots of [from, to) on a weekday; return (created, skipped-existing).
+    """Make the 30-minute slots of [from, to) on a weekday (in `room` when given); return
+    (created, skipped-existing). A room taken at one of the new times is a Conflict.
 
     `progress(step)` is called once per slot considered (the CLI's progress bar).
     """
@@ -220,7 +260,7 @@ def publish_timeslots(
         if minute in existing:
             skipped.append(existing[minute])
         else:
-            created.append(add_timeslot(session, teacher=teacher, weekday=weekday, start_minute=minute, actor=actor))
+            created.append(add_timeslot(session, teacher=teacher, weekday=weekday, start_minute=minute, actor=actor, room=room))
         if progress:
             progress(1)
     return created, skipped

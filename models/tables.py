@@ -9,6 +9,7 @@ from models.audit import AuditLog
 from models.billing import Plan, StripeEvent
 from models.enrollment import Enrollment
 from models.health import JobRun, WorkerHeartbeat
+from models.locations import Location, Room
 from models.money_events import Dispute, StripeRefund
 from models.outbox import DeadLetter, EmailLog, IdempotencyRecord
 from models.people import Instrument, Payee, Student, Teacher, TeacherInstrument
@@ -48,6 +49,8 @@ TABLES = {
         WaitlistEntry,
         WaitlistOffer,
         TimeOff,
+        Location,
+        Room,
     )
 }
 

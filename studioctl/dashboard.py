@@ -17,8 +17,9 @@ def today(
     json_output: bool = JsonOption,
 ) -> None:
     """Every lesson and make-up of the day by start time, with teacher, student, instrument and
-    attendance. Closures show no lessons; weeks where DST changed are flagged; a teacher away
-    with a substitute shows as "Substitute (for Teacher)".
+    attendance (and room, once slots have rooms). Closures show no lessons; weeks where DST
+    changed are flagged; a teacher away with a substitute shows as "Substitute (for Teacher)".
+    Lessons at more than one location: a table per location.
 
     Example: studioctl dashboard today --date 2026-11-02 --json
     """
@@ -32,24 +33,43 @@ def today(
     if json_output:
         return emit_json(schedule)
     title = f"{day:%A %Y-%m-%d}" + (" — studio closed" if schedule["closed"] else "")
-    print_table(
-        title,
-        ["start", "teacher", "student", "instrument", "kind", "attendance"],
-        [
-            [
-                entry["start"] + (" [yellow]DST[/]" if entry["dst_change"] else ""),
-                f"{entry['substitute']} (for {entry['teacher']})" if entry["substitute"] else entry["teacher"],
-                entry["student"],
-                entry["instrument"],
-                "make-up" if entry["kind"] == "make_up" else "lesson",
-                entry["attendance"] or ("-" if entry["kind"] == "make_up" else "unmarked"),
-            ]
-            for entry in schedule["lessons"]
-        ],
-        empty=f"{title}: no lessons",
-    )
+    lessons = schedule["lessons"]
+    columns = ["start", "teacher", "student", "instrument", "kind", "attendance"]
+    rooms = any(entry["room"] for entry in lessons)
+    if rooms:
+        columns.insert(1, "room")
+    # One table per location when the day's lessons are at more than one (no room: a group too).
+    groups: dict[str | None, list[dict]] = {}
+    for entry in lessons:
+        groups.setdefault(entry["location"], []).append(entry)
+    if len(groups) <= 1:
+        only = next(iter(groups), None)
+        print_table(
+            f"{only} — {title}" if only else title,
+            columns,
+            [_day_row(entry, rooms) for entry in lessons],
+            empty=f"{title}: no lessons",
+        )
+    else:
+        for location in sorted(groups, key=lambda name: (name is None, name or "")):
+            where = location or "no room set"
+            print_table(f"{where} — {title}", columns, [_day_row(entry, rooms) for entry in groups[location]])
     if any(entry["dst_change"] for entry in schedule["lessons"]):
         get_console().print("[yellow]DST[/]: the clock changed since last week; lessons keep their wall-clock time.")
+
+
+def _day_row(entry: dict, rooms: bool) -> list:
+    row = [
+        entry["start"] + (" [yellow]DST[/]" if entry["dst_change"] else ""),
+        f"{entry['substitute']} (for {entry['teacher']})" if entry["substitute"] else entry["teacher"],
+        entry["student"],
+        entry["instrument"],
+        "make-up" if entry["kind"] == "make_up" else "lesson",
+        entry["attendance"] or ("-" if entry["kind"] == "make_up" else "unmarked"),
+    ]
+    if rooms:
+        row.insert(1, entry["room"] or "-")
+    return row
 
 
 def _waiting_for(row: dict) -> str:

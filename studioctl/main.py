@@ -22,6 +22,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "teachers": ("teachers", "Teachers and what they teach."),
     "payees": ("payees", "Paying parents (payees)."),
     "students": ("students", "Students of each family."),
+    "locations": ("locations", "Locations the studio teaches at: add, list."),
+    "rooms": ("rooms", "Rooms of each location: add, list."),
     "timeslots": ("timeslots", "Weekly 30-minute slots: add, publish a range, (de)activate."),
     "semesters": ("semesters", "Semesters, make-up windows and closures."),
     "plans": ("plans", "Plans and prices (mirrored in Stripe)."),

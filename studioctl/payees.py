@@ -181,7 +181,7 @@ def lessons(
         return emit_json({"payee_id": row.id, "from": first, "to": last, "items": [asdict(lesson) for lesson in rows]})
     print_table(
         f"Lessons of {row.name} <{row.email}>, {first} to {last}",
-        ["date", "starts", "student", "teacher", "instrument", "kind", "booking", "make-up", "attendance"],
+        ["date", "starts", "student", "teacher", "instrument", "where", "kind", "booking", "make-up", "attendance"],
         [
             [
                 lesson.date,
@@ -189,6 +189,7 @@ def lessons(
                 lesson.student,
                 f"{lesson.substitute} (for {lesson.teacher})" if lesson.substitute else lesson.teacher,
                 lesson.instrument,
+                f"{lesson.location}/{lesson.room}" if lesson.room else "-",
                 f"{lesson.kind} (hold)" if lesson.tentative else lesson.kind,
                 lesson.enrollment_id,
                 lesson.makeup_id,

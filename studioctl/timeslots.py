@@ -15,6 +15,13 @@ app = typer.Typer(
 
 TeacherOption = Annotated[str, typer.Option(help="Teacher id or email.")]
 WeekdayOption = Annotated[str, typer.Option(help="mon…sun or 0–6 (0 = Monday).")]
+RoomOption = Annotated[
+    str | None,
+    typer.Option(
+        help='The room its lessons are in: "Location/Room" (e.g. "Downtown/Room 2", any case) or the room id '
+        "(studioctl rooms list). The room is then held at that weekday and time."
+    ),
+]
 
 
 def _rows(rows: list[dict]) -> list[list]:
@@ -24,6 +31,7 @@ def _rows(rows: list[dict]) -> list[list]:
             r["teacher"],
             r["weekday"].title(),
             r["start"],
+            r["room"] or "-",
             "active" if r["active"] else "inactive",
             "free" if r["available"] else (f"enrollment {r['enrollment_id']}" if r["enrollment_id"] else "-"),
         ]
@@ -31,7 +39,7 @@ def _rows(rows: list[dict]) -> list[list]:
     ]
 
 
-COLUMNS = ["id", "teacher", "day", "start", "status", "booking"]
+COLUMNS = ["id", "teacher", "day", "start", "room", "status", "booking"]
 
 
 @app.command("list")
@@ -64,24 +72,29 @@ def add(
     teacher: TeacherOption,
     weekday: WeekdayOption,
     at: Annotated[str, typer.Option("--at", help="Start time HH:MM (on the half hour).")],
+    room: RoomOption = None,
     json_output: bool = JsonOption,
 ) -> None:
-    """Add one 30-minute slot; refused when the teacher already has it.
+    """Add one 30-minute slot; refused when the teacher already has it, or the room is taken then.
 
-    Example: studioctl timeslots add --teacher ada@studio.example --weekday tue --at 16:30
+    Example: studioctl timeslots add --teacher ada@studio.example --weekday tue --at 16:30 --room "Downtown/Room 2"
     """
     from models.db import session_scope
+    from models.locations import get_room
     from models.people import get_teacher
     from models.reports import timeslot_view
     from models.scheduling import add_timeslot, parse_hhmm, parse_weekday
 
     day, minute = parse_weekday(weekday), parse_hhmm(at)
     with session_scope() as session:
-        slot = add_timeslot(session, teacher=get_teacher(session, teacher), weekday=day, start_minute=minute, actor="admin")
+        teacher_row = get_teacher(session, teacher)
+        room_row = get_room(session, room) if room is not None else None
+        slot = add_timeslot(session, teacher=teacher_row, weekday=day, start_minute=minute, actor="admin", room=room_row)
         view = timeslot_view(session, slot)
     if json_output:
         return emit_json(view)
-    console.print(f"[green]added timeslot[/] {view['id']}: {view['teacher']} {view['weekday'].title()} {view['start']}")
+    where = f" in {view['room']}" if view["room"] else ""
+    console.print(f"[green]added timeslot[/] {view['id']}: {view['teacher']} {view['weekday'].title()} {view['start']}{where}")
 
 
 @app.command()
@@ -90,15 +103,18 @@ def publish(
     weekday: WeekdayOption,
     from_: Annotated[str, typer.Option("--from", help="First start time HH:MM.")],
     to: Annotated[str, typer.Option("--to", help="End of the range HH:MM (the last slot ends here).")],
+    room: RoomOption = None,
     json_output: bool = JsonOption,
 ) -> None:
-    """Make the 30-minute slots of a weekday range; existing ones are skipped.
+    """Make the 30-minute slots of a weekday range (in a room with --room: refused, nothing made,
+    when the room is taken at one of the times); the teacher's existing ones are skipped.
 
-    Example: studioctl timeslots publish --teacher ada@studio.example --weekday mon --from 15:00 --to 18:00
+    Example: studioctl timeslots publish --teacher ada@studio.example --weekday mon --from 15:00 --to 18:00 --room Downtown/Studio
     """
     from rich.progress import Progress
 
     from models.db import session_scope
+    from models.locations import get_room
     from models.people import get_teacher
     from models.reports import timeslot_view
     from models.scheduling import SLOT_MINUTES, parse_hhmm, parse_weekday, publish_timeslots
@@ -106,6 +122,7 @@ def publish(
     day, first, last = parse_weekday(weekday), parse_hhmm(from_), parse_hhmm(to)
     with session_scope() as session:
         teacher_row = get_teacher(session, teacher)
+        room_row = get_room(session, room) if room is not None else None
         with Progress(console=console, transient=True, disable=json_output) as progress:
             task = progress.add_task("publishing slots", total=max(0, (last - first) // SLOT_MINUTES))
             created, skipped = publish_timeslots(
@@ -115,6 +132,7 @@ def publish(
                 from_minute=first,
                 to_minute=last,
                 actor="admin",
+                room=room_row,
                 progress=lambda step: progress.advance(task, step),
             )
         result = {

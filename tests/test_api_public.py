@@ -57,6 +57,8 @@ def test_timeslots_filters_and_availability(client, session, studio: Studio, fam
         "available": True,
         "next_occurrence": None,
         "available_from": None,
+        "location": None,
+        "room": None,
     }
     available = client.get("/public/timeslots?available=true").get_json()["items"]
     assert studio.slot_id not in {item["id"] for item in available}

@@ -134,6 +134,8 @@ def test_a_familys_lessons_across_a_dst_change_and_a_closure(client, family_a, w
             "makeup_id": week["makeup"],
             "attendance": None,
             "tentative": False,
+            "location": None,
+            "room": None,
         }
     ]
     marked = next(item for item in items if item["date"] == "2026-10-26")

@@ -91,6 +91,8 @@ class LessonOut(BaseModel):
     makeup_id: int | None = None
     timeslot_id: int
     attendance: str | None = None
+    location: str | None = Field(None, description="where: the slot's room's location (null: no room set)")
+    room: str | None = None
 
 
 class DayPage(BaseModel):

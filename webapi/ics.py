@@ -35,6 +35,8 @@ def render_calendar(entries: list[CalendarEntry], settings: Settings, *, today: 
         event.add("dtend", entry.end)
         event.add("summary", entry.summary)
         event.add("description", entry.description)
+        if entry.location:
+            event.add("location", entry.location)
         event.add("status", "TENTATIVE" if entry.tentative else "CONFIRMED")
         calendar.add_component(event)
     return calendar.to_ical()

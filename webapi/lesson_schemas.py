@@ -53,6 +53,8 @@ class FamilyLesson(BaseModel):
     makeup_id: int | None = Field(description="the make-up credit of a make-up lesson (null for a weekly one)")
     attendance: LessonAttendance | None = Field(description="the lesson's mark once recorded (null until then)")
     tentative: bool = Field(description="the booking is a hold not paid yet")
+    location: str | None = Field(None, description="the location the lesson is at (null: not said)")
+    room: str | None = Field(None, description="the room of that location (null: not said)")
 
 
 class LessonList(BaseModel):

@@ -548,6 +548,8 @@ def list_lessons(query: LessonsQuery):
             "makeup_id": lesson.makeup_id,
             "attendance": {"id": lesson.attendance_id, "status": lesson.attendance} if lesson.attendance else None,
             "tentative": lesson.tentative,
+            "location": lesson.location,
+            "room": lesson.room,
         }
         for lesson in lessons
     ]

@@ -8,12 +8,15 @@ from flask_openapi3 import APIBlueprint, Tag
 from models.clock import format_minute
 from models.db import ping, session_scope
 from models.discovery import list_instruments, list_teachers, list_timeslots
+from models.locations import list_locations
 from webapi import readiness
 from webapi.problems import problem
 from webapi.schemas import (
     HealthOut,
     InstrumentOut,
     InstrumentPage,
+    LocationList,
+    LocationOut,
     PageQuery,
     Problem,
     ReadyOut,
@@ -42,6 +45,16 @@ def instruments(query: PageQuery):
     )
 
 
+@bp.get("/locations", responses={200: LocationList})
+def locations():
+    """Every location the studio teaches at, by name, with its address (a handful: no pages)."""
+    with session_scope(write=False) as session:
+        rows = list_locations(session)
+    return LocationList(items=[LocationOut(id=row["id"], name=row["name"], address=row["address"]) for row in rows]).model_dump(
+        mode="json"
+    )
+
+
 @bp.get("/teachers", responses={200: TeacherPage})
 def teachers(query: TeacherQuery):
     """Active teachers with the instruments they teach (optionally one instrument's)."""
@@ -57,9 +70,10 @@ def teachers(query: TeacherQuery):
     ).model_dump(mode="json")
 
 
-@bp.get("/timeslots", responses={200: TimeslotPage})
+@bp.get("/timeslots", responses={200: TimeslotPage, 404: Problem})
 def timeslots(query: TimeslotQuery):
-    """Weekly slots with their teacher, availability and next lesson start (studio offset, DST-right)."""
+    """Weekly slots with their teacher, room and location, availability and next lesson start
+    (studio offset, DST-right); `location` names one location (404 when there is none)."""
     settings = current_app.config["STUDIO_SETTINGS"]
     with session_scope(write=False) as session:
         rows = list_timeslots(
@@ -71,6 +85,7 @@ def timeslots(query: TimeslotQuery):
             available=query.available,
             after_id=decode_cursor(query.cursor),
             limit=query.limit,
+            location=query.location,
         )
     items, next_cursor = page(rows, query.limit)
     # Built as plain JSON-ready dicts: the hot listing skips a pydantic model per item.
@@ -89,6 +104,8 @@ def timeslots(query: TimeslotQuery):
                 "available": row.available,
                 "next_occurrence": row.next_occurrence.isoformat() if row.next_occurrence else None,
                 "available_from": row.available_from.isoformat() if row.available_from else None,
+                "location": row.location,
+                "room": row.room,
             }
             for row in items
         ],

@@ -21,6 +21,7 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=120, pattern=r"
 Text = Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")]
 Phone = Annotated[str, StringConstraints(max_length=40, pattern=r"^[0-9+()\-. ]*$")]
 InstrumentName = Annotated[str, StringConstraints(min_length=1, max_length=60, pattern=r"^[^\x00-\x1f]*$")]
+LocationRef = Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=r"^[^\x00-\x1f]*$")]
 
 
 class Input(BaseModel):
@@ -129,6 +130,16 @@ class InstrumentPage(BaseModel):
     next_cursor: str | None = None
 
 
+class LocationOut(BaseModel):
+    id: int
+    name: str
+    address: str | None
+
+
+class LocationList(BaseModel):
+    items: list[LocationOut]
+
+
 class TeacherQuery(PageQuery):
     instrument: InstrumentName | None = None
 
@@ -150,6 +161,10 @@ class TimeslotQuery(PageQuery):
     instrument: InstrumentName | None = None
     weekday: int | None = Field(None, ge=0, le=6, description="0 = Monday")
     available: bool | None = None
+    location: LocationRef | None = Field(
+        None,
+        description="only the slots in this location's rooms: its id or its name (any case); unknown: 404 `unknown-location`",
+    )
 
 
 class TimeslotOut(BaseModel):
@@ -165,6 +180,8 @@ class TimeslotOut(BaseModel):
     available_from: date | None = Field(
         description="the first lesson a booking made now would start on (after the current booking ends); null when not available"
     )
+    location: str | None = Field(description="the location its lessons are at (null: not said)")
+    room: str | None = Field(description="the room of that location (null: not said)")
 
 
 class TimeslotPage(BaseModel):
