@@ -60,5 +60,16 @@ time_off = sa.table(
 )
 
 TABLES = (
-    enrollment, timeslot, room, location, teacher, student, instrument, semester, semester_closure, attendance, makeup, time_off
+    enrollment,
+    timeslot,
+    room,
+    location,
+    teacher,
+    student,
+    instrument,
+    semester,
+    semester_closure,
+    attendance,
+    makeup,
+    time_off,
 )
