@@ -12,8 +12,10 @@ off the semester's one charge. `Enrollment.discount_percent` records what Stripe
 an enrollment becomes active or stops being live (cancelled, cancelled at its period end, ended
 by dunning, its subscription deleted...) a session hook notes it and, after commit, hands it to
 the dispatcher a process installs (`set_discount_dispatcher`: the worker's
-`rebalance_sibling_discounts`), which moves the coupons so that the rule holds again. A
-semester charge is never re-priced: a paid semester keeps the discount it was charged with.
+`rebalance_sibling_discounts`), which moves the coupons so that the rule holds again; the
+nightly Stripe reconciliation re-runs it for a family whose records break the rule (a task lost
+with a killed worker). A semester charge is never re-priced: a paid semester keeps the discount
+it was charged with.
 """
 
 from __future__ import annotations
@@ -141,6 +143,28 @@ def family_targets(session: Session, payee_id: int) -> list[Target]:
             changes=enrollment.discount_changes,
         )
         for position, (enrollment, plan) in enumerate(ranked(session, payee_id))
+    ]
+
+
+def families_out_of_balance(session: Session) -> list[int]:
+    """For each family whose recorded discounts break the rule (a rebalancing task lost with a
+    killed worker), the id of one of its billed enrollments: what the nightly reconciliation
+    hands to `rebalance_sibling_discounts`. Only subscriptions count (a semester keeps its charge)."""
+    if not discount_percent():
+        return []
+    statement = (
+        select(Student.payee_id, sa.func.min(col(Enrollment.id)))
+        .join(Student, col(Student.id) == col(Enrollment.student_id))
+        .where(
+            col(Enrollment.status).in_(BILLED_STATUSES), col(Enrollment.plan_id).is_not(None), col(Enrollment.offline).is_(False)
+        )
+        .group_by(col(Student.payee_id))
+        .having(sa.or_(sa.func.count() > 1, sa.func.max(col(Enrollment.discount_percent)) > 0))
+    )
+    return [
+        enrollment_id
+        for payee_id, enrollment_id in session.exec(statement).all()
+        if any(target.movable and target.percent != target.stored_percent for target in family_targets(session, payee_id))
     ]
 
 

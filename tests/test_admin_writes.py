@@ -82,6 +82,7 @@ def test_retryable_is_keyed_by_the_task_objects():
         tasks.move_subscription,
         tasks.send_sms,
         tasks.offer_freed_slot,
+        tasks.rebalance_sibling_discounts,
     )
     assert set(tasks.RETRYABLE) == {tasks.task_name(task) for task in wrappers}
     for name, entry in tasks.RETRYABLE.items():

@@ -166,6 +166,7 @@ def test_term_preview_counts_lessons_and_amounts(studio):
             "email": studio["family"].email,
             "lessons": 14,
             "amount_cents": 36000 + 24500,
+            "discount_cents": 0,  # no sibling discount (SIBLING_DISCOUNT_PERCENT=0)
             "enrollment_ids": [first["id"], second["id"]],
         }
     ]

@@ -300,3 +300,26 @@ def test_stripe_refusing_the_move_leaves_a_dead_letter_that_replays(session, str
     session.expire_all()
     assert _coupons(stripe_env, discounted.stripe_subscription_id) == []
     assert session.get(Enrollment, discounted.id).discount_percent == 0
+
+
+def test_a_lost_rebalancing_is_found_by_the_nightly_reconciliation(session, stripe_env, task_queue, discount):
+    from workers.periodic import run_job
+    from workers.tasks import cancel_subscription
+
+    payee = factories.payee(session)
+    full = _book(session, stripe_env, task_queue, payee, frequency="monthly", amount_cents=20000)
+    discounted = _book(session, stripe_env, task_queue, payee, frequency="weekly", amount_cents=3000)
+    with session_scope() as unit:
+        cancel_enrollment(unit, unit.get(Enrollment, full.id), reason="family left", actor="admin")
+    assert "rebalance_sibling_discounts" in task_queue.names()
+    task_queue.clear()  # the worker that popped the tasks was killed
+    cancel_subscription.call_local(full.id)
+    assert _coupons(stripe_env, discounted.stripe_subscription_id) == [COUPON]
+
+    report = run_job("reconcile_stripe")
+    assert report["sibling_discounts_queued"] == [discounted.id]
+    task_queue.run_all()
+    session.expire_all()
+    assert _coupons(stripe_env, discounted.stripe_subscription_id) == []
+    assert session.get(Enrollment, discounted.id).discount_percent == 0
+    assert "sibling_discounts_queued" not in run_job("reconcile_stripe")  # the rule holds again

@@ -122,7 +122,21 @@ def reconcile_stripe() -> dict:
                 message="\n".join(drift),
                 dedupe_key=f"reconcile_stripe:{utcnow():%Y%m%d%H%M}",
             )
-    return {"checked": len(billed), "drift": drift}
+    summary: dict = {"checked": len(billed), "drift": drift}
+    rebalanced = _rebalance_sibling_discounts()
+    return summary | ({"sibling_discounts_queued": rebalanced} if rebalanced else {})
+
+
+def _rebalance_sibling_discounts() -> list[int]:
+    """Families whose sibling discount breaks the rule (its task lost): rebalanced again."""
+    from models.sibling_discount import families_out_of_balance
+    from workers.sibling_discounts import rebalance_sibling_discounts
+
+    with session_scope(write=False) as session:
+        enrollment_ids = families_out_of_balance(session)
+    for enrollment_id in enrollment_ids:
+        rebalance_sibling_discounts(enrollment_id)
+    return enrollment_ids
 
 
 def enforce_dunning() -> dict:

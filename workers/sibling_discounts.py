@@ -92,7 +92,12 @@ def discount_failed(enrollment_id: int, error: str) -> None:
     error, or the last retry): a dead letter of this task's kind (`studioctl deadletters retry`
     replays it) and one admin alert."""
     with session_scope() as session:
-        outbox.add_dead_letter(session, kind="rebalance_sibling_discounts", payload={"enrollment_id": enrollment_id}, error=error)
+        outbox.add_dead_letter(
+            session,
+            kind=rebalance_sibling_discounts.task_class.__name__,  # the task's name, as `workers.tasks.task_name`
+            payload={"enrollment_id": enrollment_id},
+            error=error,
+        )
         outbox.queue_admin_alert(
             session,
             subject=f"Moving the sibling discount of booking {enrollment_id}'s family failed",
