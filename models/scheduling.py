@@ -266,6 +266,14 @@ def publish_timeslots(
     return created, skipped
 
 
+def set_timeslot_room(session: Session, slot: Timeslot, *, room: Room | None, actor: str) -> Timeslot:
+    """Put a slot in `room` (None: no room said); Conflict when the room is taken then. Its
+    bookings keep running: only where the lessons are changes."""
+    if room is not None and room.id != slot.room_id:
+        _room_clash(session, room, slot.weekday, slot.start_minute)
+    return change_audited(session, slot, actor=actor, action="timeslot.room", room_id=room.id if room else None)
+
+
 def set_timeslot_active(session: Session, slot: Timeslot, *, active: bool, actor: str) -> Timeslot:
     """Activate or deactivate a slot (inactive slots take no new bookings; live ones keep running)."""
     action = "timeslot.activate" if active else "timeslot.deactivate"

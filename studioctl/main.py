@@ -24,7 +24,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "students": ("students", "Students of each family."),
     "locations": ("locations", "Locations the studio teaches at: add, list."),
     "rooms": ("rooms", "Rooms of each location: add, list."),
-    "timeslots": ("timeslots", "Weekly 30-minute slots: add, publish a range, (de)activate."),
+    "timeslots": ("timeslots", "Weekly 30-minute slots: add, publish a range, put in a room, (de)activate."),
     "semesters": ("semesters", "Semesters, make-up windows and closures."),
     "plans": ("plans", "Plans and prices (mirrored in Stripe)."),
     "enrollments": ("enrollments", "Enrollments: assign, cancel, list, show."),

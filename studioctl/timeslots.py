@@ -145,6 +145,36 @@ def publish(
     print_table("Created", COLUMNS, _rows(result["created"]), empty="no new slots")
 
 
+@app.command()
+def room(
+    timeslot_id: Annotated[int, typer.Argument(help="Timeslot id.")],
+    room: RoomOption = None,
+    no_room: Annotated[bool, typer.Option("--no-room", help="Say no room for it.")] = False,
+    json_output: bool = JsonOption,
+) -> None:
+    """Put an existing slot in a room (refused when the room is taken then), or take it out with
+    --no-room; its bookings go on, and the families' calendars say the new place.
+
+    Example: studioctl timeslots room 17 --room "Downtown/Room 2"
+    """
+    from models.db import session_scope
+    from models.errors import Invalid
+    from models.locations import get_room
+    from models.reports import timeslot_view
+    from models.scheduling import get_timeslot, set_timeslot_room
+
+    if (room is None) == (not no_room):
+        raise Invalid("give --room Location/Room (or its id), or --no-room", field="room")
+    with session_scope() as session:
+        slot = get_timeslot(session, timeslot_id)
+        room_row = get_room(session, room) if room is not None else None
+        view = timeslot_view(session, set_timeslot_room(session, slot, room=room_row, actor="admin"))
+    if json_output:
+        return emit_json(view)
+    where = f"in {view['room']}" if view["room"] else "without a room"
+    console.print(f"[green]timeslot {view['id']}[/] ({view['teacher']} {view['weekday'].title()} {view['start']}) is {where}")
+
+
 def _set_active(timeslot_id: int, active: bool, json_output: bool) -> None:
     from models.db import session_scope
     from models.reports import timeslot_view

@@ -374,3 +374,28 @@ def test_the_dashboard_keeps_one_table_for_one_location(session, two_places):
     text = ok("dashboard", "today", "--date", day.isoformat()).stdout
     assert [line.strip() for line in text.splitlines() if "Tuesday 2026-11-24" in line] == ["Downtown — Tuesday 2026-11-24"]
     assert "Room 1" in text
+
+
+def test_an_existing_slot_is_put_in_a_room_and_taken_out(session):
+    ok("locations", "add", "--name", "Downtown")
+    room = ok_json("rooms", "add", "--location", "Downtown", "--name", "Room 2")
+    ada, bob = factories.teacher(session, name="Ada"), factories.teacher(session, name="Bob")
+    taken = _slot(session, teacher=ada, room=session.get(Room, room["id"]))
+    slot = _slot(session, teacher=bob, room=None)
+    session.commit()
+    before = row_counts(session)
+    refused("timeslots", "room", slot.id, "--room", "Downtown/Room 2", message=f"is taken Tue 16:00 by slot {taken.id} (Ada)")
+    refused("timeslots", "room", slot.id, message="give --room Location/Room (or its id), or --no-room")
+    refused("timeslots", "room", 999999, "--no-room", message="no timeslot 999999")
+    assert row_counts(session) == before
+    assert ok_json("timeslots", "room", taken.id, "--no-room")["room"] is None
+    assert ok_json("timeslots", "room", slot.id, "--room", str(room["id"]))["room"] == "Downtown/Room 2"
+    assert (
+        "is in Downtown/Room 2" in ok("timeslots", "room", slot.id, "--room", "Downtown/Room 2").stdout
+    )  # unchanged: no clash with itself
+    changes = session.exec(select(AuditLog).where(AuditLog.action == "timeslot.room").order_by(AuditLog.id)).all()
+    assert [(row.before["room_id"], row.after["room_id"]) for row in changes] == [
+        (room["id"], None),
+        (None, room["id"]),
+        (room["id"], room["id"]),
+    ]
