@@ -179,9 +179,10 @@ def seed_school(url: str, *, scale: float = 1.0) -> dict:
 
 def _reads(facts: dict) -> dict[str, Callable]:
     """The reads measured, by figure name: each takes a session and returns a JSON-able answer."""
-    from models.dashboard import day_schedule, term_preview
+    from models.dashboard import day_schedule
     from models.discovery import list_timeslots
     from models.scheduling import Semester
+    from models.term_preview import term_preview
 
     today = facts["today"]
     month_end = today.replace(day=1) - timedelta(days=1)

@@ -28,10 +28,10 @@ def term_preview(
 
     Example: studioctl term-preview --semester 1 --payee sam@family.example
     """
-    from models.dashboard import term_preview as preview
     from models.db import session_scope
     from models.people import get_payee
     from models.scheduling import get_semester
+    from models.term_preview import term_preview as preview
 
     with session_scope(write=False) as session:
         payee_id = get_payee(session, payee).id if payee else None

@@ -9,8 +9,9 @@ import sqlalchemy as sa
 
 from models.attendance import mark_attendance
 from models.booking import assign_enrollment
-from models.dashboard import day_schedule, provisional_holds, term_preview
+from models.dashboard import day_schedule, provisional_holds
 from models.db import session_scope
+from models.term_preview import term_preview
 from tests import factories
 
 
