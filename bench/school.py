@@ -107,8 +107,8 @@ def seed_school(url: str, *, scale: float = 1.0) -> dict:
             WITH r AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n, count(*) OVER () AS total FROM room),
                  t AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM teacher)
             UPDATE timeslot s SET room_id = r.id
-            FROM t JOIN r ON r.n = t.n %% r.total
-            WHERE s.teacher_id = t.id AND s.weekday / 2 = (t.n / r.total) %% 3
+            FROM t JOIN r ON r.n = t.n % r.total
+            WHERE s.teacher_id = t.id AND s.weekday / 2 = (t.n / r.total) % 3
             """,
         )
     sql(
@@ -204,7 +204,7 @@ def _reads(facts: dict) -> dict[str, Callable]:
     from models.config import get_settings
 
     location = facts["location_id"]
-    extra = {"location_id": location} if location is not None else {}
+    extra = {"location": str(location)} if location is not None else {}
     reads["/public/timeslots?available=true&location="] = lambda session: list_timeslots(
         session, tz=get_settings().tz, available=True, **extra
     )
