@@ -14,7 +14,6 @@ from models import light
 from models.base import utcnow
 from models.clock import format_minute, is_dst_change_week, occurrence_start, slot_label
 from models.config import get_settings
-from models.places import add_places
 
 if TYPE_CHECKING:
     pass
@@ -38,8 +37,8 @@ def day_schedule(session: Session, day: date) -> dict:
     wall-clock start, the aware start in the studio's zone, and whether the week changed
     its UTC offset (DST), so the admin sees why a lesson "moved" for people abroad.
     A teacher away with a substitute: `substitute` names who teaches. Each says where: `location`
-    and `room` (None for a slot without a room). Five queries whatever the size of the studio:
-    lessons, closures, substitutes, make-ups, rooms.
+    and `room` (None for a slot without a room). Three queries whatever the size of the studio:
+    closures, lessons, make-ups (the substitute and the place joined into the last two).
     """
     tz = get_settings().tz
     e, t, a = light.enrollment, light.timeslot, light.attendance
@@ -49,36 +48,43 @@ def day_schedule(session: Session, day: date) -> dict:
             sa.select(light.semester_closure.c.semester_id).where(light.semester_closure.c.closed_on == day)
         ).scalars()
     )
-    off, stand_in = light.time_off, light.teacher.alias("stand_in")
-    substitutes = dict(
-        session.execute(
-            sa.select(off.c.teacher_id, stand_in.c.name)
-            .join(stand_in, stand_in.c.id == off.c.substitute_id)
-            .where(off.c.starts_on <= day, off.c.ends_on >= day)
-        ).all()
-    )
-    rows = session.execute(
-        sa.select(
-            e.c.id,
-            e.c.semester_id,
-            e.c.end_date,
-            semester.c.ends_on,
-            t.c.id,
-            t.c.start_minute,
-            t.c.teacher_id,
-            teacher.c.name,
-            student.c.name,
-            instrument.c.name,
-            a.c.status,
+    # Who stands in (a teacher has at most one time off on a day) and where the slot is (one room,
+    # one location): outer joins in both statements, so each is still one row per lesson.
+    off, stand_in, room, place = light.time_off, light.teacher.alias("stand_in"), light.room, light.location
+
+    def where_and_who(statement):
+        return (
+            statement.outerjoin(off, sa.and_(off.c.teacher_id == t.c.teacher_id, off.c.starts_on <= day, off.c.ends_on >= day))
+            .outerjoin(stand_in, stand_in.c.id == off.c.substitute_id)
+            .outerjoin(room, room.c.id == t.c.room_id)
+            .outerjoin(place, place.c.id == room.c.location_id)
         )
-        .select_from(e)
-        .join(t, t.c.id == e.c.timeslot_id)
-        .join(teacher, teacher.c.id == t.c.teacher_id)
-        .join(student, student.c.id == e.c.student_id)
-        .join(instrument, instrument.c.id == e.c.instrument_id)
-        .outerjoin(semester, semester.c.id == e.c.semester_id)
-        .outerjoin(a, sa.and_(a.c.enrollment_id == e.c.id, a.c.lesson_date == day))
-        .where(t.c.weekday == day.weekday(), e.c.status.in_(_TAUGHT), e.c.start_date <= day)
+
+    rows = session.execute(
+        where_and_who(
+            sa.select(
+                e.c.id,
+                e.c.semester_id,
+                e.c.end_date,
+                semester.c.ends_on,
+                t.c.id,
+                t.c.start_minute,
+                teacher.c.name,
+                student.c.name,
+                instrument.c.name,
+                a.c.status,
+                stand_in.c.name,
+                place.c.name,
+                room.c.name,
+            )
+            .select_from(e)
+            .join(t, t.c.id == e.c.timeslot_id)
+            .join(teacher, teacher.c.id == t.c.teacher_id)
+            .join(student, student.c.id == e.c.student_id)
+            .join(instrument, instrument.c.id == e.c.instrument_id)
+            .outerjoin(semester, semester.c.id == e.c.semester_id)
+            .outerjoin(a, sa.and_(a.c.enrollment_id == e.c.id, a.c.lesson_date == day))
+        ).where(t.c.weekday == day.weekday(), e.c.status.in_(_TAUGHT), e.c.start_date <= day)
     ).all()
     times: dict[int, tuple[str, str, str, bool]] = {}  # start minute → the entry's clock fields
 
@@ -101,11 +107,13 @@ def day_schedule(session: Session, day: date) -> dict:
         semester_end,
         slot_id,
         minute,
-        teacher_id,
         teacher_name,
         student_name,
         instrument_name,
         mark,
+        substitute,
+        location,
+        room_name,
     ) in rows:
         end = end_date or semester_end
         if end is not None and day > end:
@@ -118,48 +126,83 @@ def day_schedule(session: Session, day: date) -> dict:
                 clock(minute),
                 slot_id,
                 teacher=teacher_name,
-                substitute=substitutes.get(teacher_id),
+                substitute=substitute,
                 student=student_name,
                 instrument=instrument_name,
                 kind="lesson",
                 enrollment_id=enrollment_id,
                 attendance=mark,
                 makeup_id=None,
+                location=location,
+                room=room_name,
             )
         )
     m = light.makeup
-    for makeup_id, slot_id, minute, teacher_id, teacher_name, student_name, instrument_name in session.execute(
-        sa.select(m.c.id, t.c.id, t.c.start_minute, t.c.teacher_id, teacher.c.name, student.c.name, instrument.c.name)
-        .select_from(m)
-        .join(t, t.c.id == m.c.timeslot_id)
-        .join(teacher, teacher.c.id == t.c.teacher_id)
-        .join(student, student.c.id == m.c.student_id)
-        .outerjoin(instrument, instrument.c.id == m.c.instrument_id)
-        .where(m.c.lesson_date == day, m.c.status.in_(_TAKEN))
+    for (
+        makeup_id,
+        slot_id,
+        minute,
+        teacher_name,
+        student_name,
+        instrument_name,
+        substitute,
+        location,
+        room_name,
+    ) in session.execute(
+        where_and_who(
+            sa.select(
+                m.c.id,
+                t.c.id,
+                t.c.start_minute,
+                teacher.c.name,
+                student.c.name,
+                instrument.c.name,
+                stand_in.c.name,
+                place.c.name,
+                room.c.name,
+            )
+            .select_from(m)
+            .join(t, t.c.id == m.c.timeslot_id)
+            .join(teacher, teacher.c.id == t.c.teacher_id)
+            .join(student, student.c.id == m.c.student_id)
+            .outerjoin(instrument, instrument.c.id == m.c.instrument_id)
+        ).where(m.c.lesson_date == day, m.c.status.in_(_TAKEN))
     ).all():
         lessons.append(
             _entry(
                 clock(minute),
                 slot_id,
                 teacher=teacher_name,
-                substitute=substitutes.get(teacher_id),
+                substitute=substitute,
                 student=student_name,
                 instrument=instrument_name,
                 kind="make_up",
                 enrollment_id=None,
                 attendance=None,
                 makeup_id=makeup_id,
+                location=location,
+                room=room_name,
             )
         )
     lessons.sort(key=lambda entry: (entry["start"], entry["teacher"], entry["student"]))
-    return {"date": day.isoformat(), "closed": bool(closed_semesters), "lessons": add_places(session, lessons)}
+    return {"date": day.isoformat(), "closed": bool(closed_semesters), "lessons": lessons}
 
 
-def _entry(clock: tuple[str, str, str, bool], slot_id: int, **fields) -> dict:
+def _entry(clock: tuple[str, str, str, bool], slot_id: int, *, location: str | None, room: str | None, **fields) -> dict:
     """One entry of the day: the clock fields, then `fields` (teacher, substitute — who teaches
-    instead on time off, or None — student, instrument, kind, ids, attendance) and the slot."""
+    instead on time off, or None — student, instrument, kind, ids, attendance, location, room)
+    and the slot."""
     start, end, starts_at, dst_change = clock
-    return {"start": start, "end": end, "starts_at": starts_at, "dst_change": dst_change, **fields, "timeslot_id": slot_id}
+    return {
+        "start": start,
+        "end": end,
+        "starts_at": starts_at,
+        "dst_change": dst_change,
+        **fields,
+        "timeslot_id": slot_id,
+        "location": location,
+        "room": room,
+    }
 
 
 def provisional_holds(
