@@ -48,3 +48,17 @@ def test_dashboard_today_loads_no_table_classes(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
+def test_the_api_process_loads_no_stripe_sdk_by_enqueueing_tasks():
+    """The API enqueues tasks (`workers.tasks`) but never calls Stripe: the SDK (~18 MB of RSS per
+    gunicorn worker, bench/memory.py) loads only where a task runs."""
+    code = (
+        "import sys\nimport workers.tasks, workers.consumer  # noqa: F401\n"
+        "print(sorted(name for name in ('stripe', 'mailjet_rest', 'twilio') if name in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout

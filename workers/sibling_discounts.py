@@ -18,8 +18,6 @@ from models.base import utcnow
 from models.db import session_scope
 from models.enrollment import Enrollment, payee_of
 from workers.app import TASK_RETRIES, TASK_RETRY_BACKOFF, TASK_RETRY_DELAY, huey
-from workers.pipeline import sibling_coupon
-from workers.stripe_gateway import StripeGateway, TerminalStripeError, is_not_found
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"
@@ -30,6 +28,9 @@ def rebalance_family(enrollment_id: int) -> dict:
     without our coupon, every other subscription with it. Returns what changed in Stripe
     (`updated`), what was recorded (`recorded`), and the semester enrollments left as they were
     charged (`kept`); `{"skipped": reason}` when there is nothing to do."""
+    from workers.pipeline import sibling_coupon
+    from workers.stripe_gateway import StripeGateway, TerminalStripeError, is_not_found
+
     with session_scope(write=False) as session:
         enrollment = session.get(Enrollment, enrollment_id)
         if enrollment is None:
@@ -74,6 +75,7 @@ def rebalance_sibling_discounts(enrollment_id: int) -> str:
     sibling discount moved in Stripe (`rebalance_family`). `updated`, `unchanged`, `skipped`, or
     `failed` (a terminal Stripe error: dead letter and admin alert, `workers.tasks.RETRYABLE`)."""
     from models import logs
+    from workers.stripe_gateway import TerminalStripeError  # imported when run: the API enqueues, never calls Stripe
 
     with logs.context(enrollment_id=enrollment_id):
         try:
