@@ -72,6 +72,10 @@ def term_preview(session: Session, semester: Semester, *, payee_id: int | None =
     plan_ids = sorted({row[5] for row in rows if row[5] is not None})
     plans = {plan.id: plan for plan in session.exec(select(Plan).where(col(Plan.id).in_(plan_ids))).all()} if plan_ids else {}
     terms: dict[tuple[int, int, date, date], tuple[list[date], list[dict]]] = {}
+    prices: dict[tuple, tuple[int, int]] = {}  # (term, plan, percent) → (amount, discount)
+    labels: dict[tuple[int, int], str] = {}
+    # What each plan says, read once (not an ORM attribute per enrollment).
+    plan_fields = {plan_id: (plan.frequency, plan.currency) for plan_id, plan in plans.items()}
     enrollments: list[dict] = []
     families: defaultdict[int, dict[str, Any]] = defaultdict(
         lambda: {"lessons": 0, "amount_cents": 0, "discount_cents": 0, "enrollment_ids": []}
@@ -102,8 +106,14 @@ def term_preview(session: Session, semester: Semester, *, payee_id: int | None =
                 [{"date": day.isoformat(), "dst_change": is_dst_change_week(day, start_minute, tz)} for day in dates],
             )
         dates, lessons = terms[key]
-        plan = plans.get(plan_id) if plan_id is not None else None
-        amount, discount = term_cents(plan, dates, percent)
+        price_key = (key, plan_id, percent)
+        if price_key not in prices:
+            prices[price_key] = term_cents(plans.get(plan_id) if plan_id is not None else None, dates, percent)
+        amount, discount = prices[price_key]
+        frequency, currency = plan_fields.get(plan_id, ("offline", settings.CURRENCY))
+        label = labels.get((weekday, start_minute)) or labels.setdefault(
+            (weekday, start_minute), slot_label(weekday, start_minute)
+        )
         enrollments.append(
             {
                 "id": enrollment_id,
@@ -113,14 +123,14 @@ def term_preview(session: Session, semester: Semester, *, payee_id: int | None =
                 "teacher": teacher,
                 "student": student,
                 "instrument": instrument,
-                "slot": slot_label(weekday, start_minute),
-                "plan": plan.frequency if plan else "offline",
+                "slot": label,
+                "plan": frequency,
                 "lessons": lessons,
                 "lesson_count": len(dates),
                 "amount_cents": amount,
-                "discount_percent": percent if plan else 0,
+                "discount_percent": percent if plan_id in plan_fields else 0,
                 "discount_cents": discount,
-                "currency": plan.currency if plan else settings.CURRENCY,
+                "currency": currency,
             }
         )
         family = families[family_id]
