@@ -104,6 +104,9 @@ TWO_DECIMAL_CURRENCIES = ISO_4217 - ZERO_DECIMAL_CURRENCIES - THREE_DECIMAL_CURR
 def parse_amount(text: str | float | Decimal) -> int:
     """`30.00` → 3000 cents; Invalid when negative, malformed or finer than a cent."""
     try:
+        # Decimal() takes '1_000' and other scripts' digits ('١٢'): an amount is ASCII without '_'.
+        if isinstance(text, str) and (not text.isascii() or "_" in text):
+            raise InvalidOperation
         value = Decimal(str(text).strip())
     except InvalidOperation:
         raise Invalid(f"{text!r} is not an amount", field="amount") from None

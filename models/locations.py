@@ -11,6 +11,7 @@ may not hold a `/`, nor be only digits (digits are an id).
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -66,8 +67,16 @@ def _id(text: str) -> int | None:
     return None
 
 
+def _unprintable(text: str) -> bool:
+    """A control character (NUL, which PostgreSQL refuses and SQLite stores) or an invisible
+    format one (a zero-width space: a name that looks empty or like another)."""
+    return any(unicodedata.category(char) in ("Cc", "Cf") for char in text)
+
+
 def _clean_name(value: str, what: str, *, max_length: int = 80) -> str:
     name = " ".join(value.split())
+    if _unprintable(name):
+        raise Invalid(f"a {what} name cannot hold control or invisible characters: {name!r}", field="name")
     if not name:
         raise Invalid(f"a {what} needs a name", field="name")
     if len(name) > max_length:
@@ -97,6 +106,8 @@ def add_location(session: Session, *, name: str, address: str | None = None, act
     if _id(name) is not None:
         raise Invalid(f"a location name cannot be only digits (digits are an id): {name!r}", field="name")
     address = " ".join(address.split()) if address else None
+    if address and _unprintable(address):
+        raise Invalid(f"an address cannot hold control or invisible characters: {address!r}", field="address")
     if address and len(address) > 300:
         raise Invalid("an address is at most 300 characters", field="address")
     taken = session.exec(select(Location).where(sa.func.lower(Location.name) == name.lower())).first()

@@ -252,6 +252,17 @@ def update_teacher(
     return teacher
 
 
+def _text(value: str, what: str, limit: int, field: str) -> str:
+    """`value` stripped; Invalid when longer than its column or holding a control character
+    (PostgreSQL refuses both, SQLite would store them: `import roster` names the line instead)."""
+    text = value.strip()
+    if len(text) > limit:
+        raise Invalid(f"{what} is longer than {limit} characters", field=field)
+    if any(char < " " or char == "\x7f" for char in text):
+        raise Invalid(f"{what} cannot hold control characters: {text!r}", field=field)
+    return text
+
+
 def add_payee(
     session: Session, *, name: str, email: str, phone: str | None = None, supabase_user_id: str | None = None, actor: str
 ) -> Payee:
@@ -259,6 +270,7 @@ def add_payee(
     email = normalise_email(email)
     if not name.strip():
         raise Invalid("payee name is empty", field="name")
+    name, phone = _text(name, "payee name", 120, "name"), _text(phone, "phone", 40, "phone") if phone else phone
     if session.exec(select(Payee).where(Payee.email == email)).first():
         raise Conflict(f"a payee with email {email} exists already")
     if supabase_user_id and session.exec(select(Payee).where(Payee.supabase_user_id == supabase_user_id)).first():
@@ -307,6 +319,7 @@ def add_student(
     many non-archived ones (counted under the payee's row lock, so concurrent adds cannot pass it)."""
     if not name.strip():
         raise Invalid("student name is empty", field="name")
+    name = _text(name, "student name", 120, "name")
     if birth_date is not None and birth_date > studio_today():
         raise Invalid("birth date is in the future", field="birth_date")
     if max_students is not None:

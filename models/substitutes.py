@@ -200,6 +200,8 @@ def add_time_off(
     reason = reason.strip() if reason and reason.strip() else None
     if reason is not None and len(reason) > MAX_REASON:
         raise Invalid(f"the reason is longer than {MAX_REASON} characters", field="reason")
+    if reason is not None and any(char < " " or char == "\x7f" for char in reason):
+        raise Invalid(f"the reason cannot hold control characters: {reason!r}", field="reason")
     # Both teachers' rows locked, in id order: two time offs involving them are written one at a time.
     for teacher_id in sorted({away.id} | ({cover.id} if cover else set())):
         lock_row(session, Teacher, teacher_id)

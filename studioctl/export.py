@@ -33,6 +33,13 @@ def export(
     Example: studioctl export enrollment --out enrollments.csv
     Example: studioctl export roster --out roster.csv
     """
+    try:
+        _export(table, out)
+    except OSError as error:  # a missing folder, a full disk, no permission
+        raise fail(f"cannot write {out}: {error.strerror or error}") from None
+
+
+def _export(table: str, out: Path | None) -> None:
     from models.db import session_scope
 
     if table == ROSTER:

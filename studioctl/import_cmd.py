@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import functools
 from pathlib import Path
 from typing import Annotated
@@ -74,6 +75,8 @@ def roster(
         raise fail(f"cannot read {file}: {error.strerror or error}") from None
     except UnicodeDecodeError:
         raise fail(f"{file} is not UTF-8 text") from None
+    except csv.Error as error:  # a cell past the csv module's field size limit, a NUL byte...
+        raise fail(f"{file} cannot be read as CSV: {error}") from None
     except RosterRefused as refused:
         for problem in refused.problems:
             err_console.print(f"line {problem.line}: {problem.reason}", highlight=False, soft_wrap=True, markup=False)
