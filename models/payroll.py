@@ -3,7 +3,8 @@ dates, and the teacher's rate per lesson (`set_teacher_rate`, an audited write).
 
 What counts, lesson by lesson, from the record of what happened:
 - A weekly lesson is paid by its attendance mark: `present` and `no_show` are paid (the
-  teacher was there), `late_cancel` too unless PAY_LATE_CANCEL is false; `excused` and
+  teacher was there), `late_cancel` too unless PAY_LATE_CANCEL is false (and unless a make-up
+  took its slot-date: that half hour is paid once, as the make-up); `excused` and
   `teacher_cancelled` never. It is paid to whoever taught it: the substitute recorded on the
   mark (`attendance.taught_by_id`), else the slot's teacher.
 - A make-up has no attendance mark: a make-up is paid once it took place, that is `used`, or
@@ -85,6 +86,12 @@ def payroll(session: Session, *, first: date, last: date, teacher: Teacher | Non
     slot_teachers = None if only is None else {only} | {row[0] for row in away if row[3] == only}
     paid, marked = _attendance(session, first, last, only, slot_teachers)
     makeups, pending = _makeups(session, first, last, today, only)
+    # A late-cancelled lesson's slot-date taken by a make-up is paid once, as the make-up: the
+    # teacher's half hour was taught (and is paid) once.
+    taught_again = {(entry["timeslot_id"], entry["date"]) for entry in makeups}
+    paid = [
+        entry for entry in paid if entry["status"] != LATE_CANCEL or (entry["timeslot_id"], entry["date"]) not in taught_again
+    ]
     unmarked = _unmarked(session, first, cutoff, slot_teachers, marked, away)
     unmarked += pending
 

@@ -163,6 +163,26 @@ def test_late_cancel_is_not_paid_when_the_setting_says_so(month, monkeypatch):
     assert "late_cancel" not in report["paid_statuses"]
 
 
+def test_a_late_cancelled_lesson_whose_date_a_make_up_took_is_paid_once(month, session):
+    # Another family's make-up on Ada's Monday 16 November, the half hour Ada's student called off late.
+    other = factories.student(session)
+    session.add(
+        MakeUp(
+            student_id=other.id,
+            status=USED,
+            timeslot_id=month["slots"]["ada_mon"].id,
+            lesson_date=date(2026, 11, 16),
+            expires_on=NOV_30,
+        )
+    )
+    session.commit()
+    ada = _teacher(ok_json("payroll", *RANGE), month["ada"])
+    # Still 5 paid: the make-up instead of the late cancel (no second pay for one half hour).
+    assert (ada["lessons_paid"], ada["amount_cents"]) == (5, 5 * 2500)
+    assert month["marks"]["ada_mon"][16] not in _ids(ada)[0]
+    assert ada["by_status"] == {"makeup": 2, "no_show": 1, "present": 2}
+
+
 def test_unmarked_lessons_are_looked_for_up_to_today_and_paid_once_marked(month, session):
     # On 18 November: the make-up booked that day is unmarked (paid once the day is over), the
     # Mondays of the 23rd and 30th are not lessons yet (nothing unmarked, nothing paid).
