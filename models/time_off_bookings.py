@@ -23,7 +23,9 @@ from datetime import date
 from sqlmodel import Session
 
 from models.clock import studio_today
+from models.db import lock_row
 from models.enrollment import TAUGHT_STATUSES, Enrollment, lesson_end, lock_enrollment
+from models.people import Teacher
 from models.scheduling import Timeslot
 from models.substitutes import AwayLesson, cancel_away_lesson, teacher_lessons
 from models.time_off import TimeOff, overlapping
@@ -52,10 +54,14 @@ def lessons_in_time_off(session: Session, enrollment: Enrollment) -> list[tuple[
 
 def apply_time_off(session: Session, enrollment_id: int, *, actor: str) -> list[AwayLesson]:
     """Cancel `enrollment_id`'s lessons inside its teacher's time off without a substitute (see
-    the module), under the enrollment's row lock; the lessons cancelled (none the second time)."""
-    enrollment = lock_enrollment(session, enrollment_id)
+    the module); the lessons cancelled (none the second time). Under the teacher's row lock, as
+    `time-off add` takes it, then the enrollment's: a time off being recorded meanwhile (which saw
+    the enrollment still a hold) has committed when this reads the teacher's time off."""
+    enrollment = session.get(Enrollment, enrollment_id)
     if enrollment is None:
         return []
+    lock_row(session, Teacher, session.get(Timeslot, enrollment.timeslot_id).teacher_id)
+    enrollment = lock_enrollment(session, enrollment_id)
     found = lessons_in_time_off(session, enrollment)
     for row, lesson in found:
         cancel_away_lesson(session, row, lesson, actor=actor)
