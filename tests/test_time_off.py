@@ -425,3 +425,18 @@ def test_a_booking_under_a_substitute_is_left_to_the_substitute(session, studio)
             "--instrument", "piano", "--offline", "--start", "2026-11-02",
         )  # fmt: skip
     assert _count(session, Attendance, Attendance.enrollment_id == view["id"]) == 0
+
+
+def test_a_paused_booking_resumed_after_the_time_off_has_its_lessons_in_it_cancelled(session, studio):
+    from models.db import session_scope
+    from models.dunning import mark_paused, mark_resumed
+
+    ben = studio["enrollments"]["ben"]
+    with time_machine.travel(NOW, tick=False):
+        with session_scope() as unit:
+            assert mark_paused(unit, unit.get(Enrollment, ben), actor="stripe")
+        view = ok_json("teachers", "time-off", "add", "--teacher", studio["ada"].email, *AWAY)
+        assert not any("Ben" in label for label in view["cancelled"])  # paused: no lessons then
+        with session_scope() as unit:
+            assert mark_resumed(unit, unit.get(Enrollment, ben), actor="stripe")
+    assert _cancelled_by_time_off(session, ben) == MONDAYS
