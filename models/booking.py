@@ -30,6 +30,7 @@ from models.enrollment import ACTIVE, HOLD_STATUSES, LIVE_STATUSES, PROVISIONAL,
 from models.errors import CardRequired, Invalid, NotFound, SlotTaken, TooManyHolds
 from models.people import HoldingFamily, Instrument, Payee, Student, Teacher, TeacherInstrument
 from models.scheduling import Timeslot, first_lesson_on_or_after, semester_with_closures
+from models.time_off import note_taught
 
 BOOKING_HORIZON = timedelta(days=731)  # how far ahead an enrollment may start
 
@@ -189,6 +190,7 @@ def _new_enrollment(
     # The database's date-range rule is the last line: no row back means the slot is taken.
     if not _insert_unless_slot_held(session, enrollment):
         raise _taken(facts, None)
+    note_taught(session, enrollment)  # an offline assignment or a move: its teacher may be away
     record_audit(
         session,
         actor=actor,

@@ -224,7 +224,7 @@ def add_time_off(
     record_audit(session, actor=actor, action="time_off.add", entity=row, after=snapshot(row))
     if cover is None:
         for lesson in lessons:
-            _cancel(session, row, lesson, actor=actor)
+            cancel_away_lesson(session, row, lesson, actor=actor)
         return TimeOffResult(row, cancelled=lessons, covered=[])
     for lesson in lessons:
         if lesson.makeup_id is not None:
@@ -234,7 +234,9 @@ def add_time_off(
     return TimeOffResult(row, cancelled=[], covered=lessons)
 
 
-def _cancel(session: Session, row: TimeOff, lesson: AwayLesson, *, actor: str) -> None:
+def cancel_away_lesson(session: Session, row: TimeOff, lesson: AwayLesson, *, actor: str) -> None:
+    """Cancel one lesson of a time off without a substitute: a weekly one is marked
+    `teacher_cancelled` (credit, invite), a booked make-up is un-booked and its family invited."""
     why = f"teacher away{f': {row.reason}' if row.reason else ''} (time off {row.id})"
     if lesson.enrollment_id is not None:
         mark_attendance(

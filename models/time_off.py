@@ -7,17 +7,25 @@ so payroll reads one record of what happened.
 
 The operations (add, list, remove: cancelling or covering the lessons) are in
 `models.substitutes`, above attendance; this module answers "who teaches this teacher's
-lessons on that date" for attendance, make-up booking and the read models.
+lessons on that date" for attendance, make-up booking and the read models. It also notes, in
+any unit of work, the enrollments that start taking place (`note_taught`, a flush hook), for the
+time off recorded before them (`models.time_off_bookings`).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import date, datetime
 
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from models.base import utc_column, utcnow
+from models.db import after_commit
+from models.enrollment import TAUGHT_STATUSES, Enrollment
 from models.people import Teacher
 from models.scheduling import Timeslot, slot_dates
 
@@ -113,3 +121,52 @@ def unavailable_slot_dates(session: Session, slots: list[Timeslot], first: date,
                 if slot.teacher_id == row.substitute_id and (slot.weekday, slot.start_minute) in covered:
                     taken.update((slot.id, day) for day in slot_dates(slot.weekday, start, end))
     return taken
+
+
+# Enrollments that start taking place (their teacher's time off may cover some lessons) --------
+
+NOTED_KEY = "time_off_noted_enrollments"
+_booking_dispatcher: Callable[[int], object] | None = None
+
+
+def set_booking_dispatcher(dispatcher: Callable[[int], object] | None) -> None:
+    """Install what applies time off to enrollment `id` after commit (None: nothing); see
+    `models.time_off_bookings`."""
+    global _booking_dispatcher
+    _booking_dispatcher = dispatcher
+
+
+def note_taught(session: Session | OrmSession, enrollment: Enrollment) -> None:
+    """If `enrollment` is one whose lessons take place, hand it to the dispatcher after commit
+    (once a unit of work). The booking door calls it for the rows it inserts itself; the flush
+    hook below for every enrollment moved into a taught status."""
+    dispatcher = _booking_dispatcher
+    if dispatcher is None or enrollment.id is None or enrollment.status not in TAUGHT_STATUSES:
+        return
+    noted: set[int] = session.info.setdefault(NOTED_KEY, set())
+    if enrollment.id not in noted:
+        noted.add(enrollment.id)
+        after_commit(session, functools.partial(dispatcher, enrollment.id))  # type: ignore[arg-type]
+
+
+def _starts_teaching(obj: object) -> bool:
+    """A flushed enrollment new in a taught status, or moved into one from another status."""
+    if not isinstance(obj, Enrollment) or obj.status not in TAUGHT_STATUSES:
+        return False
+    status = sa.inspect(obj).attrs.status.history
+    return bool(status.added) and (not status.deleted or status.deleted[0] not in TAUGHT_STATUSES)
+
+
+def _note_taught(session: OrmSession, _context) -> None:
+    for obj in [*session.new, *session.dirty]:
+        if _starts_teaching(obj):
+            note_taught(session, obj)
+
+
+def _forget_noted(session: OrmSession, *_args) -> None:
+    session.info.pop(NOTED_KEY, None)
+
+
+event.listen(OrmSession, "after_flush", _note_taught)
+event.listen(OrmSession, "after_commit", _forget_noted)
+event.listen(OrmSession, "after_rollback", _forget_noted)

@@ -6,7 +6,7 @@ a substitute who cannot teach them is refused with the conflicts listed."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -347,3 +347,96 @@ def test_a_covering_substitute_takes_no_make_up_then_and_reminders_name_them(ses
     queue_lesson_reminders(session, now=datetime(2026, 11, 1, 18, 0, tzinfo=NY))
     [reminder] = [row for row in _emails(session, "lesson_reminder") if row.recipient == "a@family.test"]
     assert reminder.context["teacher_name"] == "Sam Stand-in" and reminder.context["lesson_date"] == "2026-11-02"
+
+
+# Bookings that start taking place after the time off was recorded (models.time_off_bookings) ----
+
+
+def _cancelled_by_time_off(session, enrollment_id: int) -> list[date]:
+    """The enrollment's lessons marked teacher_cancelled, each checked to hold one available credit."""
+    session.expire_all()
+    marks = session.scalars(
+        sa.select(Attendance).where(Attendance.enrollment_id == enrollment_id).order_by(Attendance.lesson_date)
+    ).all()
+    assert all(mark.status == TEACHER_CANCELLED and "time off" in mark.note for mark in marks)
+    for mark in marks:
+        assert _count(session, MakeUp, MakeUp.origin_attendance_id == mark.id, MakeUp.status == AVAILABLE) == 1
+    return [mark.lesson_date for mark in marks]
+
+
+def test_a_booking_activated_by_the_pipeline_after_the_time_off_has_its_lessons_in_it_cancelled_once(
+    session, stripe_env, task_queue
+):
+    from models.enrollment import lesson_dates
+    from models.scheduling import Timeslot
+    from models.substitutes import add_time_off
+    from tests.support.booking import add_card, local_today, provisional_booking
+    from workers.tasks import book_enrollment
+    from workers.time_off import apply_time_off
+
+    enrollment, payee, _, _ = provisional_booking(session, with_semester=True)
+    slot = session.get(Timeslot, enrollment.timeslot_id)
+    first, second, third = lesson_dates(session, enrollment, first=local_today(), last=local_today() + timedelta(days=30))[:3]
+    # Recorded while the booking is a hold: it has no lesson to cancel yet.
+    result = add_time_off(session, teacher=slot.teacher_id, starts_on=first, ends_on=second, actor="admin")
+    session.commit()
+    assert result.cancelled == []
+    add_card(stripe_env.client(), payee.id)
+    book_enrollment(enrollment.id)
+    task_queue.run_all()
+    session.expire_all()
+    assert session.get(Enrollment, enrollment.id).status == "active"
+    assert _cancelled_by_time_off(session, enrollment.id) == [first, second]  # `third` is after the time off
+    invites = _emails(session, "make_up_invite")
+    assert len(invites) == 2 and all(invite.recipient == payee.email for invite in invites)
+    assert _audits(session, "attendance.mark") == 2 and _audits(session, "makeup.grant") == 2
+    # Running it again (a retry, a second activation) changes nothing.
+    before = row_counts(session)
+    assert apply_time_off(enrollment.id) == []
+    assert row_counts(session) == before and third not in _cancelled_by_time_off(session, enrollment.id)
+
+
+def test_an_offline_assignment_after_the_time_off_has_its_lessons_in_it_cancelled(session, studio):
+    ada = studio["ada"]
+    dan = factories.student(session, name="Dan")
+    session.commit()
+    with time_machine.travel(NOW, tick=False):
+        ok("teachers", "time-off", "add", "--teacher", ada.email, *AWAY)
+        before = _audits(session, "attendance.mark")
+        view = ok_json(
+            "enrollments", "assign", "--student", dan.id, "--timeslot", studio["slots"]["ada_five"],
+            "--instrument", "piano", "--offline", "--start", "2026-11-02",
+        )  # fmt: skip
+    assert _cancelled_by_time_off(session, view["id"]) == MONDAYS  # not Nov 16, after the time off
+    assert _audits(session, "attendance.mark") == before + 2
+    assert len([e for e in _emails(session, "make_up_invite") if "Dan" in str(e.context)]) == 2
+    # The other lessons of Ada's slots were cancelled once, by the time off itself.
+    assert _cancelled_by_time_off(session, studio["enrollments"]["ann"]) == MONDAYS
+
+
+def test_a_booking_under_a_substitute_is_left_to_the_substitute(session, studio):
+    ada, sam = studio["ada"], studio["sam"]
+    dan = factories.student(session, name="Dan")
+    session.commit()
+    with time_machine.travel(NOW, tick=False):
+        ok("teachers", "time-off", "add", "--teacher", ada.email, *AWAY, "--substitute", sam.email)
+        view = ok_json(
+            "enrollments", "assign", "--student", dan.id, "--timeslot", studio["slots"]["ada_five"],
+            "--instrument", "piano", "--offline", "--start", "2026-11-02",
+        )  # fmt: skip
+    assert _count(session, Attendance, Attendance.enrollment_id == view["id"]) == 0
+
+
+def test_a_paused_booking_resumed_after_the_time_off_has_its_lessons_in_it_cancelled(session, studio):
+    from models.db import session_scope
+    from models.dunning import mark_paused, mark_resumed
+
+    ben = studio["enrollments"]["ben"]
+    with time_machine.travel(NOW, tick=False):
+        with session_scope() as unit:
+            assert mark_paused(unit, unit.get(Enrollment, ben), actor="stripe")
+        view = ok_json("teachers", "time-off", "add", "--teacher", studio["ada"].email, *AWAY)
+        assert not any("Ben" in label for label in view["cancelled"])  # paused: no lessons then
+        with session_scope() as unit:
+            assert mark_resumed(unit, unit.get(Enrollment, ben), actor="stripe")
+    assert _cancelled_by_time_off(session, ben) == MONDAYS

@@ -41,11 +41,18 @@ def _enqueue_rebalance(enrollment_id: int) -> None:
     rebalance_sibling_discounts(enrollment_id)
 
 
+def _apply_time_off(enrollment_id: int) -> None:
+    from workers.time_off import apply_time_off
+
+    apply_time_off(enrollment_id)
+
+
 def _watch_freed_slots() -> None:
-    from models import offers, sibling_discount
+    from models import offers, sibling_discount, time_off
 
     offers.set_slot_dispatcher(_enqueue_offer)
     sibling_discount.set_discount_dispatcher(_enqueue_rebalance)
+    time_off.set_booking_dispatcher(_apply_time_off)
 
 
 def keep_http_bodies_out_of_logs() -> None:
@@ -62,6 +69,7 @@ def install() -> None:
     # A freed slot is offered to the waiting list after commit, and an enrollment becoming active or
     # ending moves its family's sibling discount: `models.offers` and `models.sibling_discount`
     # watch flushes once imported, which loads the ORM; so before the first unit of work, not for a `--help`.
+    # So does `models.time_off`: a booking that starts taking place gets its teacher's time off.
     dispatch.set_before_first_unit(_watch_freed_slots)
     dispatch.set_sms_dispatcher(_enqueue_sms)
     keep_http_bodies_out_of_logs()
