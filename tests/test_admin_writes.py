@@ -83,6 +83,7 @@ def test_retryable_is_keyed_by_the_task_objects():
         tasks.send_sms,
         tasks.offer_freed_slot,
         tasks.rebalance_sibling_discounts,
+        tasks.apply_time_off,
     )
     assert set(tasks.RETRYABLE) == {tasks.task_name(task) for task in wrappers}
     for name, entry in tasks.RETRYABLE.items():

@@ -372,7 +372,7 @@ def test_a_booking_activated_by_the_pipeline_after_the_time_off_has_its_lessons_
     from models.substitutes import add_time_off
     from tests.support.booking import add_card, local_today, provisional_booking
     from workers.tasks import book_enrollment
-    from workers.time_off import apply_time_off
+    from workers.time_off import cancel_lessons_in_time_off
 
     enrollment, payee, _, _ = provisional_booking(session, with_semester=True)
     slot = session.get(Timeslot, enrollment.timeslot_id)
@@ -392,11 +392,11 @@ def test_a_booking_activated_by_the_pipeline_after_the_time_off_has_its_lessons_
     assert _audits(session, "attendance.mark") == 2 and _audits(session, "makeup.grant") == 2
     # Running it again (a retry, a second activation) changes nothing.
     before = row_counts(session)
-    assert apply_time_off(enrollment.id) == []
+    assert cancel_lessons_in_time_off(enrollment.id) == []
     assert row_counts(session) == before and third not in _cancelled_by_time_off(session, enrollment.id)
 
 
-def test_an_offline_assignment_after_the_time_off_has_its_lessons_in_it_cancelled(session, studio):
+def test_an_offline_assignment_after_the_time_off_has_its_lessons_in_it_cancelled(session, studio, task_queue):
     ada = studio["ada"]
     dan = factories.student(session, name="Dan")
     session.commit()
@@ -407,6 +407,8 @@ def test_an_offline_assignment_after_the_time_off_has_its_lessons_in_it_cancelle
             "enrollments", "assign", "--student", dan.id, "--timeslot", studio["slots"]["ada_five"],
             "--instrument", "piano", "--offline", "--start", "2026-11-02",
         )  # fmt: skip
+        assert ("apply_time_off", (view["id"],)) in task_queue.pending()  # after the assignment's commit
+        task_queue.run_all()
     assert _cancelled_by_time_off(session, view["id"]) == MONDAYS  # not Nov 16, after the time off
     assert _audits(session, "attendance.mark") == before + 2
     assert len([e for e in _emails(session, "make_up_invite") if "Dan" in str(e.context)]) == 2
@@ -414,7 +416,7 @@ def test_an_offline_assignment_after_the_time_off_has_its_lessons_in_it_cancelle
     assert _cancelled_by_time_off(session, studio["enrollments"]["ann"]) == MONDAYS
 
 
-def test_a_booking_under_a_substitute_is_left_to_the_substitute(session, studio):
+def test_a_booking_under_a_substitute_is_left_to_the_substitute(session, studio, task_queue):
     ada, sam = studio["ada"], studio["sam"]
     dan = factories.student(session, name="Dan")
     session.commit()
@@ -424,10 +426,11 @@ def test_a_booking_under_a_substitute_is_left_to_the_substitute(session, studio)
             "enrollments", "assign", "--student", dan.id, "--timeslot", studio["slots"]["ada_five"],
             "--instrument", "piano", "--offline", "--start", "2026-11-02",
         )  # fmt: skip
+        task_queue.run_all()
     assert _count(session, Attendance, Attendance.enrollment_id == view["id"]) == 0
 
 
-def test_a_paused_booking_resumed_after_the_time_off_has_its_lessons_in_it_cancelled(session, studio):
+def test_a_paused_booking_resumed_after_the_time_off_has_its_lessons_in_it_cancelled(session, studio, task_queue):
     from models.db import session_scope
     from models.dunning import mark_paused, mark_resumed
 
@@ -439,4 +442,5 @@ def test_a_paused_booking_resumed_after_the_time_off_has_its_lessons_in_it_cance
         assert not any("Ben" in label for label in view["cancelled"])  # paused: no lessons then
         with session_scope() as unit:
             assert mark_resumed(unit, unit.get(Enrollment, ben), actor="stripe")
+        task_queue.run_all()
     assert _cancelled_by_time_off(session, ben) == MONDAYS

@@ -10,6 +10,7 @@ The public entry points other layers enqueue (keep these names and signatures):
 - `move_subscription(enrollment_id)`    point a moved booking's subscription at the enrollment continuing it
 - `offer_freed_slot(timeslot_id)`       offer a freed slot to the waiting list (`workers.offers`)
 - `rebalance_sibling_discounts(enrollment_id)`  move the family's sibling discount in Stripe (`workers.sibling_discounts`)
+- `apply_time_off(enrollment_id)`  a booking that starts taking place gets its teacher's time off (`workers.time_off`)
 
 Transient errors (Stripe or Mailjet unreachable, 5xx, rate limits) are raised so Huey
 retries with backoff; when the last retry fails, the SIGNAL_ERROR handler below (the
@@ -37,6 +38,7 @@ from workers import metrics
 from workers.app import TASK_RETRIES, TASK_RETRY_BACKOFF, TASK_RETRY_DELAY, huey
 from workers.offers import offer_freed_slot
 from workers.sibling_discounts import discount_failed, rebalance_sibling_discounts
+from workers.time_off import apply_time_off
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +234,18 @@ def _undo_failed(enrollment_id: int, error: str) -> None:
     )
 
 
+def _time_off_failed(enrollment_id: int, error: str) -> None:
+    _dead_letter_and_alert(
+        apply_time_off,
+        {"enrollment_id": enrollment_id},
+        error,
+        subject=f"Applying its teacher's time off to booking {enrollment_id} failed",
+        message=f"{error}. Its lessons inside the time off may still be expected: retry the dead letter, or mark "
+        "them teacher_cancelled with studioctl attendance mark.",
+        dedupe_key=f"time_off_failed:{enrollment_id}",
+    )
+
+
 def _offer_failed(timeslot_id: int, error: str) -> None:
     from models.base import utcnow
 
@@ -349,6 +363,7 @@ RETRYABLE: dict[str, Retryable] = {
         Retryable(
             rebalance_sibling_discounts, "enrollment_id", discount_failed, queued="the sibling discount of booking {}'s family"
         ),
+        Retryable(apply_time_off, "enrollment_id", _time_off_failed, queued="the time off check of booking {}"),
     )
 }
 

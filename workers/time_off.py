@@ -1,11 +1,12 @@
 """Applying teachers' time off to a booking that starts taking place after it was recorded
-(`models.time_off_bookings`): run right after the commit that made the enrollment taught.
+(`models.time_off_bookings`): a task enqueued after the commit that made the enrollment taught.
 
-Its own unit of work, so the booking's commit never waits for it or rolls back with it; a
-failure is logged (the booking stays; `studioctl attendance mark` cancels a lesson by hand). A
+Its own unit of work, so the booking's commit never waits for it or rolls back with it. A
 writing unit even when the teacher is not away: it takes the teacher's row lock before it reads
-the time off, so a time off recorded at the same moment is not missed.
-Safe to run again: a lesson already marked is not cancelled twice."""
+the time off, so a time off recorded at the same moment is not missed. Transient failures are
+retried; the last failure leaves a dead letter and an admin alert (`workers.tasks.RETRYABLE`),
+and `studioctl deadletters retry` runs it again. Safe to run again: a lesson already marked is
+not cancelled twice."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import logging
 
 from models import time_off_bookings
 from models.db import session_scope
+from workers.app import TASK_RETRIES, TASK_RETRY_BACKOFF, TASK_RETRY_DELAY, huey
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"
 
 
-def apply_time_off(enrollment_id: int) -> list[str]:
+def cancel_lessons_in_time_off(enrollment_id: int) -> list[str]:
     """Cancel `enrollment_id`'s lessons inside its teacher's time off without a substitute; their labels."""
     with session_scope() as session:
         lessons = time_off_bookings.apply_time_off(session, enrollment_id, actor=ACTOR)
@@ -26,3 +28,11 @@ def apply_time_off(enrollment_id: int) -> list[str]:
     if labels:
         log.info("enrollment %s: lessons cancelled by time off: %s", enrollment_id, ", ".join(labels))
     return labels
+
+
+@huey.task(retries=TASK_RETRIES, retry_delay=TASK_RETRY_DELAY, retry_backoff=TASK_RETRY_BACKOFF)
+def apply_time_off(enrollment_id: int) -> list[str]:
+    """After the commit in which `enrollment_id` started taking place: its lessons inside its
+    teacher's time off without a substitute become `teacher_cancelled` (credits and invites as
+    `time-off add` gives them); the labels of the lessons cancelled."""
+    return cancel_lessons_in_time_off(enrollment_id)
