@@ -25,7 +25,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from models.base import utc_column, utcnow
 from models.db import after_commit
-from models.enrollment import TAUGHT_STATUSES, Enrollment
+from models.enrollment import ACTIVE, PAST_DUE, TAUGHT_STATUSES, Enrollment
 from models.people import Teacher
 from models.scheduling import Timeslot, slot_dates
 
@@ -150,8 +150,10 @@ def note_taught(session: Session | OrmSession, enrollment: Enrollment) -> None:
 
 
 def _starts_teaching(obj: object) -> bool:
-    """A flushed enrollment new in a taught status, or moved into one from another status."""
-    if not isinstance(obj, Enrollment) or obj.status not in TAUGHT_STATUSES:
+    """A flushed enrollment new as active (or past due), or moved there from a status whose
+    lessons do not take place (a hold paid, a pause resumed). Cancelled is taught too, but only
+    ever a way out: a hold cancelled never had a lesson."""
+    if not isinstance(obj, Enrollment) or obj.status not in (ACTIVE, PAST_DUE):
         return False
     status = sa.inspect(obj).attrs.status.history
     return bool(status.added) and (not status.deleted or status.deleted[0] not in TAUGHT_STATUSES)
