@@ -211,7 +211,8 @@ def test_query_models_serve_a_cached_schema_equal_to_pydantic_s():
     copy must be pydantic's own, and changing a copy must not change the next one."""
     from pydantic import BaseModel
 
-    from webapi.schemas import BookingHeaders, CalendarQuery, PageQuery, TeacherQuery, TimeslotQuery
+    from webapi.booking_schemas import BookingHeaders
+    from webapi.schemas import CalendarQuery, PageQuery, TeacherQuery, TimeslotQuery
 
     for model in (PageQuery, TeacherQuery, TimeslotQuery, CalendarQuery, BookingHeaders):
         for kwargs in ({}, {"by_alias": True}, {"mode": "serialization"}):

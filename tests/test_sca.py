@@ -104,7 +104,7 @@ def test_card_authenticated_at_setup_books_without_asking_again(session, stripe_
 
 @pytest.mark.parametrize("frequency", ["monthly", "semester"])
 def test_payment_needing_the_parent_keeps_the_slot_then_activates_once_authenticated(session, stripe_env, task_queue, frequency):
-    from webapi.parent import _payment_action
+    from webapi.parent_bookings import _payment_action
 
     enrollment, payee, _, _ = provisional_booking(session, frequency=frequency)
     customer_id = set_up_card(stripe_env, payee.id, ALWAYS)
@@ -194,7 +194,7 @@ def _renewal_needing_the_parent(stripe_env, customer_id: str, subscription_id: s
 @pytest.mark.parametrize("order", ["action_first", "failed_first"])
 def test_renewal_needing_authentication_is_past_due_with_the_link_then_active_when_paid(session, stripe_env, task_queue, order):
     from tests.support.booking import active_booking
-    from webapi.parent import _payment_action
+    from webapi.parent_bookings import _payment_action
     from workers.webhook_events import on_invoice_paid, on_invoice_payment_action_required, on_invoice_payment_failed
 
     enrollment, customer_id = active_booking(session, stripe_env, task_queue)

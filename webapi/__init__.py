@@ -20,10 +20,27 @@ from flask_openapi3 import Info, OpenAPI
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models.config import ConfigError, Settings, get_settings
-from webapi import admin, auth, observability, parent, public, rate_limits, request_limits, response_headers, waitlist, webhooks
+from webapi import (
+    admin,
+    auth,
+    observability,
+    parent,
+    parent_bookings,
+    parent_lessons,
+    public,
+    rate_limits,
+    request_limits,
+    response_headers,
+    waitlist,
+    webhooks,
+)
 from webapi.openapi_doc import StudioOpenAPI
 from webapi.problems import flask_openapi3_validation_callback, register_error_handlers
 from webapi.security import SupabaseVerifier
+
+# The modules whose routes are on `parent.bp` (endpoints `parent.<view>`): importing them adds
+# the routes, so they exist before `create_app` registers the blueprint.
+PARENT_ROUTES = (parent, parent_bookings, parent_lessons)
 
 SECURITY_SCHEMES = {
     "bearer": {

@@ -7,7 +7,8 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from models import offers, waitlist
 from models.db import after_commit, session_scope
-from webapi.parent import _actor, _payee, _status_url
+from webapi.parent import _actor, _payee
+from webapi.parent_bookings import _status_url
 from webapi.schemas import Problem
 from webapi.security import require_identity
 from webapi.waitlist_schemas import (
