@@ -23,7 +23,7 @@ from models.people import Payee
 from tests.support import cli, webhooks
 from tests.support.booking import active_booking, add_card, provisional_booking
 from tests.support.fixtures import WEBHOOK_SECRET
-from workers.stripe_gateway import object_id
+from workers.stripe_shapes import object_id
 
 pytestmark = pytest.mark.slow
 ADMIN = "admin@studio.test"

@@ -149,7 +149,8 @@ def test_every_request_names_the_pinned_api_version(session, stripe_env):
 
 def test_an_event_in_another_api_version_is_read_and_noted_once(caplog):
     from workers import stripe_gateway
-    from workers.stripe_gateway import API_VERSION, invoice_subscription_id, note_event_api_version
+    from workers.stripe_gateway import API_VERSION, note_event_api_version
+    from workers.stripe_shapes import invoice_subscription_id
 
     stripe_gateway._versions_noted.discard("2017-08-15")
     with caplog.at_level(logging.WARNING, logger="workers.stripe_gateway"):

@@ -140,7 +140,7 @@ def test_paused_collection_in_todays_shape_pauses_then_resumes(session, today_st
 
 
 def test_subscription_period_is_read_from_its_items_in_todays_shape():
-    from workers.stripe_gateway import subscription_period_end
+    from workers.stripe_shapes import subscription_period_end
 
     shaped = stripe_today.subscription("sub_x", customer="cus_x", status="active")
     assert subscription_period_end(shaped) == shaped["items"]["data"][0]["current_period_end"]

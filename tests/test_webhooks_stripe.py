@@ -119,7 +119,7 @@ def test_events_in_any_order_end_in_the_state_stripe_is_in(session, stripe_env, 
 
 def test_new_shape_payloads_are_read_too(session, stripe_env, client, task_queue):
     """Real Stripe (2025-03-31.basil+) puts an invoice's subscription under `parent`."""
-    from workers.stripe_gateway import invoice_subscription_id, subscription_period_end
+    from workers.stripe_shapes import invoice_subscription_id, subscription_period_end
 
     enrollment, customer_id = active_booking(session, stripe_env, task_queue)
     new_invoice = {

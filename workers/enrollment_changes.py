@@ -22,7 +22,8 @@ from models import changes
 from models.db import after_commit, session_scope
 from models.enrollment import Enrollment
 from workers.payments import PaymentProviderError
-from workers.stripe_gateway import StripeGateway, StripeGatewayError, StripeNotConfigured, subscription_period_end
+from workers.stripe_gateway import StripeGateway, StripeGatewayError, StripeNotConfigured
+from workers.stripe_shapes import subscription_period_end
 
 
 def cancel_booking(enrollment_id: int, *, actor: str, payee_id: int | None = None) -> Enrollment:

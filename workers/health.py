@@ -239,7 +239,8 @@ def _webhook_secret_check(settings: Settings) -> Check:
 
 
 def _price_problem(gateway, plan: dict) -> str | None:
-    from workers.stripe_gateway import INTERVALS, StripeGatewayError, is_not_found
+    from workers.stripe_customers import INTERVALS
+    from workers.stripe_gateway import StripeGatewayError, is_not_found
 
     label = f"plan {plan['id']} ({plan['name']})"
     try:

@@ -27,14 +27,8 @@ from models.db import session_scope
 from models.money_events import REFUND_SOURCE_STUDIO
 from models.outbox import queue_email
 from models.people import Payee
-from workers.stripe_gateway import (
-    StripeGateway,
-    TerminalStripeError,
-    enrollment_id_of,
-    invoice_subscription_id,
-    is_not_found,
-    object_id,
-)
+from workers.stripe_gateway import StripeGateway, TerminalStripeError, is_not_found
+from workers.stripe_shapes import enrollment_id_of, invoice_subscription_id, object_id
 
 ACTOR = "worker"
 # What the card_setup_failed email shows of each hold still waiting for a card.

@@ -34,14 +34,8 @@ from models.errors import DomainError
 from models.outbox import add_dead_letter, queue_admin_alert, queue_email
 from models.payment_action import PaymentAction, await_payment_action
 from workers import metrics
-from workers.stripe_gateway import (
-    AuthenticationRequired,
-    StripeGateway,
-    StripeGatewayError,
-    TerminalStripeError,
-    object_id,
-    payment_client_secret,
-)
+from workers.stripe_gateway import AuthenticationRequired, StripeGateway, StripeGatewayError, TerminalStripeError
+from workers.stripe_shapes import object_id, payment_client_secret
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"

@@ -31,12 +31,10 @@ from models.payment_action import PaymentAction
 from workers import metrics
 from workers.money_events import MONEY_HANDLERS
 from workers.pipeline import awaiting_parent, resume_bookings_of_customer
-from workers.stripe_gateway import (
-    StripeGateway,
-    TerminalStripeError,
+from workers.stripe_gateway import StripeGateway, TerminalStripeError, note_event_api_version
+from workers.stripe_shapes import (
     enrollment_id_of,
     invoice_subscription_id,
-    note_event_api_version,
     object_id,
     payment_client_secret,
     subscription_period_end,
