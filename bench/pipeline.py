@@ -114,8 +114,8 @@ def _arrange_bookings(studio, count: int) -> list[int]:
     from models.booking import hold_slot
     from models.db import session_scope
     from models.people import Payee
+    from workers.billing_setup import ensure_plan_price
     from workers.payments import create_payment_setup
-    from workers.pipeline import ensure_plan_price
     from workers.stripe_gateway import StripeGateway
 
     settings_base = os.environ["STRIPE_API_BASE"]

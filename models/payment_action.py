@@ -3,7 +3,7 @@
 The bank wants the parent to authenticate the first payment (a subscription's first invoice,
 or the semester's off-session charge): the hold is extended — ACTION_REQUIRED_HOURS, less for
 a subscription — and the parent is sent the link. The booking pipeline decides what follows
-(`workers/pipeline.py`): authenticated → active, the window over → expired.
+(`workers/payment_authentication.py`): authenticated → active, the window over → expired.
 """
 
 from __future__ import annotations

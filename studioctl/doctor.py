@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
 
         Example: studioctl doctor
         """
-        from workers.health import FAIL, SKIPPED, run_checks
+        from workers.health import run_checks
+        from workers.health_outcome import FAIL, SKIPPED
 
         checks = run_checks()
         failed = [check for check in checks if check.status == FAIL]

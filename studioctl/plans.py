@@ -47,7 +47,7 @@ def add(
             plan_id = add_plan(session, **fields).id
     else:
         from models.errors import DomainError
-        from workers.pipeline import create_plan
+        from workers.billing_setup import create_plan
         from workers.stripe_gateway import StripeGateway, StripeGatewayError
 
         try:

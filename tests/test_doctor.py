@@ -87,7 +87,7 @@ def test_a_healthy_stack_passes_every_check(
 ):
     from models.db import session_scope
     from models.health import consumers_seen
-    from workers.pipeline import create_plan
+    from workers.billing_setup import create_plan
     from workers.stripe_gateway import StripeGateway
 
     create_plan(StripeGateway(), name="Monthly piano", frequency="monthly", amount_cents=12000, currency="usd", actor="admin")

@@ -195,7 +195,7 @@ def test_our_own_refund_of_a_late_charge_is_recorded_without_a_dashboard_alert(s
     from models.base import utcnow
     from models.db import session_scope
     from models.enrollment import expire_provisional_holds
-    from workers.pipeline import undo_orphan_charges
+    from workers.booking_activation import undo_orphan_charges
     from workers.stripe_gateway import StripeGateway
 
     enrollment, payee, _, _ = provisional_booking(session, frequency="semester", amount_cents=3000)

@@ -94,7 +94,7 @@ def test_renewal_needing_authentication_read_in_todays_shape(session, today_stri
 
 
 def test_first_invoice_needing_authentication_uses_the_confirmation_secret_and_hosted_page(session, today_stripe):
-    from workers.pipeline import _subscription_outcome
+    from workers.payment_authentication import subscription_outcome
     from workers.stripe_gateway import StripeGateway
 
     enrollment, payee, _, _ = provisional_booking(session, frequency="monthly")
@@ -102,7 +102,7 @@ def test_first_invoice_needing_authentication_uses_the_confirmation_secret_and_h
     subscription = stripe_today.subscription("sub_first", customer="cus_today", status="incomplete", enrollment_id=enrollment.id)
     subscription["latest_invoice"] = "in_today"
 
-    outcome, invoice_id, intent_id = _subscription_outcome(StripeGateway(), enrollment.id, subscription)
+    outcome, invoice_id, intent_id = subscription_outcome(StripeGateway(), enrollment.id, subscription)
 
     assert (outcome, invoice_id, intent_id) == ("action_required", "in_today", "pi_today")
     session.expire_all()
@@ -148,7 +148,7 @@ def test_subscription_period_is_read_from_its_items_in_todays_shape():
 
 
 def test_off_session_authentication_required_leaves_a_payment_waiting_for_the_parent():
-    from workers.pipeline import awaiting_parent
+    from workers.payment_authentication import awaiting_parent
 
     waiting = stripe_today.payment_intent(
         "pi_w",

@@ -137,7 +137,8 @@ def test_a_rerun_after_the_semester_price_changed_does_not_charge_a_second_time(
     repeated under a new amount (and so a new idempotency key)."""
     from models.enrollment import touch_pipeline
     from models.terms import add_closure
-    from workers.pipeline import run_booking, stable_key
+    from workers.pipeline import run_booking
+    from workers.pipeline_steps import stable_key
     from workers.stripe_gateway import StripeGateway
 
     enrollment, payee, plan, semester = provisional_booking(session, frequency="semester", amount_cents=3200)

@@ -239,7 +239,7 @@ def test_payment_intent_succeeded_resumes_a_booking_whose_worker_died_after_char
     session, stripe_env, task_queue, webhook_client
 ):
     from models.billing import StripeEvent
-    from workers.pipeline import stable_key
+    from workers.pipeline_steps import stable_key
     from workers.stripe_gateway import StripeGateway
 
     enrollment, payee, plan, _ = provisional_booking(session, frequency="semester", amount_cents=3200)
@@ -322,7 +322,7 @@ def test_a_subscription_left_by_a_killed_worker_is_undone_when_the_hold_expires(
     """The worker created the subscription (first invoice paid), then died; the consumer stayed
     down past the hold. Expiring the hold must not leave Stripe billing a slot nobody holds."""
     from workers.periodic import run_job
-    from workers.pipeline import stable_key
+    from workers.pipeline_steps import stable_key
     from workers.stripe_gateway import StripeGateway
 
     enrollment, payee, plan, _ = provisional_booking(session, frequency="monthly")
@@ -441,7 +441,7 @@ def test_an_idempotency_key_reused_with_other_parameters_is_terminal_and_a_key_i
 def test_cancelling_a_hold_whose_worker_died_after_charging_cancels_and_refunds_the_charge(session, stripe_env, task_queue):
     """The admin cancels a provisional hold; the worker had created its subscription and died
     before recording it. The cancellation task must find it by its metadata."""
-    from workers.pipeline import stable_key
+    from workers.pipeline_steps import stable_key
     from workers.stripe_gateway import StripeGateway
     from workers.tasks import cancel_subscription
 

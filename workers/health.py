@@ -18,12 +18,15 @@ What "not configured" means, decided here:
 Secrets are never shown: a Stripe key by its mode and last four characters, the others as
 "set". The Stripe key is tried with a read that changes nothing (`StripeGateway.check_key`),
 Mailjet's credentials and sender with its sender list (`MailjetBackend.sender_status`).
+
+Here: the checks of settings, database, Redis, Stripe and Mailjet, and `run_checks`. What a
+check says (`Check`, the statuses, titles) is `workers/health_outcome.py`; the checks of the
+workers (consumer, periodic jobs, dead letters, holds) are `workers/health_operations.py`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,61 +35,11 @@ import sqlalchemy as sa
 from models import health
 from models.base import utcnow
 from models.config import ConfigError, Settings, get_settings
+from workers.health_operations import HOLD_GRACE, consumer_check, dead_letters_check, holds_check, jobs_check
+from workers.health_outcome import FAIL, OK, SKIPPED, TITLES, Check
 
-OK, FAIL, SKIPPED = "ok", "fail", "skipped"
 NETWORK_TIMEOUT = 5.0
 REDIS_TIMEOUT = 1.0
-# A consumer beats every minute: three missed beats and it counts as gone.
-HEARTBEAT_STALE = timedelta(minutes=3)
-# The expiry job runs every minute: a hold this far past its expiry means it does not.
-HOLD_GRACE = timedelta(minutes=3)
-# In check order: name → title.
-TITLES = {
-    "settings": "Settings",
-    "database": "Database",
-    "redis": "Redis",
-    "stripe_key": "Stripe key",
-    "stripe_webhook_secret": "Stripe webhook secret",
-    "stripe_prices": "Stripe prices",
-    "mailjet": "Mailjet",
-    "consumer": "Consumer",
-    "periodic_jobs": "Periodic jobs",
-    "dead_letters": "Dead letters",
-    "expired_holds": "Holds past expiry",
-}
-
-
-@dataclass
-class Check:
-    """One check's outcome: `status` ok, fail or skipped; `detail` what was found; `fix` what
-    to do (failures only); `facts` the figures behind it, for `--json`."""
-
-    name: str
-    status: str
-    detail: str
-    fix: str | None = None
-    facts: dict = field(default_factory=dict)
-
-    @property
-    def title(self) -> str:
-        return TITLES[self.name]
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "title": self.title, "status": self.status, "detail": self.detail, "fix": self.fix} | (
-            {"facts": self.facts} if self.facts else {}
-        )
-
-
-def ago(delta: timedelta) -> str:
-    """A duration as people say it: 40 s, 12 min, 5 h, 3 days."""
-    seconds = max(int(delta.total_seconds()), 0)
-    if seconds < 90:
-        return f"{seconds} s"
-    if seconds < 90 * 60:
-        return f"{round(seconds / 60)} min"
-    if seconds < 48 * 3600:
-        return f"{round(seconds / 3600)} h"
-    return f"{round(seconds / 86400)} days"
 
 
 def key_mode(key: str) -> str:
@@ -319,93 +272,6 @@ def _mailjet_check(settings: Settings) -> Check:
     )
 
 
-# What the database says about the workers ------------------------------------------------
-
-
-def _consumer_check(seen: list[dict], now: datetime) -> Check:
-    start = "start one: `studioctl worker` (periodic jobs on: the heartbeat is one of them)"
-    if not seen:
-        return Check("consumer", FAIL, "no consumer seen in the last day (none has written a heartbeat)", start)
-    latest = seen[0]
-    alive = [row for row in seen if now - row["seen_at"] <= HEARTBEAT_STALE]
-    facts = {"last_seen": latest["seen_at"], "consumer": latest["consumer"], "alive": len(alive)}
-    if not alive:
-        return Check(
-            "consumer",
-            FAIL,
-            f"last seen {ago(now - latest['seen_at'])} ago ({latest['consumer']})",
-            start + "; its log says why the last one stopped",
-            facts,
-        )
-    return Check(
-        "consumer",
-        OK,
-        f"{len(alive)} alive; last seen {ago(now - latest['seen_at'])} ago "
-        f"({latest['consumer']}, up {ago(latest['seen_at'] - latest['started_at'])})",
-        facts=facts,
-    )
-
-
-def _jobs_check(runs: dict[str, dict], seen: list[dict], now: datetime) -> Check:
-    from workers.periodic import JOBS
-
-    alive = [row["started_at"] for row in seen if now - row["seen_at"] <= HEARTBEAT_STALE]
-    up_since = min(alive, default=None)
-    late, never, waiting = [], [], 0
-    for job in JOBS.values():
-        allowed = job.every * 1.5 + timedelta(minutes=2)
-        run = runs.get(job.name)
-        if run is None:
-            if up_since is not None and now - up_since <= allowed:
-                waiting += 1
-            else:
-                never.append(job.name)
-        elif run["last_error"]:
-            late.append(f"{job.name}'s last run ({ago(now - run['last_started_at'])} ago) failed: {run['last_error']}")
-        elif now - run["last_started_at"] > allowed:
-            late.append(f"{job.name} last ran {ago(now - run['last_started_at'])} ago ({job.schedule})")
-    if never:
-        late.append(f"never ran: {', '.join(never)}")
-    facts = {name: {"last_started_at": run["last_started_at"], "last_error": run["last_error"]} for name, run in runs.items()}
-    if late:
-        return Check(
-            "periodic_jobs",
-            FAIL,
-            "; ".join(late),
-            "a consumer runs them (`studioctl worker`, periodic jobs on); `studioctl jobs run NAME` runs one now",
-            facts,
-        )
-    due = f"; {waiting} not due yet since the consumer started" if waiting else ""
-    return Check("periodic_jobs", OK, f"{len(JOBS) - waiting} ran on schedule{due}", facts=facts)
-
-
-def _dead_letters_check(letters: dict, now: datetime) -> Check:
-    if not letters["count"]:
-        return Check("dead_letters", OK, "none open")
-    kinds = ", ".join(f"{count} {kind}" for kind, count in letters["kinds"].items())
-    return Check(
-        "dead_letters",
-        FAIL,
-        f"{letters['count']} open ({kinds}); the oldest {ago(now - letters['oldest'])} old",
-        "`studioctl deadletters list`, then `studioctl deadletters retry ID` or `resolve ID`",
-        {"count": letters["count"], "kinds": letters["kinds"]},
-    )
-
-
-def _holds_check(holds: dict, now: datetime) -> Check:
-    if not holds["count"]:
-        return Check("expired_holds", OK, f"none past its expiry by more than {ago(HOLD_GRACE)}")
-    ids = ", ".join(str(enrollment_id) for enrollment_id in holds["ids"]) + ("…" if holds["count"] > len(holds["ids"]) else "")
-    return Check(
-        "expired_holds",
-        FAIL,
-        f"{holds['count']} hold(s) still held past their expiry (enrollments {ids}; "
-        f"the oldest expired {ago(now - holds['oldest_expiry'])} ago): the expiry job is not running",
-        "start a consumer (`studioctl worker`), or run it now: `studioctl jobs run expire_provisional_holds`",
-        {"count": holds["count"], "ids": holds["ids"]},
-    )
-
-
 # All of them -----------------------------------------------------------------------------
 
 
@@ -441,8 +307,8 @@ def run_checks(*, now: datetime | None = None) -> list[Check]:
     if facts is None:
         return checks + _skipped(["consumer", "periodic_jobs", "dead_letters", "expired_holds"], "needs the database")
     return checks + [
-        _consumer_check(facts["seen"], now),
-        _jobs_check(facts["runs"], facts["seen"], now),
-        _dead_letters_check(facts["letters"], now),
-        _holds_check(facts["holds"], now),
+        consumer_check(facts["seen"], now),
+        jobs_check(facts["runs"], facts["seen"], now),
+        dead_letters_check(facts["letters"], now),
+        holds_check(facts["holds"], now),
     ]

@@ -11,7 +11,8 @@ from models import billing
 from models.db import session_scope
 from models.errors import DomainError, NotFound
 from models.people import Payee
-from workers.pipeline import ensure_customer, payee_key
+from workers.billing_setup import ensure_customer
+from workers.pipeline_steps import payee_key
 from workers.stripe_gateway import StripeGateway, StripeGatewayError, StripeNotConfigured
 
 

@@ -112,11 +112,11 @@ def cancel_subscription(enrollment_id: int) -> str:
 @about("enrollment_id")
 def undo_orphan_charges(enrollment_id: int) -> str:
     """Cancel and refund what Stripe charged for a booking that ended without recording it."""
-    from workers import pipeline
+    from workers import booking_activation
     from workers.stripe_gateway import TerminalStripeError
 
     try:
-        return pipeline.undo_orphan_charges(enrollment_id)
+        return booking_activation.undo_orphan_charges(enrollment_id)
     except TerminalStripeError as error:
         _undo_failed(enrollment_id, str(error))
         return "failed"

@@ -30,7 +30,8 @@ from models.outbox import add_dead_letter, queue_admin_alert
 from models.payment_action import PaymentAction
 from workers import metrics
 from workers.money_events import MONEY_HANDLERS
-from workers.pipeline import awaiting_parent, resume_bookings_of_customer
+from workers.payment_authentication import awaiting_parent
+from workers.pipeline import resume_bookings_of_customer
 from workers.stripe_gateway import StripeGateway, TerminalStripeError, note_event_api_version
 from workers.stripe_shapes import (
     enrollment_id_of,
