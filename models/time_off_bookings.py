@@ -6,7 +6,9 @@ later (a parent's booking activated by the pipeline, an accepted waiting-list of
 an offline `enrollments assign` or roster import, a move, a paused booking resumed) has lessons
 in that time off too: `models.time_off` notes every enrollment entering the taught statuses (a
 flush hook; the booking door for the rows it inserts) and, after commit, hands it to the
-dispatcher a process installs (`set_booking_dispatcher`: `workers.time_off.apply_time_off`), which cancels in its own unit of work the enrollment's
+dispatcher a process installs (`set_booking_dispatcher`), which checks under the teacher's row
+lock whether the teacher is away ahead (`teacher_away_ahead`) and only then enqueues the task
+`workers.time_off.apply_time_off`, which cancels in its own unit of work the enrollment's
 lessons from today on inside each time off of its teacher without a substitute, as `time-off
 add` does (`teacher_cancelled` through `models.attendance.mark_attendance`: the credit, the
 `make_up_invite`, the audit). Once per lesson: a marked lesson is not one to cancel.
@@ -50,6 +52,19 @@ def lessons_in_time_off(session: Session, enrollment: Enrollment) -> list[tuple[
             if lesson.enrollment_id == enrollment.id
         ]
     return found
+
+
+def teacher_away_ahead(session: Session, enrollment_id: int) -> bool:
+    """Whether `enrollment_id`'s teacher has a time off without a substitute from today on (then
+    its lessons may need cancelling). Under the teacher's row lock, as `time-off add` takes it: a
+    time off being recorded now has committed when this reads, and one recorded after it sees
+    the enrollment. One short unit of work per booking that starts taking place."""
+    enrollment = session.get(Enrollment, enrollment_id)
+    if enrollment is None:
+        return False
+    teacher_id = session.get(Timeslot, enrollment.timeslot_id).teacher_id
+    lock_row(session, Teacher, teacher_id)
+    return any(row.substitute_id is None for row in overlapping(session, studio_today(), date.max, teacher_id=teacher_id))
 
 
 def apply_time_off(session: Session, enrollment_id: int, *, actor: str) -> list[AwayLesson]:

@@ -30,6 +30,19 @@ def cancel_lessons_in_time_off(enrollment_id: int) -> list[str]:
     return labels
 
 
+def enqueue_if_teacher_away(enrollment_id: int) -> None:
+    """After the commit that made `enrollment_id` taught: queue `apply_time_off` when its teacher
+    has time off without a substitute ahead (most bookings: a short read under the teacher's
+    row lock, nothing queued). A failed check is logged and left to the task's own check, queued anyway."""
+    try:
+        with session_scope() as session:
+            if not time_off_bookings.teacher_away_ahead(session, enrollment_id):
+                return
+    except Exception:  # the booking stands; the task checks again under the same lock
+        log.exception("time off check of enrollment %s failed; queueing apply_time_off", enrollment_id)
+    apply_time_off(enrollment_id)
+
+
 @huey.task(retries=TASK_RETRIES, retry_delay=TASK_RETRY_DELAY, retry_backoff=TASK_RETRY_BACKOFF)
 def apply_time_off(enrollment_id: int) -> list[str]:
     """After the commit in which `enrollment_id` started taking place: its lessons inside its

@@ -42,9 +42,9 @@ def _enqueue_rebalance(enrollment_id: int) -> None:
 
 
 def _apply_time_off(enrollment_id: int) -> None:
-    from workers.time_off import apply_time_off
+    from workers.time_off import enqueue_if_teacher_away
 
-    apply_time_off(enrollment_id)
+    enqueue_if_teacher_away(enrollment_id)
 
 
 def _watch_freed_slots() -> None:
