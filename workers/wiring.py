@@ -36,9 +36,11 @@ def _enqueue_offer(timeslot_id: int) -> None:
 
 
 def _enqueue_rebalance(enrollment_id: int) -> None:
+    from models.sibling_discount import discount_percent
     from workers.sibling_discounts import rebalance_sibling_discounts
 
-    rebalance_sibling_discounts(enrollment_id)
+    if discount_percent():  # off (0): nothing is created, moved or removed, so no task per booking either
+        rebalance_sibling_discounts(enrollment_id)
 
 
 def _apply_time_off(enrollment_id: int) -> None:
