@@ -12,7 +12,6 @@ names the substitute (`models.time_off`). Five queries whatever the range and th
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -26,7 +25,7 @@ from models.enrollment import HOLD_STATUSES, LIVE_STATUSES, OFFERED, PAUSED, Enr
 from models.errors import Invalid
 from models.locations import Location, Room
 from models.people import Instrument, Student, Teacher
-from models.scheduling import Semester, SemesterClosure, Timeslot, slot_dates
+from models.scheduling import Semester, Timeslot, closures_by_semester, slot_dates
 from models.time_off import Covers, covers_between
 
 DEFAULT_WEEKS = 8  # a listing without `to`
@@ -74,23 +73,12 @@ def lesson_range(today: date, first: date | None = None, last: date | None = Non
 
 def family_lessons(session: Session, payee_id: int, *, first: date, last: date, tz: ZoneInfo) -> list[Lesson]:
     """Every lesson of family `payee_id` from `first` to `last` (both included), by start."""
-    closures, covers = _closures(session, first, last), covers_between(session, first, last)
+    closures, covers = closures_by_semester(session, first, last), covers_between(session, first, last)
     lessons = _weekly_lessons(session, payee_id, first, last, tz, closures, covers) + _makeups(
         session, payee_id, first, last, tz, closures, covers
     )
     lessons.sort(key=lambda lesson: (lesson.starts_at, lesson.kind, lesson.student, lesson.enrollment_id or lesson.makeup_id))
     return lessons
-
-
-def _closures(session: Session, first: date, last: date) -> dict[int, set[date]]:
-    by_semester: dict[int, set[date]] = defaultdict(set)
-    for semester_id, day in session.execute(
-        sa.select(col(SemesterClosure.semester_id), col(SemesterClosure.closed_on)).where(
-            col(SemesterClosure.closed_on) >= first, col(SemesterClosure.closed_on) <= last
-        )
-    ).all():
-        by_semester[semester_id].add(day)
-    return by_semester
 
 
 def _weekly_lessons(

@@ -40,7 +40,7 @@ from models.enrollment import TAUGHT_STATUSES, Enrollment
 from models.errors import Invalid
 from models.people import Student, Teacher
 from models.reports import csv_cell
-from models.scheduling import Semester, SemesterClosure, Timeslot, slot_dates
+from models.scheduling import Semester, Timeslot, closures_by_semester, slot_dates
 from models.time_off import TimeOff
 
 LESSON, MAKEUP = "lesson", "makeup"
@@ -281,13 +281,7 @@ def _unmarked(
     """Every lesson date of a taught enrollment from `first` to `last` without a mark."""
     if last < first:
         return []
-    closures: dict[int, set[date]] = defaultdict(set)
-    for semester_id, day in session.execute(
-        sa.select(col(SemesterClosure.semester_id), col(SemesterClosure.closed_on)).where(
-            col(SemesterClosure.closed_on) >= first, col(SemesterClosure.closed_on) <= last
-        )
-    ).all():
-        closures[semester_id].add(day)
+    closures = closures_by_semester(session, first, last)
     every_closure = set().union(*closures.values())
     statement = (
         sa.select(

@@ -143,6 +143,20 @@ def all_closures(session: Session) -> set[date]:
     return set(session.exec(select(SemesterClosure.closed_on)).all())
 
 
+def closures_by_semester(session: Session, first: date, last: date) -> dict[int, set[date]]:
+    """The closure dates from `first` to `last`, by semester (one query): an enrollment of a
+    semester skips its semester's, one without a semester skips them all."""
+    by_semester: dict[int, set[date]] = {}
+    rows = session.execute(
+        sa.select(SemesterClosure.semester_id, SemesterClosure.closed_on).where(
+            SemesterClosure.closed_on >= first, SemesterClosure.closed_on <= last
+        )
+    ).all()
+    for semester_id, day in rows:
+        by_semester.setdefault(semester_id, set()).add(day)
+    return by_semester
+
+
 def semester_on(session: Session, day: date) -> Semester | None:
     """The semester whose lesson dates include `day`, if any."""
     return session.exec(
