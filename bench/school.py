@@ -43,10 +43,6 @@ TARGET = {"teachers": 60, "families": 1400, "students": 2000, "lessons": 2500, "
 WEEKS_BEFORE, WEEKS_AFTER = 12, 6
 
 
-def _has_table(url: str, name: str) -> bool:
-    return bool(sql(url, "SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0])
-
-
 def seed_school(url: str, *, scale: float = 1.0) -> dict:
     """Seed the school at `scale` of the target size; returns the facts the reads need."""
     size = {key: max(1, round(value * scale)) for key, value in TARGET.items()}
@@ -77,18 +73,16 @@ def seed_school(url: str, *, scale: float = 1.0) -> dict:
     sql(
         url, "INSERT INTO teacher_instrument (teacher_id, instrument_id) SELECT t.id, i.id FROM teacher t CROSS JOIN instrument i"
     )
-    rooms = _has_table(url, "room")
-    if rooms:
-        sql(
-            url,
-            "INSERT INTO location (name, created_at) SELECT 'Location ' || n, now() FROM generate_series(1, %s) AS n",
-            (size["locations"],),
-        )
-        sql(
-            url,
-            "INSERT INTO room (location_id, name, created_at) "
-            "SELECT l.id, 'Room ' || r, now() FROM location l CROSS JOIN generate_series(1, 4) AS r",
-        )
+    sql(
+        url,
+        "INSERT INTO location (name, created_at) SELECT 'Location ' || n, now() FROM generate_series(1, %s) AS n",
+        (size["locations"],),
+    )
+    sql(
+        url,
+        "INSERT INTO room (location_id, name, created_at) "
+        "SELECT l.id, 'Room ' || r, now() FROM location l CROSS JOIN generate_series(1, 4) AS r",
+    )
     # Slots: each teacher works Monday–Saturday from 14:00; 1 slot in 20 is left free.
     per_teacher = -(-size["lessons"] * 21 // 20 // size["teachers"])
     sql(
@@ -98,19 +92,18 @@ def seed_school(url: str, *, scale: float = 1.0) -> dict:
         "FROM teacher t CROSS JOIN generate_series(0, %s - 1) AS k ORDER BY t.id, k",
         (per_teacher,),
     )
-    if rooms:
-        # A teacher keeps to one room; 60 teachers over 20 rooms never share a room at one time
-        # because each room's three teachers get disjoint weekdays (two days each).
-        sql(
-            url,
-            """
-            WITH r AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n, count(*) OVER () AS total FROM room),
-                 t AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM teacher)
-            UPDATE timeslot s SET room_id = r.id
-            FROM t JOIN r ON r.n = t.n % r.total
-            WHERE s.teacher_id = t.id AND s.weekday / 2 = (t.n / r.total) % 3
-            """,
-        )
+    # A teacher keeps to one room; 60 teachers over 20 rooms never share a room at one time
+    # because each room's three teachers get disjoint weekdays (two days each).
+    sql(
+        url,
+        """
+        WITH r AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n, count(*) OVER () AS total FROM room),
+             t AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM teacher)
+        UPDATE timeslot s SET room_id = r.id
+        FROM t JOIN r ON r.n = t.n % r.total
+        WHERE s.teacher_id = t.id AND s.weekday / 2 = (t.n / r.total) % 3
+        """,
+    )
     sql(
         url,
         "INSERT INTO payee (supabase_user_id, email, name, calendar_token, created_at, updated_at) "
@@ -173,40 +166,38 @@ def seed_school(url: str, *, scale: float = 1.0) -> dict:
         "SELECT (SELECT count(*) FROM student), (SELECT count(*) FROM payee), (SELECT count(*) FROM teacher), "
         "(SELECT count(*) FROM enrollment), (SELECT count(*) FROM attendance)",
     )[0]
-    location = sql(url, "SELECT min(id) FROM location")[0][0] if rooms else None
+    location = sql(url, "SELECT min(id) FROM location")[0][0]
     return {"today": today, "counts": counts, "location_id": location}
 
 
 def _reads(facts: dict) -> dict[str, Callable]:
     """The reads measured, by figure name: each takes a session and returns a JSON-able answer."""
+    from sqlmodel import select
+
     from models.dashboard import day_schedule
     from models.discovery import list_timeslots
+    from models.payroll import payroll
     from models.scheduling import Semester
     from models.term_preview import term_preview
 
     today = facts["today"]
     month_end = today.replace(day=1) - timedelta(days=1)
     month_start = month_end.replace(day=1)
-    reads: dict[str, Callable] = {}
-    try:
-        from models.payroll import payroll  # issue 15, item 3
-
-        reads[f"payroll {month_start:%Y-%m}"] = lambda session: payroll(session, first=month_start, last=month_end)
-    except ImportError:
-        pass
+    reads: dict[str, Callable] = {
+        f"payroll {month_start:%Y-%m}": lambda session: payroll(session, first=month_start, last=month_end)
+    }
 
     def preview(session):
-        semester = session.exec(__import__("sqlmodel").select(Semester)).one()
+        semester = session.exec(select(Semester)).one()
         return term_preview(session, semester)
 
     reads["term-preview, all families"] = preview
     reads["dashboard today"] = lambda session: day_schedule(session, today)
     from models.config import get_settings
 
-    location = facts["location_id"]
-    extra = {"location": str(location)} if location is not None else {}
+    location = str(facts["location_id"])
     reads["/public/timeslots?available=true&location="] = lambda session: list_timeslots(
-        session, tz=get_settings().tz, available=True, **extra
+        session, tz=get_settings().tz, available=True, location=location
     )
     return reads
 
