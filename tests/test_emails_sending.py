@@ -136,6 +136,7 @@ def test_every_template_renders_text_and_html_with_real_data(session):
     assert "piano" in confirmation.text and rows["booking_confirmation"].context["time"] in confirmation.text
     context = rows["booking_confirmation"].context
     assert f"every {context['weekday']} at {context['time']}" in confirmation.text  # not "Mons at"
+    assert "\nSee you at the studio!\n" in confirmation.text  # its own line after the plan
     assert context["weekday"] in ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
     final = render_email("payment_failed", rows["payment_failed"].context | {"final_notice": True})
     assert "cancelled" in final.subject

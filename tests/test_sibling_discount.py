@@ -123,7 +123,7 @@ def test_a_second_enrollment_is_billed_with_the_coupon_and_the_confirmation_show
     ).all()
     assert (email.context["discount_percent"], email.context["discounted_amount"]) == (PERCENT, "27.00 USD")
     rendered = render_email(email.template, email.context)
-    assert "Sibling discount: 10% off, you pay 27.00 USD instead of 30.00 USD" in rendered.text
+    assert "USD)\n  Sibling discount: 10% off, you pay 27.00 USD instead of 30.00 USD\nSee you" in rendered.text
     assert "Sibling discount: 10% off, you pay 27.00 USD instead of 30.00 USD" in rendered.html
     [first_email] = session.exec(
         select(EmailLog).where(EmailLog.template == "booking_confirmation", EmailLog.dedupe_key.endswith(f":{first.id}"))
